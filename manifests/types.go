@@ -1,0 +1,368 @@
+package manifests
+
+// Namespace scopes namespaced objects.
+type Namespace struct {
+	TypeMeta   `json:",inline"`
+	ObjectMeta `json:"metadata"`
+	Status     NamespaceStatus `json:"status,omitempty"`
+}
+
+// NamespaceStatus is the observed state of a namespace.
+type NamespaceStatus struct {
+	Phase string `json:"phase,omitempty"`
+}
+
+// ConfigMap holds configuration data.
+type ConfigMap struct {
+	TypeMeta   `json:",inline"`
+	ObjectMeta `json:"metadata"`
+	Data       map[string]string `json:"data,omitempty"`
+	BinaryData map[string][]byte `json:"binaryData,omitempty"`
+	Immutable  *bool             `json:"immutable,omitempty"`
+}
+
+// Secret holds secret data. Data values are base64 in YAML and JSON, as in
+// Kubernetes; StringData is merged into Data by the loader.
+type Secret struct {
+	TypeMeta   `json:",inline"`
+	ObjectMeta `json:"metadata"`
+	Type       string            `json:"type,omitempty"`
+	Data       map[string][]byte `json:"data,omitempty"`
+	StringData map[string]string `json:"stringData,omitempty"`
+	Immutable  *bool             `json:"immutable,omitempty"`
+}
+
+// Pod is one or more containers run together on one node.
+type Pod struct {
+	TypeMeta   `json:",inline"`
+	ObjectMeta `json:"metadata"`
+	Spec       PodSpec   `json:"spec"`
+	Status     PodStatus `json:"status,omitempty"`
+}
+
+// PodTemplateSpec is the pod a controller makes copies of.
+type PodTemplateSpec struct {
+	ObjectMeta `json:"metadata,omitempty"`
+	Spec       PodSpec `json:"spec"`
+}
+
+// Restart policies.
+const (
+	RestartAlways    = "Always"
+	RestartOnFailure = "OnFailure"
+	RestartNever     = "Never"
+)
+
+// PodSpec is the desired state of a pod.
+type PodSpec struct {
+	Containers                    []Container       `json:"containers"`
+	RestartPolicy                 string            `json:"restartPolicy,omitempty"`
+	NodeSelector                  map[string]string `json:"nodeSelector,omitempty"`
+	NodeName                      string            `json:"nodeName,omitempty"`
+	TerminationGracePeriodSeconds *int64            `json:"terminationGracePeriodSeconds,omitempty"`
+	Hostname                      string            `json:"hostname,omitempty"`
+}
+
+// Container is one container of a pod.
+type Container struct {
+	Name            string               `json:"name"`
+	Image           string               `json:"image"`
+	Command         []string             `json:"command,omitempty"`
+	Args            []string             `json:"args,omitempty"`
+	WorkingDir      string               `json:"workingDir,omitempty"`
+	Env             []EnvVar             `json:"env,omitempty"`
+	Ports           []ContainerPort      `json:"ports,omitempty"`
+	Resources       ResourceRequirements `json:"resources,omitempty"`
+	ImagePullPolicy string               `json:"imagePullPolicy,omitempty"`
+}
+
+// EnvVar is one environment variable.
+type EnvVar struct {
+	Name  string `json:"name"`
+	Value string `json:"value,omitempty"`
+}
+
+// ContainerPort is a port a container listens on, optionally published on
+// the node.
+type ContainerPort struct {
+	Name          string `json:"name,omitempty"`
+	ContainerPort int32  `json:"containerPort"`
+	HostPort      int32  `json:"hostPort,omitempty"`
+	HostIP        string `json:"hostIP,omitempty"`
+	Protocol      string `json:"protocol,omitempty"`
+}
+
+// ResourceRequirements holds requests (for scheduling) and limits (enforced
+// by the runtime), keyed by "cpu" and "memory".
+type ResourceRequirements struct {
+	Requests ResourceList `json:"requests,omitempty"`
+	Limits   ResourceList `json:"limits,omitempty"`
+}
+
+// ResourceList maps a resource name to a quantity such as "250m" or "128Mi".
+type ResourceList map[string]Quantity
+
+// Pod phases.
+const (
+	PodPending   = "Pending"
+	PodRunning   = "Running"
+	PodSucceeded = "Succeeded"
+	PodFailed    = "Failed"
+	PodUnknown   = "Unknown"
+)
+
+// PodStatus is what the node observed of a pod.
+type PodStatus struct {
+	Phase             string            `json:"phase,omitempty"`
+	Conditions        []Condition       `json:"conditions,omitempty"`
+	Message           string            `json:"message,omitempty"`
+	Reason            string            `json:"reason,omitempty"`
+	HostIP            string            `json:"hostIP,omitempty"`
+	PodIP             string            `json:"podIP,omitempty"`
+	StartTime         *Time             `json:"startTime,omitempty"`
+	ContainerStatuses []ContainerStatus `json:"containerStatuses,omitempty"`
+	// ObservedAt is when the node last reported this status.
+	ObservedAt *Time `json:"observedAt,omitempty"`
+}
+
+// ContainerStatus is the observed state of one container.
+type ContainerStatus struct {
+	Name         string         `json:"name"`
+	State        ContainerState `json:"state"`
+	LastState    ContainerState `json:"lastTerminationState,omitempty"`
+	Ready        bool           `json:"ready"`
+	RestartCount int32          `json:"restartCount"`
+	Image        string         `json:"image"`
+	ContainerID  string         `json:"containerID,omitempty"`
+	Started      *bool          `json:"started,omitempty"`
+}
+
+// ContainerState holds at most one of its members.
+type ContainerState struct {
+	Waiting    *ContainerStateWaiting    `json:"waiting,omitempty"`
+	Running    *ContainerStateRunning    `json:"running,omitempty"`
+	Terminated *ContainerStateTerminated `json:"terminated,omitempty"`
+}
+
+// ContainerStateWaiting is a container not yet running.
+type ContainerStateWaiting struct {
+	Reason  string `json:"reason,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+// ContainerStateRunning is a running container.
+type ContainerStateRunning struct {
+	StartedAt *Time `json:"startedAt,omitempty"`
+}
+
+// ContainerStateTerminated is a container that exited.
+type ContainerStateTerminated struct {
+	ExitCode   int32  `json:"exitCode"`
+	Reason     string `json:"reason,omitempty"`
+	Message    string `json:"message,omitempty"`
+	StartedAt  *Time  `json:"startedAt,omitempty"`
+	FinishedAt *Time  `json:"finishedAt,omitempty"`
+}
+
+// Condition is a Kubernetes-style status condition.
+type Condition struct {
+	Type               string `json:"type"`
+	Status             string `json:"status"`
+	Reason             string `json:"reason,omitempty"`
+	Message            string `json:"message,omitempty"`
+	LastTransitionTime *Time  `json:"lastTransitionTime,omitempty"`
+	LastHeartbeatTime  *Time  `json:"lastHeartbeatTime,omitempty"`
+}
+
+// LabelSelector selects objects by their labels.
+type LabelSelector struct {
+	MatchLabels      map[string]string          `json:"matchLabels,omitempty"`
+	MatchExpressions []LabelSelectorRequirement `json:"matchExpressions,omitempty"`
+}
+
+// LabelSelectorRequirement is one set-based selector term.
+type LabelSelectorRequirement struct {
+	Key      string   `json:"key"`
+	Operator string   `json:"operator"`
+	Values   []string `json:"values,omitempty"`
+}
+
+// ReplicaSet keeps a number of identical pods running.
+type ReplicaSet struct {
+	TypeMeta   `json:",inline"`
+	ObjectMeta `json:"metadata"`
+	Spec       ReplicaSetSpec   `json:"spec"`
+	Status     ReplicaSetStatus `json:"status,omitempty"`
+}
+
+// ReplicaSetSpec is the desired state of a ReplicaSet.
+type ReplicaSetSpec struct {
+	Replicas        *int32          `json:"replicas,omitempty"`
+	MinReadySeconds int32           `json:"minReadySeconds,omitempty"`
+	Selector        *LabelSelector  `json:"selector"`
+	Template        PodTemplateSpec `json:"template"`
+}
+
+// ReplicaSetStatus is the observed state of a ReplicaSet.
+type ReplicaSetStatus struct {
+	Replicas             int32 `json:"replicas"`
+	FullyLabeledReplicas int32 `json:"fullyLabeledReplicas,omitempty"`
+	ReadyReplicas        int32 `json:"readyReplicas,omitempty"`
+	AvailableReplicas    int32 `json:"availableReplicas,omitempty"`
+	ObservedGeneration   int64 `json:"observedGeneration,omitempty"`
+}
+
+// Deployment rolls pods out through ReplicaSets.
+type Deployment struct {
+	TypeMeta   `json:",inline"`
+	ObjectMeta `json:"metadata"`
+	Spec       DeploymentSpec   `json:"spec"`
+	Status     DeploymentStatus `json:"status,omitempty"`
+}
+
+// Deployment strategies.
+const (
+	RollingUpdateStrategy = "RollingUpdate"
+	RecreateStrategy      = "Recreate"
+)
+
+// DeploymentSpec is the desired state of a Deployment.
+type DeploymentSpec struct {
+	Replicas                *int32             `json:"replicas,omitempty"`
+	Selector                *LabelSelector     `json:"selector"`
+	Template                PodTemplateSpec    `json:"template"`
+	Strategy                DeploymentStrategy `json:"strategy,omitempty"`
+	MinReadySeconds         int32              `json:"minReadySeconds,omitempty"`
+	RevisionHistoryLimit    *int32             `json:"revisionHistoryLimit,omitempty"`
+	Paused                  bool               `json:"paused,omitempty"`
+	ProgressDeadlineSeconds *int32             `json:"progressDeadlineSeconds,omitempty"`
+}
+
+// DeploymentStrategy says how old pods are replaced by new ones.
+type DeploymentStrategy struct {
+	Type          string                   `json:"type,omitempty"`
+	RollingUpdate *RollingUpdateDeployment `json:"rollingUpdate,omitempty"`
+}
+
+// RollingUpdateDeployment bounds a rolling update.
+type RollingUpdateDeployment struct {
+	MaxUnavailable *IntOrString `json:"maxUnavailable,omitempty"`
+	MaxSurge       *IntOrString `json:"maxSurge,omitempty"`
+}
+
+// DeploymentStatus is the observed state of a Deployment.
+type DeploymentStatus struct {
+	ObservedGeneration  int64       `json:"observedGeneration,omitempty"`
+	Replicas            int32       `json:"replicas,omitempty"`
+	UpdatedReplicas     int32       `json:"updatedReplicas,omitempty"`
+	ReadyReplicas       int32       `json:"readyReplicas,omitempty"`
+	AvailableReplicas   int32       `json:"availableReplicas,omitempty"`
+	UnavailableReplicas int32       `json:"unavailableReplicas,omitempty"`
+	Conditions          []Condition `json:"conditions,omitempty"`
+}
+
+// Node is a host that runs pods. Nodes register themselves; they never come
+// from Git.
+type Node struct {
+	TypeMeta   `json:",inline"`
+	ObjectMeta `json:"metadata"`
+	Spec       NodeSpec   `json:"spec,omitempty"`
+	Status     NodeStatus `json:"status,omitempty"`
+}
+
+// NodeSpec is the desired state of a node.
+type NodeSpec struct {
+	Unschedulable bool `json:"unschedulable,omitempty"`
+}
+
+// NodeStatus is what a node reports of itself.
+type NodeStatus struct {
+	Capacity    ResourceList   `json:"capacity,omitempty"`
+	Allocatable ResourceList   `json:"allocatable,omitempty"`
+	Conditions  []Condition    `json:"conditions,omitempty"`
+	Addresses   []NodeAddress  `json:"addresses,omitempty"`
+	NodeInfo    NodeSystemInfo `json:"nodeInfo,omitempty"`
+}
+
+// NodeAddress is one address of a node.
+type NodeAddress struct {
+	Type    string `json:"type"`
+	Address string `json:"address"`
+}
+
+// NodeSystemInfo describes the node's software.
+type NodeSystemInfo struct {
+	OperatingSystem         string `json:"operatingSystem,omitempty"`
+	Architecture            string `json:"architecture,omitempty"`
+	ContainerRuntimeVersion string `json:"containerRuntimeVersion,omitempty"`
+	KubeletVersion          string `json:"kubeletVersion,omitempty"`
+}
+
+// Source is where desired state comes from. The root source is given to
+// `capstan up`/`server`; its status records what was applied.
+type Source struct {
+	TypeMeta   `json:",inline"`
+	ObjectMeta `json:"metadata"`
+	Spec       SourceSpec   `json:"spec"`
+	Status     SourceStatus `json:"status,omitempty"`
+}
+
+// SourceSpec describes a source. URL never holds credentials.
+type SourceSpec struct {
+	URL      string `json:"url"`
+	Branch   string `json:"branch,omitempty"`
+	Path     string `json:"path,omitempty"`
+	Interval string `json:"interval,omitempty"`
+}
+
+// SourceStatus is the outcome of the source's latest sync attempts.
+type SourceStatus struct {
+	AppliedRevision   string      `json:"appliedRevision,omitempty"`
+	AttemptedRevision string      `json:"attemptedRevision,omitempty"`
+	LastError         string      `json:"lastError,omitempty"`
+	LastSyncTime      *Time       `json:"lastSyncTime,omitempty"`
+	Conditions        []Condition `json:"conditions,omitempty"`
+	Objects           int         `json:"objects,omitempty"`
+}
+
+// File is one manifest file of a source revision: its slash-separated path
+// relative to the source's root, and its bytes.
+type File struct {
+	Path string
+	Data []byte
+}
+
+// Event is something that happened to an object, shown by `describe`.
+type Event struct {
+	Time      *Time  `json:"time"`
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name"`
+	Type      string `json:"type"` // Normal or Warning
+	Reason    string `json:"reason"`
+	Message   string `json:"message"`
+	Source    string `json:"source"` // the component that reported it
+}
+
+// AuditRecord is one sync attempt of a source.
+type AuditRecord struct {
+	Source    string         `json:"source"`
+	Revision  string         `json:"revision"`
+	Author    string         `json:"author,omitempty"`
+	Committer string         `json:"committer,omitempty"`
+	Message   string         `json:"message,omitempty"`
+	CommitAt  *Time          `json:"commitTime,omitempty"`
+	Time      *Time          `json:"time"`
+	Result    string         `json:"result"` // Applied, Unchanged, Rejected, Failed
+	Errors    []string       `json:"errors,omitempty"`
+	Changes   []ObjectChange `json:"changes,omitempty"`
+}
+
+// ObjectChange is one object created, updated or deleted by a sync.
+type ObjectChange struct {
+	Action    string   `json:"action"` // created, updated, deleted
+	Kind      string   `json:"kind"`
+	Namespace string   `json:"namespace,omitempty"`
+	Name      string   `json:"name"`
+	Fields    []string `json:"fields,omitempty"` // changed field paths, for updates
+}

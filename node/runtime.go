@@ -1,0 +1,120 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+)
+
+// Runtime errors, mapped from the runtime's own codes by each adapter.
+var (
+	// ErrNotFound: the pod, container or image does not exist.
+	ErrNotFound = errors.New("runtime: not found")
+	// ErrConflict: the name is taken, or the object is in a state that
+	// forbids the operation.
+	ErrConflict = errors.New("runtime: conflict")
+)
+
+// Runtime is what the node daemon needs from a container engine. One
+// Capstan pod is one runtime pod; each container restart is a new runtime
+// container (so the previous instance's logs stay readable). Every method is
+// safe for concurrent use.
+type Runtime interface {
+	// Info describes the engine and the host's capacity.
+	Info(ctx context.Context) (RuntimeInfo, error)
+	// ListPods returns the pods whose labels include every label in match,
+	// with their containers.
+	ListPods(ctx context.Context, match map[string]string) ([]PodInfo, error)
+	// CreatePod creates a pod and starts its infrastructure (network,
+	// published ports); it returns the pod's ID.
+	CreatePod(ctx context.Context, cfg PodConfig) (string, error)
+	// RemovePod stops (SIGTERM, then SIGKILL after grace) and removes a pod
+	// with all its containers. A missing pod is not an error.
+	RemovePod(ctx context.Context, podID string, grace time.Duration) error
+	// CreateContainer creates (but does not start) a container in a pod.
+	CreateContainer(ctx context.Context, podID string, cfg ContainerConfig) (string, error)
+	// StartContainer starts a created container.
+	StartContainer(ctx context.Context, id string) error
+	// StopContainer sends SIGTERM, then SIGKILL after grace.
+	StopContainer(ctx context.Context, id string, grace time.Duration) error
+	// RemoveContainer removes a container, killing it if it runs. A missing
+	// container is not an error.
+	RemoveContainer(ctx context.Context, id string) error
+	// ContainerLogs copies a container's output to w; with follow it keeps
+	// copying until ctx ends or the container exits. tail < 0 means all.
+	ContainerLogs(ctx context.Context, id string, follow bool, tail int, w io.Writer) error
+	// ImageExists reports whether an image is present locally.
+	ImageExists(ctx context.Context, ref string) (bool, error)
+}
+
+// RuntimeInfo describes the engine and the host.
+type RuntimeInfo struct {
+	Name          string // "podman"
+	Version       string
+	CPUs          int
+	MemoryBytes   int64
+	OS, Arch      string
+	CgroupVersion string
+}
+
+// PortMapping publishes a container port on the host.
+type PortMapping struct {
+	HostIP        string
+	HostPort      uint16
+	ContainerPort uint16
+	Protocol      string // "tcp" or "udp"
+}
+
+// PodConfig is a pod to create.
+type PodConfig struct {
+	Name     string
+	Hostname string
+	Labels   map[string]string
+	Ports    []PortMapping
+}
+
+// ContainerConfig is a container to create inside a pod.
+type ContainerConfig struct {
+	Name       string
+	Image      string
+	Command    []string // entrypoint; empty keeps the image's
+	Args       []string
+	Env        map[string]string
+	WorkingDir string
+	Labels     map[string]string
+	// MemoryLimit in bytes and CPULimitMilli in millicores; 0 means none.
+	MemoryLimit   int64
+	CPULimitMilli int64
+}
+
+// PodInfo is a pod as the runtime sees it.
+type PodInfo struct {
+	ID         string
+	Name       string
+	Labels     map[string]string
+	Created    time.Time
+	Containers []ContainerInfo // the pod's own containers, not its infra
+}
+
+// Container states as the runtime reports them.
+const (
+	StateCreated = "created"
+	StateRunning = "running"
+	StateExited  = "exited"
+	StateUnknown = "unknown"
+)
+
+// ContainerInfo is a container as the runtime sees it.
+type ContainerInfo struct {
+	ID         string
+	Name       string
+	Image      string
+	Labels     map[string]string
+	State      string // one of the State constants ("paused" etc. map to running)
+	ExitCode   int32
+	OOMKilled  bool
+	StartedAt  time.Time
+	FinishedAt time.Time
+	Created    time.Time
+}
