@@ -366,3 +366,18 @@ type ObjectChange struct {
 	Name      string   `json:"name"`
 	Fields    []string `json:"fields,omitempty"` // changed field paths, for updates
 }
+
+// PodStatusReport is what a node writes to the status bucket for one pod:
+// the pod's uid (so a report for an older pod of the same name is never
+// taken for the current one) and what the node observed.
+type PodStatusReport struct {
+	UID    string    `json:"uid"`
+	Node   string    `json:"node"`
+	Status PodStatus `json:"status"`
+}
+
+// AssignmentKey is the key of a pod's assignment (and of its status
+// report): <node>.<namespace>.<name>.
+func AssignmentKey(node, namespace, name string) string {
+	return node + "." + namespace + "." + name
+}

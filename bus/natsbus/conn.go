@@ -1,0 +1,215 @@
+package natsbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/capstan-io/capstan/bus"
+)
+
+// Stream names.
+const (
+	StreamEvents = "events"
+	StreamAudit  = "audit"
+)
+
+// Defaults for Options.
+const (
+	DefaultName            = "capstan"
+	DefaultLeaseTTL        = 15 * time.Second
+	DefaultEventsMaxAge    = time.Hour
+	DefaultEventsPerObject = 100
+	DefaultAuditMaxBytes   = 1 << 30
+)
+
+// Options configures Connect. The zero value connects without credentials
+// to a single server and uses the defaults above.
+type Options struct {
+	// Name is the client name the server shows; default "capstan".
+	Name string
+	// CredentialsFile is a NATS .creds file (user JWT and nkey seed).
+	CredentialsFile string
+	// User and Password authenticate with a user name.
+	User, Password string
+	// Token authenticates with a token.
+	Token string
+
+	// Replicas of every bucket and stream: 1 for the embedded server, 3 on
+	// an external cluster. Default 1.
+	Replicas int
+	// ObjectsHistory is how many revisions of each object the objects
+	// bucket keeps (1 to 64); default 1. Nothing in Capstan reads older
+	// revisions yet; more history costs disk per object.
+	ObjectsHistory uint8
+	// LeaseTTL is how long a lease lives after its last write; default
+	// 15 s, at least 1 s. A holder must renew well within it.
+	LeaseTTL time.Duration
+	// EventsMaxAge is how long events are kept; default 1 h.
+	EventsMaxAge time.Duration
+	// EventsPerObject is how many events are kept, and listed, per object;
+	// default 100.
+	EventsPerObject int
+	// AuditMaxBytes bounds the audit stream, which has no age limit: the
+	// oldest records go first once it is full. Default 1 GiB.
+	AuditMaxBytes int64
+
+	// Logger receives connection events (disconnects, reconnects, errors);
+	// nil discards them.
+	Logger *slog.Logger
+}
+
+func (o *Options) setDefaults() {
+	if o.Name == "" {
+		o.Name = DefaultName
+	}
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
+	if o.ObjectsHistory == 0 {
+		o.ObjectsHistory = 1
+	}
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = DefaultLeaseTTL
+	}
+	if o.EventsMaxAge <= 0 {
+		o.EventsMaxAge = DefaultEventsMaxAge
+	}
+	if o.EventsPerObject <= 0 {
+		o.EventsPerObject = DefaultEventsPerObject
+	}
+	if o.AuditMaxBytes <= 0 {
+		o.AuditMaxBytes = DefaultAuditMaxBytes
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Conn is a connection to NATS with Capstan's buckets and streams. Its
+// fields are set by Connect and must not be changed; it is safe for
+// concurrent use.
+type Conn struct {
+	// The buckets, each a *KV (type-assert for PurgeDeletes or Bucket).
+	Objects, Assignments, Status, Nodes, Leases bus.Store
+
+	Events bus.Events
+	Audit  bus.Audit
+
+	// NC is the connection itself, for request/reply (such as logs).
+	NC *nats.Conn
+	// JS is the JetStream context the stores use.
+	JS jetstream.JetStream
+}
+
+// Connect connects to url (one or more comma-separated server URLs),
+// reconnecting forever once connected, and creates or updates the buckets
+// and streams. Credentials never appear in logs or errors.
+func Connect(ctx context.Context, url string, opts Options) (*Conn, error) {
+	opts.setDefaults()
+	if opts.LeaseTTL < time.Second {
+		return nil, errors.New("natsbus: lease TTL under 1s")
+	}
+	log := opts.Logger
+	nopts := []nats.Option{
+		nats.Name(opts.Name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("nats disconnected", "server", nc.ConnectedUrlRedacted(), "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("nats reconnected", "server", nc.ConnectedUrlRedacted())
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			if sub != nil {
+				log.Error("nats subscription error", "subject", sub.Subject, "err", err)
+				return
+			}
+			log.Error("nats error", "err", err)
+		}),
+	}
+	if opts.CredentialsFile != "" {
+		nopts = append(nopts, nats.UserCredentials(opts.CredentialsFile))
+	}
+	if opts.User != "" {
+		nopts = append(nopts, nats.UserInfo(opts.User, opts.Password))
+	}
+	if opts.Token != "" {
+		nopts = append(nopts, nats.Token(opts.Token))
+	}
+	nc, err := nats.Connect(url, nopts...)
+	if err != nil {
+		// nats.Connect's errors name the failure, not the credentials.
+		return nil, fmt.Errorf("natsbus: connect: %w", err)
+	}
+	c, err := setup(ctx, nc, opts)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	log.Info("nats connected", "server", nc.ConnectedUrlRedacted())
+	return c, nil
+}
+
+func setup(ctx context.Context, nc *nats.Conn, opts Options) (*Conn, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("natsbus: jetstream: %w", err)
+	}
+	c := &Conn{NC: nc, JS: js}
+	buckets := []struct {
+		dst *bus.Store
+		cfg jetstream.KeyValueConfig
+	}{
+		{&c.Objects, jetstream.KeyValueConfig{Bucket: bus.BucketObjects, History: opts.ObjectsHistory}},
+		{&c.Assignments, jetstream.KeyValueConfig{Bucket: bus.BucketAssignments}},
+		{&c.Status, jetstream.KeyValueConfig{Bucket: bus.BucketStatus}},
+		{&c.Nodes, jetstream.KeyValueConfig{Bucket: bus.BucketNodes}},
+		// An expired lease leaves a delete marker, so watchers see it go.
+		{&c.Leases, jetstream.KeyValueConfig{Bucket: bus.BucketLeases, TTL: opts.LeaseTTL, LimitMarkerTTL: opts.LeaseTTL}},
+	}
+	for _, b := range buckets {
+		b.cfg.Storage = jetstream.FileStorage
+		b.cfg.Replicas = opts.Replicas
+		kv, err := js.CreateOrUpdateKeyValue(ctx, b.cfg)
+		if err != nil {
+			return nil, fmt.Errorf("natsbus: bucket %s: %w", b.cfg.Bucket, err)
+		}
+		*b.dst = NewKV(kv)
+	}
+	streams := []jetstream.StreamConfig{{
+		Name:              StreamEvents,
+		Subjects:          []string{"capstan.events.>"},
+		Storage:           jetstream.FileStorage,
+		Replicas:          opts.Replicas,
+		MaxAge:            opts.EventsMaxAge,
+		MaxMsgsPerSubject: int64(opts.EventsPerObject),
+		Discard:           jetstream.DiscardOld,
+	}, {
+		Name:     StreamAudit,
+		Subjects: []string{"capstan.audit.>"},
+		Storage:  jetstream.FileStorage,
+		Replicas: opts.Replicas,
+		MaxBytes: opts.AuditMaxBytes,
+		Discard:  jetstream.DiscardOld,
+	}}
+	for _, cfg := range streams {
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return nil, fmt.Errorf("natsbus: stream %s: %w", cfg.Name, err)
+		}
+	}
+	c.Events = &Events{js: js, limit: opts.EventsPerObject}
+	c.Audit = &Audit{js: js}
+	return c, nil
+}
+
+// Close closes the connection; watches end and close their channels.
+func (c *Conn) Close() { c.NC.Close() }
