@@ -1,0 +1,48 @@
+# Capstan. `make help` lists the targets.
+SHELL := /bin/bash
+export PATH := $(PATH):/usr/local/go/bin
+
+# The Podman bindings need these tags (see docs/ARCHITECTURE.md).
+TAGS := remote exclude_graphdriver_btrfs btrfs_noversion exclude_graphdriver_devicemapper containers_image_openpgp
+GO ?= go
+DATA ?= $(CURDIR)/.data
+IMAGE ?= localhost/capstan-demo:latest
+TEST_TIMEOUT ?= 20m
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@2025.1.1
+
+.PHONY: help build test test-unit up deps image lint tidy clean bench
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+build: ## build bin/capstan
+	$(GO) build -tags "$(TAGS)" -o bin/capstan ./cmd/capstan
+
+deps: ## install Podman, runc, busybox-static and friends when missing (Debian, root)
+	@if [ "$$(id -u)" = 0 ]; then scripts/install-deps.sh; \
+	else command -v podman >/dev/null || { echo "make deps: run as root to install Podman"; exit 1; }; fi
+
+image: deps ## build the local demo/test image when missing
+	scripts/build-image.sh $(IMAGE)
+
+test: deps image ## install what is missing, build, and run every test (end-to-end with real Podman) under -race
+	$(GO) build -tags "$(TAGS)" -o bin/capstan ./cmd/capstan
+	CAPSTAN_REQUIRE_PODMAN=1 $(GO) test -race -tags "$(TAGS)" -timeout $(TEST_TIMEOUT) -count=1 ./...
+
+test-unit: ## the tests that need no Podman (end-to-end ones skip)
+	$(GO) test -race -tags "$(TAGS)" -count=1 ./...
+
+up: deps image build ## run Capstan on the bundled demo (a git repo made in $(DATA)/demo-repo)
+	scripts/demo-repo.sh $(DATA)/demo-repo
+	bin/capstan up --repo $(DATA)/demo-repo --data-dir $(DATA)
+
+lint: ## go vet, gofmt and staticcheck
+	$(GO) vet -tags "$(TAGS)" ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) run $(STATICCHECK) -tags "$(TAGS)" ./...
+
+tidy: ## go mod tidy
+	$(GO) mod tidy
+
+clean: ## remove bin/ (not the data dir)
+	rm -rf bin

@@ -1,0 +1,552 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
+
+	"github.com/capstan-io/capstan/bus/natsbus"
+	"github.com/capstan-io/capstan/manifests"
+	"github.com/capstan-io/capstan/node"
+	"github.com/capstan-io/capstan/schema"
+)
+
+func (g *globals) connect(ctx context.Context) (*natsbus.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	conn, err := natsbus.Connect(ctx, g.server, natsbus.Options{Name: "capstan-cli"})
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach the Capstan bus at %s (is `capstan up` running? set --server or CAPSTAN_SERVER): %w", redactURL(g.server), err)
+	}
+	return conn, nil
+}
+
+// redactURL drops userinfo from a URL for messages.
+func redactURL(u string) string {
+	if i := strings.Index(u, "://"); i >= 0 {
+		if j := strings.LastIndex(u[i+3:], "@"); j >= 0 {
+			return u[:i+3] + "***@" + u[i+3+j+1:]
+		}
+	}
+	return u
+}
+
+// listObjects reads the objects of a kind: nodes from their bucket, the
+// rest from the objects bucket.
+func listObjects(ctx context.Context, conn *natsbus.Conn, k manifests.KindInfo, ns, name string) ([]manifests.Object, error) {
+	store, pattern := conn.Objects, k.Kind+".>"
+	switch {
+	case k.Kind == "Node" && name != "":
+		store, pattern = conn.Nodes, name
+	case k.Kind == "Node":
+		store, pattern = conn.Nodes, ">"
+	case name != "":
+		pattern = manifests.Key(k.Kind, nsFor(k, ns), name)
+	case k.Namespaced && ns != "":
+		pattern = k.Kind + "." + ns + ".>"
+	}
+	entries, err := store.List(ctx, pattern)
+	if err != nil {
+		return nil, err
+	}
+	var out []manifests.Object
+	for _, e := range entries {
+		obj, err := manifests.Decode(e.Value)
+		if err != nil {
+			continue
+		}
+		obj.GetObjectMeta().ResourceVersion = fmt.Sprint(e.Revision)
+		out = append(out, obj)
+	}
+	manifests.SortObjects(out)
+	if name != "" && len(out) == 0 {
+		return nil, exitError{code: 1, msg: fmt.Sprintf("Error: %s %q not found", strings.ToLower(k.Kind), name)}
+	}
+	return out, nil
+}
+
+func nsFor(k manifests.KindInfo, ns string) string {
+	if !k.Namespaced {
+		return ""
+	}
+	if ns == "" {
+		return "default"
+	}
+	return ns
+}
+
+func resolveKind(arg string) (manifests.KindInfo, string, error) {
+	kind, name, _ := strings.Cut(arg, "/")
+	k, ok := manifests.ResolveKind(kind)
+	if !ok {
+		return k, "", exitError{code: 1, msg: fmt.Sprintf("error: the server doesn't have a resource type %q", kind)}
+	}
+	return k, name, nil
+}
+
+func getCmd(g *globals) *cobra.Command {
+	var ns, output string
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "get KIND [NAME]",
+		Short: "List objects: pods, replicasets, deployments, configmaps, secrets, nodes, sources, namespaces",
+		Args:  cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			k, name, err := resolveKind(args[0])
+			if err != nil {
+				return err
+			}
+			if len(args) == 2 {
+				name = args[1]
+			}
+			if !all && ns == "" {
+				ns = "default"
+			}
+			conn, err := g.connect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			objs, err := listObjects(cmd.Context(), conn, k, ns, name)
+			if err != nil {
+				return err
+			}
+			return printObjects(g.stdout, k, objs, output, all && k.Namespaced, name != "")
+		},
+	}
+	cmd.Flags().StringVarP(&ns, "namespace", "n", "", "namespace (default \"default\")")
+	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "list across all namespaces")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "table, wide, json or yaml")
+	return cmd
+}
+
+func printObjects(w io.Writer, k manifests.KindInfo, objs []manifests.Object, output string, showNS, single bool) error {
+	switch output {
+	case "json", "yaml":
+		var v any = map[string]any{"apiVersion": "v1", "kind": "List", "items": objs}
+		if single && len(objs) == 1 {
+			v = objs[0]
+		}
+		if objs == nil && !single {
+			v = map[string]any{"apiVersion": "v1", "kind": "List", "items": []any{}}
+		}
+		b, err := json.MarshalIndent(v, "", "    ")
+		if err != nil {
+			return err
+		}
+		if output == "yaml" {
+			if b, err = yaml.JSONToYAML(b); err != nil {
+				return err
+			}
+			_, err = w.Write(b)
+			return err
+		}
+		_, err = fmt.Fprintln(w, string(b))
+		return err
+	case "table", "wide", "":
+	default:
+		return exitError{code: 1, msg: fmt.Sprintf("error: unknown output format %q: use table, wide, json or yaml", output)}
+	}
+	if len(objs) == 0 {
+		_, err := fmt.Fprintln(w, "No resources found.")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
+	header, row := columns(k.Kind, output == "wide")
+	if showNS {
+		header = append([]string{"NAMESPACE"}, header...)
+	}
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	for _, o := range objs {
+		cells := row(o)
+		if showNS {
+			cells = append([]string{o.GetObjectMeta().Namespace}, cells...)
+		}
+		fmt.Fprintln(tw, strings.Join(cells, "\t"))
+	}
+	return tw.Flush()
+}
+
+// age formats the time since t as kubectl does: 45s, 3m, 5h, 2d.
+func age(t *manifests.Time) string {
+	if t == nil {
+		return "<unknown>"
+	}
+	d := time.Since(t.Time)
+	switch {
+	case d < 2*time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < 2*time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}
+
+func columns(kind string, wide bool) ([]string, func(manifests.Object) []string) {
+	switch kind {
+	case "Pod":
+		h := []string{"NAME", "READY", "STATUS", "RESTARTS", "AGE"}
+		if wide {
+			h = append(h, "NODE", "HOST-IP")
+		}
+		return h, func(o manifests.Object) []string {
+			p := o.(*manifests.Pod)
+			ready, restarts := 0, int32(0)
+			for _, c := range p.Status.ContainerStatuses {
+				if c.Ready {
+					ready++
+				}
+				restarts += c.RestartCount
+			}
+			r := []string{p.Name, fmt.Sprintf("%d/%d", ready, len(p.Spec.Containers)), podStatusText(p), fmt.Sprint(restarts), age(p.CreationTimestamp)}
+			if wide {
+				r = append(r, orNone(p.Spec.NodeName), orNone(p.Status.HostIP))
+			}
+			return r
+		}
+	case "Deployment":
+		return []string{"NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"}, func(o manifests.Object) []string {
+			d := o.(*manifests.Deployment)
+			return []string{d.Name, fmt.Sprintf("%d/%d", d.Status.ReadyReplicas, manifests.Int32(d.Spec.Replicas, 1)),
+				fmt.Sprint(d.Status.UpdatedReplicas), fmt.Sprint(d.Status.AvailableReplicas), age(d.CreationTimestamp)}
+		}
+	case "ReplicaSet":
+		return []string{"NAME", "DESIRED", "CURRENT", "READY", "AGE"}, func(o manifests.Object) []string {
+			r := o.(*manifests.ReplicaSet)
+			return []string{r.Name, fmt.Sprint(manifests.Int32(r.Spec.Replicas, 1)), fmt.Sprint(r.Status.Replicas), fmt.Sprint(r.Status.ReadyReplicas), age(r.CreationTimestamp)}
+		}
+	case "Node":
+		return []string{"NAME", "STATUS", "ADDRESS", "AGE", "VERSION"}, func(o manifests.Object) []string {
+			n := o.(*manifests.Node)
+			st := "NotReady"
+			if manifests.IsNodeReady(n) {
+				st = "Ready"
+			}
+			if c := manifests.FindCondition(n.Status.Conditions, "Ready"); c != nil && c.Status == manifests.ConditionUnknown {
+				st = "NotReady (Unknown)"
+			}
+			if n.Spec.Unschedulable {
+				st += ",SchedulingDisabled"
+			}
+			addr := ""
+			for _, a := range n.Status.Addresses {
+				if a.Type == "InternalIP" {
+					addr = a.Address
+				}
+			}
+			return []string{n.Name, st, addr, age(firstSeen(n)), n.Status.NodeInfo.ContainerRuntimeVersion}
+		}
+	case "Namespace":
+		return []string{"NAME", "STATUS", "AGE"}, func(o manifests.Object) []string {
+			n := o.(*manifests.Namespace)
+			return []string{n.Name, "Active", age(n.CreationTimestamp)}
+		}
+	case "ConfigMap":
+		return []string{"NAME", "DATA", "AGE"}, func(o manifests.Object) []string {
+			c := o.(*manifests.ConfigMap)
+			return []string{c.Name, fmt.Sprint(len(c.Data) + len(c.BinaryData)), age(c.CreationTimestamp)}
+		}
+	case "Secret":
+		return []string{"NAME", "TYPE", "DATA", "AGE"}, func(o manifests.Object) []string {
+			s := o.(*manifests.Secret)
+			return []string{s.Name, s.Type, fmt.Sprint(len(s.Data)), age(s.CreationTimestamp)}
+		}
+	case "Source":
+		h := []string{"NAME", "READY", "APPLIED", "ATTEMPTED", "LAST-SYNC", "MESSAGE"}
+		if wide {
+			h = append(h, "URL", "BRANCH", "PATH")
+		}
+		return h, func(o manifests.Object) []string {
+			s := o.(*manifests.Source)
+			ready, msg := "Unknown", ""
+			if c := manifests.FindCondition(s.Status.Conditions, "Ready"); c != nil {
+				ready, msg = c.Status, c.Message
+			}
+			r := []string{s.Name, ready, shortRev(s.Status.AppliedRevision), shortRev(s.Status.AttemptedRevision), age(s.Status.LastSyncTime), msg}
+			if wide {
+				r = append(r, s.Spec.URL, s.Spec.Branch, s.Spec.Path)
+			}
+			return r
+		}
+	}
+	return []string{"NAME", "AGE"}, func(o manifests.Object) []string {
+		return []string{o.GetObjectMeta().Name, age(o.GetObjectMeta().CreationTimestamp)}
+	}
+}
+
+func firstSeen(n *manifests.Node) *manifests.Time {
+	if n.CreationTimestamp != nil {
+		return n.CreationTimestamp
+	}
+	if c := manifests.FindCondition(n.Status.Conditions, "Ready"); c != nil {
+		return c.LastTransitionTime
+	}
+	return nil
+}
+
+func shortRev(r string) string {
+	if len(r) > 12 {
+		return r[:12]
+	}
+	return orNone(r)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "<none>"
+	}
+	return s
+}
+
+// podStatusText is the STATUS column: a container's waiting or terminated
+// reason when there is one, else the phase, as kubectl shows.
+func podStatusText(p *manifests.Pod) string {
+	if p.DeletionTimestamp != nil {
+		return "Terminating"
+	}
+	for _, c := range p.Status.ContainerStatuses {
+		if w := c.State.Waiting; w != nil && w.Reason != "" && w.Reason != "ContainerCreating" {
+			return w.Reason
+		}
+		if t := c.State.Terminated; t != nil && t.Reason != "" && p.Status.Phase != manifests.PodSucceeded {
+			return t.Reason
+		}
+	}
+	if c := manifests.FindCondition(p.Status.Conditions, "PodScheduled"); c != nil && c.Status == manifests.ConditionFalse {
+		return "Pending"
+	}
+	if p.Status.Phase == manifests.PodPending && p.Spec.NodeName != "" {
+		return "ContainerCreating"
+	}
+	if c := manifests.FindCondition(p.Status.Conditions, "Ready"); c != nil && c.Reason == "NodeLost" {
+		return "Unknown"
+	}
+	if p.Status.Phase == manifests.PodSucceeded {
+		return "Completed"
+	}
+	if p.Status.Phase == "" {
+		return "Pending"
+	}
+	return p.Status.Phase
+}
+
+func describeCmd(g *globals) *cobra.Command {
+	var ns string
+	cmd := &cobra.Command{
+		Use:   "describe KIND NAME",
+		Short: "Show one object in detail, with its events",
+		Args:  cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			k, name, err := resolveKind(args[0])
+			if err != nil {
+				return err
+			}
+			if len(args) == 2 {
+				name = args[1]
+			}
+			if name == "" {
+				return exitError{code: 1, msg: "error: describe needs a name: capstan describe KIND NAME"}
+			}
+			conn, err := g.connect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			objs, err := listObjects(cmd.Context(), conn, k, ns, name)
+			if err != nil {
+				return err
+			}
+			obj := objs[0]
+			b, err := json.Marshal(obj)
+			if err != nil {
+				return err
+			}
+			y, err := yaml.JSONToYAML(b)
+			if err != nil {
+				return err
+			}
+			m := obj.GetObjectMeta()
+			fmt.Fprintf(g.stdout, "Name:       %s\n", m.Name)
+			if k.Namespaced {
+				fmt.Fprintf(g.stdout, "Namespace:  %s\n", m.Namespace)
+			}
+			fmt.Fprintf(g.stdout, "Kind:       %s\n", k.Kind)
+			if src := m.Annotations[manifests.AnnotationSource]; src != "" {
+				fmt.Fprintf(g.stdout, "Source:     %s\n", src)
+			}
+			if ref := m.Controller(); ref != nil {
+				fmt.Fprintf(g.stdout, "Controlled By:  %s/%s\n", ref.Kind, ref.Name)
+			}
+			fmt.Fprintf(g.stdout, "\n%s\n", y)
+			evs, err := conn.Events.List(cmd.Context(), k.Kind, m.Namespace, m.Name)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(g.stdout, "Events:")
+			if len(evs) == 0 {
+				fmt.Fprintln(g.stdout, "  <none>")
+				return nil
+			}
+			tw := tabwriter.NewWriter(g.stdout, 0, 8, 2, ' ', 0)
+			fmt.Fprintln(tw, "  TYPE\tREASON\tAGE\tFROM\tMESSAGE")
+			for _, e := range evs {
+				fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", e.Type, e.Reason, age(e.Time), e.Source, e.Message)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVarP(&ns, "namespace", "n", "", "namespace (default \"default\")")
+	return cmd
+}
+
+func logsCmd(g *globals) *cobra.Command {
+	var ns, container string
+	var follow, previous bool
+	var tail int
+	cmd := &cobra.Command{
+		Use:   "logs POD",
+		Short: "Print a container's output, from the node that runs it",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := strings.TrimPrefix(strings.TrimPrefix(args[0], "pod/"), "pods/")
+			conn, err := g.connect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			k, _ := manifests.LookupKind("Pod")
+			objs, err := listObjects(cmd.Context(), conn, k, ns, name)
+			if err != nil {
+				return err
+			}
+			pod := objs[0].(*manifests.Pod)
+			if pod.Spec.NodeName == "" {
+				return exitError{code: 1, msg: fmt.Sprintf("error: pod %s is not scheduled to a node yet", name)}
+			}
+			return node.FetchLogs(cmd.Context(), conn.NC, pod.Spec.NodeName, node.LogRequest{
+				Namespace: pod.Namespace, Pod: pod.Name, Container: container, Follow: follow, Tail: tail, Previous: previous,
+			}, g.stdout)
+		},
+	}
+	cmd.Flags().StringVarP(&ns, "namespace", "n", "", "namespace (default \"default\")")
+	cmd.Flags().StringVarP(&container, "container", "c", "", "container name (needed when the pod has several)")
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep streaming new output")
+	cmd.Flags().BoolVarP(&previous, "previous", "p", false, "the previous instance of the container")
+	cmd.Flags().IntVar(&tail, "tail", -1, "lines from the end to show; -1 for all")
+	return cmd
+}
+
+func historyCmd(g *globals) *cobra.Command {
+	var output, source string
+	var since time.Duration
+	cmd := &cobra.Command{
+		Use:   "history",
+		Short: "Show every sync attempt: commit, author, result, errors and changes",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			conn, err := g.connect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			var from time.Time
+			if since > 0 {
+				from = time.Now().Add(-since)
+			}
+			recs, err := conn.Audit.List(cmd.Context(), source, from)
+			if err != nil {
+				return err
+			}
+			return printHistory(g.stdout, recs, output)
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "table or json")
+	cmd.Flags().StringVar(&source, "source", "", "only this source")
+	cmd.Flags().DurationVar(&since, "since", 0, "only records newer than this (e.g. 1h)")
+	return cmd
+}
+
+func printHistory(w io.Writer, recs []manifests.AuditRecord, output string) error {
+	if output == "json" {
+		if recs == nil {
+			recs = []manifests.AuditRecord{}
+		}
+		b, err := json.MarshalIndent(map[string]any{"items": recs}, "", "    ")
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintln(w, string(b))
+		return err
+	}
+	if len(recs) == 0 {
+		_, err := fmt.Fprintln(w, "No sync attempts recorded.")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tSOURCE\tREVISION\tRESULT\tAUTHOR\tMESSAGE\tCHANGES")
+	for _, r := range recs {
+		msg, _, _ := strings.Cut(r.Message, "\n")
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", r.Time.Format(time.RFC3339), r.Source, shortRev(r.Revision), r.Result, r.Author, msg, len(r.Changes))
+		for _, c := range r.Changes {
+			fields := ""
+			if len(c.Fields) > 0 {
+				fields = " (" + strings.Join(c.Fields, ", ") + ")"
+			}
+			fmt.Fprintf(tw, "\t\t\t\t\t  %s %s %s%s\t\n", c.Action, strings.ToLower(c.Kind), joinNS(c.Namespace, c.Name), fields)
+		}
+		for _, e := range r.Errors {
+			fmt.Fprintf(tw, "\t\t\t\t\t  error: %s\t\n", e)
+		}
+	}
+	return tw.Flush()
+}
+
+func joinNS(ns, name string) string {
+	if ns == "" {
+		return name
+	}
+	return ns + "/" + name
+}
+
+func validateCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "validate PATH...",
+		Short: "Validate manifest files or directories; exit 1 with file:line:col errors",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			objs, err := schema.LoadPaths(args...)
+			if err != nil {
+				var el *schema.ErrorList
+				if errors.As(err, &el) {
+					for _, e := range el.Errors {
+						fmt.Fprintln(g.stderr, e.Error())
+					}
+					return exitError{code: 1, msg: fmt.Sprintf("%d error(s)", len(el.Errors))}
+				}
+				return exitError{code: 1, msg: err.Error()}
+			}
+			kinds := map[string]int{}
+			for _, o := range objs {
+				kinds[o.GetTypeMeta().Kind]++
+			}
+			var parts []string
+			for _, k := range slices.Sorted(maps.Keys(kinds)) {
+				parts = append(parts, fmt.Sprintf("%d %s", kinds[k], k))
+			}
+			fmt.Fprintf(g.stdout, "valid: %d object(s) (%s)\n", len(objs), strings.Join(parts, ", "))
+			return nil
+		},
+	}
+}

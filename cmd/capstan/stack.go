@@ -1,0 +1,323 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/capstan-io/capstan/bus/natsbus"
+	"github.com/capstan-io/capstan/node"
+	"github.com/capstan-io/capstan/node/podman"
+	"github.com/capstan-io/capstan/reconciler"
+	"github.com/capstan-io/capstan/schema"
+	"github.com/capstan-io/capstan/sources"
+	"github.com/capstan-io/capstan/sources/dir"
+	"github.com/capstan-io/capstan/sources/git"
+)
+
+// stackFlags configure the long-running commands.
+type stackFlags struct {
+	dataDir      string
+	listen       string
+	natsURL      string
+	syncAlways   bool
+	repo, branch string
+	path, dir    string
+	sourceName   string
+	pollInterval time.Duration
+	resync       time.Duration
+	nodeName     string
+	nodeAddress  string
+	nodeLabels   map[string]string
+	podmanSocket string
+	nodeGrace    time.Duration
+	eviction     time.Duration
+}
+
+func defaultDataDir() string {
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "capstan")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".local", "share", "capstan")
+	}
+	return ".capstan"
+}
+
+var nonLabel = regexp.MustCompile(`[^a-z0-9-]+`)
+
+func defaultNodeName() string {
+	h, _ := os.Hostname()
+	h = strings.Trim(nonLabel.ReplaceAllString(strings.ToLower(h), "-"), "-")
+	if h == "" {
+		h = "node"
+	}
+	return h
+}
+
+func (f *stackFlags) busFlags(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.dataDir, "data-dir", defaultDataDir(), "where the bus, the git cache and the Podman service keep their files")
+	cmd.Flags().StringVar(&f.listen, "listen", "127.0.0.1:4222", "address of the embedded NATS server (clients connect here)")
+	cmd.Flags().StringVar(&f.natsURL, "nats-url", "", "use this external NATS cluster (with JetStream) instead of the embedded server")
+	cmd.Flags().BoolVar(&f.syncAlways, "sync-always", false, "fsync every bus write before acknowledging it (slower; see docs/ARCHITECTURE.md)")
+	cmd.Flags().DurationVar(&f.nodeGrace, "node-grace-period", 40*time.Second, "missed-heartbeat time after which a node is NotReady")
+	cmd.Flags().DurationVar(&f.eviction, "pod-eviction-timeout", 30*time.Second, "time a node stays NotReady before its pods are replaced elsewhere")
+}
+
+func (f *stackFlags) sourceFlags(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.repo, "repo", "", "git repository to follow: a path, file://, https:// or ssh:// URL")
+	cmd.Flags().StringVar(&f.branch, "branch", "", "branch to follow (default: the remote's HEAD)")
+	cmd.Flags().StringVar(&f.path, "path", "", "directory inside the repository holding the manifests")
+	cmd.Flags().StringVar(&f.dir, "dir", "", "follow a plain directory instead of a git repository")
+	cmd.Flags().StringVar(&f.sourceName, "source-name", "root", "name of this source on the bus")
+	cmd.Flags().DurationVar(&f.pollInterval, "poll-interval", time.Minute, "how often to poll the repository (local ones are also watched)")
+	cmd.Flags().DurationVar(&f.resync, "resync-interval", time.Minute, "how often to re-apply the current revision, correcting drift")
+}
+
+func (f *stackFlags) nodeFlags(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.nodeName, "node-name", defaultNodeName(), "name of this node")
+	cmd.Flags().StringVar(&f.nodeAddress, "node-address", "127.0.0.1", "address where this node's host ports are reached")
+	cmd.Flags().StringToStringVar(&f.nodeLabels, "node-labels", nil, "extra node labels, k=v,k2=v2")
+	cmd.Flags().StringVar(&f.podmanSocket, "podman-socket", "", "Podman API socket URI; when it does not answer, a Podman service is started in the data dir")
+}
+
+// group runs parts until the first fails or ctx ends, then cancels the
+// others and waits for them.
+type group struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+	err    error
+	log    *slog.Logger
+}
+
+func newGroup(ctx context.Context, log *slog.Logger) *group {
+	ctx, cancel := context.WithCancel(ctx)
+	return &group{ctx: ctx, cancel: cancel, log: log}
+}
+
+func (g *group) Go(name string, fn func(context.Context) error) {
+	g.wg.Go(func() {
+		err := fn(g.ctx)
+		if err != nil && g.ctx.Err() == nil {
+			g.once.Do(func() { g.err = fmt.Errorf("%s: %w", name, err) })
+			g.log.Error("stopped", "part", name, "err", err)
+			g.cancel()
+		}
+	})
+}
+
+func (g *group) Wait() error {
+	g.wg.Wait()
+	g.cancel()
+	return g.err
+}
+
+// startBus starts the embedded server (unless an external one is given)
+// and connects to it.
+func (f *stackFlags) startBus(ctx context.Context, log *slog.Logger) (*natsbus.Conn, func(), error) {
+	url := f.natsURL
+	var srv *natsbus.Server
+	if url == "" {
+		host, port, err := splitHostPort(f.listen)
+		if err != nil {
+			return nil, nil, err
+		}
+		srv, err = natsbus.NewServer(natsbus.ServerOptions{DataDir: filepath.Join(f.dataDir, "bus"), Host: host, Port: port, SyncAlways: f.syncAlways})
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := srv.Start(ctx); err != nil {
+			return nil, nil, err
+		}
+		url = srv.ClientURL()
+		log.Info("embedded NATS server ready", "url", url, "store", filepath.Join(f.dataDir, "bus"))
+	}
+	conn, err := natsbus.Connect(ctx, url, natsbus.Options{Logger: log})
+	if err != nil {
+		if srv != nil {
+			srv.Shutdown()
+		}
+		return nil, nil, err
+	}
+	return conn, func() {
+		conn.Close()
+		if srv != nil {
+			srv.Shutdown()
+		}
+	}, nil
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	i := strings.LastIndex(addr, ":")
+	if i < 0 {
+		return "", 0, fmt.Errorf("--listen %q: want host:port", addr)
+	}
+	var port int
+	if _, err := fmt.Sscan(addr[i+1:], &port); err != nil {
+		return "", 0, fmt.Errorf("--listen %q: bad port", addr)
+	}
+	return strings.Trim(addr[:i], "[]"), port, nil
+}
+
+func (f *stackFlags) source(log *slog.Logger) (sources.Source, error) {
+	switch {
+	case f.dir != "" && f.repo != "":
+		return nil, errors.New("give --repo or --dir, not both")
+	case f.dir != "":
+		return dir.New(dir.Options{Dir: f.dir, Interval: f.pollInterval}, log)
+	case f.repo != "":
+		return git.New(git.Options{URL: f.repo, Branch: f.branch, Path: f.path, Interval: f.pollInterval,
+			CacheDir: filepath.Join(f.dataDir, "git")}, log)
+	}
+	return nil, errors.New("no source: give --repo PATH_OR_URL or --dir PATH")
+}
+
+func (f *stackFlags) runControlPlane(g *group, conn *natsbus.Conn, log *slog.Logger) {
+	cp := &reconciler.ControlPlane{
+		Objects: conn.Objects, Assignments: conn.Assignments, Status: conn.Status, Nodes: conn.Nodes,
+		Events: conn.Events, Log: log.With("component", "control-plane"),
+		NodeGracePeriod: f.nodeGrace, PodEvictionTimeout: f.eviction,
+	}
+	g.Go("control plane", cp.Run)
+}
+
+func (f *stackFlags) runSync(g *group, conn *natsbus.Conn, src sources.Source, log *slog.Logger) {
+	s := &reconciler.Syncer{Name: f.sourceName, Source: src, Load: schema.Load, Objects: conn.Objects,
+		Audit: conn.Audit, Events: conn.Events, Log: log.With("component", "sync"), Resync: f.resync}
+	g.Go("sync", s.Run)
+}
+
+func (f *stackFlags) runNode(ctx context.Context, g *group, conn *natsbus.Conn, log *slog.Logger) (func() error, error) {
+	uri, stop, err := podman.EnsureService(ctx, podman.ServiceOptions{SocketURI: f.podmanSocket,
+		DataDir: filepath.Join(f.dataDir, "podman"), Logger: log.With("component", "podman-service")})
+	if err != nil {
+		return nil, err
+	}
+	rt, err := podman.New(ctx, uri, podman.WithLogger(log))
+	if err != nil {
+		_ = stop()
+		return nil, err
+	}
+	d := &node.Daemon{Name: f.nodeName, Address: f.nodeAddress, Labels: f.nodeLabels, Runtime: rt,
+		Nodes: conn.Nodes, Assignments: conn.Assignments, Status: conn.Status, Events: conn.Events,
+		Log: log.With("component", "node")}
+	g.Go("node", d.Run)
+	g.Go("node logs", func(ctx context.Context) error { return d.ServeLogs(ctx, conn.NC) })
+	return stop, nil
+}
+
+func upCmd(gl *globals) *cobra.Command {
+	f := &stackFlags{}
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Run everything in one process: bus, control plane, this node, and the git source",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log := gl.logger()
+			src, err := f.source(log.With("component", "source"))
+			if err != nil {
+				return err
+			}
+			return f.run(cmd.Context(), log, src, true)
+		},
+	}
+	f.busFlags(cmd)
+	f.sourceFlags(cmd)
+	f.nodeFlags(cmd)
+	return cmd
+}
+
+func serverCmd(gl *globals) *cobra.Command {
+	f := &stackFlags{}
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the bus (embedded unless --nats-url), the control plane and the git source, without a node",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log := gl.logger()
+			var src sources.Source
+			if f.repo != "" || f.dir != "" {
+				var err error
+				if src, err = f.source(log.With("component", "source")); err != nil {
+					return err
+				}
+			}
+			return f.run(cmd.Context(), log, src, false)
+		},
+	}
+	f.busFlags(cmd)
+	f.sourceFlags(cmd)
+	return cmd
+}
+
+func (f *stackFlags) run(ctx context.Context, log *slog.Logger, src sources.Source, withNode bool) error {
+	if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
+		return err
+	}
+	conn, closeBus, err := f.startBus(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer closeBus()
+	g := newGroup(ctx, log)
+	f.runControlPlane(g, conn, log)
+	if src != nil {
+		f.runSync(g, conn, src, log)
+	}
+	if withNode {
+		stop, err := f.runNode(g.ctx, g, conn, log)
+		if err != nil {
+			g.cancel()
+			_ = g.Wait()
+			return err
+		}
+		defer func() { _ = stop() }()
+	}
+	log.Info("capstan running", "server", conn.NC.ConnectedUrlRedacted())
+	err = g.Wait()
+	log.Info("capstan stopped; pods keep running")
+	return err
+}
+
+func nodeCmd(gl *globals) *cobra.Command {
+	f := &stackFlags{}
+	var creds string
+	cmd := &cobra.Command{
+		Use:   "node",
+		Short: "Run the node daemon for this host against a Capstan bus (--server)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log := gl.logger()
+			if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
+				return err
+			}
+			conn, err := natsbus.Connect(cmd.Context(), gl.server, natsbus.Options{Name: "capstan-node-" + f.nodeName, CredentialsFile: creds, Logger: log})
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			g := newGroup(cmd.Context(), log)
+			stop, err := f.runNode(g.ctx, g, conn, log)
+			if err != nil {
+				return err
+			}
+			defer func() { _ = stop() }()
+			return g.Wait()
+		},
+	}
+	cmd.Flags().StringVar(&f.dataDir, "data-dir", defaultDataDir(), "where the Podman service keeps its files")
+	cmd.Flags().StringVar(&creds, "creds", "", "NATS credentials file: this node's own identity on the bus")
+	f.nodeFlags(cmd)
+	return cmd
+}

@@ -1,0 +1,161 @@
+package reconciler
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/capstan-io/capstan/bus"
+	"github.com/capstan-io/capstan/manifests"
+)
+
+// Cached is one object as the cache holds it. Obj is shared: callers must
+// not modify it (Clone it first).
+type Cached struct {
+	Key string
+	Obj manifests.Object
+	Rev uint64
+}
+
+// Handler is told of every change: old is nil for a new key, cur is nil for
+// a deleted one.
+type Handler func(key string, old, cur manifests.Object)
+
+// Cache mirrors a bucket of objects (objects, nodes) in memory through one watch, indexed by
+// kind, and tells handlers of each change. Controllers read from it and
+// write to the store with CAS on the cached revision; a lost race is retried
+// after the watch delivers the newer object. It is safe for concurrent use.
+type Cache struct {
+	store    bus.Store
+	log      *slog.Logger
+	mu       sync.RWMutex
+	byKind   map[string]map[string]*Cached
+	kindOf   map[string]string
+	handlers []Handler
+	synced   chan struct{}
+}
+
+// NewCache returns a cache of store; call AddHandler before Run.
+func NewCache(store bus.Store, log *slog.Logger) *Cache {
+	return &Cache{store: store, log: log, byKind: map[string]map[string]*Cached{}, kindOf: map[string]string{}, synced: make(chan struct{})}
+}
+
+// AddHandler registers h; it must be called before Run.
+func (c *Cache) AddHandler(h Handler) { c.handlers = append(c.handlers, h) }
+
+// Synced is closed once the cache holds every object that existed when the
+// watch began.
+func (c *Cache) Synced() <-chan struct{} { return c.synced }
+
+// Run watches the store until ctx ends.
+func (c *Cache) Run(ctx context.Context) error {
+	ch, err := c.store.Watch(ctx, ">")
+	if err != nil {
+		return fmt.Errorf("watch objects: %w", err)
+	}
+	synced := false
+	for e := range ch {
+		switch e.Op {
+		case bus.OpSynced:
+			if !synced {
+				synced = true
+				close(c.synced)
+			}
+		case bus.OpPut:
+			obj, err := manifests.Decode(e.Value)
+			if err != nil {
+				c.log.Warn("skip undecodable object", "key", e.Key, "err", err)
+				continue
+			}
+			obj.GetObjectMeta().ResourceVersion = fmt.Sprint(e.Revision)
+			c.set(e.Key, obj, e.Revision)
+		case bus.OpDelete:
+			c.set(e.Key, nil, e.Revision)
+		}
+	}
+	return ctx.Err()
+}
+
+func (c *Cache) set(key string, obj manifests.Object, rev uint64) {
+	c.mu.Lock()
+	kind, known := c.kindOf[key]
+	if obj != nil {
+		kind = obj.GetTypeMeta().Kind
+		c.kindOf[key] = kind
+	} else if !known {
+		c.mu.Unlock()
+		return
+	} else {
+		delete(c.kindOf, key)
+	}
+	m := c.byKind[kind]
+	if m == nil {
+		m = map[string]*Cached{}
+		c.byKind[kind] = m
+	}
+	var old manifests.Object
+	if prev, ok := m[key]; ok {
+		if prev.Rev > rev {
+			c.mu.Unlock()
+			return // an older event than what we hold
+		}
+		old = prev.Obj
+	}
+	if obj == nil {
+		delete(m, key)
+	} else {
+		m[key] = &Cached{Key: key, Obj: obj, Rev: rev}
+	}
+	c.mu.Unlock()
+	if old == nil && obj == nil {
+		return
+	}
+	for _, h := range c.handlers {
+		h(key, old, obj)
+	}
+}
+
+// Get returns the cached object at key.
+func (c *Cache) Get(key string) (*Cached, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	o, ok := c.byKind[c.kindOf[key]][key]
+	return o, ok
+}
+
+// List returns the cached objects of kind, in namespace ns ("" for all).
+func (c *Cache) List(kind, ns string) []*Cached {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make([]*Cached, 0, len(c.byKind[kind]))
+	for _, o := range c.byKind[kind] {
+		if ns == "" || o.Obj.GetObjectMeta().Namespace == ns {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// Clone returns a deep copy of obj.
+func Clone[T manifests.Object](obj T) T {
+	b, err := json.Marshal(obj)
+	if err != nil {
+		panic("clone: " + err.Error())
+	}
+	var out T
+	out = newOf(obj).(T)
+	if err := json.Unmarshal(b, out); err != nil {
+		panic("clone: " + err.Error())
+	}
+	return out
+}
+
+func newOf(obj manifests.Object) manifests.Object {
+	k, ok := manifests.LookupKind(obj.GetTypeMeta().Kind)
+	if !ok {
+		panic("clone: unknown kind " + obj.GetTypeMeta().Kind)
+	}
+	return k.New()
+}

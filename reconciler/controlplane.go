@@ -1,0 +1,247 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/capstan-io/capstan/bus"
+	"github.com/capstan-io/capstan/manifests"
+)
+
+// ControlPlane runs every controller of the cluster state: ReplicaSets,
+// Deployments, the scheduler, pod assignments to nodes, pod status from
+// nodes, node lifecycle and garbage collection. Several may run against one
+// bus only if a leader election keeps one active (not yet built: run one).
+type ControlPlane struct {
+	Objects, Assignments, Status, Nodes bus.Store
+	Events                              bus.Events
+	Log                                 *slog.Logger
+
+	// NodeGracePeriod is how long a node may miss heartbeats before it is
+	// marked NotReady (default 40 s, as Kubernetes).
+	NodeGracePeriod time.Duration
+	// PodEvictionTimeout is how long pods stay bound to a NotReady node
+	// before they are deleted so their controllers replace them elsewhere
+	// (default 30 s).
+	PodEvictionTimeout time.Duration
+	// ResyncPeriod re-queues every object this often, healing missed
+	// events (default 30 s).
+	ResyncPeriod time.Duration
+	// Workers per controller (default 4).
+	Workers int
+
+	objects *Cache
+	nodes   *Cache
+	exp     *expectations
+	rsQueue *Queue
+}
+
+func (cp *ControlPlane) defaults() {
+	if cp.NodeGracePeriod == 0 {
+		cp.NodeGracePeriod = 40 * time.Second
+	}
+	if cp.PodEvictionTimeout == 0 {
+		cp.PodEvictionTimeout = 30 * time.Second
+	}
+	if cp.ResyncPeriod == 0 {
+		cp.ResyncPeriod = 30 * time.Second
+	}
+	if cp.Workers == 0 {
+		cp.Workers = 4
+	}
+	if cp.Log == nil {
+		cp.Log = slog.New(slog.DiscardHandler)
+	}
+}
+
+// controller is one keyed work loop.
+type controller struct {
+	name      string
+	queue     *Queue
+	reconcile func(ctx context.Context, key string) error
+	// resync lists the keys to re-queue every ResyncPeriod.
+	resync func() []string
+}
+
+// Run runs the control plane until ctx ends.
+func (cp *ControlPlane) Run(ctx context.Context) error {
+	cp.defaults()
+	cp.objects = NewCache(cp.Objects, cp.Log)
+	cp.nodes = NewCache(cp.Nodes, cp.Log)
+	cp.exp = newExpectations()
+
+	rs := &controller{name: "replicaset", queue: NewQueue(), reconcile: cp.reconcileReplicaSet, resync: cp.keysOf("ReplicaSet")}
+	cp.rsQueue = rs.queue
+	dep := &controller{name: "deployment", queue: NewQueue(), reconcile: cp.reconcileDeployment, resync: cp.keysOf("Deployment")}
+	sched := newScheduler(cp)
+	schedCtl := &controller{name: "scheduler", queue: NewQueue(), reconcile: sched.reconcile, resync: sched.pendingKeys}
+	assign := newAssigner(cp)
+	assignCtl := &controller{name: "assignments", queue: NewQueue(), reconcile: assign.reconcile, resync: cp.keysOf("Pod")}
+	status := newStatusMirror(cp)
+	statusCtl := &controller{name: "podstatus", queue: NewQueue(), reconcile: status.reconcile}
+	gcCtl := &controller{name: "gc", queue: NewQueue(), reconcile: cp.reconcileGC, resync: cp.ownedKeys}
+	ctls := []*controller{rs, dep, schedCtl, assignCtl, statusCtl, gcCtl}
+
+	cp.objects.AddHandler(func(key string, old, cur manifests.Object) {
+		obj := cur
+		if obj == nil {
+			obj = old
+		}
+		switch obj.GetTypeMeta().Kind {
+		case "ReplicaSet":
+			rs.queue.Add(key)
+			if k := ownerKey(obj); k != "" {
+				dep.queue.Add(k)
+			}
+		case "Deployment":
+			dep.queue.Add(key)
+		case "Pod":
+			if k := ownerKey(obj); k != "" {
+				rs.queue.Add(k)
+			}
+			assignCtl.queue.Add(key)
+			statusCtl.queue.Add(key)
+		}
+		if obj.GetObjectMeta().Controller() != nil {
+			gcCtl.queue.Add(key)
+		}
+		if cur == nil {
+			// The dependents of a deleted owner may now be garbage.
+			for _, k := range cp.dependentsOf(old) {
+				gcCtl.queue.Add(k)
+			}
+		}
+	})
+	cp.objects.AddHandler(sched.onObject(schedCtl.queue))
+	cp.nodes.AddHandler(sched.onNode(schedCtl.queue))
+	cp.nodes.AddHandler(func(key string, old, cur manifests.Object) {
+		// A node's readiness shows on its pods.
+		wasReady := old != nil && manifests.IsNodeReady(old.(*manifests.Node))
+		isReady := cur != nil && manifests.IsNodeReady(cur.(*manifests.Node))
+		if wasReady == isReady {
+			return
+		}
+		name := key
+		for _, p := range cp.objects.List("Pod", "") {
+			if p.Obj.(*manifests.Pod).Spec.NodeName == name {
+				statusCtl.queue.Add(p.Key)
+			}
+		}
+	})
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	run := func(name string, fn func(context.Context) error) {
+		wg.Go(func() {
+			if err := fn(ctx); err != nil && ctx.Err() == nil {
+				cp.Log.Error("control plane part stopped", "part", name, "err", err)
+				errs <- err
+			}
+		})
+	}
+	run("objects cache", cp.objects.Run)
+	run("nodes cache", cp.nodes.Run)
+	run("assignments watch", func(ctx context.Context) error { return assign.watch(ctx, assignCtl.queue) })
+	run("status watch", func(ctx context.Context) error { return status.watch(ctx, statusCtl.queue) })
+
+	for _, c := range []<-chan struct{}{cp.objects.Synced(), cp.nodes.Synced(), assign.synced, status.synced} {
+		select {
+		case <-c:
+		case <-ctx.Done():
+			wg.Wait()
+			return nil
+		case err := <-errs:
+			return err
+		}
+	}
+	cp.Log.Info("control plane caches synced")
+	for _, c := range ctls {
+		run(c.name, func(ctx context.Context) error {
+			c.queue.RunWorkers(ctx, cp.Workers, c.reconcile, func(key string, err error) {
+				if !errors.Is(err, bus.ErrConflict) && !errors.Is(err, errUnschedulable) {
+					cp.Log.Warn("reconcile failed", "controller", c.name, "key", key, "err", err)
+				}
+			})
+			return nil
+		})
+	}
+	run("resync", func(ctx context.Context) error { return cp.resyncLoop(ctx, ctls) })
+	run("node lifecycle", cp.runNodeLifecycle)
+	// Everything is level-triggered: queue all now that the caches hold
+	// the world.
+	for _, c := range ctls {
+		if c.resync != nil {
+			for _, k := range c.resync() {
+				c.queue.Add(k)
+			}
+		}
+	}
+	go func() { wg.Wait(); close(errs) }()
+	select {
+	case <-ctx.Done():
+	case err, ok := <-errs:
+		if ok {
+			wg.Wait()
+			return err
+		}
+	}
+	wg.Wait()
+	return nil
+}
+
+func (cp *ControlPlane) resyncLoop(ctx context.Context, ctls []*controller) error {
+	t := time.NewTicker(cp.ResyncPeriod)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			for _, c := range ctls {
+				if c.resync != nil {
+					for _, k := range c.resync() {
+						c.queue.Add(k)
+					}
+				}
+			}
+		}
+	}
+}
+
+func (cp *ControlPlane) keysOf(kind string) func() []string {
+	return func() []string {
+		objs := cp.objects.List(kind, "")
+		keys := make([]string, len(objs))
+		for i, o := range objs {
+			keys[i] = o.Key
+		}
+		return keys
+	}
+}
+
+// event records an event for obj, best effort.
+func (cp *ControlPlane) event(ctx context.Context, obj manifests.Object, typ, reason, msg string) {
+	if cp.Events == nil {
+		return
+	}
+	m := obj.GetObjectMeta()
+	ev := manifests.Event{Time: manifests.Now(), Kind: obj.GetTypeMeta().Kind, Namespace: m.Namespace, Name: m.Name,
+		Type: typ, Reason: reason, Message: msg, Source: "control-plane"}
+	if err := cp.Events.Record(ctx, ev); err != nil {
+		cp.Log.Debug("record event", "err", err)
+	}
+}
+
+// podsOwnedBy returns the cached pods controlled by owner.
+func (cp *ControlPlane) podsOwnedBy(owner manifests.Object) []*Cached {
+	var out []*Cached
+	for _, c := range cp.objects.List("Pod", owner.GetObjectMeta().Namespace) {
+		if isControlledBy(c.Obj, owner) {
+			out = append(out, c)
+		}
+	}
+	return out
+}

@@ -1,0 +1,58 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+
+	"github.com/capstan-io/capstan/bus"
+	"github.com/capstan-io/capstan/manifests"
+)
+
+// ownedKinds are the kinds that controllers make and owner references tie
+// to their makers.
+var ownedKinds = []string{"ReplicaSet", "Pod"}
+
+// reconcileGC deletes an object whose controller no longer exists (or is a
+// newer object of the same name, with another uid).
+func (cp *ControlPlane) reconcileGC(ctx context.Context, key string) error {
+	c, ok := cp.objects.Get(key)
+	if !ok {
+		return nil
+	}
+	ref := c.Obj.GetObjectMeta().Controller()
+	if ref == nil {
+		return nil
+	}
+	if owner, ok := cp.objects.Get(ownerKey(c.Obj)); ok && owner.Obj.GetObjectMeta().UID == ref.UID {
+		return nil
+	}
+	err := DeleteObject(ctx, cp.Objects, key, c.Rev)
+	if errors.Is(err, bus.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+func (cp *ControlPlane) ownedKeys() []string {
+	var keys []string
+	for _, k := range ownedKinds {
+		for _, c := range cp.objects.List(k, "") {
+			if c.Obj.GetObjectMeta().Controller() != nil {
+				keys = append(keys, c.Key)
+			}
+		}
+	}
+	return keys
+}
+
+func (cp *ControlPlane) dependentsOf(owner manifests.Object) []string {
+	var keys []string
+	for _, k := range ownedKinds {
+		for _, c := range cp.objects.List(k, owner.GetObjectMeta().Namespace) {
+			if isControlledBy(c.Obj, owner) {
+				keys = append(keys, c.Key)
+			}
+		}
+	}
+	return keys
+}

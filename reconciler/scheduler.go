@@ -1,0 +1,316 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/capstan-io/capstan/bus"
+	"github.com/capstan-io/capstan/manifests"
+)
+
+// NodeInfo is what the scheduler knows of one node: what it offers and what
+// the pods bound to it take.
+type NodeInfo struct {
+	Name          string
+	Ready         bool
+	Unschedulable bool
+	Labels        map[string]string
+	AllocCPU      int64 // millicores
+	AllocMem      int64 // bytes
+	AllocPods     int64
+	UsedCPU       int64
+	UsedMem       int64
+	Pods          int64
+	HostPorts     map[string]int // "tcp/8080" -> pods using it
+	Owners        map[string]int // owner uid -> pods on this node
+}
+
+// PodRequest is what a pod asks of a node.
+type PodRequest struct {
+	CPU, Mem     int64
+	HostPorts    []string
+	NodeSelector map[string]string
+	Owner        string
+}
+
+func requestOf(p *manifests.Pod) PodRequest {
+	r := PodRequest{NodeSelector: p.Spec.NodeSelector}
+	for _, c := range p.Spec.Containers {
+		r.CPU += c.Resources.Requests.MilliCPU()
+		r.Mem += c.Resources.Requests.MemoryBytes()
+		for _, port := range c.Ports {
+			if port.HostPort != 0 {
+				r.HostPorts = append(r.HostPorts, portKey(port))
+			}
+		}
+	}
+	if ref := p.Controller(); ref != nil {
+		r.Owner = ref.UID
+	}
+	return r
+}
+
+func portKey(p manifests.ContainerPort) string {
+	proto := strings.ToLower(p.Protocol)
+	if proto == "" {
+		proto = "tcp"
+	}
+	return fmt.Sprintf("%s/%d", proto, p.HostPort)
+}
+
+// Fit reports why the pod does not fit on the node, or "" when it does.
+// It is pure: the scheduler's filter.
+func Fit(n *NodeInfo, r PodRequest) string {
+	switch {
+	case !n.Ready:
+		return "node not ready"
+	case n.Unschedulable:
+		return "node unschedulable"
+	}
+	for k, v := range r.NodeSelector {
+		if n.Labels[k] != v {
+			return "node selector mismatch"
+		}
+	}
+	if n.AllocPods > 0 && n.Pods+1 > n.AllocPods {
+		return "too many pods"
+	}
+	if r.CPU > 0 && n.UsedCPU+r.CPU > n.AllocCPU {
+		return "insufficient cpu"
+	}
+	if r.Mem > 0 && n.UsedMem+r.Mem > n.AllocMem {
+		return "insufficient memory"
+	}
+	for _, p := range r.HostPorts {
+		if n.HostPorts[p] > 0 {
+			return "host port conflict"
+		}
+	}
+	return ""
+}
+
+// Score ranks a fitting node for the pod, higher is better: least
+// allocated after placing the pod, and fewer pods of the same owner
+// (spreading replicas) weighs most. It is pure.
+func Score(n *NodeInfo, r PodRequest) int64 {
+	free := func(used, req, alloc int64) int64 {
+		if alloc <= 0 {
+			return 0
+		}
+		return (alloc - used - req) * 100 / alloc
+	}
+	s := (free(n.UsedCPU, r.CPU, n.AllocCPU) + free(n.UsedMem, r.Mem, n.AllocMem)) / 2
+	if r.Owner != "" {
+		s -= int64(n.Owners[r.Owner]) * 1000
+	}
+	return s
+}
+
+// scheduler binds pending pods to nodes. Its node accounting is updated
+// from the cache's events and from its own binds, so the filter never scans
+// every pod.
+type scheduler struct {
+	cp      *ControlPlane
+	mu      sync.Mutex
+	nodes   map[string]*NodeInfo
+	placed  map[string]placement // pod key -> what it takes where
+	pending map[string]bool
+}
+
+type placement struct {
+	node string
+	req  PodRequest
+}
+
+func newScheduler(cp *ControlPlane) *scheduler {
+	return &scheduler{cp: cp, nodes: map[string]*NodeInfo{}, placed: map[string]placement{}, pending: map[string]bool{}}
+}
+
+func (s *scheduler) node(name string) *NodeInfo {
+	n := s.nodes[name]
+	if n == nil {
+		n = &NodeInfo{Name: name, HostPorts: map[string]int{}, Owners: map[string]int{}}
+		s.nodes[name] = n
+	}
+	return n
+}
+
+func (s *scheduler) account(key string, pod *manifests.Pod) {
+	if old, ok := s.placed[key]; ok {
+		if pod != nil && !manifests.IsPodTerminal(pod) && pod.Spec.NodeName == old.node {
+			return
+		}
+		n := s.node(old.node)
+		n.UsedCPU -= old.req.CPU
+		n.UsedMem -= old.req.Mem
+		n.Pods--
+		for _, p := range old.req.HostPorts {
+			n.HostPorts[p]--
+		}
+		if old.req.Owner != "" {
+			n.Owners[old.req.Owner]--
+		}
+		delete(s.placed, key)
+	}
+	if pod == nil || pod.Spec.NodeName == "" || manifests.IsPodTerminal(pod) {
+		return
+	}
+	r := requestOf(pod)
+	n := s.node(pod.Spec.NodeName)
+	n.UsedCPU += r.CPU
+	n.UsedMem += r.Mem
+	n.Pods++
+	for _, p := range r.HostPorts {
+		n.HostPorts[p]++
+	}
+	if r.Owner != "" {
+		n.Owners[r.Owner]++
+	}
+	s.placed[key] = placement{node: pod.Spec.NodeName, req: r}
+}
+
+func (s *scheduler) onObject(q *Queue) Handler {
+	return func(key string, old, cur manifests.Object) {
+		if (cur != nil && cur.GetTypeMeta().Kind != "Pod") || (cur == nil && old.GetTypeMeta().Kind != "Pod") {
+			return
+		}
+		var pod *manifests.Pod
+		if cur != nil {
+			pod = cur.(*manifests.Pod)
+		}
+		s.mu.Lock()
+		s.account(key, pod)
+		if pod != nil && pod.Spec.NodeName == "" && !manifests.IsPodTerminal(pod) {
+			s.pending[key] = true
+			s.mu.Unlock()
+			q.Add(key)
+			return
+		}
+		delete(s.pending, key)
+		s.mu.Unlock()
+	}
+}
+
+func (s *scheduler) onNode(q *Queue) Handler {
+	return func(key string, old, cur manifests.Object) {
+		s.mu.Lock()
+		if cur == nil {
+			n := s.node(old.GetObjectMeta().Name)
+			n.Ready = false
+		} else {
+			node := cur.(*manifests.Node)
+			n := s.node(node.Name)
+			wasReady := n.Ready
+			n.Ready = manifests.IsNodeReady(node)
+			n.Unschedulable = node.Spec.Unschedulable
+			n.Labels = node.Labels
+			n.AllocCPU = node.Status.Allocatable.MilliCPU()
+			n.AllocMem = node.Status.Allocatable.MemoryBytes()
+			if q, ok := node.Status.Allocatable["pods"]; ok {
+				n.AllocPods, _ = q.Value()
+			}
+			if n.Ready == wasReady {
+				s.mu.Unlock()
+				return
+			}
+		}
+		keys := make([]string, 0, len(s.pending))
+		for k := range s.pending {
+			keys = append(keys, k)
+		}
+		s.mu.Unlock()
+		// A node that came or went may make room for pending pods.
+		for _, k := range keys {
+			q.Add(k)
+		}
+	}
+}
+
+func (s *scheduler) pendingKeys() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keys := make([]string, 0, len(s.pending))
+	for k := range s.pending {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// choose picks the best node for r, or explains why none fits.
+func (s *scheduler) choose(r PodRequest) (string, string) {
+	best, bestScore := "", int64(0)
+	reasons := map[string]int{}
+	for _, n := range s.nodes {
+		if why := Fit(n, r); why != "" {
+			reasons[why]++
+			continue
+		}
+		sc := Score(n, r)
+		if best == "" || sc > bestScore || (sc == bestScore && n.Name < best) {
+			best, bestScore = n.Name, sc
+		}
+	}
+	if best != "" {
+		return best, ""
+	}
+	parts := make([]string, 0, len(reasons))
+	for why, n := range reasons {
+		parts = append(parts, fmt.Sprintf("%d %s", n, why))
+	}
+	sort.Strings(parts)
+	return "", fmt.Sprintf("0/%d nodes are available: %s", len(s.nodes), strings.Join(parts, ", "))
+}
+
+var errUnschedulable = errors.New("unschedulable")
+
+func (s *scheduler) reconcile(ctx context.Context, key string) error {
+	c, ok := s.cp.objects.Get(key)
+	if !ok {
+		return nil
+	}
+	pod := c.Obj.(*manifests.Pod)
+	if pod.Spec.NodeName != "" || manifests.IsPodTerminal(pod) {
+		return nil
+	}
+	r := requestOf(pod)
+	s.mu.Lock()
+	node, why := s.choose(r)
+	if node != "" {
+		// Assume the bind so the next pod sees the room taken.
+		assumed := *pod
+		assumed.Spec.NodeName = node
+		s.account(key, &assumed)
+	}
+	s.mu.Unlock()
+
+	upd := Clone(pod)
+	if node == "" {
+		cond := manifests.Condition{Type: "PodScheduled", Status: manifests.ConditionFalse, Reason: "Unschedulable", Message: why}
+		if old := manifests.FindCondition(pod.Status.Conditions, "PodScheduled"); old == nil || old.Message != why {
+			upd.Status.Conditions = manifests.SetCondition(upd.Status.Conditions, cond)
+			if _, err := UpdateObject(ctx, s.cp.Objects, upd, c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
+				return err
+			}
+			s.cp.event(ctx, pod, "Warning", "FailedScheduling", why)
+		}
+		// Retried with back-off, and at once when a node changes.
+		return fmt.Errorf("pod %s: %w: %s", key, errUnschedulable, why)
+	}
+	upd.Spec.NodeName = node
+	upd.Status.Conditions = manifests.SetCondition(upd.Status.Conditions, manifests.Condition{Type: "PodScheduled", Status: manifests.ConditionTrue})
+	if _, err := UpdateObject(ctx, s.cp.Objects, upd, c.Rev); err != nil {
+		s.mu.Lock()
+		s.account(key, pod) // undo the assumption
+		s.mu.Unlock()
+		if errors.Is(err, bus.ErrNotFound) {
+			return nil
+		}
+		return err
+	}
+	s.cp.event(ctx, pod, "Normal", "Scheduled", fmt.Sprintf("Successfully assigned %s/%s to %s", pod.Namespace, pod.Name, node))
+	return nil
+}

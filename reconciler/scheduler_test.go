@@ -1,0 +1,122 @@
+package reconciler
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
+
+func TestFit(t *testing.T) {
+	n := &NodeInfo{Name: "n", Ready: true, Labels: map[string]string{"disk": "ssd"}, AllocCPU: 1000, AllocMem: 1 << 30, AllocPods: 3,
+		UsedCPU: 600, UsedMem: 512 << 20, Pods: 2, HostPorts: map[string]int{"tcp/80": 1}, Owners: map[string]int{}}
+	cases := []struct {
+		name string
+		r    PodRequest
+		want string
+	}{
+		{"fits", PodRequest{CPU: 400, Mem: 512 << 20}, ""},
+		{"cpu", PodRequest{CPU: 401}, "insufficient cpu"},
+		{"memory", PodRequest{Mem: 513 << 20}, "insufficient memory"},
+		{"port", PodRequest{HostPorts: []string{"tcp/80"}}, "host port conflict"},
+		{"other protocol is free", PodRequest{HostPorts: []string{"udp/80"}}, ""},
+		{"selector", PodRequest{NodeSelector: map[string]string{"disk": "hdd"}}, "node selector mismatch"},
+		{"selector ok", PodRequest{NodeSelector: map[string]string{"disk": "ssd"}}, ""},
+	}
+	for _, c := range cases {
+		if got := Fit(n, c.r); got != c.want {
+			t.Errorf("%s: Fit = %q, want %q", c.name, got, c.want)
+		}
+	}
+	n.Ready = false
+	if Fit(n, PodRequest{}) != "node not ready" {
+		t.Error("a NotReady node fits")
+	}
+	n.Ready, n.Pods = true, 3
+	if Fit(n, PodRequest{}) != "too many pods" {
+		t.Error("a full node fits")
+	}
+}
+
+// TestSchedulerProperties places random pods on random nodes and checks
+// that every placement fits, that nothing is placed when nothing fits, and
+// that replicas of one owner spread evenly over identical nodes.
+func TestSchedulerProperties(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 9))
+	for iter := range 200 {
+		s := newScheduler(nil)
+		nNodes := 1 + rng.IntN(6)
+		for i := range nNodes {
+			n := s.node(fmt.Sprintf("n%d", i))
+			n.Ready = rng.IntN(5) > 0
+			n.AllocCPU, n.AllocMem, n.AllocPods = 1000+rng.Int64N(3000), 1<<30, 110
+			n.Labels = map[string]string{"zone": fmt.Sprint(rng.IntN(2))}
+		}
+		for range 50 {
+			r := PodRequest{CPU: rng.Int64N(800), Mem: rng.Int64N(256 << 20)}
+			if rng.IntN(4) == 0 {
+				r.HostPorts = []string{fmt.Sprintf("tcp/%d", 8000+rng.IntN(3))}
+			}
+			if rng.IntN(4) == 0 {
+				r.NodeSelector = map[string]string{"zone": "1"}
+			}
+			best, why := s.choose(r)
+			anyFits := false
+			for _, n := range s.nodes {
+				if Fit(n, r) == "" {
+					anyFits = true
+				}
+			}
+			if best == "" {
+				if anyFits || why == "" {
+					t.Fatalf("iter %d: nothing chosen (%q) though a node fits", iter, why)
+				}
+				continue
+			}
+			n := s.nodes[best]
+			if f := Fit(n, r); f != "" {
+				t.Fatalf("iter %d: chose %s which does not fit: %s", iter, best, f)
+			}
+			n.UsedCPU += r.CPU
+			n.UsedMem += r.Mem
+			n.Pods++
+			for _, p := range r.HostPorts {
+				n.HostPorts[p]++
+			}
+		}
+	}
+}
+
+func TestSchedulerSpreadsReplicas(t *testing.T) {
+	s := newScheduler(nil)
+	for i := range 4 {
+		n := s.node(fmt.Sprintf("n%d", i))
+		n.Ready, n.AllocCPU, n.AllocMem = true, 4000, 8<<30
+	}
+	for range 12 {
+		r := PodRequest{CPU: 10, Owner: "rs-1"}
+		best, _ := s.choose(r)
+		n := s.nodes[best]
+		n.UsedCPU += r.CPU
+		n.Pods++
+		n.Owners["rs-1"]++
+	}
+	for name, n := range s.nodes {
+		if n.Owners["rs-1"] != 3 {
+			t.Fatalf("node %s has %d replicas, want 3 on each of 4 nodes", name, n.Owners["rs-1"])
+		}
+	}
+}
+
+func BenchmarkSchedulerChoose(b *testing.B) {
+	s := newScheduler(nil)
+	for i := range 1000 {
+		n := s.node(fmt.Sprintf("n%d", i))
+		n.Ready, n.AllocCPU, n.AllocMem, n.AllocPods = true, 4000, 8<<30, 110
+	}
+	r := PodRequest{CPU: 100, Mem: 64 << 20, Owner: "x"}
+	b.ResetTimer()
+	for b.Loop() {
+		best, _ := s.choose(r)
+		s.nodes[best].UsedCPU += 1
+	}
+}

@@ -1,0 +1,440 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/capstan-io/capstan/bus"
+	"github.com/capstan-io/capstan/manifests"
+	"github.com/capstan-io/capstan/sources"
+)
+
+// Sync results recorded in the audit stream.
+const (
+	ResultApplied   = "Applied"
+	ResultUnchanged = "Unchanged"
+	ResultRejected  = "Rejected"
+	ResultFailed    = "Failed"
+)
+
+// LoadFunc validates a revision's files into objects; schema.Load.
+type LoadFunc func(files []manifests.File) ([]manifests.Object, error)
+
+// Syncer keeps the objects bucket equal to what one source declares. A
+// revision is validated whole: one bad file rejects it, and the last
+// applied revision keeps running. A good revision is applied as a
+// difference, and objects the source no longer declares are pruned. Every
+// attempt on a new revision is recorded in the audit stream.
+type Syncer struct {
+	Name    string // the source's name, unique on the bus
+	Source  sources.Source
+	Load    LoadFunc
+	Objects bus.Store
+	Audit   bus.Audit
+	Events  bus.Events
+	Log     *slog.Logger
+	// Resync re-applies the last good revision this often even when the
+	// source has not moved, putting back objects changed or removed behind
+	// Git's back (default 1 min).
+	Resync time.Duration
+
+	applied   []manifests.Object // the last good revision's objects
+	appliedID string
+	attempted string
+	lastErr   string
+	views     map[string]string // key -> hash of the declared view last applied
+	inventory map[string]bool   // keys of objects this source declared
+}
+
+// Run syncs until ctx ends. Errors reaching the source or the bus are
+// retried with capped back-off and logged once per change of state.
+func (s *Syncer) Run(ctx context.Context) error {
+	if s.Resync == 0 {
+		s.Resync = time.Minute
+	}
+	if s.Log == nil {
+		s.Log = slog.New(slog.DiscardHandler)
+	}
+	s.Log = s.Log.With("source", s.Name)
+	s.views = map[string]string{}
+	changed := make(chan struct{}, 1)
+	srcDone := make(chan error, 1)
+	go func() { srcDone <- s.Source.Run(ctx, changed) }()
+
+	if st, err := s.readStatus(ctx); err == nil {
+		s.appliedID, s.attempted = st.AppliedRevision, st.AttemptedRevision
+	}
+	resync := time.NewTicker(s.Resync)
+	defer resync.Stop()
+	var retry <-chan time.Time
+	backoff := time.Second
+	full := true // the first pass reads everything, whatever the revision
+	for {
+		err := s.syncOnce(ctx, full)
+		full = false
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			if msg := err.Error(); msg != s.lastErr {
+				s.Log.Error("sync failed; will retry", "err", err)
+				s.lastErr = msg
+				s.writeStatus(ctx, "", msg)
+			}
+			retry = time.After(backoff)
+			backoff = min(backoff*2, 2*time.Minute)
+		} else {
+			retry, backoff = nil, time.Second
+		}
+		select {
+		case <-ctx.Done():
+		case <-changed:
+		case <-retry:
+			full = s.applied == nil
+		case <-resync.C:
+			full = true
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	<-srcDone
+	return nil
+}
+
+// syncOnce fetches the source and applies it if it moved; with full it also
+// re-applies the current revision, correcting drift.
+func (s *Syncer) syncOnce(ctx context.Context, full bool) error {
+	known := s.attempted
+	if full || s.applied == nil {
+		known = ""
+	}
+	rev, err := s.Source.Fetch(ctx, known)
+	if errors.Is(err, sources.ErrUnchanged) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("fetch: %w", err)
+	}
+	if s.lastErr != "" && strings.HasPrefix(s.lastErr, "fetch: ") {
+		s.Log.Info("source reachable again")
+		s.lastErr = ""
+	}
+	isNew := rev.ID != s.attempted
+	objs, loadErr := s.Load(rev.Files)
+	if loadErr != nil {
+		s.attempted = rev.ID
+		if isNew { // a revision already rejected is not recorded again
+			msgs := errorLines(loadErr)
+			s.Log.Warn("revision rejected", "revision", rev.ID, "errors", len(msgs), "first", msgs[0])
+			s.lastErr = strings.Join(msgs, "\n")
+			s.audit(ctx, rev, ResultRejected, msgs, nil)
+			s.writeStatus(ctx, rev.ID, s.lastErr)
+			s.event(ctx, "Warning", "RevisionRejected", fmt.Sprintf("revision %s rejected: %s", short(rev.ID), msgs[0]))
+		}
+		// The last good revision keeps running; resync it if asked.
+		if full && s.applied != nil {
+			_, err := s.apply(ctx, s.applied, true)
+			return err
+		}
+		return nil
+	}
+	changes, err := s.apply(ctx, objs, full)
+	if err != nil {
+		s.attempted = rev.ID
+		s.audit(ctx, rev, ResultFailed, []string{err.Error()}, changes)
+		return err
+	}
+	wasApplied := rev.ID == s.appliedID
+	s.applied, s.appliedID, s.attempted, s.lastErr = objs, rev.ID, rev.ID, ""
+	s.writeStatus(ctx, rev.ID, "")
+	switch {
+	case !wasApplied:
+		s.Log.Info("revision applied", "revision", rev.ID, "changes", len(changes))
+		s.audit(ctx, rev, ResultApplied, nil, changes)
+		s.event(ctx, "Normal", "RevisionApplied", fmt.Sprintf("revision %s applied: %d change(s)", short(rev.ID), len(changes)))
+	case len(changes) > 0:
+		// The same revision, re-applied: what changed was drift.
+		s.Log.Info("drift corrected", "revision", rev.ID, "changes", len(changes))
+		s.audit(ctx, rev, "DriftCorrected", nil, changes)
+	}
+	return nil
+}
+
+// declaredView is the part of an object that Git owns, as JSON: no status,
+// no server-set metadata.
+func declaredView(obj manifests.Object) ([]byte, error) {
+	c := Clone(obj)
+	m := c.GetObjectMeta()
+	m.UID, m.ResourceVersion, m.Generation, m.CreationTimestamp, m.DeletionTimestamp, m.OwnerReferences = "", "", 0, nil, nil, nil
+	switch t := any(c).(type) {
+	case *manifests.Pod:
+		t.Status = manifests.PodStatus{}
+		// The scheduler sets nodeName on an unbound pod: not drift.
+		if obj.(*manifests.Pod).Spec.NodeName != "" {
+			t.Spec.NodeName = ""
+		}
+	case *manifests.Deployment:
+		t.Status = manifests.DeploymentStatus{}
+	case *manifests.ReplicaSet:
+		t.Status = manifests.ReplicaSetStatus{}
+	case *manifests.Namespace:
+		t.Status = manifests.NamespaceStatus{}
+	}
+	return Encode(c)
+}
+
+// apply writes the difference between objs and the bucket and prunes what
+// this source declared before and no longer does.
+func (s *Syncer) apply(ctx context.Context, objs []manifests.Object, full bool) ([]manifests.ObjectChange, error) {
+	if s.inventory == nil {
+		inv, err := s.listInventory(ctx)
+		if err != nil {
+			return nil, err
+		}
+		s.inventory = inv
+	}
+	manifests.SortObjects(objs)
+	var changes []manifests.ObjectChange
+	declared := map[string]bool{}
+	for _, obj := range objs {
+		obj = Clone(obj)
+		m := obj.GetObjectMeta()
+		if m.Annotations == nil {
+			m.Annotations = map[string]string{}
+		}
+		m.Annotations[manifests.AnnotationSource] = s.Name
+		key := manifests.KeyOf(obj)
+		declared[key] = true
+		view, err := declaredView(obj)
+		if err != nil {
+			return changes, err
+		}
+		h := manifests.Hash(string(view))
+		if !full && s.views[key] == h {
+			continue
+		}
+		ch, err := s.applyOne(ctx, key, obj, view)
+		if err != nil {
+			return changes, err
+		}
+		s.views[key] = h
+		s.inventory[key] = true
+		if ch != nil {
+			changes = append(changes, *ch)
+		}
+	}
+	for _, key := range slices.Sorted(maps.Keys(s.inventory)) {
+		if declared[key] {
+			continue
+		}
+		kind, ns, name, _ := manifests.SplitKey(key)
+		obj, rev, err := GetObject(ctx, s.Objects, key)
+		switch {
+		case errors.Is(err, bus.ErrNotFound):
+		case err != nil:
+			return changes, err
+		case obj.GetObjectMeta().Annotations[manifests.AnnotationSource] != s.Name:
+			// Another source or a controller owns it now.
+		default:
+			if err := DeleteObject(ctx, s.Objects, key, rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
+				return changes, err // kept in the inventory: retried
+			}
+			changes = append(changes, manifests.ObjectChange{Action: "deleted", Kind: kind, Namespace: ns, Name: name})
+		}
+		delete(s.inventory, key)
+		delete(s.views, key)
+	}
+	return changes, nil
+}
+
+func (s *Syncer) applyOne(ctx context.Context, key string, obj manifests.Object, view []byte) (*manifests.ObjectChange, error) {
+	kind, ns, name, _ := manifests.SplitKey(key)
+	for attempt := 0; ; attempt++ {
+		cur, rev, err := GetObject(ctx, s.Objects, key)
+		if errors.Is(err, bus.ErrNotFound) {
+			_, err = CreateObject(ctx, s.Objects, Clone(obj))
+			if errors.Is(err, bus.ErrExists) && attempt < 5 {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			return &manifests.ObjectChange{Action: "created", Kind: kind, Namespace: ns, Name: name}, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		cm := cur.GetObjectMeta()
+		if owner := cm.Annotations[manifests.AnnotationSource]; owner != s.Name {
+			if owner == "" {
+				owner = "a controller"
+			}
+			return nil, fmt.Errorf("%s %s/%s is already declared by %s", kind, ns, name, owner)
+		}
+		curView, err := declaredView(cur)
+		if err != nil {
+			return nil, err
+		}
+		if string(curView) == string(view) {
+			return nil, nil
+		}
+		upd := Clone(obj)
+		um := upd.GetObjectMeta()
+		um.UID, um.CreationTimestamp, um.OwnerReferences = cm.UID, cm.CreationTimestamp, cm.OwnerReferences
+		um.Generation = cm.Generation + 1
+		keepStatus(upd, cur)
+		_, err = UpdateObject(ctx, s.Objects, upd, rev)
+		if errors.Is(err, bus.ErrConflict) && attempt < 5 {
+			continue // a controller wrote status meanwhile: re-read
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &manifests.ObjectChange{Action: "updated", Kind: kind, Namespace: ns, Name: name, Fields: ChangedFields(curView, view)}, nil
+	}
+}
+
+// keepStatus copies what controllers and nodes own from cur into upd.
+func keepStatus(upd, cur manifests.Object) {
+	switch u := upd.(type) {
+	case *manifests.Pod:
+		c := cur.(*manifests.Pod)
+		u.Status = c.Status
+		if u.Spec.NodeName == "" {
+			u.Spec.NodeName = c.Spec.NodeName
+		}
+	case *manifests.Deployment:
+		u.Status = cur.(*manifests.Deployment).Status
+	case *manifests.ReplicaSet:
+		u.Status = cur.(*manifests.ReplicaSet).Status
+	case *manifests.Namespace:
+		u.Status = cur.(*manifests.Namespace).Status
+	}
+}
+
+// listInventory finds the objects this source declared, from their
+// annotation: the inventory survives restarts without state of its own.
+func (s *Syncer) listInventory(ctx context.Context) (map[string]bool, error) {
+	inv := map[string]bool{}
+	for _, k := range manifests.Kinds() {
+		if !k.FromGit {
+			continue
+		}
+		entries, err := s.Objects.List(ctx, k.Kind+".>")
+		if err != nil {
+			return nil, fmt.Errorf("list %s: %w", k.Kind, err)
+		}
+		for _, e := range entries {
+			obj, err := manifests.Decode(e.Value)
+			if err == nil && obj.GetObjectMeta().Annotations[manifests.AnnotationSource] == s.Name {
+				inv[e.Key] = true
+			}
+		}
+	}
+	return inv, nil
+}
+
+func (s *Syncer) audit(ctx context.Context, rev *sources.Revision, result string, errs []string, changes []manifests.ObjectChange) {
+	if s.Audit == nil {
+		return
+	}
+	rec := manifests.AuditRecord{
+		Source: s.Name, Revision: rev.ID, Author: rev.Author.String(), Committer: rev.Committer.String(),
+		Message: rev.Message, Time: manifests.Now(), Result: result, Errors: errs, Changes: changes,
+	}
+	if !rev.Committer.When.IsZero() {
+		rec.CommitAt = manifests.NewTime(rev.Committer.When)
+	}
+	if err := s.Audit.Append(ctx, rec); err != nil {
+		s.Log.Error("write audit record", "revision", rev.ID, "err", err)
+	}
+}
+
+func (s *Syncer) event(ctx context.Context, typ, reason, msg string) {
+	if s.Events == nil {
+		return
+	}
+	ev := manifests.Event{Time: manifests.Now(), Kind: "Source", Name: s.Name, Type: typ, Reason: reason, Message: msg, Source: "sync"}
+	if err := s.Events.Record(ctx, ev); err != nil {
+		s.Log.Debug("record event", "err", err)
+	}
+}
+
+func (s *Syncer) readStatus(ctx context.Context) (manifests.SourceStatus, error) {
+	obj, _, err := GetObject(ctx, s.Objects, manifests.Key("Source", "", s.Name))
+	if err != nil {
+		return manifests.SourceStatus{}, err
+	}
+	return obj.(*manifests.Source).Status, nil
+}
+
+// writeStatus records the attempt on the Source object; best effort.
+func (s *Syncer) writeStatus(ctx context.Context, attempted, lastErr string) {
+	key := manifests.Key("Source", "", s.Name)
+	for range 5 {
+		src := &manifests.Source{ObjectMeta: manifests.ObjectMeta{Name: s.Name}}
+		cur, rev, err := GetObject(ctx, s.Objects, key)
+		if err == nil {
+			src = cur.(*manifests.Source)
+		} else if !errors.Is(err, bus.ErrNotFound) {
+			s.Log.Debug("read source status", "err", err)
+			return
+		}
+		manifests.SetKind(src)
+		src.Spec = s.Source.Spec()
+		st := &src.Status
+		if attempted != "" {
+			st.AttemptedRevision = attempted
+		}
+		st.AppliedRevision = s.appliedID
+		st.LastError = lastErr
+		st.LastSyncTime = manifests.Now()
+		st.Objects = len(s.inventory)
+		ready := manifests.Condition{Type: "Ready", Status: manifests.ConditionTrue, Reason: "Synced", Message: "applied revision " + s.appliedID}
+		if lastErr != "" {
+			ready = manifests.Condition{Type: "Ready", Status: manifests.ConditionFalse, Reason: "SyncFailed", Message: firstLine(lastErr)}
+		}
+		st.Conditions = setCond(st.Conditions, ready)
+		if err == nil {
+			_, err = UpdateObject(ctx, s.Objects, src, rev)
+		} else {
+			_, err = CreateObject(ctx, s.Objects, src)
+		}
+		if err == nil || (!errors.Is(err, bus.ErrConflict) && !errors.Is(err, bus.ErrExists)) {
+			return
+		}
+	}
+}
+
+// errorLines splits a load error into one line per problem.
+func errorLines(err error) []string {
+	var lines []string
+	for l := range strings.SplitSeq(err.Error(), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) == 0 {
+		lines = []string{err.Error()}
+	}
+	return lines
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
