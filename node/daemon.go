@@ -441,14 +441,23 @@ func (d *Daemon) syncPod(ctx context.Context, pod *manifests.Pod, rp *PodInfo) {
 		podID = rp.ID
 	} else {
 		id, err := d.Runtime.CreatePod(ctx, d.podConfig(pod))
+		if errors.Is(err, ErrConflict) {
+			// Created by an earlier sync that a relist did not show yet.
+			if found, lerr := d.Runtime.ListPods(ctx, map[string]string{LabelNode: d.Name, LabelUID: pod.UID}); lerr == nil && len(found) == 1 {
+				rp = &found[0]
+				id, err = rp.ID, nil
+			}
+		}
 		if err != nil {
 			log.Warn("create pod", "err", err)
 			d.event(ctx, pod, "Warning", "FailedCreatePod", err.Error())
 			return
 		}
 		podID = id
-		rp = &PodInfo{ID: id}
-		log.Info("pod created", "runtime_pod", id)
+		if rp == nil {
+			rp = &PodInfo{ID: id}
+			log.Info("pod created", "runtime_pod", id)
+		}
 	}
 	now := time.Now()
 	for _, c := range pod.Spec.Containers {

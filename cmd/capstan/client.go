@@ -494,23 +494,28 @@ func printHistory(w io.Writer, recs []manifests.AuditRecord, output string) erro
 		_, err := fmt.Fprintln(w, "No sync attempts recorded.")
 		return err
 	}
-	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tSOURCE\tREVISION\tRESULT\tAUTHOR\tMESSAGE\tCHANGES")
-	for _, r := range recs {
-		msg, _, _ := strings.Cut(r.Message, "\n")
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", r.Time.Format(time.RFC3339), r.Source, shortRev(r.Revision), r.Result, r.Author, msg, len(r.Changes))
+	// One block per attempt, like git log: the record, its message, then
+	// the changes and errors indented.
+	for i, r := range recs {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "%s  %s  %s  %s  %s\n", r.Time.Format(time.RFC3339), r.Source, shortRev(r.Revision), r.Result, r.Author)
+		if msg, _, _ := strings.Cut(r.Message, "\n"); msg != "" {
+			fmt.Fprintf(w, "    %s\n", msg)
+		}
 		for _, c := range r.Changes {
 			fields := ""
 			if len(c.Fields) > 0 {
-				fields = " (" + strings.Join(c.Fields, ", ") + ")"
+				fields = ": " + strings.Join(c.Fields, ", ")
 			}
-			fmt.Fprintf(tw, "\t\t\t\t\t  %s %s %s%s\t\n", c.Action, strings.ToLower(c.Kind), joinNS(c.Namespace, c.Name), fields)
+			fmt.Fprintf(w, "    %s %s %s%s\n", c.Action, strings.ToLower(c.Kind), joinNS(c.Namespace, c.Name), fields)
 		}
 		for _, e := range r.Errors {
-			fmt.Fprintf(tw, "\t\t\t\t\t  error: %s\t\n", e)
+			fmt.Fprintf(w, "    error: %s\n", e)
 		}
 	}
-	return tw.Flush()
+	return nil
 }
 
 func joinNS(ns, name string) string {
