@@ -8,7 +8,7 @@ GO ?= go
 DATA ?= $(CURDIR)/.data
 IMAGE ?= localhost/capstan-demo:latest
 TEST_TIMEOUT ?= 20m
-STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@2025.1.1
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: help build test test-unit up deps image lint tidy clean bench
 

@@ -144,8 +144,7 @@ func Clone[T manifests.Object](obj T) T {
 	if err != nil {
 		panic("clone: " + err.Error())
 	}
-	var out T
-	out = newOf(obj).(T)
+	out := newOf(obj).(T)
 	if err := json.Unmarshal(b, out); err != nil {
 		panic("clone: " + err.Error())
 	}

@@ -9,6 +9,7 @@ import (
 	"cuelang.org/go/cue"
 	"cuelang.org/go/cue/build"
 	"cuelang.org/go/cue/cuecontext"
+	"cuelang.org/go/cue/parser"
 
 	"github.com/capstan-io/capstan/manifests"
 )
@@ -78,7 +79,11 @@ func compile() (*compiled, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := inst.AddFile(schemaDir+name[len("cue/"):], src); err != nil {
+		f, err := parser.ParseFile(schemaDir+name[len("cue/"):], src)
+		if err != nil {
+			return nil, err
+		}
+		if err := inst.AddSyntax(f); err != nil {
 			return nil, err
 		}
 	}

@@ -212,7 +212,8 @@ func (s *syncBuffer) String() string {
 // e2e is one test's world: a node name, a data dir, a NATS port, a git
 // repository, and the `capstan up` currently running, if any.
 type e2e struct {
-	t       *testing.T
+	t       *testing.T // the running (sub)test, for failures
+	root    *testing.T // the test, for cleanups
 	node    string
 	dataDir string
 	listen  string
@@ -228,6 +229,7 @@ func newE2E(t *testing.T) *e2e {
 	port := freePort(t)
 	e := &e2e{
 		t:       t,
+		root:    t,
 		node:    "e2e-" + randHex(4),
 		dataDir: t.TempDir(),
 		listen:  fmt.Sprintf("127.0.0.1:%d", port),
@@ -265,12 +267,12 @@ func (e *e2e) startUp() {
 	go func() { u.done <- Run(ctx, args, u.out, u.out) }()
 	e.up = u
 	run := e.runs
-	t.Cleanup(func() {
+	e.root.Cleanup(func() {
 		if err := e.stopRun(u); err != nil {
-			t.Errorf("capstan up (run %d) at cleanup: %v", run, err)
+			e.root.Errorf("capstan up (run %d) at cleanup: %v", run, err)
 		}
-		if t.Failed() || testing.Verbose() {
-			t.Logf("output of capstan up (run %d):\n%s", run, u.out.String())
+		if e.root.Failed() {
+			e.root.Logf("output of capstan up (run %d):\n%s", run, u.out.String())
 		}
 	})
 	begin := time.Now()
