@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,7 +37,7 @@ type ControlPlane struct {
 	objects *Cache
 	nodes   *Cache
 	exp     *expectations
-	rsQueue *Queue
+	queues  map[string]*Queue // workload kind -> its controller's queue
 }
 
 func (cp *ControlPlane) defaults() {
@@ -57,6 +58,32 @@ func (cp *ControlPlane) defaults() {
 	}
 }
 
+// workload is a controller of one kind of object that makes other objects
+// (pods, ReplicaSets, Jobs) and owns them by a controller reference.
+type workload struct {
+	kind      string
+	reconcile func(ctx context.Context, key string) error
+	// onNode, if set, is told of node changes (a DaemonSet follows nodes).
+	onNode func(q *Queue, key string, old, cur manifests.Object)
+}
+
+// workloads lists the workload controllers. Add a new kind's controller
+// here.
+func (cp *ControlPlane) workloads() []workload {
+	return []workload{
+		{kind: "ReplicaSet", reconcile: cp.reconcileReplicaSet},
+		{kind: "Deployment", reconcile: cp.reconcileDeployment},
+	}
+}
+
+// requeue queues key of a workload kind after d: for moments no event
+// marks, such as minReadySeconds passing or a deadline.
+func (cp *ControlPlane) requeue(kind, key string, d time.Duration) {
+	if q := cp.queues[kind]; q != nil {
+		q.AddAfter(key, d)
+	}
+}
+
 // controller is one keyed work loop.
 type controller struct {
 	name      string
@@ -73,9 +100,6 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	cp.nodes = NewCache(cp.Nodes, cp.Log)
 	cp.exp = newExpectations()
 
-	rs := &controller{name: "replicaset", queue: NewQueue(), reconcile: cp.reconcileReplicaSet, resync: cp.keysOf("ReplicaSet")}
-	cp.rsQueue = rs.queue
-	dep := &controller{name: "deployment", queue: NewQueue(), reconcile: cp.reconcileDeployment, resync: cp.keysOf("Deployment")}
 	sched := newScheduler(cp)
 	schedCtl := &controller{name: "scheduler", queue: NewQueue(), reconcile: sched.reconcile, resync: sched.pendingKeys}
 	assign := newAssigner(cp)
@@ -83,30 +107,42 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	status := newStatusMirror(cp)
 	statusCtl := &controller{name: "podstatus", queue: NewQueue(), reconcile: status.reconcile}
 	gcCtl := &controller{name: "gc", queue: NewQueue(), reconcile: cp.reconcileGC, resync: cp.ownedKeys}
-	ctls := []*controller{rs, dep, schedCtl, assignCtl, statusCtl, gcCtl}
+	ctls := []*controller{schedCtl, assignCtl, statusCtl, gcCtl}
+
+	// The workload controllers: one per kind, queued when an object of
+	// their kind changes and when an object they control changes.
+	byKind := map[string]*controller{}
+	for _, w := range cp.workloads() {
+		c := &controller{name: strings.ToLower(w.kind), queue: NewQueue(), reconcile: w.reconcile, resync: cp.keysOf(w.kind)}
+		byKind[w.kind] = c
+		ctls = append(ctls, c)
+		if w.onNode != nil {
+			cp.nodes.AddHandler(func(key string, old, cur manifests.Object) { w.onNode(c.queue, key, old, cur) })
+		}
+	}
+	cp.queues = map[string]*Queue{}
+	for k, c := range byKind {
+		cp.queues[k] = c.queue
+	}
 
 	cp.objects.AddHandler(func(key string, old, cur manifests.Object) {
 		obj := cur
 		if obj == nil {
 			obj = old
 		}
-		switch obj.GetTypeMeta().Kind {
-		case "ReplicaSet":
-			rs.queue.Add(key)
-			if k := ownerKey(obj); k != "" {
-				dep.queue.Add(k)
+		kind := obj.GetTypeMeta().Kind
+		if c, ok := byKind[kind]; ok {
+			c.queue.Add(key)
+		}
+		if ref := obj.GetObjectMeta().Controller(); ref != nil {
+			if c, ok := byKind[ref.Kind]; ok {
+				c.queue.Add(ownerKey(obj))
 			}
-		case "Deployment":
-			dep.queue.Add(key)
-		case "Pod":
-			if k := ownerKey(obj); k != "" {
-				rs.queue.Add(k)
-			}
+			gcCtl.queue.Add(key)
+		}
+		if kind == "Pod" {
 			assignCtl.queue.Add(key)
 			statusCtl.queue.Add(key)
-		}
-		if obj.GetObjectMeta().Controller() != nil {
-			gcCtl.queue.Add(key)
 		}
 		if cur == nil {
 			// The dependents of a deleted owner may now be garbage.

@@ -10,7 +10,7 @@ import (
 
 // ownedKinds are the kinds that controllers make and owner references tie
 // to their makers.
-var ownedKinds = []string{"ReplicaSet", "Pod"}
+var ownedKinds = []string{"ReplicaSet", "Pod", "Job"}
 
 // reconcileGC deletes an object whose controller no longer exists (or is a
 // newer object of the same name, with another uid).

@@ -163,7 +163,7 @@ func (cp *ControlPlane) updateReplicaSetStatus(ctx context.Context, c *Cached, r
 	if requeue {
 		// A pod becomes available minReadySeconds after it is ready:
 		// no event marks that moment.
-		cp.requeueRS(manifests.KeyOf(rs), minReady)
+		cp.requeue("ReplicaSet", manifests.KeyOf(rs), minReady)
 	}
 	if st == rs.Status {
 		return nil
@@ -177,13 +177,6 @@ func (cp *ControlPlane) updateReplicaSetStatus(ctx context.Context, c *Cached, r
 		return err
 	}
 	return nil
-}
-
-// requeueRS is set by Run to the ReplicaSet queue's AddAfter.
-func (cp *ControlPlane) requeueRS(key string, after time.Duration) {
-	if cp.rsQueue != nil {
-		cp.rsQueue.AddAfter(key, after)
-	}
 }
 
 func podRank(p *manifests.Pod) PodRank {
