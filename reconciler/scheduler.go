@@ -257,6 +257,9 @@ func (s *scheduler) choose(r PodRequest) (string, string) {
 	if best != "" {
 		return best, ""
 	}
+	if len(s.nodes) == 0 {
+		return "", "0/0 nodes are available: no node has registered"
+	}
 	parts := make([]string, 0, len(reasons))
 	for why, n := range reasons {
 		parts = append(parts, fmt.Sprintf("%d %s", n, why))

@@ -271,7 +271,7 @@ func (e *e2e) startUp() {
 		if err := e.stopRun(u); err != nil {
 			e.root.Errorf("capstan up (run %d) at cleanup: %v", run, err)
 		}
-		if e.root.Failed() {
+		if e.root.Failed() || os.Getenv("CAPSTAN_E2E_LOGS") == "1" {
 			e.root.Logf("output of capstan up (run %d):\n%s", run, u.out.String())
 		}
 	})
@@ -458,7 +458,7 @@ func runningByApp(cs []ctr, app string) map[string]ctr {
 
 // httpGet returns the body of a GET, or an error unless the status is 200.
 func httpGet(url string) (string, error) {
-	c := &http.Client{Timeout: 3 * time.Second}
+	c := &http.Client{Timeout: time.Second}
 	resp, err := c.Get(url)
 	if err != nil {
 		return "", err

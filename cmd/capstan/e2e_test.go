@@ -503,6 +503,11 @@ func TestE2EWalkingSkeleton(t *testing.T) {
 		killed := e.waitReplaced(old, "1", 1)
 		t.Logf("killed container replaced in %s", time.Since(sb).Round(time.Millisecond))
 
+		// The killed instance's output is still there: `logs --previous`.
+		if out, stderr, err := e.cli("logs", "--previous", strings.TrimPrefix(killed.CPod, "default/")); err != nil || !strings.Contains(out, "url:/") {
+			t.Errorf("logs --previous: %q, %v (%s); want the killed instance's access lines", out, err, stderr)
+		}
+
 		// Removed behind Capstan's back: replaced too.
 		e.mustPodman("rm", "-f", "-t", "0", killed.ID)
 		sb = time.Now()
@@ -550,6 +555,27 @@ func TestE2EWalkingSkeleton(t *testing.T) {
 		if !sameContainers(filterApp(before, "worker"), filterApp(cs, "worker")) {
 			t.Errorf("worker containers changed: before %+v, after %+v", filterApp(before, "worker"), filterApp(cs, "worker"))
 		}
+
+		// A whole Podman pod removed behind Capstan's back is created
+		// again, for the same Capstan pod.
+		workers := filterApp(cs, "worker")
+		victim := workers[0]
+		e.mustPodman("pod", "rm", "-f", "-t", "0", victim.Pod)
+		sb = time.Now()
+		checkFor(t, 20*time.Second, "removed worker pod recreated", func() error {
+			cs, err := e.containers()
+			if err != nil {
+				return err
+			}
+			for _, c := range runningByApp(cs, "worker") {
+				if c.CPod == victim.CPod && c.Pod != victim.Pod {
+					return nil
+				}
+			}
+			return fmt.Errorf("no new running container for %s: %+v", victim.CPod, cs)
+		})
+		t.Logf("removed Podman pod recreated in %s", time.Since(sb).Round(time.Millisecond))
+		e.readyPods("worker", 2, 20*time.Second)
 
 		// The unlabelled pod and its container are untouched.
 		out := e.mustPodman("container", "inspect", "--format", "{{.State.Status}}", unlabelled+"-sleep")
