@@ -26,6 +26,12 @@ var kinds = []KindInfo{
 	{Kind: "Pod", APIVersions: []string{"v1"}, Namespaced: true, FromGit: true, Names: []string{"pods", "pod", "po"}, New: func() Object { return &Pod{} }},
 	{Kind: "ReplicaSet", APIVersions: []string{"apps/v1"}, Namespaced: true, FromGit: true, Names: []string{"replicasets", "replicaset", "rs"}, New: func() Object { return &ReplicaSet{} }},
 	{Kind: "Deployment", APIVersions: []string{"apps/v1"}, Namespaced: true, FromGit: true, Names: []string{"deployments", "deployment", "deploy"}, New: func() Object { return &Deployment{} }},
+	{Kind: "ReplicationController", APIVersions: []string{"v1"}, Namespaced: true, FromGit: true, Names: []string{"replicationcontrollers", "replicationcontroller", "rc"}, New: func() Object { return &ReplicationController{} }},
+	{Kind: "StatefulSet", APIVersions: []string{"apps/v1"}, Namespaced: true, FromGit: true, Names: []string{"statefulsets", "statefulset", "sts"}, New: func() Object { return &StatefulSet{} }},
+	{Kind: "DaemonSet", APIVersions: []string{"apps/v1"}, Namespaced: true, FromGit: true, Names: []string{"daemonsets", "daemonset", "ds"}, New: func() Object { return &DaemonSet{} }},
+	{Kind: "Job", APIVersions: []string{"batch/v1"}, Namespaced: true, FromGit: true, Names: []string{"jobs", "job"}, New: func() Object { return &Job{} }},
+	{Kind: "CronJob", APIVersions: []string{"batch/v1"}, Namespaced: true, FromGit: true, Names: []string{"cronjobs", "cronjob", "cj"}, New: func() Object { return &CronJob{} }},
+	{Kind: "HorizontalPodAutoscaler", APIVersions: []string{"autoscaling/v2", "autoscaling/v1"}, Namespaced: true, FromGit: true, Names: []string{"horizontalpodautoscalers", "horizontalpodautoscaler", "hpa"}, New: func() Object { return &HorizontalPodAutoscaler{} }},
 	{Kind: "Node", APIVersions: []string{"v1"}, Names: []string{"nodes", "node", "no"}, New: func() Object { return &Node{} }},
 	{Kind: "Source", APIVersions: []string{"capstan.io/v1"}, Names: []string{"sources", "source", "src"}, New: func() Object { return &Source{} }},
 }
@@ -132,6 +138,18 @@ func SetKind(obj Object) {
 		kind = "ReplicaSet"
 	case *Deployment:
 		kind = "Deployment"
+	case *ReplicationController:
+		kind = "ReplicationController"
+	case *StatefulSet:
+		kind = "StatefulSet"
+	case *DaemonSet:
+		kind = "DaemonSet"
+	case *Job:
+		kind = "Job"
+	case *CronJob:
+		kind = "CronJob"
+	case *HorizontalPodAutoscaler:
+		kind = "HorizontalPodAutoscaler"
 	case *Node:
 		kind = "Node"
 	case *Source:

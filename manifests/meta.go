@@ -102,4 +102,8 @@ const (
 	AnnotationRevision = "deployment.kubernetes.io/revision"
 	// LabelPodTemplateHash keys a ReplicaSet (and its pods) by pod template.
 	LabelPodTemplateHash = "pod-template-hash"
+	// AnnotationReplicasOwner names the HorizontalPodAutoscaler that owns a
+	// workload's spec.replicas: while it is set, the sync keeps the live
+	// replica count instead of Git's.
+	AnnotationReplicasOwner = "capstan.io/replicas-owner"
 )

@@ -55,12 +55,17 @@ const (
 
 // PodSpec is the desired state of a pod.
 type PodSpec struct {
+	InitContainers                []Container       `json:"initContainers,omitempty"`
 	Containers                    []Container       `json:"containers"`
+	Volumes                       []Volume          `json:"volumes,omitempty"`
 	RestartPolicy                 string            `json:"restartPolicy,omitempty"`
 	NodeSelector                  map[string]string `json:"nodeSelector,omitempty"`
 	NodeName                      string            `json:"nodeName,omitempty"`
 	TerminationGracePeriodSeconds *int64            `json:"terminationGracePeriodSeconds,omitempty"`
+	ActiveDeadlineSeconds         *int64            `json:"activeDeadlineSeconds,omitempty"`
 	Hostname                      string            `json:"hostname,omitempty"`
+	Subdomain                     string            `json:"subdomain,omitempty"`
+	HostAliases                   []HostAlias       `json:"hostAliases,omitempty"`
 }
 
 // Container is one container of a pod.
@@ -71,15 +76,22 @@ type Container struct {
 	Args            []string             `json:"args,omitempty"`
 	WorkingDir      string               `json:"workingDir,omitempty"`
 	Env             []EnvVar             `json:"env,omitempty"`
+	EnvFrom         []EnvFromSource      `json:"envFrom,omitempty"`
 	Ports           []ContainerPort      `json:"ports,omitempty"`
 	Resources       ResourceRequirements `json:"resources,omitempty"`
+	VolumeMounts    []VolumeMount        `json:"volumeMounts,omitempty"`
+	LivenessProbe   *Probe               `json:"livenessProbe,omitempty"`
+	ReadinessProbe  *Probe               `json:"readinessProbe,omitempty"`
+	StartupProbe    *Probe               `json:"startupProbe,omitempty"`
+	Lifecycle       *Lifecycle           `json:"lifecycle,omitempty"`
 	ImagePullPolicy string               `json:"imagePullPolicy,omitempty"`
 }
 
 // EnvVar is one environment variable.
 type EnvVar struct {
-	Name  string `json:"name"`
-	Value string `json:"value,omitempty"`
+	Name      string        `json:"name"`
+	Value     string        `json:"value,omitempty"`
+	ValueFrom *EnvVarSource `json:"valueFrom,omitempty"`
 }
 
 // ContainerPort is a port a container listens on, optionally published on
@@ -113,14 +125,15 @@ const (
 
 // PodStatus is what the node observed of a pod.
 type PodStatus struct {
-	Phase             string            `json:"phase,omitempty"`
-	Conditions        []Condition       `json:"conditions,omitempty"`
-	Message           string            `json:"message,omitempty"`
-	Reason            string            `json:"reason,omitempty"`
-	HostIP            string            `json:"hostIP,omitempty"`
-	PodIP             string            `json:"podIP,omitempty"`
-	StartTime         *Time             `json:"startTime,omitempty"`
-	ContainerStatuses []ContainerStatus `json:"containerStatuses,omitempty"`
+	Phase                 string            `json:"phase,omitempty"`
+	Conditions            []Condition       `json:"conditions,omitempty"`
+	Message               string            `json:"message,omitempty"`
+	Reason                string            `json:"reason,omitempty"`
+	HostIP                string            `json:"hostIP,omitempty"`
+	PodIP                 string            `json:"podIP,omitempty"`
+	StartTime             *Time             `json:"startTime,omitempty"`
+	InitContainerStatuses []ContainerStatus `json:"initContainerStatuses,omitempty"`
+	ContainerStatuses     []ContainerStatus `json:"containerStatuses,omitempty"`
 	// ObservedAt is when the node last reported this status.
 	ObservedAt *Time `json:"observedAt,omitempty"`
 }
@@ -172,6 +185,9 @@ type Condition struct {
 	Message            string `json:"message,omitempty"`
 	LastTransitionTime *Time  `json:"lastTransitionTime,omitempty"`
 	LastHeartbeatTime  *Time  `json:"lastHeartbeatTime,omitempty"`
+	// LastUpdateTime is when a Deployment's Progressing condition last saw
+	// progress: its progress deadline counts from it.
+	LastUpdateTime *Time `json:"lastUpdateTime,omitempty"`
 }
 
 // LabelSelector selects objects by their labels.
@@ -374,6 +390,24 @@ type PodStatusReport struct {
 	UID    string    `json:"uid"`
 	Node   string    `json:"node"`
 	Status PodStatus `json:"status"`
+	// Usage is the pod's measured resource use, for autoscaling; it is not
+	// part of the Pod's status.
+	Usage *PodUsage `json:"usage,omitempty"`
+}
+
+// PodUsage is a pod's resource use, summed over its containers.
+type PodUsage struct {
+	Time        *Time `json:"time"`
+	CPUMilli    int64 `json:"cpuMilli"`
+	MemoryBytes int64 `json:"memoryBytes"`
+}
+
+// Assignment is what a node is given for one pod: the pod, and only the
+// ConfigMaps and Secrets it references.
+type Assignment struct {
+	Pod        Pod         `json:"pod"`
+	ConfigMaps []ConfigMap `json:"configMaps,omitempty"`
+	Secrets    []Secret    `json:"secrets,omitempty"`
 }
 
 // AssignmentKey is the key of a pod's assignment (and of its status

@@ -63,28 +63,42 @@ func check(d doc, obj manifests.Object) []Error {
 			}
 		}
 	case *manifests.Pod:
-		errs = append(errs, checkPodSpec(d, []any{"spec"}, &o.Spec)...)
+		errs = append(errs, checkPodSpec(d, []any{"spec"}, &o.Spec, nil)...)
 	case *manifests.ReplicaSet:
-		errs = append(errs, checkSelector(d, o.Spec.Selector, o.Spec.Template.Labels)...)
-		errs = append(errs, checkPodSpec(d, []any{"spec", "template", "spec"}, &o.Spec.Template.Spec)...)
+		errs = append(errs, checkSelector(d, []any{"spec", "selector"}, o.Spec.Selector, o.Spec.Template.Labels)...)
+		errs = append(errs, checkPodSpec(d, templateSpec, &o.Spec.Template.Spec, nil)...)
 	case *manifests.Deployment:
-		errs = append(errs, checkSelector(d, o.Spec.Selector, o.Spec.Template.Labels)...)
-		errs = append(errs, checkPodSpec(d, []any{"spec", "template", "spec"}, &o.Spec.Template.Spec)...)
+		errs = append(errs, checkSelector(d, []any{"spec", "selector"}, o.Spec.Selector, o.Spec.Template.Labels)...)
+		errs = append(errs, checkPodSpec(d, templateSpec, &o.Spec.Template.Spec, nil)...)
 		errs = append(errs, checkDeployment(d, &o.Spec)...)
+	case *manifests.ReplicationController:
+		errs = append(errs, checkReplicationController(d, &o.Spec)...)
+	case *manifests.StatefulSet:
+		errs = append(errs, checkStatefulSet(d, &o.Spec)...)
+	case *manifests.DaemonSet:
+		errs = append(errs, checkDaemonSet(d, &o.Spec)...)
+	case *manifests.Job:
+		errs = append(errs, checkJob(d, []any{"spec"}, &o.Spec)...)
+	case *manifests.CronJob:
+		errs = append(errs, checkCronJob(d, &o.Spec)...)
+	case *manifests.HorizontalPodAutoscaler:
+		errs = append(errs, checkHPA(d, o)...)
 	}
 	return errs
 }
 
-// checkSelector checks that a controller's selector is well formed, not
-// empty, and selects the pods of its own template.
-func checkSelector(d doc, sel *manifests.LabelSelector, labels map[string]string) []Error {
-	at := []any{"spec", "selector"}
+// templateSpec is the path of a controller's pod spec.
+var templateSpec = []any{"spec", "template", "spec"}
+
+// checkSelector checks that a controller's selector, at path at, is well
+// formed, not empty, and selects the pods of its own template.
+func checkSelector(d doc, at []any, sel *manifests.LabelSelector, labels map[string]string) []Error {
 	if sel == nil || len(sel.MatchLabels) == 0 && len(sel.MatchExpressions) == 0 {
 		return []Error{d.errorf(at, "empty selector: it would select every pod in the namespace")}
 	}
 	var errs []Error
 	for i, r := range sel.MatchExpressions {
-		p := []any{"spec", "selector", "matchExpressions", i, "values"}
+		p := sub(at, "matchExpressions", i, "values")
 		switch r.Operator {
 		case manifests.OpIn, manifests.OpNotIn:
 			if len(r.Values) == 0 {
@@ -118,33 +132,6 @@ func formatLabels(labels map[string]string) string {
 	return "{" + strings.Join(parts, ",") + "}"
 }
 
-// checkPodSpec checks container names are unique, and that requests do not
-// exceed limits.
-func checkPodSpec(d doc, at []any, spec *manifests.PodSpec) []Error {
-	var errs []Error
-	seen := map[string]bool{}
-	for i, c := range spec.Containers {
-		cp := append(append([]any{}, at...), "containers", i)
-		if seen[c.Name] {
-			errs = append(errs, d.errorf(append(cp, "name"), "duplicate container name %q", c.Name))
-		}
-		seen[c.Name] = true
-		for res, req := range c.Resources.Requests {
-			lim, ok := c.Resources.Limits[res]
-			if !ok {
-				continue
-			}
-			r, _ := req.Rat()
-			l, _ := lim.Rat()
-			if r != nil && l != nil && r.Cmp(l) > 0 {
-				errs = append(errs, d.errorf(append(cp, "resources", "requests", res),
-					"request %s is more than the limit %s", req, lim))
-			}
-		}
-	}
-	return errs
-}
-
 // checkDeployment checks the strategy and the progress deadline.
 func checkDeployment(d doc, spec *manifests.DeploymentSpec) []Error {
 	var errs []Error
@@ -161,8 +148,12 @@ func checkDeployment(d doc, spec *manifests.DeploymentSpec) []Error {
 			errs = append(errs, d.errorf(append(at, "maxUnavailable"), "may not be more than 100%%"))
 		}
 	}
-	if spec.ProgressDeadlineSeconds != nil && *spec.ProgressDeadlineSeconds <= spec.MinReadySeconds {
-		errs = append(errs, d.errorf([]any{"spec", "progressDeadlineSeconds"}, "must be more than minReadySeconds (%d)", spec.MinReadySeconds))
+	if pds := spec.ProgressDeadlineSeconds; pds != nil && *pds <= spec.MinReadySeconds {
+		if d.has([]any{"spec", "progressDeadlineSeconds"}) {
+			errs = append(errs, d.errorf([]any{"spec", "progressDeadlineSeconds"}, "must be more than minReadySeconds (%d)", spec.MinReadySeconds))
+		} else {
+			errs = append(errs, d.errorf([]any{"spec", "minReadySeconds"}, "must be less than progressDeadlineSeconds (%d by default)", *pds))
+		}
 	}
 	return errs
 }

@@ -251,6 +251,9 @@ func (c *compiled) exprDoc(file string, expr ast.Expr) (doc, bool) {
 // after it is common), and a quantity may be written as a number
 // (`cpu: 2`), which becomes the string manifests.Quantity holds. n is the
 // value of the field named name, in the field named parent.
+//
+// Quantities are the values of resources.requests and resources.limits
+// (a container's, a claim template's) and the fields in quantityFields.
 func normalize(n ast.Expr, parent, name string) {
 	switch x := n.(type) {
 	case *ast.StructLit:
@@ -262,10 +265,10 @@ func normalize(n ast.Expr, parent, name string) {
 				if isLit && lit.Kind == token.NULL {
 					continue
 				}
-				if isLit && quantities && (lit.Kind == token.INT || lit.Kind == token.FLOAT) {
+				label, _, _ := ast.LabelName(f.Label)
+				if isLit && (quantities || quantityFields[label]) && (lit.Kind == token.INT || lit.Kind == token.FLOAT) {
 					f.Value = &ast.BasicLit{ValuePos: lit.ValuePos, Kind: token.STRING, Value: strconv.Quote(lit.Value)}
 				}
-				label, _, _ := ast.LabelName(f.Label)
 				normalize(f.Value, name, label)
 			}
 			elts = append(elts, d)
@@ -277,6 +280,10 @@ func normalize(n ast.Expr, parent, name string) {
 		}
 	}
 }
+
+// quantityFields are the fields, other than resources' requests and
+// limits, that hold a quantity.
+var quantityFields = map[string]bool{"sizeLimit": true, "divisor": true, "averageValue": true}
 
 // cueDocs compiles a CUE file on its own (no imports but CUE's standard
 // library) and takes each top-level regular field as an object, or as a
@@ -461,6 +468,8 @@ func unknownFieldMsg(parent []any, name string) string {
 		return fmt.Sprintf("field %q is set by Capstan and cannot come from Git", name)
 	case full == "metadata.namespace":
 		return "field \"namespace\" is not allowed: the kind is cluster-scoped"
+	case name == "restartPolicy" && len(parent) >= 2 && (parent[len(parent)-2] == "containers" || parent[len(parent)-2] == "initContainers"):
+		return "field \"restartPolicy\" is not allowed: Capstan does not support sidecar containers (a container's own restartPolicy); the pod's spec.restartPolicy applies"
 	}
 	return fmt.Sprintf("field %q is not allowed: Capstan does not know or support it", name)
 }
@@ -551,6 +560,12 @@ func explain(msg string) string {
 	if strings.HasPrefix(msg, "incompatible list lengths (0 and") {
 		return "needs at least one item"
 	}
+	if strings.HasSuffix(msg, "(does not satisfy net.IP)") {
+		return strings.TrimSuffix(msg, "(does not satisfy net.IP)") + "(want an IP address)"
+	}
+	if m := maxRunesRE.FindStringSubmatch(msg); m != nil {
+		return strings.TrimSuffix(msg, m[0]) + "(want at most " + m[1] + " characters)"
+	}
 	for _, p := range patterns {
 		bound := "(out of bound =~" + strconv.Quote(p.re) + ")"
 		if strings.HasSuffix(msg, bound) {
@@ -565,23 +580,52 @@ func explain(msg string) string {
 var patterns = []struct{ re, want string }{
 	{`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`, "a DNS label: lower-case letters, digits and '-', beginning and ending with a letter or digit"},
 	{`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`, "a DNS subdomain: dot-separated DNS labels of lower-case letters, digits and '-'"},
-	{`^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]$`, "a label key: an optional DNS subdomain and '/', then at most 63 letters, digits, '-', '_' or '.', beginning and ending with a letter or digit"},
+	{labelKeyPattern, "a label key: an optional DNS subdomain and '/', then at most 63 letters, digits, '-', '_' or '.', beginning and ending with a letter or digit"},
 	{`^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$`, "a label value: at most 63 letters, digits, '-', '_' or '.', beginning and ending with a letter or digit"},
 	{`^[-._a-zA-Z0-9]+$`, "a key of letters, digits, '-', '_' or '.'"},
 	{`[a-z]`, "at least one letter"},
 	{`^[-._a-zA-Z][-._a-zA-Z0-9]*$`, "letters, digits, '-', '_' or '.', not beginning with a digit"},
 	{`^[0-9]+%$`, "a percentage such as 25%"},
 	{`^([0-9]+(\.[0-9]*)?|\.[0-9]+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?[0-9]+)?$`, "a quantity such as 250m, 0.5, 128Mi or 1G"},
+	{`^/`, "an absolute path"},
+	{`^[-A-Za-z0-9]+$`, "an HTTP header name: letters, digits and '-'"},
 }
 
+// labelKeyPattern is the syntax of a label or annotation key.
+const labelKeyPattern = `^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]$`
+
+// explainPattern says in words what the pattern re of kinds.cue wants.
+func explainPattern(re string) string {
+	for _, p := range patterns {
+		if p.re == re {
+			return p.want
+		}
+	}
+	return "=~" + strconv.Quote(re)
+}
+
+// alternatives phrases the errors of the alternatives of a disjunction
+// (a port number or name). An alternative of another type than the value
+// says nothing useful ("mismatched types int and string") and is left out
+// when another explains the problem.
 func alternatives(errs []cueerrors.Error) string {
-	msgs := make([]string, len(errs))
-	for i, e := range errs {
+	var msgs, mismatched []string
+	for _, e := range errs {
 		format, args := e.Msg()
-		msgs[i] = fmt.Sprintf(format, args...)
+		msg := explain(fmt.Sprintf(format, args...))
+		if strings.Contains(msg, "(mismatched types") {
+			mismatched = append(mismatched, msg)
+			continue
+		}
+		msgs = append(msgs, msg)
+	}
+	if len(msgs) == 0 {
+		msgs = mismatched
 	}
 	return strings.Join(msgs, "; or ")
 }
+
+var maxRunesRE = regexp.MustCompile(`\(does not satisfy strings\.MaxRunes\(([0-9]+)\)\)$`)
 
 var yamlErrRE = regexp.MustCompile(`^(?:yaml: )?line (\d+): `)
 
@@ -659,6 +703,24 @@ func (d doc) posOf(path []any) (line, col int) {
 		return 0, 0
 	}
 	return position(best)
+}
+
+// has reports whether d sets the field at path, as written (before
+// defaults).
+func (d doc) has(path []any) bool {
+	cur := d.v
+	for _, p := range path {
+		switch p := p.(type) {
+		case int:
+			cur = cur.LookupPath(cue.MakePath(cue.Index(p)))
+		case string:
+			cur = cur.LookupPath(cue.MakePath(cue.Str(p)))
+		}
+		if !cur.Exists() {
+			return false
+		}
+	}
+	return true
 }
 
 // errorf returns an Error at the field path of d.
