@@ -376,7 +376,7 @@ type AuditRecord struct {
 
 // ObjectChange is one object created, updated or deleted by a sync.
 type ObjectChange struct {
-	Action    string   `json:"action"` // created, updated, deleted
+	Action    string   `json:"action"` // created, updated, deleted, kept (prune disabled)
 	Kind      string   `json:"kind"`
 	Namespace string   `json:"namespace,omitempty"`
 	Name      string   `json:"name"`

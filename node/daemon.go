@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,6 +31,9 @@ type Daemon struct {
 	Nodes, Assignments, Status bus.Store
 	Events                     bus.Events
 	Log                        *slog.Logger
+	// DataDir holds the pods' volumes, under pods/<uid>/volumes/<name>
+	// (see volumes.go); pods with emptyDir or projected volumes need it.
+	DataDir string
 
 	// HeartbeatInterval between Node status writes (default 10 s).
 	HeartbeatInterval time.Duration
@@ -37,22 +41,40 @@ type Daemon struct {
 	RelistInterval time.Duration
 	// MaxParallel bounds the pods started or stopped at once (default 8).
 	MaxParallel int
+	// UsageInterval between samples of the pods' resource use (default
+	// 15 s); each report's usage is the rate between two samples.
+	UsageInterval time.Duration
 
-	mu        sync.Mutex
-	desired   map[string]*manifests.Pod // "<ns>/<name>" -> pod
-	inflight  map[string]bool           // pod uid or runtime pod id -> busy
-	attempts  map[string]int            // "<uid>/<container>" -> highest attempt seen
-	waiting   map[string]map[string]manifests.ContainerStateWaiting
-	reported  map[string]reportedStatus // "<ns>/<name>" -> last report
-	runtimeOK bool
-	trigger   chan struct{}
-	wg        sync.WaitGroup
+	mu       sync.Mutex
+	desired  map[string]*manifests.Pod // "<ns>/<name>" -> pod
+	objects  map[string]podObjects     // "<ns>/<name>" -> its assignment's ConfigMaps and Secrets
+	volMu    sync.Mutex                // serialises writes of pod volumes
+	inflight map[string]bool           // pod uid or runtime pod id -> busy
+	attempts map[string]int            // "<uid>/<container>" -> highest attempt seen
+	waiting  map[string]map[string]manifests.ContainerStateWaiting
+	reported map[string]reportedStatus // "<ns>/<name>" -> last report
+	// specs remembers the pods run here by "<uid>/<spec hash>", so that a
+	// pod no longer assigned (or replaced) is stopped with its hooks.
+	specs map[string]*manifests.Pod
+	// probers stops the prober of a container instance, by its runtime ID;
+	// probeResults holds what each prober found.
+	probers      map[string]context.CancelFunc
+	probeResults map[string]probeResult
+	// usage is the last measured use per pod uid; cpuSamples the last
+	// sample per container, to take rates from.
+	usage      map[string]*manifests.PodUsage
+	cpuSamples map[string]ContainerStats
+	runtimeOK  bool
+	trigger    chan struct{}
+	wg         sync.WaitGroup
 }
 
 type reportedStatus struct {
-	hash   string
-	status manifests.PodStatus
-	uid    string
+	hash       string
+	status     manifests.PodStatus
+	uid        string
+	observedAt *manifests.Time
+	usage      *manifests.PodUsage
 }
 
 func (d *Daemon) defaults() {
@@ -64,6 +86,9 @@ func (d *Daemon) defaults() {
 	}
 	if d.MaxParallel == 0 {
 		d.MaxParallel = 8
+	}
+	if d.UsageInterval == 0 {
+		d.UsageInterval = 15 * time.Second
 	}
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
@@ -77,6 +102,11 @@ func (d *Daemon) defaults() {
 	d.attempts = map[string]int{}
 	d.waiting = map[string]map[string]manifests.ContainerStateWaiting{}
 	d.reported = map[string]reportedStatus{}
+	d.specs = map[string]*manifests.Pod{}
+	d.probers = map[string]context.CancelFunc{}
+	d.probeResults = map[string]probeResult{}
+	d.usage = map[string]*manifests.PodUsage{}
+	d.cpuSamples = map[string]ContainerStats{}
 	d.trigger = make(chan struct{}, 1)
 }
 
@@ -91,6 +121,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer func() { cancel(); d.wg.Wait() }()
 
 	d.wg.Go(func() { d.heartbeat(ctx) })
+	d.wg.Go(func() { d.sampleUsage(ctx) })
 	synced := make(chan struct{})
 	watchErr := make(chan error, 1)
 	d.wg.Go(func() { watchErr <- d.watchAssignments(ctx, synced) })
@@ -129,6 +160,11 @@ func (d *Daemon) watchAssignments(ctx context.Context, synced chan struct{}) err
 	if err != nil {
 		return fmt.Errorf("watch assignments: %w", err)
 	}
+	d.mu.Lock()
+	if d.objects == nil {
+		d.objects = map[string]podObjects{}
+	}
+	d.mu.Unlock()
 	once := false
 	for e := range ch {
 		switch e.Op {
@@ -136,21 +172,29 @@ func (d *Daemon) watchAssignments(ctx context.Context, synced chan struct{}) err
 			if !once {
 				once = true
 				close(synced)
+				d.wg.Go(func() { d.sweepPodDirs(ctx) })
 			}
 		case bus.OpPut:
-			var pod manifests.Pod
-			if err := json.Unmarshal(e.Value, &pod); err != nil {
+			a, err := decodeAssignment(e.Value)
+			if err != nil {
 				d.Log.Warn("skip undecodable assignment", "key", e.Key, "err", err)
 				continue
 			}
+			pod, objs := &a.Pod, newPodObjects(a)
+			key := pod.Namespace + "/" + pod.Name
 			d.mu.Lock()
-			d.desired[pod.Namespace+"/"+pod.Name] = &pod
+			d.desired[key] = pod
+			d.objects[key] = objs
 			d.mu.Unlock()
+			// A changed ConfigMap or Secret reaches the files of the
+			// running pod, without a restart.
+			d.refreshVolumes(ctx, pod, objs)
 		case bus.OpDelete:
 			rest := strings.TrimPrefix(e.Key, d.Name+".")
 			ns, name, _ := strings.Cut(rest, ".")
 			d.mu.Lock()
 			delete(d.desired, ns+"/"+name)
+			delete(d.objects, ns+"/"+name)
 			d.mu.Unlock()
 		}
 		if once {
@@ -158,6 +202,27 @@ func (d *Daemon) watchAssignments(ctx context.Context, synced chan struct{}) err
 		}
 	}
 	return nil
+}
+
+// decodeAssignment reads an assignment; a bare pod (as control planes
+// before assignments carried ConfigMaps and Secrets wrote) is read as an
+// assignment of the pod alone.
+func decodeAssignment(b []byte) (*manifests.Assignment, error) {
+	var a manifests.Assignment
+	if err := json.Unmarshal(b, &a); err != nil {
+		return nil, err
+	}
+	if a.Pod.Name == "" {
+		var pod manifests.Pod
+		if err := json.Unmarshal(b, &pod); err != nil {
+			return nil, err
+		}
+		if pod.Name == "" {
+			return nil, errors.New("assignment has no pod")
+		}
+		a = manifests.Assignment{Pod: pod}
+	}
+	return &a, nil
 }
 
 // node builds this node's Node object.
@@ -272,6 +337,9 @@ func (d *Daemon) relist(ctx context.Context) {
 	}
 	d.mu.Lock()
 	desired := maps.Clone(d.desired)
+	for _, pod := range desired {
+		d.specs[pod.UID+"/"+SpecHash(pod)] = pod
+	}
 	d.mu.Unlock()
 	wanted := map[string]bool{}
 	for _, pod := range desired {
@@ -289,6 +357,7 @@ func (d *Daemon) relist(ctx context.Context) {
 		}
 	}
 	now := time.Now()
+	probes := map[string]probeWanted{}
 	for key, pod := range desired {
 		rp := byUID[pod.UID]
 		if rp != nil && rp.Labels[LabelSpecHash] != SpecHash(pod) {
@@ -296,11 +365,19 @@ func (d *Daemon) relist(ctx context.Context) {
 			rp = nil
 		} else if rp == nil && portsBusy(pod, busy) {
 			d.Log.Debug("waiting for host ports held by a stopping pod", "pod", key)
-		} else if d.needsWork(pod, rp, now) {
-			d.spawn(ctx, pod.UID, func(ctx context.Context) { d.syncPod(ctx, pod, rp) })
+		} else if deadlineExceeded(pod, rp, now) {
+			if anyRunning(rp) {
+				d.spawn(ctx, pod.UID, func(ctx context.Context) { d.killPod(ctx, pod, rp) })
+			}
+		} else {
+			if d.needsWork(pod, rp, now) {
+				d.spawn(ctx, pod.UID, func(ctx context.Context) { d.syncPod(ctx, pod, rp) })
+			}
+			wantProbes(pod, rp, probes)
 		}
 		d.report(ctx, key, pod, rp, now)
 	}
+	d.syncProbers(ctx, probes)
 	for i := range pods {
 		rp := &pods[i]
 		if !wanted[rp.Labels[LabelUID]] {
@@ -315,6 +392,13 @@ func (d *Daemon) relist(ctx context.Context) {
 			stale = append(stale, key)
 		}
 	}
+	// Specs of pods neither assigned nor running are forgotten.
+	for k := range d.specs {
+		uid, _, _ := strings.Cut(k, "/")
+		if !wanted[uid] && byUID[uid] == nil {
+			delete(d.specs, k)
+		}
+	}
 	d.mu.Unlock()
 	for _, key := range stale {
 		ns, name, _ := strings.Cut(key, "/")
@@ -324,6 +408,53 @@ func (d *Daemon) relist(ctx context.Context) {
 			d.mu.Unlock()
 		}
 	}
+}
+
+// anyRunning reports whether a runtime pod has a running container.
+func anyRunning(rp *PodInfo) bool {
+	for _, c := range rp.Containers {
+		if c.State == StateRunning {
+			return true
+		}
+	}
+	return false
+}
+
+// wantProbes adds the running app containers of a pod that have probes.
+// Probes that need the pod's address wait until the runtime reports it.
+func wantProbes(pod *manifests.Pod, rp *PodInfo, into map[string]probeWanted) {
+	if rp == nil {
+		return
+	}
+	for i := range pod.Spec.Containers {
+		c := &pod.Spec.Containers[i]
+		if !hasProbes(c) {
+			continue
+		}
+		inst := instances(rp, c.Name)
+		if len(inst) == 0 || inst[len(inst)-1].State != StateRunning {
+			continue
+		}
+		if rp.IP == "" && needsAddress(c) {
+			continue
+		}
+		last := inst[len(inst)-1]
+		into[last.ID] = probeWanted{pod: pod, c: c, ci: last, podIP: rp.IP}
+	}
+}
+
+// needsAddress reports whether a container's probes reach it over the
+// network at the pod's address.
+func needsAddress(c *manifests.Container) bool {
+	for _, p := range []*manifests.Probe{c.StartupProbe, c.LivenessProbe, c.ReadinessProbe} {
+		if p == nil {
+			continue
+		}
+		if (p.HTTPGet != nil && p.HTTPGet.Host == "") || (p.TCPSocket != nil && p.TCPSocket.Host == "") {
+			return true
+		}
+	}
+	return false
 }
 
 // specHashOf returns the spec hash of the desired pod a runtime pod runs,
@@ -387,9 +518,8 @@ func (d *Daemon) needsWork(pod *manifests.Pod, rp *PodInfo, now time.Time) bool 
 	if rp == nil {
 		return true
 	}
-	for _, c := range pod.Spec.Containers {
-		p := planContainer(instances(rp, c.Name), pod.Spec.RestartPolicy, d.known(pod.UID, c.Name), now)
-		if p.create || p.start != "" || len(p.remove) > 0 {
+	for _, st := range planPod(pod, rp, func(c string) int { return d.known(pod.UID, c) }, now) {
+		if st.acts() {
 			return true
 		}
 	}
@@ -419,7 +549,10 @@ func (d *Daemon) setWaiting(pod *manifests.Pod, container string, w *manifests.C
 
 func (d *Daemon) syncPod(ctx context.Context, pod *manifests.Pod, rp *PodInfo) {
 	log := d.Log.With("pod", pod.Namespace+"/"+pod.Name)
-	for _, c := range pod.Spec.Containers {
+	if !d.preparePod(ctx, pod) { // ConfigMaps, Secrets and volumes (volumes.go)
+		return
+	}
+	for _, c := range slices.Concat(pod.Spec.InitContainers, pod.Spec.Containers) {
 		ok, err := d.Runtime.ImageExists(ctx, c.Image)
 		switch {
 		case err != nil:
@@ -460,15 +593,19 @@ func (d *Daemon) syncPod(ctx context.Context, pod *manifests.Pod, rp *PodInfo) {
 		}
 	}
 	now := time.Now()
-	for _, c := range pod.Spec.Containers {
-		plan := planContainer(instances(rp, c.Name), pod.Spec.RestartPolicy, d.known(pod.UID, c.Name), now)
+	for _, step := range planPod(pod, rp, func(c string) int { return d.known(pod.UID, c) }, now) {
+		c, plan := step.c, step.plan
 		for _, id := range plan.remove {
 			_ = d.Runtime.RemoveContainer(ctx, id)
 		}
 		id := plan.start
 		if plan.create {
+			cfg := d.containerConfig(pod, c, plan.attempt)
+			if step.init {
+				cfg.Labels[LabelInit] = "true"
+			}
 			var err error
-			id, err = d.Runtime.CreateContainer(ctx, podID, d.containerConfig(pod, &c, plan.attempt))
+			id, err = d.Runtime.CreateContainer(ctx, podID, cfg)
 			if err != nil {
 				log.Warn("create container", "container", c.Name, "err", err)
 				d.setWaiting(pod, c.Name, &manifests.ContainerStateWaiting{Reason: "CreateContainerError", Message: err.Error()})
@@ -490,11 +627,30 @@ func (d *Daemon) syncPod(ctx context.Context, pod *manifests.Pod, rp *PodInfo) {
 		}
 		d.setWaiting(pod, c.Name, nil)
 		verb := "Started container " + c.Name
+		if step.init {
+			verb = "Started init container " + c.Name
+		}
 		if plan.attempt > 0 {
 			verb = fmt.Sprintf("Restarted container %s (restart %d)", c.Name, plan.attempt)
 		}
 		d.event(ctx, pod, "Normal", "Started", verb)
+		if !step.init && c.Lifecycle != nil && c.Lifecycle.PostStart != nil {
+			d.postStart(ctx, pod, c, id, d.podIP(ctx, pod, rp))
+		}
 	}
+}
+
+// podIP returns a pod's address, asking the runtime when the relist that
+// found the pod had none (the pod was just created).
+func (d *Daemon) podIP(ctx context.Context, pod *manifests.Pod, rp *PodInfo) string {
+	if rp != nil && rp.IP != "" {
+		return rp.IP
+	}
+	found, err := d.Runtime.ListPods(ctx, map[string]string{LabelNode: d.Name, LabelUID: pod.UID})
+	if err != nil || len(found) != 1 {
+		return ""
+	}
+	return found[0].IP
 }
 
 func (d *Daemon) waitingReason(uid, container string) string {
@@ -503,26 +659,57 @@ func (d *Daemon) waitingReason(uid, container string) string {
 	return d.waiting[uid][container].Reason
 }
 
+// removePod stops a runtime pod and removes it. pod is the desired pod
+// when its spec changed, nil when it is no longer assigned. The containers
+// stop as the spec that created them says (preStop hooks within the
+// grace period), when the daemon still knows it.
 func (d *Daemon) removePod(ctx context.Context, rp *PodInfo, pod *manifests.Pod, why string) {
+	uid := rp.Labels[LabelUID]
+	d.mu.Lock()
+	spec := d.specs[uid+"/"+rp.Labels[LabelSpecHash]]
+	d.mu.Unlock()
 	grace := 30 * time.Second
-	if pod != nil && pod.Spec.TerminationGracePeriodSeconds != nil {
-		grace = time.Duration(*pod.Spec.TerminationGracePeriodSeconds) * time.Second
-	} else if g, err := strconv.Atoi(rp.Labels["capstan.grace"]); err == nil {
-		grace = time.Duration(g) * time.Second
+	switch {
+	case spec != nil:
+		grace = d.podGrace(spec)
+	case pod != nil && pod.Spec.TerminationGracePeriodSeconds != nil:
+		grace = d.podGrace(pod)
+	default:
+		if g, err := strconv.Atoi(rp.Labels["capstan.grace"]); err == nil {
+			grace = time.Duration(g) * time.Second
+		}
 	}
 	d.Log.Info("removing pod", "pod", rp.Labels[LabelPod], "runtime_pod", rp.ID, "reason", why)
+	if hasPreStop(spec) {
+		// Each container with its hook, in parallel; the pod's grace
+		// covers hooks and stop alike, so the removal itself kills
+		// whatever is left.
+		d.stopPodContainers(ctx, spec, rp, grace)
+		grace = 0
+	}
 	if err := d.Runtime.RemovePod(ctx, rp.ID, grace); err != nil {
 		d.Log.Warn("remove pod", "runtime_pod", rp.ID, "err", err)
 	}
+	d.removePodFiles(ctx, rp, pod) // volumes.go
 	d.mu.Lock()
-	uid := rp.Labels[LabelUID]
 	delete(d.waiting, uid)
 	for k := range d.attempts {
 		if strings.HasPrefix(k, uid+"/") && pod == nil {
 			delete(d.attempts, k)
 		}
 	}
+	if pod == nil {
+		delete(d.usage, uid)
+	}
 	d.mu.Unlock()
+}
+
+// killPod stops the running containers of a pod that exceeded its
+// activeDeadlineSeconds; the pod stays, Failed, until it is deleted.
+func (d *Daemon) killPod(ctx context.Context, pod *manifests.Pod, rp *PodInfo) {
+	d.Log.Info("pod exceeded its active deadline", "pod", pod.Namespace+"/"+pod.Name)
+	d.event(ctx, pod, "Normal", "DeadlineExceeded", fmt.Sprintf("Pod was active on the node longer than the specified deadline (%ds)", *pod.Spec.ActiveDeadlineSeconds))
+	d.stopPodContainers(ctx, pod, rp, d.podGrace(pod))
 }
 
 func (d *Daemon) podLabels(pod *manifests.Pod) map[string]string {
@@ -563,6 +750,7 @@ func (d *Daemon) podConfig(pod *manifests.Pod) PodConfig {
 			cfg.Ports = append(cfg.Ports, PortMapping{HostIP: p.HostIP, HostPort: uint16(p.HostPort), ContainerPort: uint16(p.ContainerPort), Protocol: proto})
 		}
 	}
+	cfg.HostAliases = hostAliases(pod, cfg.Hostname)
 	return cfg
 }
 
@@ -570,40 +758,65 @@ func (d *Daemon) containerConfig(pod *manifests.Pod, c *manifests.Container, att
 	l := d.podLabels(pod)
 	l[LabelContainer] = c.Name
 	l[LabelAttempt] = strconv.Itoa(attempt)
-	env := map[string]string{}
-	for _, e := range c.Env {
-		env[e.Name] = e.Value
+	// preparePod has checked that every reference resolves; a ConfigMap
+	// or Secret deleted since shows at the next sync.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	env, _, skipped, err := resolveEnv(pod, c, d.podObjectsOf(pod), d.downwardOf(ctx, pod))
+	if err != nil {
+		d.Log.Warn("resolve environment", "pod", pod.Namespace+"/"+pod.Name, "container", c.Name, "err", err)
+	}
+	if len(skipped) > 0 {
+		msg := fmt.Sprintf("keys from envFrom that are not valid environment variable names were skipped: %s", strings.Join(skipped, ", "))
+		d.event(ctx, pod, "Warning", "InvalidEnvironmentVariableNames", msg)
 	}
 	return ContainerConfig{
 		Name:          fmt.Sprintf("%s_%s_%d", PodName(pod), c.Name, attempt),
 		Image:         c.Image,
-		Command:       c.Command,
-		Args:          c.Args,
+		Command:       expandAll(c.Command, env),
+		Args:          expandAll(c.Args, env),
 		Env:           env,
 		WorkingDir:    c.WorkingDir,
 		Labels:        l,
 		MemoryLimit:   c.Resources.Limits.MemoryBytes(),
 		CPULimitMilli: c.Resources.Limits.MilliCPU(),
+		Mounts:        d.mounts(pod, c),
 	}
 }
 
-// report writes the pod's status when it changed.
+// report writes the pod's status when it changed, or its usage when a new
+// sample came. The usage is kept out of the status's hash, and a write for
+// usage alone keeps the status as it was (ObservedAt included), so readers
+// of the status see no change.
 func (d *Daemon) report(ctx context.Context, key string, pod *manifests.Pod, rp *PodInfo, now time.Time) {
 	d.mu.Lock()
 	prev, had := d.reported[key]
-	waiting := maps.Clone(d.waiting[pod.UID])
+	obs := observed{waiting: maps.Clone(d.waiting[pod.UID]), probes: map[string]probeResult{}, hostIP: d.Address}
+	if rp != nil {
+		for _, c := range rp.Containers {
+			if r, ok := d.probeResults[c.ID]; ok {
+				obs.probes[c.ID] = r
+			}
+		}
+	}
+	usage := d.usage[pod.UID]
 	d.mu.Unlock()
+	had = had && prev.uid == pod.UID
 	var prevStatus *manifests.PodStatus
-	if had && prev.uid == pod.UID {
+	if had {
 		prevStatus = &prev.status
 	}
-	st := podStatus(pod, rp, prevStatus, waiting, d.Address, now)
+	st := podStatus(pod, rp, prevStatus, obs, now)
 	h := manifests.Hash(st)
-	if had && prev.hash == h && prev.uid == pod.UID {
+	if had && prev.hash == h && prev.usage == usage {
 		return
 	}
-	st.ObservedAt = manifests.NewTime(now)
-	b, err := json.Marshal(manifests.PodStatusReport{UID: pod.UID, Node: d.Name, Status: st})
+	observedAt := manifests.NewTime(now)
+	if had && prev.hash == h {
+		observedAt = prev.observedAt
+	}
+	st.ObservedAt = observedAt
+	b, err := json.Marshal(manifests.PodStatusReport{UID: pod.UID, Node: d.Name, Status: st, Usage: usage})
 	if err != nil {
 		return
 	}
@@ -615,7 +828,7 @@ func (d *Daemon) report(ctx context.Context, key string, pod *manifests.Pod, rp 
 	}
 	st.ObservedAt = nil
 	d.mu.Lock()
-	d.reported[key] = reportedStatus{hash: h, status: st, uid: pod.UID}
+	d.reported[key] = reportedStatus{hash: h, status: st, uid: pod.UID, observedAt: observedAt, usage: usage}
 	d.mu.Unlock()
 }
 
@@ -627,4 +840,90 @@ func (d *Daemon) event(ctx context.Context, pod *manifests.Pod, typ, reason, msg
 	if err := d.Events.Record(ctx, ev); err != nil {
 		d.Log.Debug("record event", "err", err)
 	}
+}
+
+// sampleUsage measures the running containers' CPU and memory use every
+// UsageInterval, for the reports' usage.
+func (d *Daemon) sampleUsage(ctx context.Context) {
+	t := time.NewTicker(d.UsageInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		d.mu.Lock()
+		ok := d.runtimeOK
+		d.mu.Unlock()
+		if !ok {
+			continue
+		}
+		if err := d.measure(ctx); err != nil && ctx.Err() == nil {
+			d.Log.Debug("sample usage", "err", err)
+		}
+	}
+}
+
+// measure takes one sample of every running container on the node and
+// updates each pod's usage.
+func (d *Daemon) measure(ctx context.Context) error {
+	pods, err := d.Runtime.ListPods(ctx, map[string]string{LabelNode: d.Name})
+	if err != nil {
+		return err
+	}
+	var ids []string
+	for _, p := range pods {
+		for _, c := range p.Containers {
+			if c.State == StateRunning {
+				ids = append(ids, c.ID)
+			}
+		}
+	}
+	cur, err := d.Runtime.Stats(ctx, ids)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	prev := d.cpuSamples
+	d.cpuSamples = cur
+	for _, p := range pods {
+		uid := p.Labels[LabelUID]
+		if u, ok := usageOf(p, prev, cur); ok {
+			d.usage[uid] = u
+		}
+	}
+	return nil
+}
+
+// usageOf sums a pod's use over its running containers: memory from the
+// current sample, CPU as the rate between the previous sample and this one.
+// ok is false while some running container has no two samples yet. It is
+// pure.
+func usageOf(p PodInfo, prev, cur map[string]ContainerStats) (*manifests.PodUsage, bool) {
+	u := &manifests.PodUsage{}
+	var at time.Time
+	n := 0
+	for _, c := range p.Containers {
+		s, ok := cur[c.ID]
+		if !ok {
+			continue
+		}
+		before, ok := prev[c.ID]
+		if !ok || !s.Time.After(before.Time) || s.CPUNanos < before.CPUNanos {
+			return nil, false
+		}
+		n++
+		u.MemoryBytes += int64(s.MemoryBytes)
+		u.CPUMilli += int64(float64(s.CPUNanos-before.CPUNanos) / float64(s.Time.Sub(before.Time).Nanoseconds()) * 1000)
+		if s.Time.After(at) {
+			at = s.Time
+		}
+	}
+	if n == 0 {
+		return nil, false
+	}
+	u.Time = manifests.NewTime(at)
+	return u, true
 }

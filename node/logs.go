@@ -37,7 +37,8 @@ const (
 // LogsSubject is the subject a node serves logs on.
 func LogsSubject(node string) string { return "capstan.logs." + node }
 
-// ServeLogs answers log requests for this node until ctx ends.
+// ServeLogs answers log and exec requests (see exec.go) for this node
+// until ctx ends.
 func (d *Daemon) ServeLogs(ctx context.Context, nc *nats.Conn) error {
 	sub, err := nc.Subscribe(LogsSubject(d.Name), func(m *nats.Msg) {
 		if m.Reply == "" {
@@ -48,7 +49,18 @@ func (d *Daemon) ServeLogs(ctx context.Context, nc *nats.Conn) error {
 	if err != nil {
 		return fmt.Errorf("serve logs: %w", err)
 	}
+	esub, err := nc.Subscribe(ExecSubject(d.Name), func(m *nats.Msg) {
+		if m.Reply == "" {
+			return
+		}
+		d.wg.Go(func() { d.serveExec(ctx, nc, m) })
+	})
+	if err != nil {
+		_ = sub.Unsubscribe()
+		return fmt.Errorf("serve exec: %w", err)
+	}
 	<-ctx.Done()
+	_ = esub.Unsubscribe()
 	return sub.Unsubscribe()
 }
 
@@ -79,7 +91,7 @@ func (d *Daemon) serveLog(ctx context.Context, nc *nats.Conn, m *nats.Msg) {
 		end.Header.Set(headerError, "bad request: "+err.Error())
 		return
 	}
-	id, err := d.findContainer(ctx, req)
+	id, err := d.findContainer(ctx, req.Namespace, req.Pod, req.Container, req.Previous)
 	if err != nil {
 		end.Header.Set(headerError, err.Error())
 		return
@@ -99,22 +111,26 @@ func (d *Daemon) serveLog(ctx context.Context, nc *nats.Conn, m *nats.Msg) {
 	}
 }
 
-func (d *Daemon) findContainer(ctx context.Context, req LogRequest) (string, error) {
-	pods, err := d.Runtime.ListPods(ctx, map[string]string{LabelNode: d.Name, LabelPod: req.Namespace + "/" + req.Pod})
+// findContainer returns the runtime ID of a pod's container (an app or an
+// init container): its latest instance, or the one before with previous.
+// Without a name, the pod's only app container.
+func (d *Daemon) findContainer(ctx context.Context, ns, pod, name string, previous bool) (string, error) {
+	pods, err := d.Runtime.ListPods(ctx, map[string]string{LabelNode: d.Name, LabelPod: ns + "/" + pod})
 	if err != nil {
 		return "", err
 	}
 	if len(pods) == 0 {
-		return "", fmt.Errorf("pod %s/%s is not running on node %s", req.Namespace, req.Pod, d.Name)
+		return "", fmt.Errorf("pod %s/%s is not running on node %s", ns, pod, d.Name)
 	}
-	name := req.Container
 	if name == "" {
 		names := map[string]bool{}
 		for _, c := range pods[0].Containers {
-			names[c.Labels[LabelContainer]] = true
+			if !isInit(c) {
+				names[c.Labels[LabelContainer]] = true
+			}
 		}
 		if len(names) != 1 {
-			return "", fmt.Errorf("pod %s/%s has %d containers: name one with -c", req.Namespace, req.Pod, len(names))
+			return "", fmt.Errorf("pod %s/%s has %d containers: name one with -c", ns, pod, len(names))
 		}
 		for n := range names {
 			name = n
@@ -123,10 +139,10 @@ func (d *Daemon) findContainer(ctx context.Context, req LogRequest) (string, err
 	inst := instances(&pods[0], name)
 	switch {
 	case len(inst) == 0:
-		return "", fmt.Errorf("container %s of pod %s/%s has not started", name, req.Namespace, req.Pod)
-	case req.Previous && len(inst) < 2:
-		return "", fmt.Errorf("container %s of pod %s/%s has no previous instance", name, req.Namespace, req.Pod)
-	case req.Previous:
+		return "", fmt.Errorf("container %s of pod %s/%s has not started", name, ns, pod)
+	case previous && len(inst) < 2:
+		return "", fmt.Errorf("container %s of pod %s/%s has no previous instance", name, ns, pod)
+	case previous:
 		return inst[len(inst)-2].ID, nil
 	}
 	return inst[len(inst)-1].ID, nil
@@ -166,6 +182,9 @@ func FetchLogs(ctx context.Context, nc *nats.Conn, node string, req LogRequest, 
 			}
 		case m := <-msgs:
 			got = true
+			if noResponders(m) {
+				return fmt.Errorf("logs from node %s: %w", node, ErrNoNode)
+			}
 			if m.Header.Get(headerStart) != "" {
 				continue
 			}

@@ -125,77 +125,239 @@ func planContainer(inst []ContainerInfo, policy string, known int, now time.Time
 	return p
 }
 
-// podStatus computes the status of a pod from its runtime state. prev is
-// the status last reported, whose transition times are kept when nothing
-// changed. waiting holds a reason per container not created yet.
-func podStatus(pod *manifests.Pod, rp *PodInfo, prev *manifests.PodStatus, waiting map[string]manifests.ContainerStateWaiting, hostIP string, now time.Time) manifests.PodStatus {
-	st := manifests.PodStatus{Phase: manifests.PodPending, HostIP: hostIP}
-	if rp != nil && !rp.Created.IsZero() {
-		st.StartTime = manifests.NewTime(rp.Created)
+// LabelInit marks the runtime containers of a pod's init containers, so
+// they are never taken for app containers.
+const LabelInit = "capstan.init"
+
+// isInit reports whether a runtime container runs an init container.
+func isInit(c ContainerInfo) bool { return c.Labels[LabelInit] == "true" }
+
+// initPolicy is the restart policy of init containers: they are retried
+// on failure unless the pod's policy is Never, and never re-run once they
+// succeeded.
+func initPolicy(pod *manifests.Pod) string {
+	if pod.Spec.RestartPolicy == manifests.RestartNever {
+		return manifests.RestartNever
 	}
-	if prev != nil && prev.StartTime != nil {
-		st.StartTime = prev.StartTime
+	return manifests.RestartOnFailure
+}
+
+// initState is how far a pod's init containers have got.
+type initState struct {
+	done    bool     // all succeeded, or the app containers have started
+	failed  bool     // one failed for good (restart policy Never): the pod fails
+	next    int      // when !done: the index of the init container to run or wait for
+	pending []string // when !done: the init containers not completed yet
+}
+
+// initProgress reads a pod's init containers from its runtime state. It is
+// pure. App containers that have been created mean initialization finished
+// earlier, even if the init containers' instances are gone since.
+func initProgress(pod *manifests.Pod, rp *PodInfo) initState {
+	if len(pod.Spec.InitContainers) == 0 {
+		return initState{done: true}
 	}
-	var running, restarting, succeeded, failed, notStarted int
-	allReady := true
-	for _, c := range pod.Spec.Containers {
-		cs := manifests.ContainerStatus{Name: c.Name, Image: c.Image}
+	if rp != nil {
+		for _, c := range pod.Spec.Containers {
+			if len(instances(rp, c.Name)) > 0 {
+				return initState{done: true}
+			}
+		}
+	}
+	st := initState{next: -1}
+	for i, c := range pod.Spec.InitContainers {
 		var inst []ContainerInfo
 		if rp != nil {
 			inst = instances(rp, c.Name)
 		}
-		if len(inst) == 0 {
-			w := manifests.ContainerStateWaiting{Reason: "ContainerCreating"}
-			if wr, ok := waiting[c.Name]; ok {
-				w = wr
-			}
-			cs.State.Waiting = &w
-			notStarted++
-			allReady = false
-			st.ContainerStatuses = append(st.ContainerStatuses, cs)
+		if n := len(inst); n > 0 && inst[n-1].State == StateExited && inst[n-1].ExitCode == 0 {
 			continue
 		}
-		last := inst[len(inst)-1]
-		cs.ContainerID = "podman://" + last.ID
-		cs.RestartCount = int32(attemptOf(last))
-		if len(inst) > 1 {
-			cs.LastState.Terminated = terminatedState(inst[len(inst)-2])
-		}
-		switch last.State {
-		case StateRunning:
-			cs.State.Running = &manifests.ContainerStateRunning{StartedAt: manifests.NewTime(last.StartedAt)}
-			cs.Ready = true
-			cs.Started = manifests.Ptr(true)
-			running++
-		case StateExited:
-			term := terminatedState(last)
-			if ShouldRestart(pod.Spec.RestartPolicy, last.ExitCode) {
-				// Waiting for its back-off: CrashLoopBackOff, as the kubelet.
-				cs.LastState = manifests.ContainerState{Terminated: term}
-				cs.State.Waiting = &manifests.ContainerStateWaiting{Reason: "CrashLoopBackOff",
-					Message: fmt.Sprintf("back-off restarting failed container %s", c.Name)}
-				if wr, ok := waiting[c.Name]; ok {
-					cs.State.Waiting = &wr
-				}
-				restarting++
-			} else {
-				cs.State.Terminated = term
-				if last.ExitCode == 0 {
-					succeeded++
-				} else {
-					failed++
-				}
+		if st.next < 0 {
+			st.next = i
+			if n := len(inst); n > 0 && inst[n-1].State == StateExited && !ShouldRestart(initPolicy(pod), inst[n-1].ExitCode) {
+				st.failed = true
 			}
-			allReady = false
-		default:
-			cs.State.Waiting = &manifests.ContainerStateWaiting{Reason: "ContainerCreating"}
-			notStarted++
-			allReady = false
 		}
+		st.pending = append(st.pending, c.Name)
+	}
+	st.done = st.next < 0
+	return st
+}
+
+// deadlineExceeded reports whether a pod has been active longer than its
+// activeDeadlineSeconds, counted from its runtime pod's creation.
+func deadlineExceeded(pod *manifests.Pod, rp *PodInfo, now time.Time) bool {
+	ads := pod.Spec.ActiveDeadlineSeconds
+	if ads == nil || rp == nil || rp.Created.IsZero() {
+		return false
+	}
+	return now.Sub(rp.Created) >= time.Duration(*ads)*time.Second
+}
+
+// containerStep is what to do now with one container of a pod.
+type containerStep struct {
+	c    *manifests.Container
+	init bool
+	plan containerPlan
+}
+
+// acts reports whether the step changes anything in the runtime.
+func (s containerStep) acts() bool {
+	return s.plan.create || s.plan.start != "" || len(s.plan.remove) > 0
+}
+
+// planPod decides what to do with a pod's containers now: the next init
+// container while they have not all succeeded, else every app container.
+// known gives the highest attempt the daemon has created per container. A
+// pod past its deadline, or whose init container failed for good, gets
+// nothing. It is pure.
+func planPod(pod *manifests.Pod, rp *PodInfo, known func(string) int, now time.Time) []containerStep {
+	if deadlineExceeded(pod, rp, now) {
+		return nil
+	}
+	if rp == nil {
+		rp = &PodInfo{}
+	}
+	in := initProgress(pod, rp)
+	if in.failed {
+		return nil
+	}
+	if !in.done {
+		c := &pod.Spec.InitContainers[in.next]
+		return []containerStep{{c: c, init: true, plan: planContainer(instances(rp, c.Name), initPolicy(pod), known(c.Name), now)}}
+	}
+	steps := make([]containerStep, 0, len(pod.Spec.Containers))
+	for i := range pod.Spec.Containers {
+		c := &pod.Spec.Containers[i]
+		steps = append(steps, containerStep{c: c, plan: planContainer(instances(rp, c.Name), pod.Spec.RestartPolicy, known(c.Name), now)})
+	}
+	return steps
+}
+
+// observed is what the daemon knows of a pod beyond the runtime's view.
+type observed struct {
+	// waiting holds a reason per container not created yet, by name.
+	waiting map[string]manifests.ContainerStateWaiting
+	// probes holds the probe results per runtime container ID.
+	probes map[string]probeResult
+	hostIP string
+}
+
+// containerStatus computes one container's status from its instances.
+// policy is the restart policy that applies to it.
+func containerStatus(c *manifests.Container, inst []ContainerInfo, policy string, obs observed) manifests.ContainerStatus {
+	cs := manifests.ContainerStatus{Name: c.Name, Image: c.Image}
+	if len(inst) == 0 {
+		w := manifests.ContainerStateWaiting{Reason: "ContainerCreating"}
+		if wr, ok := obs.waiting[c.Name]; ok {
+			w = wr
+		}
+		cs.State.Waiting = &w
+		cs.Started = manifests.Ptr(false)
+		return cs
+	}
+	last := inst[len(inst)-1]
+	cs.ContainerID = "podman://" + last.ID
+	cs.RestartCount = int32(attemptOf(last))
+	if len(inst) > 1 {
+		cs.LastState.Terminated = terminatedState(inst[len(inst)-2])
+	}
+	switch last.State {
+	case StateRunning:
+		cs.State.Running = &manifests.ContainerStateRunning{StartedAt: manifests.NewTime(last.StartedAt)}
+		started := c.StartupProbe == nil
+		ready := started && c.ReadinessProbe == nil
+		if r, ok := obs.probes[last.ID]; ok {
+			started, ready = r.started, r.started && r.ready
+		}
+		cs.Started = manifests.Ptr(started)
+		cs.Ready = ready
+	case StateExited:
+		term := terminatedState(last)
+		if ShouldRestart(policy, last.ExitCode) {
+			// Waiting for its back-off: CrashLoopBackOff, as the kubelet.
+			cs.LastState = manifests.ContainerState{Terminated: term}
+			cs.State.Waiting = &manifests.ContainerStateWaiting{Reason: "CrashLoopBackOff",
+				Message: fmt.Sprintf("back-off restarting failed container %s", c.Name)}
+			if wr, ok := obs.waiting[c.Name]; ok {
+				cs.State.Waiting = &wr
+			}
+		} else {
+			cs.State.Terminated = term
+		}
+		cs.Started = manifests.Ptr(false)
+	default:
+		cs.State.Waiting = &manifests.ContainerStateWaiting{Reason: "ContainerCreating"}
+		cs.Started = manifests.Ptr(false)
+	}
+	return cs
+}
+
+// podStatus computes the status of a pod from its runtime state. prev is
+// the status last reported, whose transition times are kept when nothing
+// changed.
+func podStatus(pod *manifests.Pod, rp *PodInfo, prev *manifests.PodStatus, obs observed, now time.Time) manifests.PodStatus {
+	st := manifests.PodStatus{Phase: manifests.PodPending, HostIP: obs.hostIP}
+	if rp != nil && !rp.Created.IsZero() {
+		st.StartTime = manifests.NewTime(rp.Created)
+		st.PodIP = rp.IP
+	}
+	if prev != nil && prev.StartTime != nil {
+		st.StartTime = prev.StartTime
+	}
+	in := initProgress(pod, rp)
+	for i := range pod.Spec.InitContainers {
+		c := &pod.Spec.InitContainers[i]
+		var inst []ContainerInfo
+		if rp != nil {
+			inst = instances(rp, c.Name)
+		}
+		cs := containerStatus(c, inst, initPolicy(pod), obs)
+		if len(inst) == 0 && !in.done && i != in.next {
+			cs.State.Waiting = &manifests.ContainerStateWaiting{Reason: "PodInitializing"}
+		}
+		// An init container is ready once it completed.
+		cs.Ready = cs.State.Terminated != nil && cs.State.Terminated.ExitCode == 0
+		if in.done && len(inst) == 0 {
+			cs.State = manifests.ContainerState{Terminated: &manifests.ContainerStateTerminated{Reason: "Completed"}}
+			cs.Ready = true
+		}
+		st.InitContainerStatuses = append(st.InitContainerStatuses, cs)
+	}
+	var running, restarting, succeeded, failed, notStarted int
+	allReady := true
+	for i := range pod.Spec.Containers {
+		c := &pod.Spec.Containers[i]
+		var inst []ContainerInfo
+		if rp != nil {
+			inst = instances(rp, c.Name)
+		}
+		cs := containerStatus(c, inst, pod.Spec.RestartPolicy, obs)
+		if len(inst) == 0 && !in.done {
+			cs.State.Waiting = &manifests.ContainerStateWaiting{Reason: "PodInitializing"}
+		}
+		switch {
+		case cs.State.Running != nil:
+			running++
+		case cs.State.Terminated != nil && cs.State.Terminated.ExitCode == 0:
+			succeeded++
+		case cs.State.Terminated != nil:
+			failed++
+		case len(inst) > 0 && inst[len(inst)-1].State == StateExited:
+			restarting++
+		default:
+			notStarted++
+		}
+		allReady = allReady && cs.Ready
 		st.ContainerStatuses = append(st.ContainerStatuses, cs)
 	}
 	n := len(pod.Spec.Containers)
 	switch {
+	case in.failed:
+		st.Phase = manifests.PodFailed
+	case !in.done:
+		st.Phase = manifests.PodPending
 	case notStarted > 0 && running == 0 && restarting == 0:
 		st.Phase = manifests.PodPending
 	case succeeded == n:
@@ -205,12 +367,17 @@ func podStatus(pod *manifests.Pod, rp *PodInfo, prev *manifests.PodStatus, waiti
 	default:
 		st.Phase = manifests.PodRunning
 	}
+	if st.Phase != manifests.PodSucceeded && deadlineExceeded(pod, rp, now) {
+		st.Phase = manifests.PodFailed
+		st.Reason = "DeadlineExceeded"
+		st.Message = fmt.Sprintf("Pod was active on the node longer than the specified deadline (%ds)", *pod.Spec.ActiveDeadlineSeconds)
+	}
 	var prevConds []manifests.Condition
 	if prev != nil {
 		prevConds = prev.Conditions
 	}
-	cond := func(t string, ok bool, reason string) manifests.Condition {
-		c := manifests.Condition{Type: t, Status: manifests.ConditionFalse, Reason: reason}
+	cond := func(t string, ok bool, reason, msg string) manifests.Condition {
+		c := manifests.Condition{Type: t, Status: manifests.ConditionFalse, Reason: reason, Message: msg}
 		if ok {
 			c = manifests.Condition{Type: t, Status: manifests.ConditionTrue}
 		}
@@ -222,10 +389,26 @@ func podStatus(pod *manifests.Pod, rp *PodInfo, prev *manifests.PodStatus, waiti
 		return c
 	}
 	ready := allReady && st.Phase == manifests.PodRunning
+	notReadyMsg := ""
+	if !ready {
+		var names []string
+		for _, cs := range st.ContainerStatuses {
+			if !cs.Ready {
+				names = append(names, cs.Name)
+			}
+		}
+		if len(names) > 0 {
+			notReadyMsg = fmt.Sprintf("containers with unready status: %v", names)
+		}
+	}
+	initMsg := ""
+	if !in.done {
+		initMsg = fmt.Sprintf("containers with incomplete status: %v", in.pending)
+	}
 	st.Conditions = []manifests.Condition{
-		cond("Initialized", true, ""),
-		cond("ContainersReady", ready, "ContainersNotReady"),
-		cond("Ready", ready, "ContainersNotReady"),
+		cond("Initialized", in.done, "ContainersNotInitialized", initMsg),
+		cond("ContainersReady", ready, "ContainersNotReady", notReadyMsg),
+		cond("Ready", ready, "ContainersNotReady", notReadyMsg),
 	}
 	return st
 }

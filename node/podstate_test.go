@@ -82,25 +82,25 @@ func TestPodStatus(t *testing.T) {
 	pod := &manifests.Pod{Spec: manifests.PodSpec{RestartPolicy: "Always", Containers: []manifests.Container{{Name: "c", Image: "img"}}}}
 	rp := &PodInfo{ID: "p", Created: now.Add(-time.Minute)}
 
-	st := podStatus(pod, nil, nil, map[string]manifests.ContainerStateWaiting{"c": {Reason: "ErrImageNeverPull"}}, "10.0.0.1", now)
+	st := podStatus(pod, nil, nil, observed{waiting: map[string]manifests.ContainerStateWaiting{"c": {Reason: "ErrImageNeverPull"}}, hostIP: "10.0.0.1"}, now)
 	if st.Phase != manifests.PodPending || st.ContainerStatuses[0].State.Waiting.Reason != "ErrImageNeverPull" || st.HostIP != "10.0.0.1" {
 		t.Fatalf("no runtime pod: %+v", st)
 	}
 
 	rp.Containers = []ContainerInfo{inst("a", 0, StateRunning, 0, now.Add(-time.Minute), time.Time{})}
-	st = podStatus(pod, rp, nil, nil, "", now)
+	st = podStatus(pod, rp, nil, observed{}, now)
 	if st.Phase != manifests.PodRunning || !st.ContainerStatuses[0].Ready || manifests.FindCondition(st.Conditions, "Ready").Status != manifests.ConditionTrue {
 		t.Fatalf("running: %+v", st)
 	}
 	// Unchanged readiness keeps its transition time.
-	later := podStatus(pod, rp, &st, nil, "", now.Add(time.Hour))
+	later := podStatus(pod, rp, &st, observed{}, now.Add(time.Hour))
 	if manifests.Hash(later) != manifests.Hash(st) {
 		t.Fatal("an unchanged pod's status changed over time")
 	}
 
 	rp.Containers = []ContainerInfo{inst("a", 0, StateExited, 1, now.Add(-time.Minute), now), inst("b", 1, StateExited, 137, now.Add(-time.Second), now)}
 	rp.Containers[1].OOMKilled = true
-	st = podStatus(pod, rp, &st, nil, "", now)
+	st = podStatus(pod, rp, &st, observed{}, now)
 	cs := st.ContainerStatuses[0]
 	if st.Phase != manifests.PodRunning || cs.State.Waiting == nil || cs.State.Waiting.Reason != "CrashLoopBackOff" ||
 		cs.LastState.Terminated == nil || cs.LastState.Terminated.Reason != "OOMKilled" || cs.RestartCount != 1 || cs.Ready {
@@ -112,11 +112,11 @@ func TestPodStatus(t *testing.T) {
 
 	pod.Spec.RestartPolicy = manifests.RestartNever
 	rp.Containers = []ContainerInfo{inst("a", 0, StateExited, 0, now.Add(-time.Minute), now)}
-	if st := podStatus(pod, rp, nil, nil, "", now); st.Phase != manifests.PodSucceeded {
+	if st := podStatus(pod, rp, nil, observed{}, now); st.Phase != manifests.PodSucceeded {
 		t.Fatalf("exit 0 with Never: phase %s", st.Phase)
 	}
 	rp.Containers[0].ExitCode = 2
-	if st := podStatus(pod, rp, nil, nil, "", now); st.Phase != manifests.PodFailed || st.ContainerStatuses[0].State.Terminated.Reason != "Error" {
+	if st := podStatus(pod, rp, nil, observed{}, now); st.Phase != manifests.PodFailed || st.ContainerStatuses[0].State.Terminated.Reason != "Error" {
 		t.Fatalf("exit 2 with Never: %+v", st)
 	}
 }

@@ -46,6 +46,46 @@ type Runtime interface {
 	ContainerLogs(ctx context.Context, id string, follow bool, tail int, w io.Writer) error
 	// ImageExists reports whether an image is present locally.
 	ImageExists(ctx context.Context, ref string) (bool, error)
+	// Exec runs cmd in a running container, copying its output to stdout
+	// and stderr (either may be nil), and returns its exit code. With tty
+	// false and stdin nil it is what probes and hooks use.
+	Exec(ctx context.Context, id string, cmd []string, stdin io.Reader, stdout, stderr io.Writer) (int, error)
+	// Stats samples the CPU and memory use of running containers.
+	Stats(ctx context.Context, ids []string) (map[string]ContainerStats, error)
+	// EnsureVolume creates a named volume unless it exists.
+	EnsureVolume(ctx context.Context, name string, labels map[string]string) error
+	// RemoveVolume removes a named volume; a missing one is not an error.
+	RemoveVolume(ctx context.Context, name string) error
+}
+
+// ContainerStats is one sample of a container's resource use.
+type ContainerStats struct {
+	// CPUNanos is the CPU time used since the container started; two
+	// samples give a rate.
+	CPUNanos    uint64
+	MemoryBytes uint64
+	Time        time.Time
+}
+
+// Mount types.
+const (
+	MountBind   = "bind"   // Source is a host path
+	MountVolume = "volume" // Source is a named volume
+	MountTmpfs  = "tmpfs"  // memory-backed scratch space
+)
+
+// Mount places a host path, a named volume or a tmpfs in a container.
+type Mount struct {
+	Type     string
+	Source   string
+	Target   string
+	ReadOnly bool
+}
+
+// HostAlias is an extra /etc/hosts entry of a pod.
+type HostAlias struct {
+	IP        string
+	Hostnames []string
 }
 
 // RuntimeInfo describes the engine and the host.
@@ -72,6 +112,8 @@ type PodConfig struct {
 	Hostname string
 	Labels   map[string]string
 	Ports    []PortMapping
+	// HostAliases are added to the pod's /etc/hosts.
+	HostAliases []HostAlias
 }
 
 // ContainerConfig is a container to create inside a pod.
@@ -86,14 +128,18 @@ type ContainerConfig struct {
 	// MemoryLimit in bytes and CPULimitMilli in millicores; 0 means none.
 	MemoryLimit   int64
 	CPULimitMilli int64
+	Mounts        []Mount
 }
 
 // PodInfo is a pod as the runtime sees it.
 type PodInfo struct {
-	ID         string
-	Name       string
-	Labels     map[string]string
-	Created    time.Time
+	ID      string
+	Name    string
+	Labels  map[string]string
+	Created time.Time
+	// IP is the pod's address on the node's container network, "" when
+	// unknown.
+	IP         string
 	Containers []ContainerInfo // the pod's own containers, not its infra
 }
 

@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -12,12 +13,23 @@ import (
 )
 
 // assigner keeps the assignments bucket equal to the bound pods: one entry
-// <node>.<namespace>.<pod> holding the pod as its node must run it.
+// <node>.<namespace>.<pod> holding a manifests.Assignment: the pod as its
+// node must run it, and the ConfigMaps and Secrets of its namespace it
+// references (env valueFrom, envFrom, configMap, secret and projected
+// volumes) — only those, so a node only ever receives what its pods use. A
+// referenced object that is missing is simply left out: the node reports
+// the pod's containers waiting (CreateContainerConfigError) until it
+// appears, and a change to a referenced object re-queues the pods that
+// reference it (refs), so their assignments follow.
 type assigner struct {
 	cp     *ControlPlane
 	mu     sync.Mutex
 	byPod  map[string]map[string]assignment // pod key -> assignment key -> entry
 	synced chan struct{}
+	// refs indexes the ConfigMaps and Secrets pods reference: object key
+	// -> pod keys, and pod key -> the object keys it references.
+	refs   map[string]map[string]bool
+	podRef map[string][]string
 }
 
 type assignment struct {
@@ -26,7 +38,8 @@ type assignment struct {
 }
 
 func newAssigner(cp *ControlPlane) *assigner {
-	return &assigner{cp: cp, byPod: map[string]map[string]assignment{}, synced: make(chan struct{})}
+	return &assigner{cp: cp, byPod: map[string]map[string]assignment{}, synced: make(chan struct{}),
+		refs: map[string]map[string]bool{}, podRef: map[string][]string{}}
 }
 
 // podKeyOfAssignment maps <node>.<ns>.<name> to Pod.<ns>.<name>.
@@ -78,11 +91,158 @@ func (a *assigner) watch(ctx context.Context, q *Queue) error {
 	return ctx.Err()
 }
 
-// assignmentOf is the pod as written for its node: no status, no revision.
-func assignmentOf(pod *manifests.Pod) ([]byte, error) {
+// PodReferences returns the names of the ConfigMaps and Secrets a pod
+// references, each once, in order of first reference: through its
+// containers' (and init containers') env valueFrom and envFrom, and its
+// configMap, secret and projected volumes.
+func PodReferences(spec *manifests.PodSpec) (configMaps, secrets []string) {
+	seen := map[string]bool{}
+	cm := func(name string) {
+		if name != "" && !seen["c/"+name] {
+			seen["c/"+name] = true
+			configMaps = append(configMaps, name)
+		}
+	}
+	sec := func(name string) {
+		if name != "" && !seen["s/"+name] {
+			seen["s/"+name] = true
+			secrets = append(secrets, name)
+		}
+	}
+	for _, list := range [][]manifests.Container{spec.InitContainers, spec.Containers} {
+		for _, c := range list {
+			for _, f := range c.EnvFrom {
+				if f.ConfigMapRef != nil {
+					cm(f.ConfigMapRef.Name)
+				}
+				if f.SecretRef != nil {
+					sec(f.SecretRef.Name)
+				}
+			}
+			for _, e := range c.Env {
+				if e.ValueFrom == nil {
+					continue
+				}
+				if r := e.ValueFrom.ConfigMapKeyRef; r != nil {
+					cm(r.Name)
+				}
+				if r := e.ValueFrom.SecretKeyRef; r != nil {
+					sec(r.Name)
+				}
+			}
+		}
+	}
+	for _, v := range spec.Volumes {
+		if v.ConfigMap != nil {
+			cm(v.ConfigMap.Name)
+		}
+		if v.Secret != nil {
+			sec(v.Secret.SecretName)
+		}
+		if v.Projected != nil {
+			for _, s := range v.Projected.Sources {
+				if s.ConfigMap != nil {
+					cm(s.ConfigMap.Name)
+				}
+				if s.Secret != nil {
+					sec(s.Secret.Name)
+				}
+			}
+		}
+	}
+	return configMaps, secrets
+}
+
+// refKeys returns the objects-bucket keys of what a pod references.
+func refKeys(pod *manifests.Pod) []string {
+	cms, secs := PodReferences(&pod.Spec)
+	keys := make([]string, 0, len(cms)+len(secs))
+	for _, n := range cms {
+		keys = append(keys, manifests.Key("ConfigMap", pod.Namespace, n))
+	}
+	for _, n := range secs {
+		keys = append(keys, manifests.Key("Secret", pod.Namespace, n))
+	}
+	return keys
+}
+
+// onObject keeps the reference index and queues the pods that reference a
+// ConfigMap or Secret when it changes (created, updated or deleted).
+func (a *assigner) onObject(q *Queue) Handler {
+	return func(key string, old, cur manifests.Object) {
+		obj := cur
+		if obj == nil {
+			obj = old
+		}
+		switch obj.GetTypeMeta().Kind {
+		case "Pod":
+			var keys []string
+			if cur != nil {
+				keys = refKeys(cur.(*manifests.Pod))
+			}
+			a.mu.Lock()
+			for _, k := range a.podRef[key] {
+				if m := a.refs[k]; m != nil {
+					delete(m, key)
+					if len(m) == 0 {
+						delete(a.refs, k)
+					}
+				}
+			}
+			if len(keys) == 0 {
+				delete(a.podRef, key)
+			} else {
+				a.podRef[key] = keys
+			}
+			for _, k := range keys {
+				if a.refs[k] == nil {
+					a.refs[k] = map[string]bool{}
+				}
+				a.refs[k][key] = true
+			}
+			a.mu.Unlock()
+		case "ConfigMap", "Secret":
+			a.mu.Lock()
+			pods := make([]string, 0, len(a.refs[key]))
+			for p := range a.refs[key] {
+				pods = append(pods, p)
+			}
+			a.mu.Unlock()
+			for _, p := range pods {
+				q.Add(p)
+			}
+		}
+	}
+}
+
+// assignmentOf is the assignment of a pod for its node: the pod without
+// status or revision, and the ConfigMaps and Secrets it references that
+// exist, in order of first reference, without server-set metadata.
+func (a *assigner) assignmentOf(pod *manifests.Pod) ([]byte, error) {
 	p := Clone(pod)
 	p.Status = manifests.PodStatus{}
-	return Encode(p)
+	p.ResourceVersion = ""
+	out := manifests.Assignment{Pod: *p}
+	cms, secs := PodReferences(&pod.Spec)
+	for _, n := range cms {
+		if c, ok := a.cp.objects.Get(manifests.Key("ConfigMap", pod.Namespace, n)); ok {
+			cm := *c.Obj.(*manifests.ConfigMap)
+			cm.ResourceVersion = ""
+			out.ConfigMaps = append(out.ConfigMaps, cm)
+		}
+	}
+	for _, n := range secs {
+		if c, ok := a.cp.objects.Get(manifests.Key("Secret", pod.Namespace, n)); ok {
+			s := *c.Obj.(*manifests.Secret)
+			s.ResourceVersion = ""
+			out.Secrets = append(out.Secrets, s)
+		}
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return nil, fmt.Errorf("encode assignment of %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	return b, nil
 }
 
 func (a *assigner) reconcile(ctx context.Context, podKey string) error {
@@ -93,7 +253,7 @@ func (a *assigner) reconcile(ctx context.Context, podKey string) error {
 		if pod.Spec.NodeName != "" {
 			want = manifests.AssignmentKey(pod.Spec.NodeName, pod.Namespace, pod.Name)
 			var err error
-			if value, err = assignmentOf(pod); err != nil {
+			if value, err = a.assignmentOf(pod); err != nil {
 				return err
 			}
 		}

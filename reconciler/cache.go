@@ -49,14 +49,11 @@ func (c *Cache) AddHandler(h Handler) { c.handlers = append(c.handlers, h) }
 // watch began.
 func (c *Cache) Synced() <-chan struct{} { return c.synced }
 
-// Run watches the store until ctx ends.
+// Run mirrors the store until ctx ends; a watch that ends is re-established
+// (bus.Reflect), so the cache never goes stale silently.
 func (c *Cache) Run(ctx context.Context) error {
-	ch, err := c.store.Watch(ctx, ">")
-	if err != nil {
-		return fmt.Errorf("watch objects: %w", err)
-	}
 	synced := false
-	for e := range ch {
+	return bus.Reflect(ctx, c.store, ">", c.log, func(e bus.Entry) {
 		switch e.Op {
 		case bus.OpSynced:
 			if !synced {
@@ -67,15 +64,14 @@ func (c *Cache) Run(ctx context.Context) error {
 			obj, err := manifests.Decode(e.Value)
 			if err != nil {
 				c.log.Warn("skip undecodable object", "key", e.Key, "err", err)
-				continue
+				return
 			}
 			obj.GetObjectMeta().ResourceVersion = fmt.Sprint(e.Revision)
 			c.set(e.Key, obj, e.Revision)
 		case bus.OpDelete:
 			c.set(e.Key, nil, e.Revision)
 		}
-	}
-	return ctx.Err()
+	})
 }
 
 func (c *Cache) set(key string, obj manifests.Object, rev uint64) {

@@ -73,6 +73,12 @@ func (cp *ControlPlane) workloads() []workload {
 	return []workload{
 		{kind: "ReplicaSet", reconcile: cp.reconcileReplicaSet},
 		{kind: "Deployment", reconcile: cp.reconcileDeployment},
+		{kind: "Job", reconcile: cp.reconcileJob},
+		{kind: "CronJob", reconcile: cp.reconcileCronJob},
+		{kind: "HorizontalPodAutoscaler", reconcile: newHPAController(cp).reconcile},
+		{kind: "StatefulSet", reconcile: cp.reconcileStatefulSet},
+		{kind: "DaemonSet", reconcile: cp.reconcileDaemonSet, onNode: cp.daemonSetOnNode},
+		{kind: "ReplicationController", reconcile: cp.reconcileReplicationController},
 	}
 }
 
@@ -152,6 +158,7 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 		}
 	})
 	cp.objects.AddHandler(sched.onObject(schedCtl.queue))
+	cp.objects.AddHandler(assign.onObject(assignCtl.queue)) // pods follow their ConfigMaps and Secrets
 	cp.nodes.AddHandler(sched.onNode(schedCtl.queue))
 	cp.nodes.AddHandler(func(key string, old, cur manifests.Object) {
 		// A node's readiness shows on its pods.

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/manifests"
@@ -57,10 +58,23 @@ func (cp *ControlPlane) reconcileDeployment(ctx context.Context, key string) err
 	desired := manifests.Int32(d.Spec.Replicas, 1)
 
 	if d.Spec.Paused {
-		return cp.updateDeploymentStatus(ctx, c, d, cur, old)
+		return cp.updateDeploymentStatus(ctx, c, d, cur, old, nil)
 	}
 	if cur == nil {
 		return cp.createReplicaSet(ctx, d, hash, maxRev+1, old, desired)
+	}
+	// A template Git moved away from may be tried again when Git comes
+	// back to it.
+	for _, o := range old {
+		if _, failed := o.rs.Annotations[AnnotationRolloutFailed]; failed {
+			upd := Clone(o.rs)
+			delete(upd.Annotations, AnnotationRolloutFailed)
+			_, err := UpdateObject(ctx, cp.Objects, upd, o.c.Rev)
+			return err
+		}
+	}
+	if _, failed := cur.rs.Annotations[AnnotationRolloutFailed]; failed {
+		return cp.rollBack(ctx, c, d, cur, old, maxRev, desired)
 	}
 	if revisionOf(cur.rs) < maxRev {
 		// Rolled back to an older template: it becomes the newest revision.
@@ -69,21 +83,113 @@ func (cp *ControlPlane) reconcileDeployment(ctx context.Context, key string) err
 		_, err := UpdateObject(ctx, cp.Objects, upd, cur.c.Rev)
 		return err
 	}
-
-	var changed bool
-	var err error
-	if d.Spec.Strategy.Type == manifests.RecreateStrategy {
-		changed, err = cp.stepRecreate(ctx, d, cur, old, desired)
-	} else {
-		changed, err = cp.stepRolling(ctx, d, cur, old, desired)
+	if cur.rs.Spec.MinReadySeconds != d.Spec.MinReadySeconds {
+		upd := Clone(cur.rs)
+		upd.Spec.MinReadySeconds = d.Spec.MinReadySeconds
+		upd.Generation++
+		_, err := UpdateObject(ctx, cp.Objects, upd, cur.c.Rev)
+		return err
 	}
+
+	changed, err := cp.step(ctx, d, cur, old, desired)
 	if err != nil || changed {
 		return err
 	}
 	if err := cp.cleanupReplicaSets(ctx, d, old); err != nil {
 		return err
 	}
-	return cp.updateDeploymentStatus(ctx, c, d, cur, old)
+	if rolloutComplete(cur, old, desired) {
+		if _, marked := cur.rs.Annotations[AnnotationRolloutComplete]; !marked {
+			// A rollback target from now on.
+			upd := Clone(cur.rs)
+			upd.Annotations[AnnotationRolloutComplete] = manifests.Now().Format(time.RFC3339)
+			_, err := UpdateObject(ctx, cp.Objects, upd, cur.c.Rev)
+			return err
+		}
+	}
+	return cp.updateDeploymentStatus(ctx, c, d, cur, old, nil)
+}
+
+// step moves the rollout one step towards cur by the Deployment's strategy.
+func (cp *ControlPlane) step(ctx context.Context, d *manifests.Deployment, cur *ownedRS, old []ownedRS, desired int32) (bool, error) {
+	if d.Spec.Strategy.Type == manifests.RecreateStrategy {
+		return cp.stepRecreate(ctx, d, cur, old, desired)
+	}
+	return cp.stepRolling(ctx, d, cur, old, desired)
+}
+
+// rolloutComplete reports whether cur runs every replica, available, and
+// the old sets are empty.
+func rolloutComplete(cur *ownedRS, old []ownedRS, desired int32) bool {
+	if manifests.Int32(cur.rs.Spec.Replicas, 1) != desired || cur.rs.Status.AvailableReplicas < desired || cur.rs.Status.Replicas != desired {
+		return false
+	}
+	for _, o := range old {
+		if manifests.Int32(o.rs.Spec.Replicas, 1) != 0 || o.rs.Status.Replicas != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// rollBack runs the Deployment at the last revision that was fully
+// available, as if its template were current, while the current template's
+// rollout has failed (it exceeded its progress deadline). This goes beyond
+// Kubernetes, which only reports the failure. The failed template is not
+// tried again until Git changes the Deployment's template.
+func (cp *ControlPlane) rollBack(ctx context.Context, c *Cached, d *manifests.Deployment, failed *ownedRS, old []ownedRS, maxRev int64, desired int32) error {
+	target := rollbackTarget(old)
+	if target == nil {
+		// The first revision failed: nothing to go back to.
+		return cp.updateDeploymentStatus(ctx, c, d, failed, old, nil)
+	}
+	if revisionOf(target.rs) < maxRev {
+		upd := Clone(target.rs)
+		upd.Annotations[manifests.AnnotationRevision] = strconv.FormatInt(maxRev+1, 10)
+		upd.Annotations[AnnotationChangeCause] = fmt.Sprintf("rollback: revision %d (%s) exceeded its progress deadline", revisionOf(failed.rs), failed.rs.Name)
+		if _, err := UpdateObject(ctx, cp.Objects, upd, target.c.Rev); err != nil {
+			return err
+		}
+		cp.event(ctx, d, "Warning", "DeploymentRollback", fmt.Sprintf("Rolled back deployment %q to revision %d (replica set %s, now revision %d): revision %d exceeded its progress deadline",
+			d.Name, revisionOf(target.rs), target.rs.Name, maxRev+1, revisionOf(failed.rs)))
+		return nil
+	}
+	others := []ownedRS{*failed}
+	for _, o := range old {
+		if o.c.Key != target.c.Key {
+			others = append(others, o)
+		}
+	}
+	changed, err := cp.step(ctx, d, target, others, desired)
+	if err != nil || changed {
+		return err
+	}
+	if err := cp.cleanupReplicaSets(ctx, d, others[1:]); err != nil {
+		return err
+	}
+	return cp.updateDeploymentStatus(ctx, c, d, failed, old, target)
+}
+
+// rollbackTarget picks the newest old ReplicaSet that once ran the whole
+// Deployment available; failing that, the newest one still running pods.
+func rollbackTarget(old []ownedRS) *ownedRS {
+	var best, running *ownedRS
+	for i := range old { // oldest first
+		o := &old[i]
+		if _, failed := o.rs.Annotations[AnnotationRolloutFailed]; failed {
+			continue
+		}
+		if _, ok := o.rs.Annotations[AnnotationRolloutComplete]; ok {
+			best = o
+		}
+		if manifests.Int32(o.rs.Spec.Replicas, 1) > 0 || o.rs.Status.AvailableReplicas > 0 {
+			running = o
+		}
+	}
+	if best != nil {
+		return best
+	}
+	return running
 }
 
 func (cp *ControlPlane) createReplicaSet(ctx context.Context, d *manifests.Deployment, hash string, rev int64, old []ownedRS, desired int32) error {
@@ -115,7 +221,7 @@ func (cp *ControlPlane) createReplicaSet(ctx context.Context, d *manifests.Deplo
 			Name:            d.Name + "-" + hash,
 			Namespace:       d.Namespace,
 			Labels:          maps.Clone(tmpl.Labels),
-			Annotations:     map[string]string{manifests.AnnotationRevision: strconv.FormatInt(rev, 10)},
+			Annotations:     rsAnnotations(d, rev),
 			OwnerReferences: []manifests.OwnerReference{ownerRef(d)},
 		},
 		Spec: manifests.ReplicaSetSpec{
@@ -135,6 +241,19 @@ func (cp *ControlPlane) createReplicaSet(ctx context.Context, d *manifests.Deplo
 	}
 	cp.event(ctx, d, "Normal", "ScalingReplicaSet", fmt.Sprintf("Created replica set %s (revision %d)", rs.Name, rev))
 	return nil
+}
+
+// rsAnnotations are a new ReplicaSet's annotations: its revision, and
+// the change cause: the Deployment's own, or the commit that last changed
+// the Deployment.
+func rsAnnotations(d *manifests.Deployment, rev int64) map[string]string {
+	a := map[string]string{manifests.AnnotationRevision: strconv.FormatInt(rev, 10)}
+	for _, k := range []string{AnnotationChangeCause, AnnotationCommit} {
+		if v := d.Annotations[k]; v != "" {
+			a[k] = v
+		}
+	}
+	return a
 }
 
 // scaleRS writes rs.spec.replicas = n if different; it reports whether it
@@ -230,7 +349,10 @@ func (cp *ControlPlane) cleanupReplicaSets(ctx context.Context, d *manifests.Dep
 	return nil
 }
 
-func (cp *ControlPlane) updateDeploymentStatus(ctx context.Context, c *Cached, d *manifests.Deployment, cur *ownedRS, old []ownedRS) error {
+// updateDeploymentStatus writes the Deployment's status. cur is the
+// ReplicaSet of the template Git declares; rolledBack, when set, is the
+// one running instead because cur's rollout failed.
+func (cp *ControlPlane) updateDeploymentStatus(ctx context.Context, c *Cached, d *manifests.Deployment, cur *ownedRS, old []ownedRS, rolledBack *ownedRS) error {
 	desired := manifests.Int32(d.Spec.Replicas, 1)
 	st := manifests.DeploymentStatus{ObservedGeneration: d.Generation, Conditions: slices.Clone(d.Status.Conditions)}
 	all := old
@@ -254,27 +376,102 @@ func (cp *ControlPlane) updateDeploymentStatus(ctx context.Context, c *Cached, d
 		avail = manifests.Condition{Type: "Available", Status: manifests.ConditionTrue, Reason: "MinimumReplicasAvailable", Message: "Deployment has minimum availability."}
 	}
 	st.Conditions = setCond(st.Conditions, avail)
-	prog := manifests.Condition{Type: "Progressing", Status: manifests.ConditionTrue, Reason: "ReplicaSetUpdated"}
-	switch {
-	case d.Spec.Paused:
-		prog = manifests.Condition{Type: "Progressing", Status: manifests.ConditionUnknown, Reason: "DeploymentPaused", Message: "Deployment is paused"}
-	case cur != nil && st.UpdatedReplicas == desired && st.Replicas == desired && st.AvailableReplicas == desired:
-		prog.Reason = "NewReplicaSetAvailable"
-		prog.Message = fmt.Sprintf("ReplicaSet %q has successfully progressed.", cur.rs.Name)
-	case cur != nil:
-		prog.Message = fmt.Sprintf("ReplicaSet %q is progressing.", cur.rs.Name)
+	prog, err := cp.progressing(ctx, d, cur, rolledBack, st)
+	if err != nil {
+		return err
 	}
-	st.Conditions = setCond(st.Conditions, prog)
+	if p := manifests.FindCondition(st.Conditions, "Progressing"); p == nil || p.Status != prog.Status || p.Reason != prog.Reason ||
+		p.Message != prog.Message || manifests.Hash(p.LastUpdateTime) != manifests.Hash(prog.LastUpdateTime) {
+		st.Conditions = manifests.SetCondition(st.Conditions, prog)
+	}
 	if statusEqual(st, d.Status) {
 		return nil
 	}
 	upd := Clone(d)
 	upd.Status = st
-	_, err := UpdateObject(ctx, cp.Objects, upd, c.Rev)
+	_, err = UpdateObject(ctx, cp.Objects, upd, c.Rev)
 	if errors.Is(err, bus.ErrNotFound) {
 		return nil
 	}
 	return err
+}
+
+// progressing computes the Progressing condition as Kubernetes does: True
+// (ReplicaSetUpdated) while the rollout moves, its lastUpdateTime renewed at
+// each sign of progress (more updated, ready or available pods, fewer old
+// ones); True (NewReplicaSetAvailable) once complete; False
+// (ProgressDeadlineExceeded) when progressDeadlineSeconds pass without
+// progress. On that timeout it marks cur's ReplicaSet failed, which rolls
+// the Deployment back (rollBack).
+func (cp *ControlPlane) progressing(ctx context.Context, d *manifests.Deployment, cur, rolledBack *ownedRS, st manifests.DeploymentStatus) (manifests.Condition, error) {
+	desired := manifests.Int32(d.Spec.Replicas, 1)
+	prev := manifests.FindCondition(d.Status.Conditions, "Progressing")
+	now := manifests.Now()
+	keepTime := func(c manifests.Condition) manifests.Condition {
+		if prev != nil && prev.Status == c.Status && prev.Reason == c.Reason && prev.Message == c.Message {
+			c.LastUpdateTime = prev.LastUpdateTime
+		}
+		if c.LastUpdateTime == nil {
+			c.LastUpdateTime = now
+		}
+		return c
+	}
+	if d.Spec.Paused {
+		return keepTime(manifests.Condition{Type: "Progressing", Status: manifests.ConditionUnknown, Reason: "DeploymentPaused", Message: "Deployment is paused"}), nil
+	}
+	if cur == nil {
+		return keepTime(manifests.Condition{Type: "Progressing", Status: manifests.ConditionTrue, Reason: "NewReplicaSetCreated"}), nil
+	}
+	timedOut := fmt.Sprintf("ReplicaSet %q has timed out progressing.", cur.rs.Name)
+	if _, failed := cur.rs.Annotations[AnnotationRolloutFailed]; failed {
+		msg := timedOut + " No earlier revision to roll back to."
+		if rolledBack != nil {
+			msg = timedOut + fmt.Sprintf(" Rolled back to ReplicaSet %q (revision %d).", rolledBack.rs.Name, revisionOf(rolledBack.rs))
+		}
+		return keepTime(manifests.Condition{Type: "Progressing", Status: manifests.ConditionFalse, Reason: ReasonProgressDeadlineExceeded, Message: msg}), nil
+	}
+	doneMsg := fmt.Sprintf("ReplicaSet %q has successfully progressed.", cur.rs.Name)
+	switch {
+	case st.UpdatedReplicas == desired && st.Replicas == desired && st.AvailableReplicas == desired:
+		return keepTime(manifests.Condition{Type: "Progressing", Status: manifests.ConditionTrue, Reason: "NewReplicaSetAvailable", Message: doneMsg}), nil
+	case prev != nil && prev.Message == doneMsg && st.Replicas == st.UpdatedReplicas:
+		// Complete before: a pod lost since is not a stalled rollout.
+		return *prev, nil
+	}
+	msg := fmt.Sprintf("ReplicaSet %q is progressing.", cur.rs.Name)
+	was := d.Status
+	progressed := prev == nil || prev.Message != msg || prev.LastUpdateTime == nil ||
+		st.UpdatedReplicas > was.UpdatedReplicas || st.ReadyReplicas > was.ReadyReplicas || st.AvailableReplicas > was.AvailableReplicas ||
+		st.Replicas-st.UpdatedReplicas < was.Replicas-was.UpdatedReplicas
+	last := now
+	if !progressed {
+		last = prev.LastUpdateTime
+	}
+	deadline := time.Duration(manifests.Int32(d.Spec.ProgressDeadlineSeconds, 600)) * time.Second
+	if left := last.Add(deadline).Sub(now.Time); left > 0 || progressed {
+		cp.requeue("Deployment", manifests.KeyOf(d), left+time.Second)
+		return manifests.Condition{Type: "Progressing", Status: manifests.ConditionTrue, Reason: "ReplicaSetUpdated", Message: msg,
+			LastTransitionTime: transitionTime(prev, manifests.ConditionTrue), LastUpdateTime: last}, nil
+	}
+	// No progress within the deadline: mark the ReplicaSet failed; the
+	// next reconcile rolls back.
+	upd := Clone(cur.rs)
+	upd.Annotations[AnnotationRolloutFailed] = now.Format(time.RFC3339)
+	if _, err := UpdateObject(ctx, cp.Objects, upd, cur.c.Rev); err != nil {
+		return manifests.Condition{}, err
+	}
+	cp.event(ctx, d, "Warning", ReasonProgressDeadlineExceeded, fmt.Sprintf("ReplicaSet %q (revision %d) made no progress in %s: rolling back",
+		cur.rs.Name, revisionOf(cur.rs), deadline))
+	return keepTime(manifests.Condition{Type: "Progressing", Status: manifests.ConditionFalse, Reason: ReasonProgressDeadlineExceeded, Message: timedOut}), nil
+}
+
+// transitionTime keeps a condition's transition time while its status
+// stays.
+func transitionTime(prev *manifests.Condition, status string) *manifests.Time {
+	if prev != nil && prev.Status == status {
+		return prev.LastTransitionTime
+	}
+	return nil
 }
 
 // setCond sets c, keeping the transition time when the status is unchanged

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"sync"
 
 	"github.com/capstan-io/capstan/bus"
@@ -33,22 +32,16 @@ func newStatusMirror(cp *ControlPlane) *statusMirror {
 }
 
 func (s *statusMirror) watch(ctx context.Context, q *Queue) error {
-	ch, err := s.cp.Status.Watch(ctx, ">")
-	if err != nil {
-		return fmt.Errorf("watch status: %w", err)
-	}
 	synced := false
-	for e := range ch {
+	return bus.Reflect(ctx, s.cp.Status, ">", s.cp.Log, func(e bus.Entry) {
 		if e.Op == bus.OpSynced {
-			if !synced {
-				synced = true
-				close(s.synced)
-			}
-			continue
+			synced = true
+			close(s.synced)
+			return
 		}
 		pk, ok := podKeyOfAssignment(e.Key)
 		if !ok {
-			continue
+			return
 		}
 		s.mu.Lock()
 		if e.Op == bus.OpDelete {
@@ -65,8 +58,7 @@ func (s *statusMirror) watch(ctx context.Context, q *Queue) error {
 		if synced {
 			q.Add(pk)
 		}
-	}
-	return ctx.Err()
+	})
 }
 
 func (s *statusMirror) reconcile(ctx context.Context, podKey string) error {

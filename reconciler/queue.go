@@ -18,7 +18,7 @@ type Queue struct {
 	processing map[string]bool
 	dirty      map[string]bool
 	failures   map[string]int
-	timers     map[string]*time.Timer
+	timers     map[string]*pending
 	closed     bool
 
 	// BaseDelay and MaxDelay bound the per-key back-off.
@@ -32,7 +32,7 @@ func NewQueue() *Queue {
 		processing: map[string]bool{},
 		dirty:      map[string]bool{},
 		failures:   map[string]int{},
-		timers:     map[string]*time.Timer{},
+		timers:     map[string]*pending{},
 		BaseDelay:  100 * time.Millisecond,
 		MaxDelay:   30 * time.Second,
 	}
@@ -63,7 +63,14 @@ func (q *Queue) addLocked(key string) {
 	q.cond.Signal()
 }
 
-// AddAfter queues key after d, unless a sooner add already queued it.
+// pending is a delayed add.
+type pending struct {
+	timer *time.Timer
+	at    time.Time
+}
+
+// AddAfter queues key after d, unless an add already pending for key comes
+// sooner: the earliest wins.
 func (q *Queue) AddAfter(key string, d time.Duration) {
 	if d <= 0 {
 		q.Add(key)
@@ -74,15 +81,23 @@ func (q *Queue) AddAfter(key string, d time.Duration) {
 	if q.closed {
 		return
 	}
-	if t, ok := q.timers[key]; ok {
-		t.Stop()
+	at := time.Now().Add(d)
+	if p, ok := q.timers[key]; ok {
+		if !p.at.After(at) {
+			return
+		}
+		p.timer.Stop()
 	}
-	q.timers[key] = time.AfterFunc(d, func() {
+	p := &pending{at: at}
+	p.timer = time.AfterFunc(d, func() {
 		q.mu.Lock()
 		defer q.mu.Unlock()
-		delete(q.timers, key)
+		if q.timers[key] == p {
+			delete(q.timers, key)
+		}
 		q.addLocked(key)
 	})
+	q.timers[key] = p
 }
 
 // Retry queues key again after its back-off, which doubles on each call
@@ -145,8 +160,8 @@ func (q *Queue) Close() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.closed = true
-	for _, t := range q.timers {
-		t.Stop()
+	for _, p := range q.timers {
+		p.timer.Stop()
 	}
 	q.cond.Broadcast()
 }

@@ -71,3 +71,23 @@ func TestChangedFields(t *testing.T) {
 		}
 	}
 }
+
+func TestQueueAddAfterKeepsTheSoonerAdd(t *testing.T) {
+	q := NewQueue()
+	defer q.Close()
+	q.AddAfter("k", 20*time.Millisecond)
+	q.AddAfter("k", time.Hour) // must not postpone the sooner add
+	got := make(chan string, 1)
+	go func() {
+		k, _ := q.Get()
+		got <- k
+	}()
+	select {
+	case k := <-got:
+		if k != "k" {
+			t.Fatalf("got %q", k)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a later AddAfter postponed a sooner one")
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -73,31 +74,62 @@ func (e *expectations) satisfied(owner string, c *Cache) bool {
 // maxBurst bounds the pods one reconcile creates or deletes.
 const maxBurst = 500
 
+// replicated is what the pod-count logic needs of a ReplicaSet or a
+// ReplicationController: both keep a number of pods made from one
+// template and differ only in how their selector is written.
+type replicated struct {
+	kind     string
+	obj      manifests.Object
+	replicas int32
+	minReady int32
+	matches  func(labels map[string]string) bool
+	template *manifests.PodTemplateSpec // nil: nothing to make pods from
+	status   manifests.ReplicaSetStatus
+	// withStatus returns a copy of the object holding st.
+	withStatus func(st manifests.ReplicaSetStatus) manifests.Object
+}
+
 func (cp *ControlPlane) reconcileReplicaSet(ctx context.Context, key string) error {
 	c, ok := cp.objects.Get(key)
 	if !ok {
 		return nil // its pods are garbage-collected
 	}
+	rs := c.Obj.(*manifests.ReplicaSet)
+	return cp.reconcileReplicated(ctx, key, c, replicated{
+		kind: "ReplicaSet", obj: rs, replicas: manifests.Int32(rs.Spec.Replicas, 1), minReady: rs.Spec.MinReadySeconds,
+		matches: rs.Spec.Selector.Matches, template: &rs.Spec.Template, status: rs.Status,
+		withStatus: func(st manifests.ReplicaSetStatus) manifests.Object {
+			upd := Clone(rs)
+			upd.Status = st
+			return upd
+		},
+	})
+}
+
+// reconcileReplicated creates or deletes pods until r's count of active
+// pods is its desired count, then writes its status.
+func (cp *ControlPlane) reconcileReplicated(ctx context.Context, key string, c *Cached, r replicated) error {
 	if !cp.exp.satisfied(key, cp.objects) {
 		return nil // the pod events will queue it again
 	}
-	rs := c.Obj.(*manifests.ReplicaSet)
-	desired := manifests.Int32(rs.Spec.Replicas, 1)
 	var active []*Cached
-	for _, p := range cp.podsOwnedBy(rs) {
+	for _, p := range cp.podsOwnedBy(r.obj) {
 		pod := p.Obj.(*manifests.Pod)
 		if !manifests.IsPodTerminal(pod) && pod.DeletionTimestamp == nil {
 			active = append(active, p)
 		}
 	}
-	diff := int(desired) - len(active)
+	diff := int(r.replicas) - len(active)
+	if r.template == nil {
+		diff = min(diff, 0)
+	}
 	switch {
 	case diff > 0:
 		diff = min(diff, maxBurst)
 		var adds []string
 		pods := make([]*manifests.Pod, 0, diff)
 		for range diff {
-			pod := podFromTemplate(rs, &rs.Spec.Template, rs.Name+"-"+RandomSuffix(5))
+			pod := podFromTemplate(r.obj, r.template, r.obj.GetObjectMeta().Name+"-"+RandomSuffix(5))
 			pods = append(pods, pod)
 			adds = append(adds, manifests.KeyOf(pod))
 		}
@@ -105,22 +137,13 @@ func (cp *ControlPlane) reconcileReplicaSet(ctx context.Context, key string) err
 		for _, pod := range pods {
 			if _, err := CreateObject(ctx, cp.Objects, pod); err != nil {
 				cp.exp.expect(key, nil, nil)
-				return fmt.Errorf("replicaset %s: %w", key, err)
+				return fmt.Errorf("%s %s: %w", strings.ToLower(r.kind), key, err)
 			}
 		}
-		cp.event(ctx, rs, "Normal", "SuccessfulCreate", fmt.Sprintf("Created %d pod(s)", diff))
+		cp.event(ctx, r.obj, "Normal", "SuccessfulCreate", fmt.Sprintf("Created %d pod(s)", diff))
 	case diff < 0:
 		n := min(-diff, maxBurst)
-		slices.SortFunc(active, func(a, b *Cached) int {
-			ra, rb := podRank(a.Obj.(*manifests.Pod)), podRank(b.Obj.(*manifests.Pod))
-			if ra.Less(rb) {
-				return -1
-			}
-			if rb.Less(ra) {
-				return 1
-			}
-			return 0
-		})
+		sortByDeletionCost(active)
 		var dels []string
 		for _, p := range active[:n] {
 			dels = append(dels, p.Key)
@@ -129,26 +152,40 @@ func (cp *ControlPlane) reconcileReplicaSet(ctx context.Context, key string) err
 		for _, p := range active[:n] {
 			if err := DeleteObject(ctx, cp.Objects, p.Key, 0); err != nil {
 				cp.exp.expect(key, nil, nil)
-				return fmt.Errorf("replicaset %s: %w", key, err)
+				return fmt.Errorf("%s %s: %w", strings.ToLower(r.kind), key, err)
 			}
 		}
-		cp.event(ctx, rs, "Normal", "SuccessfulDelete", fmt.Sprintf("Deleted %d pod(s)", n))
+		cp.event(ctx, r.obj, "Normal", "SuccessfulDelete", fmt.Sprintf("Deleted %d pod(s)", n))
 	}
-	return cp.updateReplicaSetStatus(ctx, c, rs)
+	return cp.updateReplicatedStatus(ctx, c, r)
 }
 
-func (cp *ControlPlane) updateReplicaSetStatus(ctx context.Context, c *Cached, rs *manifests.ReplicaSet) error {
+// sortByDeletionCost orders pods the cheapest to lose first (podRank).
+func sortByDeletionCost(pods []*Cached) {
+	slices.SortFunc(pods, func(a, b *Cached) int {
+		ra, rb := podRank(a.Obj.(*manifests.Pod)), podRank(b.Obj.(*manifests.Pod))
+		if ra.Less(rb) {
+			return -1
+		}
+		if rb.Less(ra) {
+			return 1
+		}
+		return 0
+	})
+}
+
+func (cp *ControlPlane) updateReplicatedStatus(ctx context.Context, c *Cached, r replicated) error {
 	now := time.Now()
-	st := manifests.ReplicaSetStatus{ObservedGeneration: rs.Generation}
-	minReady := time.Duration(rs.Spec.MinReadySeconds) * time.Second
+	st := manifests.ReplicaSetStatus{ObservedGeneration: r.obj.GetObjectMeta().Generation}
+	minReady := time.Duration(r.minReady) * time.Second
 	requeue := false
-	for _, p := range cp.podsOwnedBy(rs) {
+	for _, p := range cp.podsOwnedBy(r.obj) {
 		pod := p.Obj.(*manifests.Pod)
 		if manifests.IsPodTerminal(pod) || pod.DeletionTimestamp != nil {
 			continue
 		}
 		st.Replicas++
-		if rs.Spec.Selector.Matches(pod.Labels) {
+		if r.matches(pod.Labels) {
 			st.FullyLabeledReplicas++
 		}
 		if manifests.IsPodReady(pod) {
@@ -163,14 +200,12 @@ func (cp *ControlPlane) updateReplicaSetStatus(ctx context.Context, c *Cached, r
 	if requeue {
 		// A pod becomes available minReadySeconds after it is ready:
 		// no event marks that moment.
-		cp.requeue("ReplicaSet", manifests.KeyOf(rs), minReady)
+		cp.requeue(r.kind, c.Key, minReady)
 	}
-	if st == rs.Status {
+	if st == r.status {
 		return nil
 	}
-	upd := Clone(rs)
-	upd.Status = st
-	if _, err := UpdateObject(ctx, cp.Objects, upd, c.Rev); err != nil {
+	if _, err := UpdateObject(ctx, cp.Objects, r.withStatus(st), c.Rev); err != nil {
 		if errors.Is(err, bus.ErrNotFound) {
 			return nil
 		}

@@ -23,6 +23,14 @@ const (
 	ResultFailed    = "Failed"
 )
 
+// AnnotationPrune set to PruneDisabled on an object keeps it when its
+// source stops declaring it: it leaves the source's inventory and is
+// recorded as "kept" instead of being deleted.
+const (
+	AnnotationPrune = "capstan.io/prune"
+	PruneDisabled   = "disabled"
+)
+
 // LoadFunc validates a revision's files into objects; schema.Load.
 type LoadFunc func(files []manifests.File) ([]manifests.Object, error)
 
@@ -96,7 +104,10 @@ func (s *Syncer) Run(ctx context.Context) error {
 		case <-ctx.Done():
 		case <-changed:
 		case <-retry:
-			full = s.applied == nil
+			// A retry re-reads the head even if it was attempted: an
+			// apply that failed half-way must run again now, not at the
+			// next resync.
+			full = true
 		case <-resync.C:
 			full = true
 		}
@@ -128,6 +139,15 @@ func (s *Syncer) syncOnce(ctx context.Context, full bool) error {
 	}
 	isNew := rev.ID != s.attempted
 	objs, loadErr := s.Load(rev.Files)
+	for _, obj := range objs {
+		// The commit that declared it; written only when the object's
+		// declared view changes (declaredView leaves it out).
+		if m := obj.GetObjectMeta(); m.Annotations == nil {
+			m.Annotations = map[string]string{AnnotationCommit: rev.ID}
+		} else {
+			m.Annotations[AnnotationCommit] = rev.ID
+		}
+	}
 	if loadErr != nil {
 		s.attempted = rev.ID
 		if isNew { // a revision already rejected is not recorded again
@@ -173,6 +193,7 @@ func declaredView(obj manifests.Object) ([]byte, error) {
 	c := Clone(obj)
 	m := c.GetObjectMeta()
 	m.UID, m.ResourceVersion, m.Generation, m.CreationTimestamp, m.DeletionTimestamp, m.OwnerReferences = "", "", 0, nil, nil, nil
+	delete(m.Annotations, AnnotationCommit)
 	switch t := any(c).(type) {
 	case *manifests.Pod:
 		t.Status = manifests.PodStatus{}
@@ -184,10 +205,43 @@ func declaredView(obj manifests.Object) ([]byte, error) {
 		t.Status = manifests.DeploymentStatus{}
 	case *manifests.ReplicaSet:
 		t.Status = manifests.ReplicaSetStatus{}
+	case *manifests.StatefulSet:
+		t.Status = manifests.StatefulSetStatus{}
+	case *manifests.DaemonSet:
+		t.Status = manifests.DaemonSetStatus{}
+	case *manifests.ReplicationController:
+		t.Status = manifests.ReplicaSetStatus{}
 	case *manifests.Namespace:
 		t.Status = manifests.NamespaceStatus{}
+	case *manifests.Job:
+		t.Status = manifests.JobStatus{}
+	case *manifests.CronJob:
+		t.Status = manifests.CronJobStatus{}
+	case *manifests.HorizontalPodAutoscaler:
+		t.Status = manifests.HorizontalPodAutoscalerStatus{}
 	}
 	return Encode(c)
+}
+
+// DeclaredViews returns the declared views of an object as Git declares
+// it and as the bucket holds it now (cur, nil when absent), compared the
+// way the sync compares them: status, server-set metadata and the commit
+// annotation left out, and spec.replicas taken from cur while an
+// autoscaler owns it. The caller sets the source annotation on declared.
+// ChangedFields(have, want) lists what an apply would change.
+func DeclaredViews(declared, cur manifests.Object) (want, have []byte, err error) {
+	if cur != nil {
+		if o, ok := withOwnedReplicas(declared, cur); ok {
+			declared = o
+		}
+		if have, err = declaredView(cur); err != nil {
+			return nil, nil, err
+		}
+	}
+	if want, err = declaredView(declared); err != nil {
+		return nil, nil, err
+	}
+	return want, have, nil
 }
 
 // apply writes the difference between objs and the bucket and prunes what
@@ -242,6 +296,9 @@ func (s *Syncer) apply(ctx context.Context, objs []manifests.Object, full bool) 
 			return changes, err
 		case obj.GetObjectMeta().Annotations[manifests.AnnotationSource] != s.Name:
 			// Another source or a controller owns it now.
+		case obj.GetObjectMeta().Annotations[AnnotationPrune] == PruneDisabled:
+			// Protected: left running, out of the inventory (as Flux does).
+			changes = append(changes, manifests.ObjectChange{Action: "kept", Kind: kind, Namespace: ns, Name: name})
 		default:
 			if err := DeleteObject(ctx, s.Objects, key, rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
 				return changes, err // kept in the inventory: retried
@@ -278,14 +335,22 @@ func (s *Syncer) applyOne(ctx context.Context, key string, obj manifests.Object,
 			}
 			return nil, fmt.Errorf("%s %s/%s is already declared by %s", kind, ns, name, owner)
 		}
+		want, wantView := obj, view
+		if o, ok := withOwnedReplicas(obj, cur); ok {
+			// An autoscaler owns spec.replicas: Git's count was the start.
+			if wantView, err = declaredView(o); err != nil {
+				return nil, err
+			}
+			want = o
+		}
 		curView, err := declaredView(cur)
 		if err != nil {
 			return nil, err
 		}
-		if string(curView) == string(view) {
+		if string(curView) == string(wantView) {
 			return nil, nil
 		}
-		upd := Clone(obj)
+		upd := Clone(want)
 		um := upd.GetObjectMeta()
 		um.UID, um.CreationTimestamp, um.OwnerReferences = cm.UID, cm.CreationTimestamp, cm.OwnerReferences
 		um.Generation = cm.Generation + 1
@@ -297,7 +362,7 @@ func (s *Syncer) applyOne(ctx context.Context, key string, obj manifests.Object,
 		if err != nil {
 			return nil, err
 		}
-		return &manifests.ObjectChange{Action: "updated", Kind: kind, Namespace: ns, Name: name, Fields: ChangedFields(curView, view)}, nil
+		return &manifests.ObjectChange{Action: "updated", Kind: kind, Namespace: ns, Name: name, Fields: ChangedFields(curView, wantView)}, nil
 	}
 }
 
@@ -314,8 +379,20 @@ func keepStatus(upd, cur manifests.Object) {
 		u.Status = cur.(*manifests.Deployment).Status
 	case *manifests.ReplicaSet:
 		u.Status = cur.(*manifests.ReplicaSet).Status
+	case *manifests.StatefulSet:
+		u.Status = cur.(*manifests.StatefulSet).Status
+	case *manifests.DaemonSet:
+		u.Status = cur.(*manifests.DaemonSet).Status
+	case *manifests.ReplicationController:
+		u.Status = cur.(*manifests.ReplicationController).Status
 	case *manifests.Namespace:
 		u.Status = cur.(*manifests.Namespace).Status
+	case *manifests.Job:
+		u.Status = cur.(*manifests.Job).Status
+	case *manifests.CronJob:
+		u.Status = cur.(*manifests.CronJob).Status
+	case *manifests.HorizontalPodAutoscaler:
+		u.Status = cur.(*manifests.HorizontalPodAutoscaler).Status
 	}
 }
 
@@ -333,7 +410,10 @@ func (s *Syncer) listInventory(ctx context.Context) (map[string]bool, error) {
 		}
 		for _, e := range entries {
 			obj, err := manifests.Decode(e.Value)
-			if err == nil && obj.GetObjectMeta().Annotations[manifests.AnnotationSource] == s.Name {
+			// A protected object no longer declared was kept when it left
+			// the inventory; one still declared rejoins it when applied.
+			if err == nil && obj.GetObjectMeta().Annotations[manifests.AnnotationSource] == s.Name &&
+				obj.GetObjectMeta().Annotations[AnnotationPrune] != PruneDisabled {
 				inv[e.Key] = true
 			}
 		}

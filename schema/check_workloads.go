@@ -85,10 +85,6 @@ func notOver100(d doc, at []any, v *manifests.IntOrString) []Error {
 	return nil
 }
 
-// maxIndexed is the most completions and parallelism Kubernetes allows an
-// Indexed Job.
-const maxIndexed = 100_000
-
 // checkJob checks a Job's spec at path at (a Job's spec, or a CronJob's
 // jobTemplate.spec) and defaults parallelism and completions as Kubernetes
 // does: both 1 when both are unset; otherwise parallelism 1 when unset, and
@@ -106,15 +102,9 @@ func checkJob(d doc, at []any, spec *manifests.JobSpec) []Error {
 		errs = append(errs, checkSelector(d, sub(at, "selector"), spec.Selector, spec.Template.Labels)...)
 	}
 	if spec.CompletionMode == "Indexed" {
-		switch {
-		case spec.Completions == nil:
-			errs = append(errs, d.errorf(sub(at, "completionMode"), "Indexed needs completions"))
-		case *spec.Completions > maxIndexed:
-			errs = append(errs, d.errorf(sub(at, "completions"), "may not be more than %d for an Indexed Job", maxIndexed))
-		}
-		if *spec.Parallelism > maxIndexed {
-			errs = append(errs, d.errorf(sub(at, "parallelism"), "may not be more than %d for an Indexed Job", maxIndexed))
-		}
+		// The Job controller runs NonIndexed Jobs only: refuse rather than
+		// run an Indexed Job with the wrong semantics.
+		errs = append(errs, d.errorf(sub(at, "completionMode"), "Indexed Jobs are not supported yet (use NonIndexed)"))
 	}
 	return append(errs, checkPodSpec(d, sub(at, "template", "spec"), &spec.Template.Spec, nil)...)
 }

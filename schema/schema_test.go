@@ -348,8 +348,7 @@ func TestLoadInvalid(t *testing.T) {
 			{"job.yaml", 17, 3, "spec.completionMode", `invalid value "Sometimes" (want "Indexed" or "NonIndexed")`},
 			{"job.yaml", 18, 3, "spec.backoffLimit", "invalid value -1 (out of bound >=0)"},
 			{"job.yaml", 21, 7, "spec.template.spec.restartPolicy", `invalid value "Always" (want "Never" or "OnFailure")`},
-			{"job.yaml", 31, 3, "spec.parallelism", "may not be more than 100000 for an Indexed Job"},
-			{"job.yaml", 32, 3, "spec.completionMode", "Indexed needs completions"},
+			{"job.yaml", 32, 3, "spec.completionMode", "Indexed Jobs are not supported yet"},
 			{"job.yaml", 33, 3, "spec.selector", "selector does not match the template's labels {job=other}"},
 		}},
 		{[]string{"cronjob.yaml"}, []want{
@@ -359,7 +358,7 @@ func TestLoadInvalid(t *testing.T) {
 			{"cronjob.yaml", 23, 3, "spec.timeZone", "must name a time zone such as Europe/Paris or UTC, not Local"},
 			{"cronjob.yaml", 38, 3, "spec.schedule", `invalid schedule "0 0 * * * *": expected exactly 5 fields,`},
 			{"cronjob.yaml", 39, 3, "spec.timeZone", "may not be empty: leave it out for the controller's local"},
-			{"cronjob.yaml", 42, 7, "spec.jobTemplate.spec.completionMode", "Indexed needs completions"},
+			{"cronjob.yaml", 42, 7, "spec.jobTemplate.spec.completionMode", "Indexed Jobs are not supported yet"},
 			{"cronjob.yaml", 54, 3, "metadata.name", "invalid value"},
 			{"cronjob.yaml", 57, 3, "spec.concurrencyPolicy", `invalid value "Sometimes" (want "Allow" or "Forbid" or`},
 			{"cronjob.yaml", 62, 11, "spec.jobTemplate.spec.template.spec.restartPolicy", `invalid value "Always" (want "Never" or "OnFailure")`},

@@ -217,15 +217,99 @@ func columns(kind string, wide bool) ([]string, func(manifests.Object) []string)
 			return r
 		}
 	case "Deployment":
-		return []string{"NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"}, func(o manifests.Object) []string {
+		// ROLLOUT (not in kubectl) shows a rollout that failed and was
+		// rolled back.
+		return []string{"NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE", "ROLLOUT"}, func(o manifests.Object) []string {
 			d := o.(*manifests.Deployment)
 			return []string{d.Name, fmt.Sprintf("%d/%d", d.Status.ReadyReplicas, manifests.Int32(d.Spec.Replicas, 1)),
-				fmt.Sprint(d.Status.UpdatedReplicas), fmt.Sprint(d.Status.AvailableReplicas), age(d.CreationTimestamp)}
+				fmt.Sprint(d.Status.UpdatedReplicas), fmt.Sprint(d.Status.AvailableReplicas), age(d.CreationTimestamp), rolloutText(d)}
+		}
+	case "StatefulSet":
+		return []string{"NAME", "READY", "AGE"}, func(o manifests.Object) []string {
+			s := o.(*manifests.StatefulSet)
+			return []string{s.Name, fmt.Sprintf("%d/%d", s.Status.ReadyReplicas, manifests.Int32(s.Spec.Replicas, 1)), age(s.CreationTimestamp)}
+		}
+	case "DaemonSet":
+		return []string{"NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE-SELECTOR", "AGE"}, func(o manifests.Object) []string {
+			d := o.(*manifests.DaemonSet)
+			st := d.Status
+			return []string{d.Name, fmt.Sprint(st.DesiredNumberScheduled), fmt.Sprint(st.CurrentNumberScheduled), fmt.Sprint(st.NumberReady),
+				fmt.Sprint(st.UpdatedNumberScheduled), fmt.Sprint(st.NumberAvailable), selectorText(d.Spec.Template.Spec.NodeSelector), age(d.CreationTimestamp)}
+		}
+	case "ReplicationController":
+		return []string{"NAME", "DESIRED", "CURRENT", "READY", "AGE"}, func(o manifests.Object) []string {
+			r := o.(*manifests.ReplicationController)
+			return []string{r.Name, fmt.Sprint(manifests.Int32(r.Spec.Replicas, 1)), fmt.Sprint(r.Status.Replicas), fmt.Sprint(r.Status.ReadyReplicas), age(r.CreationTimestamp)}
 		}
 	case "ReplicaSet":
 		return []string{"NAME", "DESIRED", "CURRENT", "READY", "AGE"}, func(o manifests.Object) []string {
 			r := o.(*manifests.ReplicaSet)
 			return []string{r.Name, fmt.Sprint(manifests.Int32(r.Spec.Replicas, 1)), fmt.Sprint(r.Status.Replicas), fmt.Sprint(r.Status.ReadyReplicas), age(r.CreationTimestamp)}
+		}
+	case "Job":
+		return []string{"NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"}, func(o manifests.Object) []string {
+			j := o.(*manifests.Job)
+			status := "Running"
+			for _, t := range []string{"Complete", "Failed", "Suspended"} {
+				if c := manifests.FindCondition(j.Status.Conditions, t); c != nil && c.Status == manifests.ConditionTrue {
+					status = t
+					break
+				}
+			}
+			completions := fmt.Sprintf("%d/%d", j.Status.Succeeded, manifests.Int32(j.Spec.Completions, 1))
+			if j.Spec.Completions == nil && j.Spec.Parallelism != nil {
+				completions = fmt.Sprintf("%d/1 of %d", j.Status.Succeeded, *j.Spec.Parallelism)
+			}
+			duration := ""
+			if st := j.Status.StartTime; st != nil {
+				end := time.Now()
+				if ct := j.Status.CompletionTime; ct != nil {
+					end = ct.Time
+				}
+				duration = age(manifests.NewTime(time.Now().Add(-end.Sub(st.Time)))) // kubectl's format for a span
+			}
+			return []string{j.Name, status, completions, duration, age(j.CreationTimestamp)}
+		}
+	case "CronJob":
+		return []string{"NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST SCHEDULE", "AGE"}, func(o manifests.Object) []string {
+			c := o.(*manifests.CronJob)
+			tz := "<none>"
+			if c.Spec.TimeZone != nil {
+				tz = *c.Spec.TimeZone
+			}
+			last := "<none>"
+			if c.Status.LastScheduleTime != nil {
+				last = age(c.Status.LastScheduleTime)
+			}
+			return []string{c.Name, c.Spec.Schedule, tz, fmt.Sprint(c.Spec.Suspend != nil && *c.Spec.Suspend), fmt.Sprint(len(c.Status.Active)), last, age(c.CreationTimestamp)}
+		}
+	case "HorizontalPodAutoscaler":
+		return []string{"NAME", "REFERENCE", "TARGETS", "MINPODS", "MAXPODS", "REPLICAS", "AGE"}, func(o manifests.Object) []string {
+			h := o.(*manifests.HorizontalPodAutoscaler)
+			current := "<unknown>"
+			if u := h.Status.CurrentCPUUtilizationPercentage; u != nil {
+				current = fmt.Sprintf("%d%%", *u)
+			}
+			var targets []string
+			for _, m := range h.Spec.Metrics {
+				if m.Resource == nil {
+					continue
+				}
+				switch t := m.Resource.Target; {
+				case t.AverageUtilization != nil && m.Resource.Name == "cpu":
+					targets = append(targets, fmt.Sprintf("cpu: %s/%d%%", current, *t.AverageUtilization))
+				case t.AverageUtilization != nil:
+					targets = append(targets, fmt.Sprintf("%s: <unknown>/%d%%", m.Resource.Name, *t.AverageUtilization))
+				case t.AverageValue != nil:
+					targets = append(targets, fmt.Sprintf("%s: <unknown>/%s", m.Resource.Name, *t.AverageValue))
+				}
+			}
+			if len(h.Spec.Metrics) == 0 {
+				targets = []string{fmt.Sprintf("cpu: %s/%d%%", current, manifests.Int32(h.Spec.TargetCPUUtilizationPercentage, 80))}
+			}
+			ref := h.Spec.ScaleTargetRef.Kind + "/" + h.Spec.ScaleTargetRef.Name
+			return []string{h.Name, ref, strings.Join(targets, ", "), fmt.Sprint(manifests.Int32(h.Spec.MinReplicas, 1)), fmt.Sprint(h.Spec.MaxReplicas),
+				fmt.Sprint(h.Status.CurrentReplicas), age(h.CreationTimestamp)}
 		}
 	case "Node":
 		return []string{"NAME", "STATUS", "ADDRESS", "AGE", "VERSION"}, func(o manifests.Object) []string {
@@ -284,6 +368,34 @@ func columns(kind string, wide bool) ([]string, func(manifests.Object) []string)
 	return []string{"NAME", "AGE"}, func(o manifests.Object) []string {
 		return []string{o.GetObjectMeta().Name, age(o.GetObjectMeta().CreationTimestamp)}
 	}
+}
+
+// rolloutText is a Deployment's ROLLOUT column: Complete, Progressing,
+// Paused, or RolledBack when its rollout exceeded the progress deadline.
+func rolloutText(d *manifests.Deployment) string {
+	c := manifests.FindCondition(d.Status.Conditions, "Progressing")
+	switch {
+	case d.Spec.Paused:
+		return "Paused"
+	case c == nil:
+		return "<none>"
+	case c.Reason == "ProgressDeadlineExceeded" && strings.Contains(c.Message, "Rolled back"):
+		return "RolledBack"
+	case c.Reason == "ProgressDeadlineExceeded":
+		return "Failed"
+	case c.Reason == "NewReplicaSetAvailable":
+		return "Complete"
+	}
+	return "Progressing"
+}
+
+// selectorText formats a node selector as kubectl does: k=v,k2=v2.
+func selectorText(sel map[string]string) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(sel)) {
+		parts = append(parts, k+"="+sel[k])
+	}
+	return orNone(strings.Join(parts, ","))
 }
 
 func firstSeen(n *manifests.Node) *manifests.Time {
@@ -389,6 +501,9 @@ func describeCmd(g *globals) *cobra.Command {
 			if ref := m.Controller(); ref != nil {
 				fmt.Fprintf(g.stdout, "Controlled By:  %s/%s\n", ref.Kind, ref.Name)
 			}
+			if hpa := m.Annotations[manifests.AnnotationReplicasOwner]; hpa != "" {
+				fmt.Fprintf(g.stdout, "Replicas:   owned by HorizontalPodAutoscaler %s (Git's count was the starting point)\n", hpa)
+			}
 			fmt.Fprintf(g.stdout, "\n%s\n", y)
 			evs, err := conn.Events.List(cmd.Context(), k.Kind, m.Namespace, m.Name)
 			if err != nil {
@@ -449,13 +564,26 @@ func logsCmd(g *globals) *cobra.Command {
 }
 
 func historyCmd(g *globals) *cobra.Command {
-	var output, source string
+	var output, source, ns string
 	var since time.Duration
 	cmd := &cobra.Command{
-		Use:   "history",
-		Short: "Show every sync attempt: commit, author, result, errors and changes",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Use:   "history [KIND/NAME]",
+		Short: "Show every sync attempt, or every applied change of one object (history deployment/web)",
+		Long: `Without an argument, show every sync attempt: commit, author, result,
+errors and changes. With KIND/NAME, show every applied change of that one
+object: when, which commit, who, what action and which fields.`,
+		Example: `  capstan history
+  capstan history deployment/web --since 24h
+  capstan history configmap/settings -n shop -o json`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var target *objectRef
+			if len(args) == 1 {
+				var err error
+				if target, err = parseObjectRef(args[0], ns); err != nil {
+					return err
+				}
+			}
 			conn, err := g.connect(cmd.Context())
 			if err != nil {
 				return err
@@ -469,12 +597,16 @@ func historyCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if target != nil {
+				return printObjectHistory(g.stdout, *target, objectHistory(recs, *target), output)
+			}
 			return printHistory(g.stdout, recs, output)
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "table or json")
 	cmd.Flags().StringVar(&source, "source", "", "only this source")
 	cmd.Flags().DurationVar(&since, "since", 0, "only records newer than this (e.g. 1h)")
+	cmd.Flags().StringVarP(&ns, "namespace", "n", "", "namespace of KIND/NAME (default \"default\")")
 	return cmd
 }
 

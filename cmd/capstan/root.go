@@ -36,7 +36,10 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	root.PersistentFlags().StringVar(&g.server, "server", def, "NATS URL of the Capstan bus (env CAPSTAN_SERVER)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.AddCommand(upCmd(g), serverCmd(g), nodeCmd(g),
-		getCmd(g), describeCmd(g), logsCmd(g), historyCmd(g), validateCmd(g))
+		getCmd(g), describeCmd(g), logsCmd(g), historyCmd(g), validateCmd(g),
+		execCmd(g),
+		diffCmd(g),
+		rolloutCmd(g))
 	root.SetArgs(args)
 	return root.ExecuteContext(ctx)
 }

@@ -41,6 +41,8 @@ type stackFlags struct {
 	podmanSocket string
 	nodeGrace    time.Duration
 	eviction     time.Duration
+
+	webhookListen, webhookSecretFile string
 }
 
 func defaultDataDir() string {
@@ -81,6 +83,7 @@ func (f *stackFlags) sourceFlags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.sourceName, "source-name", "root", "name of this source on the bus")
 	cmd.Flags().DurationVar(&f.pollInterval, "poll-interval", time.Minute, "how often to poll the repository (local ones are also watched)")
 	cmd.Flags().DurationVar(&f.resync, "resync-interval", time.Minute, "how often to re-apply the current revision, correcting drift")
+	f.webhookFlags(cmd)
 }
 
 func (f *stackFlags) nodeFlags(cmd *cobra.Command) {
@@ -199,22 +202,71 @@ func (f *stackFlags) runSync(g *group, conn *natsbus.Conn, src sources.Source, l
 }
 
 func (f *stackFlags) runNode(ctx context.Context, g *group, conn *natsbus.Conn, log *slog.Logger) (func() error, error) {
-	uri, stop, err := podman.EnsureService(ctx, podman.ServiceOptions{SocketURI: f.podmanSocket,
-		DataDir: filepath.Join(f.dataDir, "podman"), Logger: log.With("component", "podman-service")})
+	opts := podman.ServiceOptions{SocketURI: f.podmanSocket, DataDir: filepath.Join(f.dataDir, "podman"),
+		Logger: log.With("component", "podman-service")}
+	uri, stop, err := podman.EnsureService(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
+	svc := &service{stops: []func() error{stop}}
+	if own, _ := filepath.Abs(podman.SocketPath(opts.DataDir)); uri == "unix://"+own {
+		// A service we started that dies is started again; the node shows
+		// NotReady meanwhile and stops nothing.
+		g.Go("podman service", func(ctx context.Context) error { return svc.supervise(ctx, uri, opts, log) })
+	}
 	rt, err := podman.New(ctx, uri, podman.WithLogger(log))
 	if err != nil {
-		_ = stop()
+		_ = svc.stop()
 		return nil, err
 	}
 	d := &node.Daemon{Name: f.nodeName, Address: f.nodeAddress, Labels: f.nodeLabels, Runtime: rt,
 		Nodes: conn.Nodes, Assignments: conn.Assignments, Status: conn.Status, Events: conn.Events,
-		Log: log.With("component", "node")}
+		Log: log.With("component", "node"), DataDir: f.dataDir}
 	g.Go("node", d.Run)
 	g.Go("node logs", func(ctx context.Context) error { return d.ServeLogs(ctx, conn.NC) })
-	return stop, nil
+	return svc.stop, nil
+}
+
+// service supervises a Podman service that Capstan started.
+type service struct {
+	mu    sync.Mutex
+	stops []func() error
+}
+
+func (s *service) supervise(ctx context.Context, uri string, opts podman.ServiceOptions, log *slog.Logger) error {
+	down := false
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(5 * time.Second):
+		}
+		if podman.Ping(ctx, uri) == nil {
+			down = false
+			continue
+		}
+		if !down {
+			log.Warn("podman service stopped answering; starting it again", "socket", uri)
+			down = true
+		}
+		if _, stop, err := podman.EnsureService(ctx, opts); err != nil {
+			log.Debug("restart podman service", "err", err)
+		} else {
+			s.mu.Lock()
+			s.stops = append(s.stops, stop)
+			s.mu.Unlock()
+		}
+	}
+}
+
+func (s *service) stop() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	for _, stop := range s.stops {
+		errs = append(errs, stop())
+	}
+	return errors.Join(errs...)
 }
 
 func upCmd(gl *globals) *cobra.Command {
@@ -262,6 +314,10 @@ func serverCmd(gl *globals) *cobra.Command {
 }
 
 func (f *stackFlags) run(ctx context.Context, log *slog.Logger, src sources.Source, withNode bool) error {
+	hook, err := f.webhook(src, log)
+	if err != nil {
+		return err
+	}
 	if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
 		return err
 	}
@@ -274,6 +330,9 @@ func (f *stackFlags) run(ctx context.Context, log *slog.Logger, src sources.Sour
 	f.runControlPlane(g, conn, log)
 	if src != nil {
 		f.runSync(g, conn, src, log)
+	}
+	if hook != nil {
+		g.Go("webhook", hook.Run)
 	}
 	if withNode {
 		stop, err := f.runNode(g.ctx, g, conn, log)
@@ -293,6 +352,7 @@ func (f *stackFlags) run(ctx context.Context, log *slog.Logger, src sources.Sour
 func nodeCmd(gl *globals) *cobra.Command {
 	f := &stackFlags{}
 	var creds string
+	var sim simOptions
 	cmd := &cobra.Command{
 		Use:   "node",
 		Short: "Run the node daemon for this host against a Capstan bus (--server)",
@@ -301,6 +361,10 @@ func nodeCmd(gl *globals) *cobra.Command {
 			log := gl.logger()
 			if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
 				return err
+			}
+			if cmd.Flags().Changed("simulate") { // simulate.go
+				sim.dataDir, sim.server, sim.creds = f.dataDir, gl.server, creds
+				return runSimulated(cmd.Context(), log, sim)
 			}
 			conn, err := natsbus.Connect(cmd.Context(), gl.server, natsbus.Options{Name: "capstan-node-" + f.nodeName, CredentialsFile: creds, Logger: log})
 			if err != nil {
@@ -319,5 +383,14 @@ func nodeCmd(gl *globals) *cobra.Command {
 	cmd.Flags().StringVar(&f.dataDir, "data-dir", defaultDataDir(), "where the Podman service keeps its files")
 	cmd.Flags().StringVar(&creds, "creds", "", "NATS credentials file: this node's own identity on the bus")
 	f.nodeFlags(cmd)
+	cmd.Flags().IntVar(&sim.count, "simulate", 0, "run this many simulated nodes (sim-0000...) over an in-memory runtime, for scale tests")
+	cmd.Flags().DurationVar(&sim.startDelay, "simulate-start-delay", 0, "how long a simulated node takes to start a container")
+	cmd.Flags().DurationVar(&sim.heartbeat, "simulate-heartbeat-interval", 10*time.Second, "base heartbeat interval of simulated nodes (each adds up to 20 % jitter)")
+	cmd.Flags().DurationVar(&sim.relist, "simulate-relist-interval", 10*time.Second, "base relist interval of simulated nodes (a real node relists every 1 s; changes are acted on at once either way)")
+	cmd.Flags().StringVar(&sim.prefix, "simulate-prefix", "sim", "simulated nodes are named <prefix>-0000...")
+	cmd.Flags().BoolVar(&sim.reportSeen, "simulate-report-seen", false, "publish when each assignment reaches a simulated node (benchmarks)")
+	for _, n := range []string{"simulate-heartbeat-interval", "simulate-relist-interval", "simulate-prefix", "simulate-report-seen"} {
+		_ = cmd.Flags().MarkHidden(n)
+	}
 	return cmd
 }

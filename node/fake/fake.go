@@ -40,6 +40,9 @@ type Options struct {
 	MemoryBytes int64
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// AnyImage makes every image present, as if pulled on demand
+	// (simulated nodes run whatever image a pod names).
+	AnyImage bool
 }
 
 // Runtime is an in-memory node.Runtime. Create it with New.
@@ -51,6 +54,12 @@ type Runtime struct {
 	images map[string]bool
 	pods   map[string]*pod
 	ctrs   map[string]*container
+	// volumes are the named volumes and their labels (volumes.go).
+	volumes map[string]map[string]string
+	// execFn, execs and stats script Exec and Stats (exec.go, stats.go).
+	execFn ExecFunc
+	execs  []ExecCall
+	stats  map[string]node.ContainerStats
 }
 
 type pod struct {
@@ -256,6 +265,7 @@ func (r *Runtime) CreatePod(ctx context.Context, cfg node.PodConfig) (string, er
 	id := r.newID()
 	cfg.Labels = maps.Clone(cfg.Labels)
 	cfg.Ports = slices.Clone(cfg.Ports)
+	cfg.HostAliases = slices.Clone(cfg.HostAliases)
 	if cfg.Name == "" {
 		cfg.Name = id[len(id)-12:]
 	}
@@ -287,7 +297,7 @@ func (r *Runtime) CreateContainer(ctx context.Context, podID string, cfg node.Co
 	if !ok {
 		return "", fmt.Errorf("create container %s: pod %s: %w", cfg.Name, podID, node.ErrNotFound)
 	}
-	if !r.images[cfg.Image] {
+	if !r.images[cfg.Image] && !r.opts.AnyImage {
 		return "", fmt.Errorf("create container %s: image %s: %w", cfg.Name, cfg.Image, node.ErrNotFound)
 	}
 	if cfg.Name != "" {
@@ -297,7 +307,11 @@ func (r *Runtime) CreateContainer(ctx context.Context, podID string, cfg node.Co
 			}
 		}
 	}
+	if err := r.checkMounts(cfg.Mounts); err != nil {
+		return "", fmt.Errorf("create container %s: %w", cfg.Name, err)
+	}
 	id := r.newID()
+	cfg.Mounts = slices.Clone(cfg.Mounts)
 	cfg.Command = slices.Clone(cfg.Command)
 	cfg.Args = slices.Clone(cfg.Args)
 	cfg.Env = maps.Clone(cfg.Env)
@@ -492,9 +506,10 @@ func (r *Runtime) ContainerLogs(ctx context.Context, id string, follow bool, tai
 	}
 }
 
-// ImageExists reports whether AddImage was called for ref.
+// ImageExists reports whether AddImage was called for ref (always true
+// with Options.AnyImage).
 func (r *Runtime) ImageExists(ctx context.Context, ref string) (bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.images[ref], nil
+	return r.images[ref] || r.opts.AnyImage, nil
 }

@@ -51,6 +51,10 @@ type Runtime struct {
 	// seconds), keyed by container ID. An exited container does not change
 	// until it is started again, which changes its start time.
 	exited map[string]exitDetails
+	// ips caches each pod's address, keyed by pod ID (see podip.go).
+	ips sync.Map
+	// stopped holds the containers this Runtime stopped (see oom.go).
+	stopped sync.Map
 }
 
 type exitDetails struct {
@@ -183,7 +187,7 @@ func (r *Runtime) ListPods(ctx context.Context, match map[string]string) ([]node
 	index := make(map[string]int, len(plist))
 	ids := make([]string, len(plist))
 	for i, p := range plist {
-		out[i] = node.PodInfo{ID: p.Id, Name: p.Name, Labels: p.Labels, Created: p.Created}
+		out[i] = node.PodInfo{ID: p.Id, Name: p.Name, Labels: p.Labels, Created: p.Created, IP: r.podIP(bctx, p)}
 		index[p.Id] = i
 		ids[i] = p.Id
 	}
@@ -258,7 +262,7 @@ func (r *Runtime) exitDetails(ctx context.Context, c entities.ListContainer, now
 	}
 	d = exitDetails{listedStart: c.StartedAt, exitCode: c.ExitCode, seen: now}
 	if st := data.State; st != nil {
-		d.oomKilled = st.OOMKilled
+		d.oomKilled = st.OOMKilled || r.likelyOOM(c.ID, st.ExitCode, data.HostConfig) // see oom.go
 		d.exitCode = st.ExitCode
 		d.startedAt = st.StartedAt
 		d.finishedAt = st.FinishedAt
@@ -325,6 +329,7 @@ func (r *Runtime) CreatePod(ctx context.Context, cfg node.PodConfig) (string, er
 	ps.Name = cfg.Name
 	ps.Hostname = cfg.Hostname
 	ps.Labels = cfg.Labels
+	ps.HostAdd = hostAdds(cfg.HostAliases)
 	for _, p := range cfg.Ports {
 		ps.PortMappings = append(ps.PortMappings, nettypes.PortMapping{
 			HostIP:        p.HostIP,
@@ -345,6 +350,10 @@ func (r *Runtime) CreatePod(ctx context.Context, cfg node.PodConfig) (string, er
 		}
 		return "", err
 	}
+	if err := r.addSelfHosts(bctx, rep.Id, cfg.HostAliases); err != nil {
+		// The pod runs; only its own name is missing from /etc/hosts.
+		r.log.Warn("add the pod's own names to /etc/hosts", "pod", cfg.Name, "err", err)
+	}
 	r.log.Debug("created pod", "pod", cfg.Name, "id", rep.Id)
 	return rep.Id, nil
 }
@@ -353,6 +362,7 @@ func (r *Runtime) CreatePod(ctx context.Context, cfg node.PodConfig) (string, er
 // the pod by force. A missing pod is not an error.
 func (r *Runtime) RemovePod(ctx context.Context, podID string, grace time.Duration) error {
 	bctx := r.bind(ctx)
+	r.ips.Delete(podID)
 	var err error
 	if timeout := int(graceSeconds(grace)); timeout > 0 {
 		_, err = pods.Stop(bctx, podID, new(pods.StopOptions).WithTimeout(timeout))
@@ -411,6 +421,9 @@ func (r *Runtime) CreateContainer(ctx context.Context, podID string, cfg node.Co
 	s.WorkDir = cfg.WorkingDir
 	s.Labels = cfg.Labels
 	s.RestartPolicy = "no"
+	if err := applyMounts(s, cfg.Mounts); err != nil {
+		return "", fmt.Errorf("create container %s: %w", cfg.Name, err)
+	}
 	if cfg.MemoryLimit > 0 || cfg.CPULimitMilli > 0 {
 		res := &spec.LinuxResources{}
 		if cfg.MemoryLimit > 0 {
@@ -470,6 +483,7 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) error {
 // grace, rounded up to whole seconds. Stopping a stopped container does
 // nothing.
 func (r *Runtime) StopContainer(ctx context.Context, id string, grace time.Duration) error {
+	r.stopping(id) // see oom.go
 	err := containers.Stop(r.bind(ctx), id, new(containers.StopOptions).WithTimeout(graceSeconds(grace)))
 	if err != nil {
 		return fmt.Errorf("stop container %s: %w", id, apiErr(err))

@@ -67,6 +67,12 @@ func Run(t *testing.T, newRuntime func(t *testing.T) node.Runtime, opts ...Optio
 		{"Images", s.testImages},
 		{"Resources", s.testResources},
 		{"PublishedPort", s.testPublishedPort},
+		{"Mounts", s.testMounts},
+		{"HostAliases", s.testHostAliases},
+		{"Exec", s.testExec},
+		{"Stats", s.testStats},
+		{"PodIP", s.testPodIP},
+		{"OOMKilled", s.testOOMKilled},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -541,4 +547,116 @@ func freePort(t *testing.T) uint16 {
 	}
 	defer l.Close()
 	return uint16(l.Addr().(*net.TCPAddr).Port)
+}
+
+func (s *suite) testExec(t *testing.T, h *harness) {
+	podID := h.createPod("exec")
+	cid := h.shell(podID, "target", "exec sleep 3600", func(c *node.ContainerConfig) {
+		c.Env = map[string]string{"WHO": "capstan"}
+	})
+	h.must(h.rt.StartContainer(h.ctx, cid), "start")
+	h.waitState(cid, node.StateRunning)
+
+	var stdout, stderr syncBuffer
+	code, err := h.rt.Exec(h.ctx, cid, []string{"sh", "-c", "echo out $WHO; echo err >&2; exit 3"}, nil, &stdout, &stderr)
+	h.must(err, "exec")
+	if code != 3 {
+		t.Errorf("exec exit code %d, want 3", code)
+	}
+	if stdout.String() != "out capstan\n" || stderr.String() != "err\n" {
+		t.Errorf("exec output: stdout %q stderr %q, want %q and %q", stdout.String(), stderr.String(), "out capstan\n", "err\n")
+	}
+	code, err = h.rt.Exec(h.ctx, cid, []string{"sh", "-c", "exit 0"}, nil, nil, nil)
+	if err != nil || code != 0 {
+		t.Errorf("exec with no writers: %d, %v; want 0, nil", code, err)
+	}
+
+	const missing = "0000000000000000000000000000000000000000000000000000000000000bad"
+	if _, err := h.rt.Exec(h.ctx, missing, []string{"true"}, nil, nil, nil); !errors.Is(err, node.ErrNotFound) {
+		t.Errorf("exec in unknown container: %v, want ErrNotFound", err)
+	}
+	h.must(h.rt.StopContainer(h.ctx, cid, 0), "stop")
+	h.waitState(cid, node.StateExited)
+	if _, err := h.rt.Exec(h.ctx, cid, []string{"true"}, nil, nil, nil); !errors.Is(err, node.ErrConflict) {
+		t.Errorf("exec in a stopped container: %v, want ErrConflict", err)
+	}
+}
+
+func (s *suite) testStats(t *testing.T, h *harness) {
+	podID := h.createPod("stats")
+	cid := h.shell(podID, "busy", "exec sleep 3600", nil)
+	done := h.shell(podID, "done", "exit 0", nil)
+	h.must(h.rt.StartContainer(h.ctx, cid), "start")
+	h.must(h.rt.StartContainer(h.ctx, done), "start done")
+	h.waitState(cid, node.StateRunning)
+	h.waitState(done, node.StateExited)
+
+	got, err := h.rt.Stats(h.ctx, []string{cid})
+	h.must(err, "stats")
+	st, ok := got[cid]
+	if !ok {
+		t.Fatalf("stats of a running container missing: %+v", got)
+	}
+	if st.Time.IsZero() {
+		t.Errorf("stats without a time: %+v", st)
+	}
+	if s.cfg.network && st.MemoryBytes == 0 {
+		t.Errorf("a running container uses no memory: %+v", st)
+	}
+	if got, err := h.rt.Stats(h.ctx, nil); err != nil || len(got) != 0 {
+		t.Errorf("stats of nothing: %+v, %v", got, err)
+	}
+	later, err := h.rt.Stats(h.ctx, []string{cid})
+	h.must(err, "stats again")
+	if l := later[cid]; l.CPUNanos < st.CPUNanos || !l.Time.After(st.Time) {
+		t.Errorf("second sample %+v does not follow the first %+v", l, st)
+	}
+}
+
+func (s *suite) testPodIP(t *testing.T, h *harness) {
+	if !s.cfg.network {
+		t.Skip("the runtime runs no network")
+	}
+	podID := h.createPod("ip")
+	cid := h.shell(podID, "httpd", "mkdir -p /www; echo by-ip > /www/index.html; exec httpd -f -p 8080 -h /www", nil)
+	h.must(h.rt.StartContainer(h.ctx, cid), "start httpd")
+	h.waitState(cid, node.StateRunning)
+	p, _, _ := h.container(cid)
+	if net.ParseIP(p.IP) == nil {
+		t.Fatalf("pod IP %q is not an address", p.IP)
+	}
+	url := fmt.Sprintf("http://%s/index.html", net.JoinHostPort(p.IP, "8080"))
+	client := &http.Client{Timeout: 2 * time.Second}
+	h.eventually("HTTP answer on "+url, func() (bool, string) {
+		resp, err := client.Get(url)
+		if err != nil {
+			return false, err.Error()
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(body), "by-ip"), string(body)
+	})
+}
+
+func (s *suite) testOOMKilled(t *testing.T, h *harness) {
+	if !s.cfg.network {
+		t.Skip("the runtime runs no real process")
+	}
+	podID := h.createPod("oom")
+	limit := func(c *node.ContainerConfig) { c.MemoryLimit = 16 << 20 }
+	hog := h.shell(podID, "hog", "head -c 64m /dev/zero | tail", limit)
+	// PID 1 ignores SIGTERM: the stop ends with SIGKILL, which is no OOM.
+	stubborn := h.shell(podID, "stubborn", "exec sleep 3600", limit)
+	h.must(h.rt.StartContainer(h.ctx, hog), "start hog")
+	h.must(h.rt.StartContainer(h.ctx, stubborn), "start stubborn")
+	c := h.waitState(hog, node.StateExited)
+	if !c.OOMKilled || c.ExitCode != 137 {
+		t.Errorf("a container over its memory limit: OOMKilled %v, exit code %d; want true, 137", c.OOMKilled, c.ExitCode)
+	}
+	h.waitState(stubborn, node.StateRunning)
+	h.must(h.rt.StopContainer(h.ctx, stubborn, time.Second), "stop stubborn")
+	c = h.waitState(stubborn, node.StateExited)
+	if c.OOMKilled || c.ExitCode != 137 {
+		t.Errorf("a container killed by its stop: OOMKilled %v, exit code %d; want false, 137", c.OOMKilled, c.ExitCode)
+	}
 }

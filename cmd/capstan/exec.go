@@ -1,0 +1,58 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/capstan-io/capstan/manifests"
+	"github.com/capstan-io/capstan/node"
+)
+
+// execCmd is `capstan exec POD [-c C] -- CMD...`: it runs a command in a
+// pod's container on the node that runs it, streams its output, and exits
+// with the command's exit code. It is not interactive.
+func execCmd(g *globals) *cobra.Command {
+	var ns, container string
+	cmd := &cobra.Command{
+		Use:   "exec POD [-c CONTAINER] -- COMMAND [ARG...]",
+		Short: "Run a command in a pod's container, on the node that runs it",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if cmd.ArgsLenAtDash() != 1 || len(args) < 2 {
+				return fmt.Errorf("usage: capstan exec POD [-c CONTAINER] -- COMMAND [ARG...]")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := strings.TrimPrefix(strings.TrimPrefix(args[0], "pod/"), "pods/")
+			conn, err := g.connect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			k, _ := manifests.LookupKind("Pod")
+			objs, err := listObjects(cmd.Context(), conn, k, ns, name)
+			if err != nil {
+				return err
+			}
+			pod := objs[0].(*manifests.Pod)
+			if pod.Spec.NodeName == "" {
+				return exitError{code: 1, msg: fmt.Sprintf("error: pod %s is not scheduled to a node yet", name)}
+			}
+			code, err := node.RemoteExec(cmd.Context(), conn.NC, pod.Spec.NodeName, node.ExecRequest{
+				Namespace: pod.Namespace, Pod: pod.Name, Container: container, Command: args[1:],
+			}, g.stdout, g.stderr)
+			if err != nil {
+				return err
+			}
+			if code != 0 {
+				return exitError{code: code}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&ns, "namespace", "n", "", "namespace (default \"default\")")
+	cmd.Flags().StringVarP(&container, "container", "c", "", "container name (needed when the pod has several)")
+	return cmd
+}
