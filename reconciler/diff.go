@@ -10,12 +10,7 @@ import (
 // JSON documents, sorted: "spec.replicas",
 // "spec.template.spec.containers[0].image".
 func ChangedFields(a, b []byte) []string {
-	var va, vb any
-	_ = json.Unmarshal(a, &va)
-	_ = json.Unmarshal(b, &vb)
-	fa, fb := map[string]string{}, map[string]string{}
-	flatten("", va, fa)
-	flatten("", vb, fb)
+	fa, fb := FieldValues(a), FieldValues(b)
 	var out []string
 	for k, v := range fa {
 		if w, ok := fb[k]; !ok || w != v {
@@ -28,6 +23,17 @@ func ChangedFields(a, b []byte) []string {
 		}
 	}
 	sort.Strings(out)
+	return out
+}
+
+// FieldValues flattens a JSON document into its leaves: path (as
+// ChangedFields names it) -> the leaf's JSON text. An invalid document has
+// no leaves.
+func FieldValues(doc []byte) map[string]string {
+	var v any
+	_ = json.Unmarshal(doc, &v)
+	out := map[string]string{}
+	flatten("", v, out)
 	return out
 }
 

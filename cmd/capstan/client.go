@@ -535,20 +535,14 @@ func logsCmd(g *globals) *cobra.Command {
 		Short: "Print a container's output, from the node that runs it",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name := strings.TrimPrefix(strings.TrimPrefix(args[0], "pod/"), "pods/")
 			conn, err := g.connect(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer conn.Close()
-			k, _ := manifests.LookupKind("Pod")
-			objs, err := listObjects(cmd.Context(), conn, k, ns, name)
+			pod, err := boundPod(cmd.Context(), conn, ns, args[0])
 			if err != nil {
 				return err
-			}
-			pod := objs[0].(*manifests.Pod)
-			if pod.Spec.NodeName == "" {
-				return exitError{code: 1, msg: fmt.Sprintf("error: pod %s is not scheduled to a node yet", name)}
 			}
 			return node.FetchLogs(cmd.Context(), conn.NC, pod.Spec.NodeName, node.LogRequest{
 				Namespace: pod.Namespace, Pod: pod.Name, Container: container, Follow: follow, Tail: tail, Previous: previous,

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -413,45 +412,12 @@ func diffObjects(declared, current []manifests.Object, others map[string]string,
 // with their values.
 func fieldChanges(have, want []byte) []fieldChange {
 	paths := reconciler.ChangedFields(have, want)
-	var a, b any
-	_ = json.Unmarshal(have, &a)
-	_ = json.Unmarshal(want, &b)
-	va, vb := map[string]string{}, map[string]string{}
-	leaves("", a, va)
-	leaves("", b, vb)
+	va, vb := reconciler.FieldValues(have), reconciler.FieldValues(want)
 	out := make([]fieldChange, len(paths))
 	for i, p := range paths {
 		out[i] = fieldChange{Path: p, Old: va[p], New: vb[p]}
 	}
 	return out
-}
-
-// leaves flattens a JSON value into path -> JSON text, with the paths
-// reconciler.ChangedFields uses.
-func leaves(prefix string, v any, out map[string]string) {
-	switch t := v.(type) {
-	case map[string]any:
-		if len(t) == 0 {
-			out[prefix] = "{}"
-		}
-		for k, x := range t {
-			p := k
-			if prefix != "" {
-				p = prefix + "." + k
-			}
-			leaves(p, x, out)
-		}
-	case []any:
-		if len(t) == 0 {
-			out[prefix] = "[]"
-		}
-		for i, x := range t {
-			leaves(fmt.Sprintf("%s[%d]", prefix, i), x, out)
-		}
-	default:
-		b, _ := json.Marshal(t)
-		out[prefix] = string(b)
-	}
 }
 
 // summary counts the changes by action: "1 created, 2 updated".

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/capstan-io/capstan/bus/natsbus"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/node"
 )
@@ -25,20 +27,14 @@ func execCmd(g *globals) *cobra.Command {
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name := strings.TrimPrefix(strings.TrimPrefix(args[0], "pod/"), "pods/")
 			conn, err := g.connect(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer conn.Close()
-			k, _ := manifests.LookupKind("Pod")
-			objs, err := listObjects(cmd.Context(), conn, k, ns, name)
+			pod, err := boundPod(cmd.Context(), conn, ns, args[0])
 			if err != nil {
 				return err
-			}
-			pod := objs[0].(*manifests.Pod)
-			if pod.Spec.NodeName == "" {
-				return exitError{code: 1, msg: fmt.Sprintf("error: pod %s is not scheduled to a node yet", name)}
 			}
 			code, err := node.RemoteExec(cmd.Context(), conn.NC, pod.Spec.NodeName, node.ExecRequest{
 				Namespace: pod.Namespace, Pod: pod.Name, Container: container, Command: args[1:],
@@ -55,4 +51,20 @@ func execCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVarP(&ns, "namespace", "n", "", "namespace (default \"default\")")
 	cmd.Flags().StringVarP(&container, "container", "c", "", "container name (needed when the pod has several)")
 	return cmd
+}
+
+// boundPod finds the pod named by arg ("web-1", "pod/web-1") and checks it
+// is on a node, for the commands that reach that node (logs, exec).
+func boundPod(ctx context.Context, conn *natsbus.Conn, ns, arg string) (*manifests.Pod, error) {
+	name := strings.TrimPrefix(strings.TrimPrefix(arg, "pod/"), "pods/")
+	k, _ := manifests.LookupKind("Pod")
+	objs, err := listObjects(ctx, conn, k, ns, name)
+	if err != nil {
+		return nil, err
+	}
+	pod := objs[0].(*manifests.Pod)
+	if pod.Spec.NodeName == "" {
+		return nil, exitError{code: 1, msg: fmt.Sprintf("error: pod %s is not scheduled to a node yet", name)}
+	}
+	return pod, nil
 }
