@@ -36,6 +36,10 @@ up: deps image build ## run Capstan on the bundled demo (a git repo made in $(DA
 	scripts/demo-repo.sh $(DATA)/demo-repo
 	bin/capstan up --repo $(DATA)/demo-repo --data-dir $(DATA)
 
+BENCH_TIMEOUT ?= 30m
+bench: deps image build ## every benchmark of issue 6 (~10 min): a table, bench/results.json, bench/*.png, docs/BENCHMARKS.md (BENCH_NODES, BENCH_PODS... scale it)
+	cd cmd/capstan && CAPSTAN_REQUIRE_PODMAN=1 $(GO) test -tags "bench $(TAGS)" -run '^TestBench$$' -count=1 -v -timeout $(BENCH_TIMEOUT) .
+
 lint: ## go vet, gofmt and staticcheck
 	$(GO) vet -tags "$(TAGS)" ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

@@ -13,7 +13,8 @@ type KindInfo struct {
 	Kind        string
 	APIVersions []string // the first is the preferred one
 	Namespaced  bool
-	// FromGit is false for kinds only Capstan itself writes (Node, Source).
+	// FromGit is false for kinds only Capstan itself writes (Node,
+	// EndpointSlice).
 	FromGit bool
 	Names   []string // lower-case plural first, then singular and short names
 	New     func() Object
@@ -32,8 +33,13 @@ var kinds = []KindInfo{
 	{Kind: "Job", APIVersions: []string{"batch/v1"}, Namespaced: true, FromGit: true, Names: []string{"jobs", "job"}, New: func() Object { return &Job{} }},
 	{Kind: "CronJob", APIVersions: []string{"batch/v1"}, Namespaced: true, FromGit: true, Names: []string{"cronjobs", "cronjob", "cj"}, New: func() Object { return &CronJob{} }},
 	{Kind: "HorizontalPodAutoscaler", APIVersions: []string{"autoscaling/v2", "autoscaling/v1"}, Namespaced: true, FromGit: true, Names: []string{"horizontalpodautoscalers", "horizontalpodautoscaler", "hpa"}, New: func() Object { return &HorizontalPodAutoscaler{} }},
+	{Kind: "Service", APIVersions: []string{"v1"}, Namespaced: true, FromGit: true, Names: []string{"services", "service", "svc"}, New: func() Object { return &Service{} }},
+	{Kind: "EndpointSlice", APIVersions: []string{"discovery.k8s.io/v1"}, Namespaced: true, Names: []string{"endpointslices", "endpointslice", "endpoints", "ep"}, New: func() Object { return &EndpointSlice{} }},
 	{Kind: "Node", APIVersions: []string{"v1"}, Names: []string{"nodes", "node", "no"}, New: func() Object { return &Node{} }},
-	{Kind: "Source", APIVersions: []string{"capstan.io/v1"}, Names: []string{"sources", "source", "src"}, New: func() Object { return &Source{} }},
+	// Sources and Notifiers are declared in Git (cluster-scoped); the root
+	// Source, given to `capstan up`, is written by Capstan.
+	{Kind: "Source", APIVersions: []string{"capstan.io/v1"}, FromGit: true, Names: []string{"sources", "source", "src"}, New: func() Object { return &Source{} }},
+	{Kind: "Notifier", APIVersions: []string{"capstan.io/v1"}, FromGit: true, Names: []string{"notifiers", "notifier"}, New: func() Object { return &Notifier{} }},
 }
 
 // Kinds returns every kind Capstan knows, in a stable order.
@@ -150,10 +156,16 @@ func SetKind(obj Object) {
 		kind = "CronJob"
 	case *HorizontalPodAutoscaler:
 		kind = "HorizontalPodAutoscaler"
+	case *Service:
+		kind = "Service"
+	case *EndpointSlice:
+		kind = "EndpointSlice"
 	case *Node:
 		kind = "Node"
 	case *Source:
 		kind = "Source"
+	case *Notifier:
+		kind = "Notifier"
 	}
 	k, _ := LookupKind(kind)
 	t := obj.GetTypeMeta()

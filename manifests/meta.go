@@ -26,7 +26,11 @@ type ObjectMeta struct {
 	ResourceVersion   string            `json:"resourceVersion,omitempty"`
 	CreationTimestamp *Time             `json:"creationTimestamp,omitempty"`
 	DeletionTimestamp *Time             `json:"deletionTimestamp,omitempty"`
-	OwnerReferences   []OwnerReference  `json:"ownerReferences,omitempty"`
+	// DeletionGracePeriodSeconds is the grace period a terminating
+	// object's deletion gives it (a pod's, from its
+	// terminationGracePeriodSeconds), set with DeletionTimestamp.
+	DeletionGracePeriodSeconds *int64           `json:"deletionGracePeriodSeconds,omitempty"`
+	OwnerReferences            []OwnerReference `json:"ownerReferences,omitempty"`
 }
 
 // GetObjectMeta returns the object's ObjectMeta; it lets every kind satisfy Object.

@@ -1,5 +1,7 @@
 package manifests
 
+import "encoding/json"
+
 // Namespace scopes namespaced objects.
 type Namespace struct {
 	TypeMeta   `json:",inline"`
@@ -30,6 +32,38 @@ type Secret struct {
 	Data       map[string][]byte `json:"data,omitempty"`
 	StringData map[string]string `json:"stringData,omitempty"`
 	Immutable  *bool             `json:"immutable,omitempty"`
+	// Sops is set on a Secret committed encrypted with SOPS: Data and
+	// StringData are then empty, and the ciphertext lives only here, as a
+	// SopsSecret in JSON (SopsDocument reads it; straight out of the
+	// schema it is the document's own sops metadata block). The control
+	// plane decrypts it only into the assignments of the nodes that run
+	// pods using the Secret.
+	Sops json.RawMessage `json:"sops,omitempty"`
+}
+
+// SopsDocument returns the encrypted document of a Secret committed with
+// SOPS, or nil.
+func (s *Secret) SopsDocument() *SopsSecret {
+	if len(s.Sops) == 0 {
+		return nil
+	}
+	var d SopsSecret
+	if json.Unmarshal(s.Sops, &d) != nil || d.Document == "" {
+		return nil
+	}
+	return &d
+}
+
+// SopsSecret is a Secret document as committed, encrypted with SOPS. It is
+// kept whole because SOPS' message authentication code covers every value
+// of the document in order.
+type SopsSecret struct {
+	// Format is "yaml" or "json", the format of Document.
+	Format string `json:"format"`
+	// Document is the document as committed: values encrypted,
+	// "ENC[AES256_GCM,data:...,iv:...,tag:...,type:str]", and the sops
+	// metadata block with the data key encrypted for each recipient.
+	Document string `json:"document"`
 }
 
 // Pod is one or more containers run together on one node.
@@ -136,6 +170,18 @@ type PodStatus struct {
 	ContainerStatuses     []ContainerStatus `json:"containerStatuses,omitempty"`
 	// ObservedAt is when the node last reported this status.
 	ObservedAt *Time `json:"observedAt,omitempty"`
+	// HostPorts (Capstan) lists where the pod's declared container ports
+	// are published on its node: a given hostPort, or the one the runtime
+	// picked for a container port without one.
+	HostPorts []PublishedPort `json:"hostPorts,omitempty"`
+}
+
+// PublishedPort is one container port of a pod published on its node
+// (Capstan): reachable at the node's address and HostPort.
+type PublishedPort struct {
+	ContainerPort int32  `json:"containerPort"`
+	Protocol      string `json:"protocol"` // TCP or UDP
+	HostPort      int32  `json:"hostPort"`
 }
 
 // ContainerStatus is the observed state of one container.
@@ -325,14 +371,74 @@ type Source struct {
 
 // SourceSpec describes a source. URL never holds credentials.
 type SourceSpec struct {
-	URL      string `json:"url"`
-	Branch   string `json:"branch,omitempty"`
-	Path     string `json:"path,omitempty"`
-	Interval string `json:"interval,omitempty"`
+	URL string `json:"url"`
+	// Branch is the root source's branch (from `capstan up --branch`);
+	// sources declared in Git use Ref.
+	Branch    string                `json:"branch,omitempty"`
+	Ref       *GitRef               `json:"ref,omitempty"`
+	Path      string                `json:"path,omitempty"`
+	Interval  string                `json:"interval,omitempty"`
+	SecretRef *LocalObjectReference `json:"secretRef,omitempty"`
+	DependsOn []SourceReference     `json:"dependsOn,omitempty"`
+	Suspend   bool                  `json:"suspend,omitempty"`
+	// Prune deletes objects the source no longer declares (default true).
+	Prune  *bool        `json:"prune,omitempty"`
+	Verify *VerifySpec  `json:"verify,omitempty"`
+	Drift  *DriftPolicy `json:"drift,omitempty"`
+}
+
+// GitRef picks the commit a source follows: one of a branch, a tag, a
+// semver range over tags, or a pinned commit.
+type GitRef struct {
+	Branch string `json:"branch,omitempty"`
+	Tag    string `json:"tag,omitempty"`
+	SemVer string `json:"semver,omitempty"`
+	Commit string `json:"commit,omitempty"`
+}
+
+// LocalObjectReference names an object in the same namespace (for a
+// Source: a Secret in capstan-system).
+type LocalObjectReference struct {
+	Name string `json:"name"`
+}
+
+// SourceReference names another Source.
+type SourceReference struct {
+	Name string `json:"name"`
+}
+
+// VerifySpec is a source's commit signature policy.
+type VerifySpec struct {
+	// Mode is "head" (the commit applied must be signed by a trusted key)
+	// or "all" (every commit since the last applied one must be).
+	Mode string `json:"mode"`
+	// SecretRef names a Secret whose values are trusted keys: OpenPGP
+	// armored public keys and SSH public keys (authorized_keys lines).
+	SecretRef LocalObjectReference `json:"secretRef"`
+}
+
+// DriftPolicy says what to do with live state changed behind Git's back.
+type DriftPolicy struct {
+	// Mode is "correct" (the default: put Git's state back and record it)
+	// or "report" (record it, change nothing).
+	Mode   string        `json:"mode,omitempty"`
+	Ignore []DriftIgnore `json:"ignore,omitempty"`
+}
+
+// DriftIgnore names fields whose drift is ignored, for objects matching
+// the optional kind, namespace and name.
+type DriftIgnore struct {
+	Kind      string   `json:"kind,omitempty"`
+	Namespace string   `json:"namespace,omitempty"`
+	Name      string   `json:"name,omitempty"`
+	Paths     []string `json:"paths"` // JSON-pointer-like field paths: spec.replicas
 }
 
 // SourceStatus is the outcome of the source's latest sync attempts.
 type SourceStatus struct {
+	// Health is Ready, Progressing, Degraded or Failed, from the source's
+	// objects (rollouts complete, jobs done, pods ready) and its last sync.
+	Health            string      `json:"health,omitempty"`
 	AppliedRevision   string      `json:"appliedRevision,omitempty"`
 	AttemptedRevision string      `json:"attemptedRevision,omitempty"`
 	LastError         string      `json:"lastError,omitempty"`
@@ -372,6 +478,31 @@ type AuditRecord struct {
 	Result    string         `json:"result"` // Applied, Unchanged, Rejected, Failed
 	Errors    []string       `json:"errors,omitempty"`
 	Changes   []ObjectChange `json:"changes,omitempty"`
+	// Signature is the commit signature check, for a source with a
+	// signature policy.
+	Signature *CommitSignature `json:"signature,omitempty"`
+}
+
+// Commit signature statuses.
+const (
+	SignatureVerified  = "verified"  // signed by a trusted key
+	SignatureUnsigned  = "unsigned"  // no signature
+	SignatureUntrusted = "untrusted" // signed, by a key the source does not trust
+	SignatureInvalid   = "invalid"   // a signature that does not verify, or cannot be read
+)
+
+// CommitSignature is the outcome of checking a commit's signature.
+type CommitSignature struct {
+	Status string `json:"status"` // verified, unsigned, untrusted, invalid
+	// Key is the signing key's fingerprint: an OpenPGP fingerprint (or key
+	// ID when only that is known) in hex, or an SSH SHA256:... fingerprint.
+	Key string `json:"key,omitempty"`
+	// Signer is the key's identity: the OpenPGP user ID, or the SSH key's
+	// comment.
+	Signer string `json:"signer,omitempty"`
+	// Commit is the commit checked, when it is not the revision itself
+	// (with mode "all", the first commit that failed).
+	Commit string `json:"commit,omitempty"`
 }
 
 // ObjectChange is one object created, updated or deleted by a sync.
@@ -393,6 +524,10 @@ type PodStatusReport struct {
 	// Usage is the pod's measured resource use, for autoscaling; it is not
 	// part of the Pod's status.
 	Usage *PodUsage `json:"usage,omitempty"`
+	// Removed says the node has stopped and removed a terminating pod
+	// (one with a deletionTimestamp): the control plane may now delete
+	// the Pod object for good.
+	Removed bool `json:"removed,omitempty"`
 }
 
 // PodUsage is a pod's resource use, summed over its containers.

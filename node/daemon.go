@@ -34,6 +34,11 @@ type Daemon struct {
 	// DataDir holds the pods' volumes, under pods/<uid>/volumes/<name>
 	// (see volumes.go); pods with emptyDir or projected volumes need it.
 	DataDir string
+	// ClusterDNS is the address of the cluster's DNS server (the data
+	// plane's) that pods resolve with, with the search list of
+	// ClusterDomain (default cluster.local); empty leaves pods the
+	// runtime's default resolvers.
+	ClusterDNS, ClusterDomain string
 
 	// HeartbeatInterval between Node status writes (default 10 s).
 	HeartbeatInterval time.Duration
@@ -44,6 +49,13 @@ type Daemon struct {
 	// UsageInterval between samples of the pods' resource use (default
 	// 15 s); each report's usage is the rate between two samples.
 	UsageInterval time.Duration
+	// TerminationDelay is how long a pod marked for deletion is reported
+	// not ready (reason Terminating) before its preStop hooks run and its
+	// containers get SIGTERM (default 1 s; negative for none): the time
+	// for the endpoints change to reach every node's proxy, so no new
+	// connection goes to a pod that is stopping. The grace period starts
+	// after it. A pod deleted with a grace period of 0 gets no delay.
+	TerminationDelay time.Duration
 
 	mu       sync.Mutex
 	desired  map[string]*manifests.Pod // "<ns>/<name>" -> pod
@@ -64,9 +76,12 @@ type Daemon struct {
 	// sample per container, to take rates from.
 	usage      map[string]*manifests.PodUsage
 	cpuSamples map[string]ContainerStats
-	runtimeOK  bool
-	trigger    chan struct{}
-	wg         sync.WaitGroup
+	// removed holds the uids of terminating pods whose runtime pod this
+	// daemon stopped and removed (or never had): reported as removed.
+	removed   map[string]bool
+	runtimeOK bool
+	trigger   chan struct{}
+	wg        sync.WaitGroup
 }
 
 type reportedStatus struct {
@@ -90,6 +105,9 @@ func (d *Daemon) defaults() {
 	if d.UsageInterval == 0 {
 		d.UsageInterval = 15 * time.Second
 	}
+	if d.TerminationDelay == 0 {
+		d.TerminationDelay = time.Second
+	}
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
@@ -107,6 +125,7 @@ func (d *Daemon) defaults() {
 	d.probeResults = map[string]probeResult{}
 	d.usage = map[string]*manifests.PodUsage{}
 	d.cpuSamples = map[string]ContainerStats{}
+	d.removed = map[string]bool{}
 	d.trigger = make(chan struct{}, 1)
 }
 
@@ -342,15 +361,17 @@ func (d *Daemon) relist(ctx context.Context) {
 	}
 	d.mu.Unlock()
 	wanted := map[string]bool{}
+	terminating := map[string]bool{}
 	for _, pod := range desired {
 		wanted[pod.UID] = true
+		terminating[pod.UID] = pod.DeletionTimestamp != nil
 	}
 	// Host ports of runtime pods on their way out stay taken until they
 	// are gone: two pods publishing one port at once confuse the port
 	// forwarding rules of both.
 	busy := map[string]bool{}
 	for i := range pods {
-		if rp := &pods[i]; !wanted[rp.Labels[LabelUID]] || rp.Labels[LabelSpecHash] != d.specHashOf(desired, rp) {
+		if rp := &pods[i]; !wanted[rp.Labels[LabelUID]] || terminating[rp.Labels[LabelUID]] || rp.Labels[LabelSpecHash] != d.specHashOf(desired, rp) {
 			for p := range strings.SplitSeq(rp.Labels[LabelHostPorts], ",") {
 				busy[p] = p != ""
 			}
@@ -360,6 +381,13 @@ func (d *Daemon) relist(ctx context.Context) {
 	probes := map[string]probeWanted{}
 	for key, pod := range desired {
 		rp := byUID[pod.UID]
+		if pod.DeletionTimestamp != nil {
+			// Marked for deletion: stopped gracefully, never (re)started;
+			// its probes stop.
+			d.terminate(ctx, pod, rp)
+			d.report(ctx, key, pod, rp, now)
+			continue
+		}
 		if rp != nil && rp.Labels[LabelSpecHash] != SpecHash(pod) {
 			d.spawn(ctx, rp.ID, func(ctx context.Context) { d.removePod(ctx, rp, pod, "spec changed") })
 			rp = nil
@@ -390,6 +418,11 @@ func (d *Daemon) relist(ctx context.Context) {
 	for key := range d.reported {
 		if _, ok := desired[key]; !ok {
 			stale = append(stale, key)
+		}
+	}
+	for uid := range d.removed {
+		if !wanted[uid] {
+			delete(d.removed, uid)
 		}
 	}
 	// Specs of pods neither assigned nor running are forgotten.
@@ -573,7 +606,7 @@ func (d *Daemon) syncPod(ctx context.Context, pod *manifests.Pod, rp *PodInfo) {
 	if rp != nil {
 		podID = rp.ID
 	} else {
-		id, err := d.Runtime.CreatePod(ctx, d.podConfig(pod))
+		id, err := d.Runtime.CreatePod(ctx, publishAll(pod, d.podConfig(pod)))
 		if errors.Is(err, ErrConflict) {
 			// Created by an earlier sync that a relist did not show yet.
 			if found, lerr := d.Runtime.ListPods(ctx, map[string]string{LabelNode: d.Name, LabelUID: pod.UID}); lerr == nil && len(found) == 1 {
@@ -679,6 +712,63 @@ func (d *Daemon) removePod(ctx context.Context, rp *PodInfo, pod *manifests.Pod,
 			grace = time.Duration(g) * time.Second
 		}
 	}
+	d.stopAndRemove(ctx, rp, pod, why, grace)
+}
+
+// terminate stops a pod marked for deletion, once: it waits the
+// TerminationDelay (the pod is reported not ready meanwhile), then stops
+// its containers with their preStop hooks within the deletion's grace
+// period and removes the runtime pod; the next report says it was
+// removed, and the control plane deletes the Pod. A pod with no runtime
+// pod (never started here, or already removed) is removed at once, unless
+// it is being created right now.
+func (d *Daemon) terminate(ctx context.Context, pod *manifests.Pod, rp *PodInfo) {
+	if rp == nil {
+		d.mu.Lock()
+		if !d.inflight[pod.UID] {
+			d.removed[pod.UID] = true
+		}
+		d.mu.Unlock()
+		return
+	}
+	grace := d.podGrace(pod)
+	if g := pod.DeletionGracePeriodSeconds; g != nil {
+		grace = time.Duration(max(*g, 0)) * time.Second
+	}
+	delay := max(d.TerminationDelay, 0)
+	if grace == 0 {
+		delay = 0
+	}
+	d.spawn(ctx, pod.UID, func(ctx context.Context) {
+		d.Log.Info("terminating pod", "pod", pod.Namespace+"/"+pod.Name, "delay", delay, "grace", grace)
+		t := time.NewTimer(delay)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		d.stopAndRemove(ctx, rp, nil, "deleted", grace)
+		if ctx.Err() != nil {
+			return
+		}
+		if left, err := d.Runtime.ListPods(ctx, map[string]string{LabelNode: d.Name, LabelUID: pod.UID}); err != nil || len(left) > 0 {
+			return // the next relist tries again
+		}
+		d.mu.Lock()
+		d.removed[pod.UID] = true
+		d.mu.Unlock()
+	})
+}
+
+// stopAndRemove stops a runtime pod's containers within grace (with their
+// preStop hooks, when the daemon knows the spec) and removes the pod. pod
+// is the desired pod when its spec changed, nil when it goes for good.
+func (d *Daemon) stopAndRemove(ctx context.Context, rp *PodInfo, pod *manifests.Pod, why string, grace time.Duration) {
+	uid := rp.Labels[LabelUID]
+	d.mu.Lock()
+	spec := d.specs[uid+"/"+rp.Labels[LabelSpecHash]]
+	d.mu.Unlock()
 	d.Log.Info("removing pod", "pod", rp.Labels[LabelPod], "runtime_pod", rp.ID, "reason", why)
 	if hasPreStop(spec) {
 		// Each container with its hook, in parallel; the pod's grace
@@ -751,6 +841,20 @@ func (d *Daemon) podConfig(pod *manifests.Pod) PodConfig {
 		}
 	}
 	cfg.HostAliases = hostAliases(pod, cfg.Hostname)
+	if d.ClusterDNS != "" {
+		// Kubernetes' ClusterFirst: short names ("web", "web.default")
+		// resolve through the search list, ndots:5 tries it first.
+		domain := strings.TrimSuffix(d.ClusterDomain, ".")
+		if domain == "" {
+			domain = "cluster.local"
+		}
+		ns := pod.Namespace
+		if ns == "" {
+			ns = "default"
+		}
+		cfg.DNS = DNSConfig{Servers: []string{d.ClusterDNS},
+			Searches: []string{ns + ".svc." + domain, "svc." + domain, domain}, Options: []string{"ndots:5"}}
+	}
 	return cfg
 }
 
@@ -791,7 +895,9 @@ func (d *Daemon) containerConfig(pod *manifests.Pod, c *manifests.Container, att
 func (d *Daemon) report(ctx context.Context, key string, pod *manifests.Pod, rp *PodInfo, now time.Time) {
 	d.mu.Lock()
 	prev, had := d.reported[key]
-	obs := observed{waiting: maps.Clone(d.waiting[pod.UID]), probes: map[string]probeResult{}, hostIP: d.Address}
+	obs := observed{waiting: maps.Clone(d.waiting[pod.UID]), probes: map[string]probeResult{}, hostIP: d.Address,
+		terminating: pod.DeletionTimestamp != nil}
+	removed := d.removed[pod.UID]
 	if rp != nil {
 		for _, c := range rp.Containers {
 			if r, ok := d.probeResults[c.ID]; ok {
@@ -807,7 +913,14 @@ func (d *Daemon) report(ctx context.Context, key string, pod *manifests.Pod, rp 
 		prevStatus = &prev.status
 	}
 	st := podStatus(pod, rp, prevStatus, obs, now)
+	if removed && had {
+		// Nothing runs any more: the last status stands, marked removed.
+		st = prev.status
+	}
 	h := manifests.Hash(st)
+	if removed {
+		h += "/removed"
+	}
 	if had && prev.hash == h && prev.usage == usage {
 		return
 	}
@@ -816,7 +929,7 @@ func (d *Daemon) report(ctx context.Context, key string, pod *manifests.Pod, rp 
 		observedAt = prev.observedAt
 	}
 	st.ObservedAt = observedAt
-	b, err := json.Marshal(manifests.PodStatusReport{UID: pod.UID, Node: d.Name, Status: st, Usage: usage})
+	b, err := json.Marshal(manifests.PodStatusReport{UID: pod.UID, Node: d.Name, Status: st, Usage: usage, Removed: removed})
 	if err != nil {
 		return
 	}
@@ -926,4 +1039,31 @@ func usageOf(p PodInfo, prev, cur map[string]ContainerStats) (*manifests.PodUsag
 	}
 	u.Time = manifests.NewTime(at)
 	return u, true
+}
+
+// publishAll adds to a pod's configuration a mapping for each declared
+// container port without a hostPort, on a host port the runtime picks
+// (HostPort 0). Every declared port is then reachable at the node's
+// address, which is what a Service's endpoints are (node address and host
+// port); the node reports the mappings in the pod's status.hostPorts.
+func publishAll(pod *manifests.Pod, cfg PodConfig) PodConfig {
+	have := map[string]bool{}
+	for _, p := range cfg.Ports {
+		have[fmt.Sprintf("%s/%d", p.Protocol, p.ContainerPort)] = true
+	}
+	for _, c := range pod.Spec.Containers {
+		for _, p := range c.Ports {
+			proto := strings.ToLower(p.Protocol)
+			if proto == "" {
+				proto = "tcp"
+			}
+			k := fmt.Sprintf("%s/%d", proto, p.ContainerPort)
+			if p.HostPort != 0 || have[k] {
+				continue
+			}
+			have[k] = true
+			cfg.Ports = append(cfg.Ports, PortMapping{ContainerPort: uint16(p.ContainerPort), Protocol: proto})
+		}
+	}
+	return cfg
 }

@@ -2,7 +2,9 @@ package node
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/capstan-io/capstan/manifests"
@@ -242,6 +244,8 @@ type observed struct {
 	// probes holds the probe results per runtime container ID.
 	probes map[string]probeResult
 	hostIP string
+	// terminating: the pod is marked for deletion, so it is not ready.
+	terminating bool
 }
 
 // containerStatus computes one container's status from its instances.
@@ -302,6 +306,9 @@ func podStatus(pod *manifests.Pod, rp *PodInfo, prev *manifests.PodStatus, obs o
 	if rp != nil && !rp.Created.IsZero() {
 		st.StartTime = manifests.NewTime(rp.Created)
 		st.PodIP = rp.IP
+	}
+	if rp != nil {
+		st.HostPorts = publishedPorts(rp.Ports)
 	}
 	if prev != nil && prev.StartTime != nil {
 		st.StartTime = prev.StartTime
@@ -372,6 +379,13 @@ func podStatus(pod *manifests.Pod, rp *PodInfo, prev *manifests.PodStatus, obs o
 		st.Reason = "DeadlineExceeded"
 		st.Message = fmt.Sprintf("Pod was active on the node longer than the specified deadline (%ds)", *pod.Spec.ActiveDeadlineSeconds)
 	}
+	if obs.terminating && prev != nil && prev.Phase != manifests.PodSucceeded && prev.Phase != manifests.PodFailed &&
+		(st.Phase == manifests.PodSucceeded || st.Phase == manifests.PodFailed) {
+		// Containers stopped by the deletion did not fail or finish by
+		// themselves: a Job must not count them, and the scheduler keeps
+		// the pod's room until it is gone.
+		st.Phase = prev.Phase
+	}
 	var prevConds []manifests.Condition
 	if prev != nil {
 		prevConds = prev.Conditions
@@ -405,10 +419,34 @@ func podStatus(pod *manifests.Pod, rp *PodInfo, prev *manifests.PodStatus, obs o
 	if !in.done {
 		initMsg = fmt.Sprintf("containers with incomplete status: %v", in.pending)
 	}
+	readyCond := cond("Ready", ready, "ContainersNotReady", notReadyMsg)
+	if obs.terminating {
+		readyCond = cond("Ready", false, "Terminating", "the pod is being deleted")
+	}
 	st.Conditions = []manifests.Condition{
 		cond("Initialized", in.done, "ContainersNotInitialized", initMsg),
 		cond("ContainersReady", ready, "ContainersNotReady", notReadyMsg),
-		cond("Ready", ready, "ContainersNotReady", notReadyMsg),
+		readyCond,
 	}
 	return st
+}
+
+// publishedPorts turns a runtime pod's port mappings into the pod's
+// status.hostPorts, sorted by protocol and container port. A mapping
+// whose host port is not known yet is left out.
+func publishedPorts(ports []PortMapping) []manifests.PublishedPort {
+	var out []manifests.PublishedPort
+	for _, p := range ports {
+		if p.HostPort == 0 {
+			continue
+		}
+		out = append(out, manifests.PublishedPort{ContainerPort: int32(p.ContainerPort), Protocol: strings.ToUpper(p.Protocol), HostPort: int32(p.HostPort)})
+	}
+	slices.SortFunc(out, func(a, b manifests.PublishedPort) int {
+		if c := strings.Compare(a.Protocol, b.Protocol); c != 0 {
+			return c
+		}
+		return int(a.ContainerPort - b.ContainerPort)
+	})
+	return out
 }

@@ -114,6 +114,16 @@ type PodConfig struct {
 	Ports    []PortMapping
 	// HostAliases are added to the pod's /etc/hosts.
 	HostAliases []HostAlias
+	// DNS is the pod's resolver configuration; empty keeps the runtime's
+	// default (the host's resolvers).
+	DNS DNSConfig
+}
+
+// DNSConfig is a pod's resolv.conf.
+type DNSConfig struct {
+	Servers  []string // nameserver addresses
+	Searches []string // search domains
+	Options  []string // "ndots:5"
 }
 
 // ContainerConfig is a container to create inside a pod.
@@ -139,7 +149,10 @@ type PodInfo struct {
 	Created time.Time
 	// IP is the pod's address on the node's container network, "" when
 	// unknown.
-	IP         string
+	IP string
+	// Ports are the pod's published ports as the runtime bound them: a
+	// mapping asked with HostPort 0 holds the port the runtime picked.
+	Ports      []PortMapping
 	Containers []ContainerInfo // the pod's own containers, not its infra
 }
 

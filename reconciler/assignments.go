@@ -233,7 +233,10 @@ func (a *assigner) assignmentOf(pod *manifests.Pod) ([]byte, error) {
 	}
 	for _, n := range secs {
 		if c, ok := a.cp.objects.Get(manifests.Key("Secret", pod.Namespace, n)); ok {
-			s := *c.Obj.(*manifests.Secret)
+			s, ok := a.decrypted(c.Obj.(*manifests.Secret)) // secrets.go
+			if !ok {
+				continue
+			}
 			s.ResourceVersion = ""
 			out.Secrets = append(out.Secrets, s)
 		}

@@ -33,13 +33,16 @@ type Cache struct {
 	mu       sync.RWMutex
 	byKind   map[string]map[string]*Cached
 	kindOf   map[string]string
+	byOwner  map[string]map[string]*Cached // controller owner uid -> key -> object
+	byNode   map[string]map[string]*Cached // a pod's spec.nodeName -> key -> pod
 	handlers []Handler
 	synced   chan struct{}
 }
 
 // NewCache returns a cache of store; call AddHandler before Run.
 func NewCache(store bus.Store, log *slog.Logger) *Cache {
-	return &Cache{store: store, log: log, byKind: map[string]map[string]*Cached{}, kindOf: map[string]string{}, synced: make(chan struct{})}
+	return &Cache{store: store, log: log, byKind: map[string]map[string]*Cached{}, kindOf: map[string]string{},
+		byOwner: map[string]map[string]*Cached{}, byNode: map[string]map[string]*Cached{}, synced: make(chan struct{})}
 }
 
 // AddHandler registers h; it must be called before Run.
@@ -79,12 +82,9 @@ func (c *Cache) set(key string, obj manifests.Object, rev uint64) {
 	kind, known := c.kindOf[key]
 	if obj != nil {
 		kind = obj.GetTypeMeta().Kind
-		c.kindOf[key] = kind
 	} else if !known {
 		c.mu.Unlock()
 		return
-	} else {
-		delete(c.kindOf, key)
 	}
 	m := c.byKind[kind]
 	if m == nil {
@@ -98,11 +98,16 @@ func (c *Cache) set(key string, obj manifests.Object, rev uint64) {
 			return // an older event than what we hold
 		}
 		old = prev.Obj
+		c.unindex(prev)
 	}
 	if obj == nil {
 		delete(m, key)
+		delete(c.kindOf, key)
 	} else {
-		m[key] = &Cached{Key: key, Obj: obj, Rev: rev}
+		cur := &Cached{Key: key, Obj: obj, Rev: rev}
+		m[key] = cur
+		c.kindOf[key] = kind
+		c.index(cur)
 	}
 	c.mu.Unlock()
 	if old == nil && obj == nil {
@@ -111,6 +116,75 @@ func (c *Cache) set(key string, obj manifests.Object, rev uint64) {
 	for _, h := range c.handlers {
 		h(key, old, obj)
 	}
+}
+
+// indexKeys returns the owner uid and, for a pod, the node of o.
+func indexKeys(o *Cached) (owner, node string) {
+	if ref := o.Obj.GetObjectMeta().Controller(); ref != nil {
+		owner = ref.UID
+	}
+	if p, ok := o.Obj.(*manifests.Pod); ok {
+		node = p.Spec.NodeName
+	}
+	return owner, node
+}
+
+func addTo(idx map[string]map[string]*Cached, k string, o *Cached) {
+	if k == "" {
+		return
+	}
+	m := idx[k]
+	if m == nil {
+		m = map[string]*Cached{}
+		idx[k] = m
+	}
+	m[o.Key] = o
+}
+
+func removeFrom(idx map[string]map[string]*Cached, k string, key string) {
+	if m := idx[k]; m != nil {
+		delete(m, key)
+		if len(m) == 0 {
+			delete(idx, k)
+		}
+	}
+}
+
+func (c *Cache) index(o *Cached) {
+	owner, node := indexKeys(o)
+	addTo(c.byOwner, owner, o)
+	addTo(c.byNode, node, o)
+}
+
+func (c *Cache) unindex(o *Cached) {
+	owner, node := indexKeys(o)
+	removeFrom(c.byOwner, owner, o.Key)
+	removeFrom(c.byNode, node, o.Key)
+}
+
+// Owned returns the cached objects of kind ("" for any) whose controller
+// owner has uid.
+func (c *Cache) Owned(uid, kind string) []*Cached {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var out []*Cached
+	for _, o := range c.byOwner[uid] {
+		if kind == "" || o.Obj.GetTypeMeta().Kind == kind {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// OnNode returns the cached pods bound to node.
+func (c *Cache) OnNode(node string) []*Cached {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make([]*Cached, 0, len(c.byNode[node]))
+	for _, o := range c.byNode[node] {
+		out = append(out, o)
+	}
+	return out
 }
 
 // Get returns the cached object at key.

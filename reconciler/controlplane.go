@@ -33,6 +33,16 @@ type ControlPlane struct {
 	ResyncPeriod time.Duration
 	// Workers per controller (default 4).
 	Workers int
+	// ServiceCIDR is the IPv4 range cluster IPs are allocated from
+	// (default 10.96.0.0/16); its first address and the cluster DNS
+	// address (DNSServiceIP: .10) are never allocated. ServiceCIDRv6, when
+	// set, is an IPv6 range for a second, dual-stack cluster IP (see
+	// service.go).
+	ServiceCIDR, ServiceCIDRv6 string
+	// Sops decrypts Secrets committed encrypted with SOPS, only into the
+	// assignments of the pods using them (secrets.go); nil leaves such a
+	// Secret out of every assignment.
+	Sops *Sops
 
 	objects *Cache
 	nodes   *Cache
@@ -52,6 +62,9 @@ func (cp *ControlPlane) defaults() {
 	}
 	if cp.Workers == 0 {
 		cp.Workers = 4
+	}
+	if cp.ServiceCIDR == "" {
+		cp.ServiceCIDR = DefaultServiceCIDR
 	}
 	if cp.Log == nil {
 		cp.Log = slog.New(slog.DiscardHandler)
@@ -111,7 +124,7 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	assign := newAssigner(cp)
 	assignCtl := &controller{name: "assignments", queue: NewQueue(), reconcile: assign.reconcile, resync: cp.keysOf("Pod")}
 	status := newStatusMirror(cp)
-	statusCtl := &controller{name: "podstatus", queue: NewQueue(), reconcile: status.reconcile}
+	statusCtl := &controller{name: "podstatus", queue: NewQueue(), reconcile: status.reconcile, resync: cp.terminatingPods}
 	gcCtl := &controller{name: "gc", queue: NewQueue(), reconcile: cp.reconcileGC, resync: cp.ownedKeys}
 	ctls := []*controller{schedCtl, assignCtl, statusCtl, gcCtl}
 
@@ -157,6 +170,11 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 			}
 		}
 	})
+	svcCtls, err := cp.serviceControllers() // Services and their endpoints (service.go, endpoints.go)
+	if err != nil {
+		return err
+	}
+	ctls = append(ctls, svcCtls...)
 	cp.objects.AddHandler(sched.onObject(schedCtl.queue))
 	cp.objects.AddHandler(assign.onObject(assignCtl.queue)) // pods follow their ConfigMaps and Secrets
 	cp.nodes.AddHandler(sched.onNode(schedCtl.queue))
@@ -167,11 +185,8 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 		if wasReady == isReady {
 			return
 		}
-		name := key
-		for _, p := range cp.objects.List("Pod", "") {
-			if p.Obj.(*manifests.Pod).Spec.NodeName == name {
-				statusCtl.queue.Add(p.Key)
-			}
+		for _, p := range cp.objects.OnNode(key) {
+			statusCtl.queue.Add(p.Key)
 		}
 	})
 
@@ -265,6 +280,18 @@ func (cp *ControlPlane) keysOf(kind string) func() []string {
 	}
 }
 
+// terminatingPods lists the pods being deleted, so that one whose node
+// went away without a word is still deleted by the next resync.
+func (cp *ControlPlane) terminatingPods() []string {
+	var keys []string
+	for _, c := range cp.objects.List("Pod", "") {
+		if c.Obj.GetObjectMeta().DeletionTimestamp != nil {
+			keys = append(keys, c.Key)
+		}
+	}
+	return keys
+}
+
 // event records an event for obj, best effort.
 func (cp *ControlPlane) event(ctx context.Context, obj manifests.Object, typ, reason, msg string) {
 	if cp.Events == nil {
@@ -280,11 +307,5 @@ func (cp *ControlPlane) event(ctx context.Context, obj manifests.Object, typ, re
 
 // podsOwnedBy returns the cached pods controlled by owner.
 func (cp *ControlPlane) podsOwnedBy(owner manifests.Object) []*Cached {
-	var out []*Cached
-	for _, c := range cp.objects.List("Pod", owner.GetObjectMeta().Namespace) {
-		if isControlledBy(c.Obj, owner) {
-			out = append(out, c)
-		}
-	}
-	return out
+	return cp.objects.Owned(owner.GetObjectMeta().UID, "Pod")
 }

@@ -348,7 +348,7 @@ func (cp *ControlPlane) applyDaemonActions(ctx context.Context, key string, ds *
 		if a.Create {
 			continue
 		}
-		if err := DeleteObject(ctx, cp.Objects, manifests.Key("Pod", ds.Namespace, a.Pod), 0); err != nil && !errors.Is(err, bus.ErrNotFound) {
+		if err := DeleteGracefully(ctx, cp.Objects, manifests.Key("Pod", ds.Namespace, a.Pod), 0); err != nil && !errors.Is(err, bus.ErrNotFound) {
 			cp.exp.expect(key, nil, nil)
 			return fmt.Errorf("daemonset %s: %w", key, err)
 		}

@@ -10,10 +10,10 @@ import (
 
 // ownedKinds are the kinds that controllers make and owner references tie
 // to their makers.
-var ownedKinds = []string{"ReplicaSet", "Pod", "Job"}
+var ownedKinds = []string{"ReplicaSet", "Pod", "Job", "EndpointSlice"}
 
 // reconcileGC deletes an object whose controller no longer exists (or is a
-// newer object of the same name, with another uid).
+// newer object of the same name, with another uid); a pod gracefully.
 func (cp *ControlPlane) reconcileGC(ctx context.Context, key string) error {
 	c, ok := cp.objects.Get(key)
 	if !ok {
@@ -26,7 +26,7 @@ func (cp *ControlPlane) reconcileGC(ctx context.Context, key string) error {
 	if owner, ok := cp.objects.Get(ownerKey(c.Obj)); ok && owner.Obj.GetObjectMeta().UID == ref.UID {
 		return nil
 	}
-	err := DeleteObject(ctx, cp.Objects, key, c.Rev)
+	err := DeleteGracefully(ctx, cp.Objects, key, c.Rev)
 	if errors.Is(err, bus.ErrNotFound) {
 		return nil
 	}
@@ -47,12 +47,8 @@ func (cp *ControlPlane) ownedKeys() []string {
 
 func (cp *ControlPlane) dependentsOf(owner manifests.Object) []string {
 	var keys []string
-	for _, k := range ownedKinds {
-		for _, c := range cp.objects.List(k, owner.GetObjectMeta().Namespace) {
-			if isControlledBy(c.Obj, owner) {
-				keys = append(keys, c.Key)
-			}
-		}
+	for _, c := range cp.objects.Owned(owner.GetObjectMeta().UID, "") {
+		keys = append(keys, c.Key)
 	}
 	return keys
 }

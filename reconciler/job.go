@@ -409,7 +409,7 @@ func (cp *ControlPlane) deleteJobPods(ctx context.Context, key string, job *mani
 	}
 	cp.exp.expect(key, nil, dels)
 	for _, p := range active[:n] {
-		if err := DeleteObject(ctx, cp.Objects, p.Key, 0); err != nil && !errors.Is(err, bus.ErrNotFound) {
+		if err := DeleteGracefully(ctx, cp.Objects, p.Key, 0); err != nil && !errors.Is(err, bus.ErrNotFound) {
 			cp.exp.expect(key, nil, nil)
 			return fmt.Errorf("job %s: %w", key, err)
 		}
@@ -445,14 +445,16 @@ func (cp *ControlPlane) finishedJob(ctx context.Context, c *Cached, job *manifes
 		// outcome stay while Git declares it.
 		var pods []string
 		for _, p := range cp.podsOwnedBy(job) {
-			pods = append(pods, p.Key)
+			if p.Obj.GetObjectMeta().DeletionTimestamp == nil {
+				pods = append(pods, p.Key)
+			}
 		}
 		if len(pods) == 0 {
 			return nil
 		}
 		cp.exp.expect(key, nil, pods)
 		for _, k := range pods {
-			if err := DeleteObject(ctx, cp.Objects, k, 0); err != nil && !errors.Is(err, bus.ErrNotFound) {
+			if err := DeleteGracefully(ctx, cp.Objects, k, 0); err != nil && !errors.Is(err, bus.ErrNotFound) {
 				cp.exp.expect(key, nil, nil)
 				return err
 			}

@@ -12,7 +12,9 @@ import (
 
 // runNodeLifecycle marks nodes whose heartbeats stopped NotReady after the
 // grace period, and deletes the pods of nodes NotReady for longer than the
-// eviction timeout so their controllers replace them elsewhere.
+// eviction timeout so their controllers replace them elsewhere. That
+// deletion is forced (the object goes at once, terminating or not): the
+// node is not there to stop the pods and confirm.
 func (cp *ControlPlane) runNodeLifecycle(ctx context.Context) error {
 	tick := min(cp.NodeGracePeriod/4, time.Second)
 	t := time.NewTicker(tick)
@@ -64,11 +66,8 @@ func (cp *ControlPlane) checkNode(ctx context.Context, c *Cached, node *manifest
 	if since == nil || now.Sub(since.Time) < cp.PodEvictionTimeout {
 		return nil
 	}
-	for _, p := range cp.objects.List("Pod", "") {
+	for _, p := range cp.objects.OnNode(node.Name) {
 		pod := p.Obj.(*manifests.Pod)
-		if pod.Spec.NodeName != node.Name {
-			continue
-		}
 		if err := DeleteObject(ctx, cp.Objects, p.Key, p.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
 			return err
 		}

@@ -13,7 +13,9 @@ import (
 // statusMirror copies what nodes report in the status bucket into the Pod
 // objects, so readers (controllers, the CLI) find one object. A report is
 // taken only from the node the pod is bound to and for the pod's own uid;
-// while that node is not Ready the pod is shown not ready.
+// while that node is not Ready the pod is shown not ready. It also ends a
+// graceful deletion: a terminating pod whose node reported it removed (or
+// whose node is gone) is deleted for good (graceful.go).
 type statusMirror struct {
 	cp      *ControlPlane
 	mu      sync.Mutex
@@ -75,6 +77,13 @@ func (s *statusMirror) reconcile(ctx context.Context, podKey string) error {
 			}
 		}
 		return nil
+	}
+	var r *manifests.PodStatusReport
+	if hasReport {
+		r = &rep.r
+	}
+	if done, err := s.cp.finishDeletion(ctx, c, r); done || err != nil {
+		return err
 	}
 	pod := c.Obj.(*manifests.Pod)
 	if pod.Spec.NodeName == "" {

@@ -63,7 +63,9 @@ func (e *expectations) satisfied(owner string, c *Cache) bool {
 		}
 	}
 	for k := range x.dels {
-		if _, ok := c.Get(k); ok {
+		// A pod being deleted gracefully counts as deleted: controllers
+		// no longer count it.
+		if o, ok := c.Get(k); ok && o.Obj.GetObjectMeta().DeletionTimestamp == nil {
 			return false
 		}
 	}
@@ -150,7 +152,7 @@ func (cp *ControlPlane) reconcileReplicated(ctx context.Context, key string, c *
 		}
 		cp.exp.expect(key, nil, dels)
 		for _, p := range active[:n] {
-			if err := DeleteObject(ctx, cp.Objects, p.Key, 0); err != nil {
+			if err := DeleteGracefully(ctx, cp.Objects, p.Key, 0); err != nil && !errors.Is(err, bus.ErrNotFound) {
 				cp.exp.expect(key, nil, nil)
 				return fmt.Errorf("%s %s: %w", strings.ToLower(r.kind), key, err)
 			}

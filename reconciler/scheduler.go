@@ -184,7 +184,7 @@ func (s *scheduler) onObject(q *Queue) Handler {
 		}
 		s.mu.Lock()
 		s.account(key, pod)
-		if pod != nil && pod.Spec.NodeName == "" && !manifests.IsPodTerminal(pod) {
+		if pod != nil && pod.Spec.NodeName == "" && !manifests.IsPodTerminal(pod) && pod.DeletionTimestamp == nil {
 			s.pending[key] = true
 			s.mu.Unlock()
 			q.Add(key)
@@ -276,7 +276,7 @@ func (s *scheduler) reconcile(ctx context.Context, key string) error {
 		return nil
 	}
 	pod := c.Obj.(*manifests.Pod)
-	if pod.Spec.NodeName != "" || manifests.IsPodTerminal(pod) {
+	if pod.Spec.NodeName != "" || manifests.IsPodTerminal(pod) || pod.DeletionTimestamp != nil {
 		return nil
 	}
 	r := requestOf(pod)

@@ -314,7 +314,7 @@ func (cp *ControlPlane) applyStatefulActions(ctx context.Context, key string, st
 			continue
 		}
 		name := fmt.Sprintf("%s-%d", sts.Name, a.Ordinal)
-		if err := DeleteObject(ctx, cp.Objects, manifests.Key("Pod", sts.Namespace, name), 0); err != nil && !errors.Is(err, bus.ErrNotFound) {
+		if err := DeleteGracefully(ctx, cp.Objects, manifests.Key("Pod", sts.Namespace, name), 0); err != nil && !errors.Is(err, bus.ErrNotFound) {
 			cp.exp.expect(key, nil, nil)
 			return fmt.Errorf("statefulset %s: %w", key, err)
 		}

@@ -21,6 +21,11 @@ const (
 	ResultUnchanged = "Unchanged"
 	ResultRejected  = "Rejected"
 	ResultFailed    = "Failed"
+	// ResultDriftCorrected: live state differed from the applied revision
+	// and was put back; ResultDriftDetected: it differed and, the source
+	// reporting drift only, was left alone (drift.go).
+	ResultDriftCorrected = "DriftCorrected"
+	ResultDriftDetected  = "DriftDetected"
 )
 
 // AnnotationPrune set to PruneDisabled on an object keeps it when its
@@ -51,6 +56,22 @@ type Syncer struct {
 	// source has not moved, putting back objects changed or removed behind
 	// Git's back (default 1 min).
 	Resync time.Duration
+	// Declared marks a Source declared in Git: its Source object belongs
+	// to the source declaring it, so this syncer writes only its status
+	// and never creates it (sources.go).
+	Declared bool
+	// NoPrune keeps the objects the source no longer declares, still
+	// annotated with it (spec.prune: false).
+	NoPrune bool
+	// Drift is the source's drift policy (drift.go): nil corrects drift
+	// and ignores nothing.
+	Drift *manifests.DriftPolicy
+	// OnResult, if set, is given every audit record the syncer makes, for
+	// notifications (sources.go). It must not block.
+	OnResult func(manifests.AuditRecord)
+
+	// driftSeen is a digest of the drift last reported (drift.go).
+	driftSeen string
 
 	applied   []manifests.Object // the last good revision's objects
 	appliedID string
@@ -78,6 +99,7 @@ func (s *Syncer) Run(ctx context.Context) error {
 	if st, err := s.readStatus(ctx); err == nil {
 		s.appliedID, s.attempted = st.AppliedRevision, st.AttemptedRevision
 	}
+	s.tellApplied() // signature.go
 	resync := time.NewTicker(s.Resync)
 	defer resync.Stop()
 	var retry <-chan time.Time
@@ -130,6 +152,9 @@ func (s *Syncer) syncOnce(ctx context.Context, full bool) error {
 	if errors.Is(err, sources.ErrUnchanged) {
 		return nil
 	}
+	if rej := (*sources.RejectedError)(nil); errors.As(err, &rej) {
+		return s.rejected(ctx, rej, full) // signature.go
+	}
 	if err != nil {
 		return fmt.Errorf("fetch: %w", err)
 	}
@@ -160,10 +185,12 @@ func (s *Syncer) syncOnce(ctx context.Context, full bool) error {
 		}
 		// The last good revision keeps running; resync it if asked.
 		if full && s.applied != nil {
-			_, err := s.apply(ctx, s.applied, true)
-			return err
+			return s.resyncApplied(ctx) // drift.go
 		}
 		return nil
+	}
+	if full && rev.ID == s.appliedID && s.reportsDrift() {
+		return s.reportAppliedDrift(ctx, rev, objs) // drift.go
 	}
 	changes, err := s.apply(ctx, objs, full)
 	if err != nil {
@@ -181,8 +208,7 @@ func (s *Syncer) syncOnce(ctx context.Context, full bool) error {
 		s.event(ctx, "Normal", "RevisionApplied", fmt.Sprintf("revision %s applied: %d change(s)", short(rev.ID), len(changes)))
 	case len(changes) > 0:
 		// The same revision, re-applied: what changed was drift.
-		s.Log.Info("drift corrected", "revision", rev.ID, "changes", len(changes))
-		s.audit(ctx, rev, "DriftCorrected", nil, changes)
+		s.driftCorrected(ctx, rev, changes) // drift.go
 	}
 	return nil
 }
@@ -193,6 +219,7 @@ func declaredView(obj manifests.Object) ([]byte, error) {
 	c := Clone(obj)
 	m := c.GetObjectMeta()
 	m.UID, m.ResourceVersion, m.Generation, m.CreationTimestamp, m.DeletionTimestamp, m.OwnerReferences = "", "", 0, nil, nil, nil
+	m.DeletionGracePeriodSeconds = nil
 	delete(m.Annotations, AnnotationCommit)
 	switch t := any(c).(type) {
 	case *manifests.Pod:
@@ -219,6 +246,10 @@ func declaredView(obj manifests.Object) ([]byte, error) {
 		t.Status = manifests.CronJobStatus{}
 	case *manifests.HorizontalPodAutoscaler:
 		t.Status = manifests.HorizontalPodAutoscalerStatus{}
+	case *manifests.Source:
+		t.Status = manifests.SourceStatus{}
+	case *manifests.Service:
+		t.Status = manifests.ServiceStatus{}
 	}
 	return Encode(c)
 }
@@ -232,6 +263,9 @@ func declaredView(obj manifests.Object) ([]byte, error) {
 func DeclaredViews(declared, cur manifests.Object) (want, have []byte, err error) {
 	if cur != nil {
 		if o, ok := withOwnedReplicas(declared, cur); ok {
+			declared = o
+		}
+		if o, ok := withAllocated(declared, cur); ok {
 			declared = o
 		}
 		if have, err = declaredView(cur); err != nil {
@@ -285,7 +319,7 @@ func (s *Syncer) apply(ctx context.Context, objs []manifests.Object, full bool) 
 		}
 	}
 	for _, key := range slices.Sorted(maps.Keys(s.inventory)) {
-		if declared[key] {
+		if declared[key] || s.NoPrune {
 			continue
 		}
 		kind, ns, name, _ := manifests.SplitKey(key)
@@ -300,7 +334,7 @@ func (s *Syncer) apply(ctx context.Context, objs []manifests.Object, full bool) 
 			// Protected: left running, out of the inventory (as Flux does).
 			changes = append(changes, manifests.ObjectChange{Action: "kept", Kind: kind, Namespace: ns, Name: name})
 		default:
-			if err := DeleteObject(ctx, s.Objects, key, rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
+			if err := DeleteGracefully(ctx, s.Objects, key, rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
 				return changes, err // kept in the inventory: retried
 			}
 			changes = append(changes, manifests.ObjectChange{Action: "deleted", Kind: kind, Namespace: ns, Name: name})
@@ -343,6 +377,20 @@ func (s *Syncer) applyOne(ctx context.Context, key string, obj manifests.Object,
 			}
 			want = o
 		}
+		if o, ok := s.withIgnored(want, cur); ok { // drift.go: fields whose drift is ignored
+			if wantView, err = declaredView(o); err != nil {
+				return nil, err
+			}
+			want = o
+		}
+		if o, ok := withAllocated(want, cur); ok {
+			// Cluster IPs and node ports the control plane allocated
+			// where Git leaves them empty (service.go).
+			if wantView, err = declaredView(o); err != nil {
+				return nil, err
+			}
+			want = o
+		}
 		curView, err := declaredView(cur)
 		if err != nil {
 			return nil, err
@@ -353,6 +401,7 @@ func (s *Syncer) applyOne(ctx context.Context, key string, obj manifests.Object,
 		upd := Clone(want)
 		um := upd.GetObjectMeta()
 		um.UID, um.CreationTimestamp, um.OwnerReferences = cm.UID, cm.CreationTimestamp, cm.OwnerReferences
+		um.DeletionTimestamp, um.DeletionGracePeriodSeconds = cm.DeletionTimestamp, cm.DeletionGracePeriodSeconds
 		um.Generation = cm.Generation + 1
 		keepStatus(upd, cur)
 		_, err = UpdateObject(ctx, s.Objects, upd, rev)
@@ -393,6 +442,10 @@ func keepStatus(upd, cur manifests.Object) {
 		u.Status = cur.(*manifests.CronJob).Status
 	case *manifests.HorizontalPodAutoscaler:
 		u.Status = cur.(*manifests.HorizontalPodAutoscaler).Status
+	case *manifests.Service:
+		u.Status = cur.(*manifests.Service).Status
+	case *manifests.Source:
+		u.Status = cur.(*manifests.Source).Status
 	}
 }
 
@@ -422,15 +475,19 @@ func (s *Syncer) listInventory(ctx context.Context) (map[string]bool, error) {
 }
 
 func (s *Syncer) audit(ctx context.Context, rev *sources.Revision, result string, errs []string, changes []manifests.ObjectChange) {
-	if s.Audit == nil {
-		return
-	}
 	rec := manifests.AuditRecord{
 		Source: s.Name, Revision: rev.ID, Author: rev.Author.String(), Committer: rev.Committer.String(),
 		Message: rev.Message, Time: manifests.Now(), Result: result, Errors: errs, Changes: changes,
 	}
 	if !rev.Committer.When.IsZero() {
 		rec.CommitAt = manifests.NewTime(rev.Committer.When)
+	}
+	rec.Signature = rev.Signature
+	if s.OnResult != nil {
+		s.OnResult(rec)
+	}
+	if s.Audit == nil {
+		return
 	}
 	if err := s.Audit.Append(ctx, rec); err != nil {
 		s.Log.Error("write audit record", "revision", rev.ID, "err", err)
@@ -463,12 +520,15 @@ func (s *Syncer) writeStatus(ctx context.Context, attempted, lastErr string) {
 		cur, rev, err := GetObject(ctx, s.Objects, key)
 		if err == nil {
 			src = cur.(*manifests.Source)
-		} else if !errors.Is(err, bus.ErrNotFound) {
+		} else if !errors.Is(err, bus.ErrNotFound) || s.Declared {
+			// A declared Source removed from Git is not brought back.
 			s.Log.Debug("read source status", "err", err)
 			return
 		}
 		manifests.SetKind(src)
-		src.Spec = s.Source.Spec()
+		if !s.Declared { // Git owns a declared Source's spec
+			src.Spec = s.Source.Spec()
+		}
 		st := &src.Status
 		if attempted != "" {
 			st.AttemptedRevision = attempted

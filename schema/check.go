@@ -83,6 +83,12 @@ func check(d doc, obj manifests.Object) []Error {
 		errs = append(errs, checkCronJob(d, &o.Spec)...)
 	case *manifests.HorizontalPodAutoscaler:
 		errs = append(errs, checkHPA(d, o)...)
+	case *manifests.Service:
+		errs = append(errs, checkService(d, &o.Spec)...)
+	case *manifests.Source: // check_source.go
+		errs = append(errs, checkSource(d, o)...)
+	case *manifests.Notifier:
+		errs = append(errs, checkNotifier(d, o)...)
 	}
 	return errs
 }

@@ -35,7 +35,7 @@
 //
 // Each object is unified with the closed CUE definition of its kind,
 // embedded from cue/kinds.cue. The kinds Capstan reads from Git are
-// Namespace, ConfigMap, Secret, Pod and ReplicationController (v1),
+// Namespace, ConfigMap, Secret, Pod, Service and ReplicationController (v1),
 // ReplicaSet, Deployment, StatefulSet and DaemonSet (apps/v1), Job and
 // CronJob (batch/v1), and HorizontalPodAutoscaler (autoscaling/v2, or
 // autoscaling/v1). The definitions hold exactly the fields of the Go types,
@@ -86,6 +86,18 @@
 //     be the cpu Resource (any other type or resource is refused by name),
 //     with averageUtilization for target type Utilization or averageValue
 //     for AverageValue; maxReplicas is at least minReplicas.
+//   - Service: type ClusterIP, NodePort or ExternalName (LoadBalancer is
+//     refused by the definition, SCTP by name); ExternalName needs
+//     externalName and no clusterIP, externalName is only for ExternalName;
+//     ports are required unless headless (clusterIP None) or ExternalName,
+//     named when more than one, unique by name and by port/protocol;
+//     nodePort (30000-32767) only for NodePort and unique; clusterIP is "",
+//     "None" or an IP address (whether it is inside the service range is
+//     the allocator's check, shown on the Service's status), headless is
+//     not allowed with NodePort; clusterIPs[0] equals clusterIP, at most
+//     one address per family. Defaults: type ClusterIP, sessionAffinity
+//     None (ClientIP is refused), protocol TCP, and, in Go, targetPort the
+//     port.
 //
 // Across files, an object (kind, namespace, name) may be declared only
 // once.

@@ -68,6 +68,17 @@ func Load(files []manifests.File) ([]manifests.Object, error) {
 // order, skipping those whose names begin with a dot. Only files ending in
 // .yaml, .yml, .json or .cue are read, whether named or found in a walk.
 func LoadPaths(paths ...string) ([]manifests.Object, error) {
+	files, err := ReadPaths(paths...)
+	if err != nil {
+		return nil, err
+	}
+	return Load(files)
+}
+
+// ReadPaths reads the manifest files (.yaml, .yml, .json, .cue) of files or
+// directories, walked recursively, skipping dot-directories, in lexical
+// order; LoadPaths is ReadPaths then Load.
+func ReadPaths(paths ...string) ([]manifests.File, error) {
 	var files []manifests.File
 	for _, root := range paths {
 		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -94,7 +105,7 @@ func LoadPaths(paths ...string) ([]manifests.Object, error) {
 			return nil, fmt.Errorf("load manifests: %w", err)
 		}
 	}
-	return Load(files)
+	return files, nil
 }
 
 func isManifest(name string) bool {

@@ -51,6 +51,9 @@ func TestLoadValid(t *testing.T) {
 		"*manifests.ConfigMap ConfigMap.default.from-json",
 		"*manifests.Deployment Deployment.shop.api",
 		"*manifests.ReplicaSet ReplicaSet.shop.cache",
+		"*manifests.Service Service.default.web",
+		"*manifests.Service Service.default.db",
+		"*manifests.Service Service.default.both",
 		"*manifests.Deployment Deployment.shop.mailer",
 		"*manifests.Deployment Deployment.shop.billing",
 		"*manifests.ConfigMap ConfigMap.shop.workers",
@@ -210,6 +213,37 @@ func TestWorkloadDefaults(t *testing.T) {
 	}
 }
 
+// TestServiceDefaults checks a Service's defaults: type ClusterIP,
+// protocol TCP, targetPort the port, sessionAffinity None, and a given
+// targetPort or protocol kept.
+func TestServiceDefaults(t *testing.T) {
+	objs, err := LoadPaths("testdata/valid/services.yaml")
+	require_NoError(t, err)
+	byKey := map[string]*manifests.Service{}
+	for _, o := range objs {
+		byKey[manifests.KeyOf(o)] = o.(*manifests.Service)
+	}
+	web, db, both := byKey["Service.default.web"], byKey["Service.default.db"], byKey["Service.default.both"]
+	for _, tc := range []struct {
+		name      string
+		got, want any
+	}{
+		{"type", web.Spec.Type, manifests.ServiceClusterIP},
+		{"sessionAffinity", web.Spec.SessionAffinity, "None"},
+		{"port defaults", web.Spec.Ports, []manifests.ServicePort{{Protocol: "TCP", Port: 80, TargetPort: manifests.IntOrString{IntVal: 80}}}},
+		{"clusterIP left to the allocator", web.Spec.ClusterIP, ""},
+		{"headless keeps None", db.Spec.ClusterIP, manifests.ClusterIPNone},
+		{"headless needs no ports", len(db.Spec.Ports), 0},
+		{"named targetPort kept", both.Spec.Ports[0].TargetPort, *manifests.FromString("http")},
+		{"UDP kept, targetPort defaulted", both.Spec.Ports[1], manifests.ServicePort{Name: "dns", Protocol: "UDP", Port: 53, TargetPort: manifests.IntOrString{IntVal: 53}}},
+		{"nodePort left to the allocator", both.Spec.Ports[0].NodePort, int32(0)},
+	} {
+		if !reflect.DeepEqual(tc.got, tc.want) {
+			t.Errorf("%s: got %#v, want %#v", tc.name, tc.got, tc.want)
+		}
+	}
+}
+
 // want is one expected error: position, field and a part of the message.
 type want struct {
 	file      string
@@ -252,7 +286,7 @@ func TestLoadInvalid(t *testing.T) {
 			{"syntax.yaml", 5, 0, "", "syntax error: did not find expected ',' or ']'"},
 		}},
 		{[]string{"kinds.yaml"}, []want{
-			{"kinds.yaml", 2, 1, "kind", `unknown kind "Service"`},
+			{"kinds.yaml", 2, 1, "kind", `unknown kind "Ingress"`},
 			{"kinds.yaml", 6, 1, "apiVersion", `apiVersion "v1" is wrong for kind Deployment (want apps/v1)`},
 		}},
 		{[]string{"duplicate/a.yaml", "duplicate/b.json"}, []want{
@@ -260,6 +294,24 @@ func TestLoadInvalid(t *testing.T) {
 		}},
 		{[]string{"invalid.cue"}, []want{
 			{"invalid.cue", 5, 8, "data.size", "conflicting values 3 and string"},
+		}},
+		{[]string{"service.yaml"}, []want{
+			{"service.yaml", 6, 3, "spec.type", `invalid value "LoadBalancer" (want "ClusterIP" or "ExternalName" or "NodePort")`},
+			{"service.yaml", 8, 18, "spec.ports[0].nodePort", "invalid value 80 (out of bound >=30000)"},
+			{"service.yaml", 16, 3, "spec.externalName", "may only be set for type ExternalName"},
+			{"service.yaml", 17, 3, "spec.clusterIP", `invalid value "10.96.0.300" (want "", "None" or an IP address)`},
+			{"service.yaml", 19, 7, "spec.ports[0]", "needs a name: a service with more than one port names each"},
+			{"service.yaml", 19, 18, "spec.ports[0].nodePort", "may only be set for type NodePort"},
+			{"service.yaml", 20, 20, "spec.ports[1].port", "duplicate port 80/TCP"},
+			{"service.yaml", 21, 8, "spec.ports[2].name", `duplicate port name "http"`},
+			{"service.yaml", 21, 30, "spec.ports[2].protocol", "SCTP is not supported (want TCP or UDP)"},
+			{"service.yaml", 28, 3, "spec.type", "type ExternalName needs spec.externalName"},
+			{"service.yaml", 29, 3, "spec.clusterIP", "may not be set for type ExternalName"},
+			{"service.yaml", 37, 3, "spec.clusterIP", `"None" (headless) is not allowed for type NodePort`},
+			{"service.yaml", 38, 16, "spec.clusterIPs[0]", "must equal spec.clusterIP (None)"},
+			{"service.yaml", 40, 7, "spec.ports[0]", "needs a name"},
+			{"service.yaml", 41, 27, "spec.ports[1].nodePort", "duplicate node port 30080/TCP"},
+			{"service.yaml", 49, 3, "spec.sessionAffinity", `conflicting values "ClientIP" and "None"`},
 		}},
 		{[]string{"probes.yaml"}, []want{
 			{"probes.yaml", 11, 9, "spec.containers[0].livenessProbe.httpGet", "may not be set with exec: a probe has exactly one handler"},
@@ -677,7 +729,7 @@ func TestMaximalCoversSchema(t *testing.T) {
 
 // maximalKinds are the kinds with a maximal fixture.
 var maximalKinds = map[string]bool{"Pod": true, "Deployment": true, "ReplicationController": true, "StatefulSet": true,
-	"DaemonSet": true, "Job": true, "CronJob": true, "HorizontalPodAutoscaler": true}
+	"DaemonSet": true, "Job": true, "CronJob": true, "HorizontalPodAutoscaler": true, "Service": true}
 
 // podSpecPath returns the part of path within a pod spec, if it is in one,
 // from its innermost shared definition: a field of an HTTP action is
@@ -774,7 +826,7 @@ func TestShapesMatchGoTypes(t *testing.T) {
 	// template's metadata (a pod or job template, a claim template's
 	// namespace), which Kubernetes ignores.
 	serverSet := map[string]bool{"uid": true, "generation": true, "resourceVersion": true,
-		"creationTimestamp": true, "deletionTimestamp": true, "ownerReferences": true}
+		"creationTimestamp": true, "deletionTimestamp": true, "deletionGracePeriodSeconds": true, "ownerReferences": true}
 	omitted := func(kind, p string) bool {
 		parent, field := "", p
 		if i := strings.LastIndexByte(p, '.'); i >= 0 {
@@ -789,7 +841,10 @@ func TestShapesMatchGoTypes(t *testing.T) {
 		case nested && (field == "name" || field == "namespace"):
 			return true
 		}
-		return kind == "Namespace" && p == "metadata.namespace"
+		// Cluster-scoped kinds have no namespace; a Source's branch is the
+		// root's (from `capstan up --branch`), declared sources use ref.
+		ns, _ := manifests.LookupKind(kind)
+		return !ns.Namespaced && p == "metadata.namespace" || kind == "Source" && p == "spec.branch"
 	}
 	for _, kind := range gitKinds {
 		info, _ := manifests.LookupKind(kind)

@@ -36,7 +36,24 @@ type Revision struct {
 	Committer Signature
 	Message   string
 	Files     []manifests.File
+	// Signature is the head commit's signature check, for a source with a
+	// signature policy; nil without one.
+	Signature *manifests.CommitSignature
 }
+
+// RejectedError is returned by Fetch for a revision the source refuses to
+// hand over (a commit its signature policy rejects). Revision describes
+// the refused head, without files; the caller records it and keeps the
+// last good revision running.
+type RejectedError struct {
+	Revision *Revision
+	Err      error
+}
+
+func (e *RejectedError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the reason.
+func (e *RejectedError) Unwrap() error { return e.Err }
 
 // Signature is who made a commit, and when.
 type Signature struct {

@@ -70,6 +70,10 @@ func NewServer(opts ServerOptions) (*Server, error) {
 		SyncAlways:        opts.SyncAlways,
 		SyncInterval:      opts.SyncInterval,
 		JetStreamMaxStore: opts.MaxStore,
+		// Every node watches its assignments through one consumer of the
+		// assignments stream; the server's default of 1,000 consumers per
+		// stream would cap a cluster at 1,000 nodes.
+		JetStreamLimits: server.JSLimitOpts{DefaultMaxConsumers: -1},
 	}
 	ns, err := server.NewServer(sopts)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/capstan-io/capstan/bus/natsbus"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/node"
+	"github.com/capstan-io/capstan/reconciler"
 	"github.com/capstan-io/capstan/schema"
 )
 
@@ -99,7 +100,7 @@ func getCmd(g *globals) *cobra.Command {
 	var all bool
 	cmd := &cobra.Command{
 		Use:   "get KIND [NAME]",
-		Short: "List objects: pods, replicasets, deployments, configmaps, secrets, nodes, sources, namespaces",
+		Short: "List objects: pods, replicasets, deployments, services, endpoints, configmaps, secrets, nodes, sources, namespaces",
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			k, name, err := resolveKind(args[0])
@@ -332,6 +333,24 @@ func columns(kind string, wide bool) ([]string, func(manifests.Object) []string)
 			}
 			return []string{n.Name, st, addr, age(firstSeen(n)), n.Status.NodeInfo.ContainerRuntimeVersion}
 		}
+	case "Service":
+		h := []string{"NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"}
+		if wide {
+			h = append(h, "SELECTOR")
+		}
+		return h, func(o manifests.Object) []string {
+			s := o.(*manifests.Service)
+			r := []string{s.Name, s.Spec.Type, serviceIPText(s), orNone(s.Spec.ExternalName), servicePortsText(s), age(s.CreationTimestamp)}
+			if wide {
+				r = append(r, selectorText(s.Spec.Selector))
+			}
+			return r
+		}
+	case "EndpointSlice":
+		return []string{"NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"}, func(o manifests.Object) []string {
+			s := o.(*manifests.EndpointSlice)
+			return []string{s.Name, s.AddressType, endpointPortsText(s), endpointsText(s), age(s.CreationTimestamp)}
+		}
 	case "Namespace":
 		return []string{"NAME", "STATUS", "AGE"}, func(o manifests.Object) []string {
 			n := o.(*manifests.Namespace)
@@ -348,25 +367,240 @@ func columns(kind string, wide bool) ([]string, func(manifests.Object) []string)
 			return []string{s.Name, s.Type, fmt.Sprint(len(s.Data)), age(s.CreationTimestamp)}
 		}
 	case "Source":
-		h := []string{"NAME", "READY", "APPLIED", "ATTEMPTED", "LAST-SYNC", "MESSAGE"}
+		h := []string{"NAME", "HEALTH", "APPLIED", "ATTEMPTED", "LAST-SYNC", "MESSAGE"}
 		if wide {
-			h = append(h, "URL", "BRANCH", "PATH")
+			h = append(h, "URL", "REF", "PATH")
 		}
 		return h, func(o manifests.Object) []string {
 			s := o.(*manifests.Source)
-			ready, msg := "Unknown", ""
-			if c := manifests.FindCondition(s.Status.Conditions, "Ready"); c != nil {
-				ready, msg = c.Status, c.Message
+			health := s.Status.Health
+			if health == "" {
+				health = "Unknown"
 			}
-			r := []string{s.Name, ready, shortRev(s.Status.AppliedRevision), shortRev(s.Status.AttemptedRevision), age(s.Status.LastSyncTime), msg}
+			r := []string{s.Name, health, shortRev(s.Status.AppliedRevision), shortRev(s.Status.AttemptedRevision), age(s.Status.LastSyncTime), sourceMessage(s)}
 			if wide {
-				r = append(r, s.Spec.URL, s.Spec.Branch, s.Spec.Path)
+				path := s.Spec.Path
+				if path == "" {
+					path = "/"
+				}
+				r = append(r, s.Spec.URL, sourceRef(s.Spec), path)
 			}
 			return r
 		}
 	}
 	return []string{"NAME", "AGE"}, func(o manifests.Object) []string {
 		return []string{o.GetObjectMeta().Name, age(o.GetObjectMeta().CreationTimestamp)}
+	}
+}
+
+// serviceIPText is a Service's CLUSTER-IP column: its cluster IPs, None
+// for a headless one, <pending> before one is allocated.
+func serviceIPText(s *manifests.Service) string {
+	switch {
+	case s.Spec.Type == manifests.ServiceExternalName:
+		return "<none>"
+	case len(s.Spec.ClusterIPs) > 0:
+		return strings.Join(s.Spec.ClusterIPs, ",")
+	case s.Spec.ClusterIP != "":
+		return s.Spec.ClusterIP
+	}
+	return "<pending>"
+}
+
+// servicePortsText is a Service's PORT(S) column, as kubectl shows it:
+// 80/TCP, or 80:31234/TCP with a node port.
+func servicePortsText(s *manifests.Service) string {
+	parts := make([]string, 0, len(s.Spec.Ports))
+	for _, p := range s.Spec.Ports {
+		proto := p.Protocol
+		if proto == "" {
+			proto = "TCP"
+		}
+		if p.NodePort != 0 {
+			parts = append(parts, fmt.Sprintf("%d:%d/%s", p.Port, p.NodePort, proto))
+		} else {
+			parts = append(parts, fmt.Sprintf("%d/%s", p.Port, proto))
+		}
+	}
+	return orNone(strings.Join(parts, ","))
+}
+
+// endpointPortsText is an EndpointSlice's PORTS column: the service ports.
+func endpointPortsText(s *manifests.EndpointSlice) string {
+	parts := make([]string, 0, len(s.Ports))
+	for _, p := range s.Ports {
+		if p.Port != nil {
+			parts = append(parts, fmt.Sprint(*p.Port))
+		}
+	}
+	return orNone(strings.Join(parts, ","))
+}
+
+// endpointsText is an EndpointSlice's ENDPOINTS column: each endpoint as
+// node-address:host-port (of its first port), with (not ready) or
+// (terminating) after those that take no new traffic; at most four, then
+// "+ N more...".
+func endpointsText(s *manifests.EndpointSlice) string {
+	var parts []string
+	for _, e := range s.Endpoints {
+		addr := strings.Join(e.Addresses, ",")
+		for _, p := range s.Ports {
+			name := ""
+			if p.Name != nil {
+				name = *p.Name
+			}
+			if name == "" && p.Port != nil {
+				name = fmt.Sprint(*p.Port)
+			}
+			if hp, ok := e.HostPorts[name]; ok {
+				addr = fmt.Sprintf("%s:%d", addr, hp)
+				break
+			}
+		}
+		switch c := e.Conditions; {
+		case c.Terminating != nil && *c.Terminating:
+			addr += " (terminating)"
+		case c.Ready != nil && !*c.Ready:
+			addr += " (not ready)"
+		}
+		parts = append(parts, addr)
+	}
+	if len(parts) > 4 {
+		parts = append(parts[:4], fmt.Sprintf("+ %d more...", len(parts)-4))
+	}
+	return orNone(strings.Join(parts, ", "))
+}
+
+// describeService prints a Service's endpoints: every pod its selector
+// matches, with its node, address and host ports, and why it is not a
+// ready endpoint. It computes them as the endpoints controller does.
+func describeService(ctx context.Context, w io.Writer, conn *natsbus.Conn, svc *manifests.Service) error {
+	if !reconciler.HasSelector(svc) {
+		fmt.Fprintln(w, "Endpoints:  <none> (no selector: Capstan manages no endpoints for it)")
+		return nil
+	}
+	podObjs, err := listObjects(ctx, conn, manifests.KindInfo{Kind: "Pod", Namespaced: true}, svc.Namespace, "")
+	if err != nil {
+		return err
+	}
+	nodeObjs, err := listObjects(ctx, conn, manifests.KindInfo{Kind: "Node"}, "", "")
+	if err != nil {
+		return err
+	}
+	pods := make([]*manifests.Pod, 0, len(podObjs))
+	for _, o := range podObjs {
+		pods = append(pods, o.(*manifests.Pod))
+	}
+	nodes := map[string]*manifests.Node{}
+	for _, o := range nodeObjs {
+		nodes[o.GetObjectMeta().Name] = o.(*manifests.Node)
+	}
+	res := reconciler.EndpointsFor(svc, pods, nodes)
+	if len(res.Pods) == 0 {
+		fmt.Fprintf(w, "Endpoints:  <none> (selector %s matches no pod)\n", selectorText(svc.Spec.Selector))
+		return nil
+	}
+	byPod := map[string]manifests.Endpoint{}
+	for _, e := range res.Endpoints {
+		byPod[e.TargetRef.Name] = e
+	}
+	fmt.Fprintln(w, "Endpoints:")
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "  POD	NODE	ADDRESS	HOST-PORTS	READY	WHY NOT READY")
+	for _, p := range res.Pods {
+		node, addr, ports, ready := "<none>", "<none>", "<none>", "false"
+		if e, ok := byPod[p.Pod]; ok {
+			node, addr = *e.NodeName, strings.Join(e.Addresses, ",")
+			var hp []string
+			for _, k := range slices.Sorted(maps.Keys(e.HostPorts)) {
+				hp = append(hp, fmt.Sprintf("%s=%d", k, e.HostPorts[k]))
+			}
+			ports = orNone(strings.Join(hp, ","))
+		}
+		if p.Ready {
+			ready = "true"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", p.Pod, node, addr, ports, ready, orNone(p.Reason))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	return nil
+}
+
+// sourceMessage is a Source's MESSAGE column: its last sync error, else
+// what its health says.
+func sourceMessage(s *manifests.Source) string {
+	if s.Status.LastError != "" {
+		l, _, _ := strings.Cut(s.Status.LastError, "\n")
+		return l
+	}
+	if c := manifests.FindCondition(s.Status.Conditions, "Healthy"); c != nil {
+		return c.Message
+	}
+	if c := manifests.FindCondition(s.Status.Conditions, "Ready"); c != nil {
+		return c.Message
+	}
+	return ""
+}
+
+// sourceRef is a Source's REF column: branch main, tag v1, semver ~1.2,
+// commit 0123456789ab; "HEAD" for the remote's default branch.
+func sourceRef(spec manifests.SourceSpec) string {
+	switch r := spec.Ref; {
+	case r != nil && r.Tag != "":
+		return "tag " + r.Tag
+	case r != nil && r.SemVer != "":
+		return "semver " + r.SemVer
+	case r != nil && r.Commit != "":
+		return "commit " + shortRev(r.Commit)
+	case r != nil && r.Branch != "":
+		return "branch " + r.Branch
+	case spec.Branch != "":
+		return "branch " + spec.Branch
+	}
+	return "HEAD"
+}
+
+// describeSource prints a Source's state before its YAML.
+func describeSource(w io.Writer, s *manifests.Source) {
+	health := s.Status.Health
+	if health == "" {
+		health = "Unknown"
+	}
+	fmt.Fprintf(w, "Health:     %s\n", health)
+	if c := manifests.FindCondition(s.Status.Conditions, "Healthy"); c != nil && c.Message != "" {
+		fmt.Fprintf(w, "            %s\n", c.Message)
+	}
+	fmt.Fprintf(w, "URL:        %s\n", s.Spec.URL)
+	fmt.Fprintf(w, "Ref:        %s\n", sourceRef(s.Spec))
+	if s.Spec.Path != "" {
+		fmt.Fprintf(w, "Path:       %s\n", s.Spec.Path)
+	}
+	if s.Spec.Suspend {
+		fmt.Fprintln(w, "Suspended:  yes")
+	}
+	if s.Spec.Prune != nil && !*s.Spec.Prune {
+		fmt.Fprintln(w, "Prune:      off")
+	}
+	if d := s.Spec.Drift; d != nil && d.Mode != "" {
+		fmt.Fprintf(w, "Drift:      %s (%d ignore rule(s))\n", d.Mode, len(d.Ignore))
+	}
+	for _, dep := range s.Spec.DependsOn {
+		fmt.Fprintf(w, "Depends on: %s\n", dep.Name)
+	}
+	fmt.Fprintf(w, "Applied:    %s\n", orNone(s.Status.AppliedRevision))
+	fmt.Fprintf(w, "Attempted:  %s\n", orNone(s.Status.AttemptedRevision))
+	if s.Status.LastSyncTime != nil {
+		fmt.Fprintf(w, "Last sync:  %s ago\n", age(s.Status.LastSyncTime))
+	}
+	fmt.Fprintf(w, "Objects:    %d\n", s.Status.Objects)
+	if s.Status.LastError != "" {
+		fmt.Fprintln(w, "Last error:")
+		for l := range strings.SplitSeq(s.Status.LastError, "\n") {
+			fmt.Fprintf(w, "  %s\n", l)
+		}
 	}
 }
 
@@ -504,7 +738,15 @@ func describeCmd(g *globals) *cobra.Command {
 			if hpa := m.Annotations[manifests.AnnotationReplicasOwner]; hpa != "" {
 				fmt.Fprintf(g.stdout, "Replicas:   owned by HorizontalPodAutoscaler %s (Git's count was the starting point)\n", hpa)
 			}
+			if src, ok := obj.(*manifests.Source); ok {
+				describeSource(g.stdout, src)
+			}
 			fmt.Fprintf(g.stdout, "\n%s\n", y)
+			if svc, ok := obj.(*manifests.Service); ok {
+				if err := describeService(cmd.Context(), g.stdout, conn, svc); err != nil {
+					return err
+				}
+			}
 			evs, err := conn.Events.List(cmd.Context(), k.Kind, m.Namespace, m.Name)
 			if err != nil {
 				return err
@@ -657,7 +899,13 @@ func validateCmd(g *globals) *cobra.Command {
 		Short: "Validate manifest files or directories; exit 1 with file:line:col errors",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			objs, err := schema.LoadPaths(args...)
+			files, err := schema.ReadPaths(args...)
+			if err != nil {
+				return exitError{code: 1, msg: err.Error()}
+			}
+			// Encrypted Secrets validate without their key: their values
+			// are checked by the control plane that holds it.
+			objs, err := reconciler.LoadSopsSecrets(schema.Load, nil)(files)
 			if err != nil {
 				var el *schema.ErrorList
 				if errors.As(err, &el) {

@@ -282,7 +282,7 @@ func loadFiles(files []manifests.File, prefix string) ([]manifests.Object, error
 			files[i].Path = path.Join(prefix, files[i].Path)
 		}
 	}
-	return schema.Load(files)
+	return reconciler.LoadSopsSecrets(schema.Load, nil)(files)
 }
 
 // validationLines turns a load error into its lines, or returns it when it

@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	gogit "github.com/go-git/go-git/v5"
 	"github.com/spf13/cobra"
+	yamlv3 "gopkg.in/yaml.v3"
 	"sigs.k8s.io/yaml"
 
 	"github.com/capstan-io/capstan/bus"
@@ -22,7 +25,7 @@ func rolloutCmd(g *globals) *cobra.Command {
 		Use:   "rollout",
 		Short: "Follow a rollout, or list a Deployment's revisions",
 	}
-	cmd.AddCommand(rolloutStatusCmd(g), rolloutHistoryCmd(g))
+	cmd.AddCommand(rolloutStatusCmd(g), rolloutHistoryCmd(g), rolloutUndoCmd(g))
 	return cmd
 }
 
@@ -236,4 +239,153 @@ func printRevision(g *globals, d *manifests.Deployment, h reconciler.RolloutRevi
 		fmt.Fprintf(g.stdout, "  %s\n", l)
 	}
 	return nil
+}
+
+func rolloutUndoCmd(g *globals) *cobra.Command {
+	var ns string
+	var toRevision int64
+	var w gitWriteFlags
+	cmd := &cobra.Command{
+		Use:   "undo deployment/NAME [--to-revision N]",
+		Short: "Roll a Deployment back to an earlier revision by a commit to its source's repository",
+		Long: `Roll a Deployment back to an earlier revision (default: the previous one) by
+writing a commit: the pod template of that revision replaces the template
+in the file declaring the Deployment (the template as the revision's
+commit wrote it, else as its ReplicaSet holds it), committed with your
+identity as "capstan scale" does. The cluster rolls back when the sync
+applies the commit.`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			k, name, err := rolloutTarget(args, "Deployment")
+			if err != nil {
+				return err
+			}
+			conn, err := g.connect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			objs, err := listObjects(cmd.Context(), conn, k, nsFor(k, ns), name)
+			if err != nil {
+				return err
+			}
+			d := objs[0].(*manifests.Deployment)
+			rsKind, _ := manifests.LookupKind("ReplicaSet")
+			rsObjs, err := listObjects(cmd.Context(), conn, rsKind, d.Namespace, "")
+			if err != nil {
+				return err
+			}
+			var target *manifests.ReplicaSet
+			var targetRev, current int64
+			for _, o := range rsObjs {
+				rs := o.(*manifests.ReplicaSet)
+				h := reconciler.DeploymentHistory(d, []*manifests.ReplicaSet{rs})
+				if len(h) != 1 {
+					continue
+				}
+				current = max(current, h[0].Revision)
+			}
+			for _, o := range rsObjs {
+				rs := o.(*manifests.ReplicaSet)
+				h := reconciler.DeploymentHistory(d, []*manifests.ReplicaSet{rs})
+				if len(h) != 1 {
+					continue
+				}
+				r := h[0].Revision
+				if (toRevision > 0 && r == toRevision) || (toRevision == 0 && r < current && r > targetRev) {
+					target, targetRev = rs, r
+				}
+			}
+			switch {
+			case target == nil && toRevision > 0:
+				return exitError{code: 1, msg: fmt.Sprintf("error: unable to find the specified revision %d", toRevision)}
+			case target == nil:
+				return exitError{code: 1, msg: "error: no rollout history found for deployment \"" + name + "\""}
+			case targetRev == current:
+				fmt.Fprintf(g.stdout, "deployment/%s skipped rollback (current template already matches revision %d)\n", name, targetRev)
+				return nil
+			}
+			commit := target.Annotations[reconciler.AnnotationCommit]
+			msg := fmt.Sprintf("roll back deployment/%s to revision %d", name, targetRev)
+			if commit != "" {
+				msg += fmt.Sprintf(" (template of commit %s)", shortRev(commit))
+			}
+			res, err := commitEditWith(cmd.Context(), conn, d, msg, w, func(repo *gogit.Repository, src sourceRepo) (editFunc, error) {
+				tmpl := templateAt(repo, commit, src.path, d.Namespace, d.Name)
+				if tmpl == nil {
+					var err error
+					if tmpl, err = templateNode(target); err != nil {
+						return nil, err
+					}
+				}
+				return func(doc *yamlv3.Node, text []byte, first int) ([]byte, error) {
+					return replaceTemplate(doc, text, first, tmpl)
+				}, nil
+			})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stdout, "deployment/%s: %s (commit %s to %s)\n", name, msg, shortRev(res.commit), res.where)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&ns, "namespace", "n", "", "namespace (default \"default\")")
+	cmd.Flags().Int64Var(&toRevision, "to-revision", 0, "the revision to roll back to (default: the previous one)")
+	w.add(cmd)
+	return cmd
+}
+
+// templateNode is a ReplicaSet's pod template as YAML, without the
+// pod-template-hash label the controller added.
+func templateNode(rs *manifests.ReplicaSet) (*yamlv3.Node, error) {
+	t := rs.Spec.Template
+	t.Labels = maps.Clone(t.Labels)
+	delete(t.Labels, manifests.LabelPodTemplateHash)
+	b, err := json.Marshal(t)
+	if err != nil {
+		return nil, err
+	}
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return nil, err
+	}
+	if b, err = json.Marshal(dropEmpty(v)); err != nil {
+		return nil, err
+	}
+	y, err := yaml.JSONToYAML(b)
+	if err != nil {
+		return nil, err
+	}
+	var n yamlv3.Node
+	if err := yamlv3.Unmarshal(y, &n); err != nil {
+		return nil, err
+	}
+	stripStyle(n.Content[0])
+	return n.Content[0], nil
+}
+
+// dropEmpty removes the empty strings, nulls and empty objects that Go's
+// encoding leaves in a template, so Git gets what a person would write.
+func dropEmpty(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, e := range t {
+			e = dropEmpty(e)
+			if e == nil || e == "" {
+				delete(t, k)
+				continue
+			}
+			if m, ok := e.(map[string]any); ok && len(m) == 0 {
+				delete(t, k)
+				continue
+			}
+			t[k] = e
+		}
+		return t
+	case []any:
+		for i, e := range t {
+			t[i] = dropEmpty(e)
+		}
+	}
+	return v
 }

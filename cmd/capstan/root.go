@@ -39,7 +39,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		getCmd(g), describeCmd(g), logsCmd(g), historyCmd(g), validateCmd(g),
 		execCmd(g),
 		diffCmd(g),
-		rolloutCmd(g))
+		rolloutCmd(g),
+		secretCmd(g), scaleCmd(g))
 	root.SetArgs(args)
 	return root.ExecuteContext(ctx)
 }

@@ -5,17 +5,23 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
+	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/bus/natsbus"
+	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/node"
+	"github.com/capstan-io/capstan/node/dataplane"
 	"github.com/capstan-io/capstan/node/podman"
 	"github.com/capstan-io/capstan/reconciler"
 	"github.com/capstan-io/capstan/schema"
@@ -42,7 +48,22 @@ type stackFlags struct {
 	nodeGrace    time.Duration
 	eviction     time.Duration
 
+	// The data plane (node/dataplane): see dataplaneFlags.
+	dataplane                 bool
+	serviceCIDR               *pflag.Flag
+	serviceCIDRv6             string
+	clusterDNS, clusterDomain string
+
 	webhookListen, webhookSecretFile string
+
+	// Trust: the root source's signature policy and the SOPS age keys
+	// (trustFlags).
+	verifyMode     string
+	verifyKeys     []string
+	sopsAgeKeyFile string
+	verify         *git.VerifyOptions
+	sops           *reconciler.Sops
+	objects        bus.Store // for declared sources' trusted keys
 }
 
 func defaultDataDir() string {
@@ -73,6 +94,11 @@ func (f *stackFlags) busFlags(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&f.syncAlways, "sync-always", false, "fsync every bus write before acknowledging it (slower; see docs/ARCHITECTURE.md)")
 	cmd.Flags().DurationVar(&f.nodeGrace, "node-grace-period", 40*time.Second, "missed-heartbeat time after which a node is NotReady")
 	cmd.Flags().DurationVar(&f.eviction, "pod-eviction-timeout", 30*time.Second, "time a node stays NotReady before its pods are replaced elsewhere")
+	if cmd.Flags().Lookup("service-cidr") == nil {
+		cmd.Flags().String("service-cidr", reconciler.DefaultServiceCIDR, "IPv4 range of the Services' cluster IPs, allocated by the control plane and served by the data plane (.1 and the cluster DNS's .10 are reserved)")
+	}
+	f.serviceCIDR = cmd.Flags().Lookup("service-cidr")
+	cmd.Flags().StringVar(&f.serviceCIDRv6, "service-cidr-v6", "", "IPv6 range for a second, dual-stack cluster IP per Service (default: none)")
 }
 
 func (f *stackFlags) sourceFlags(cmd *cobra.Command) {
@@ -84,6 +110,7 @@ func (f *stackFlags) sourceFlags(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&f.pollInterval, "poll-interval", time.Minute, "how often to poll the repository (local ones are also watched)")
 	cmd.Flags().DurationVar(&f.resync, "resync-interval", time.Minute, "how often to re-apply the current revision, correcting drift")
 	f.webhookFlags(cmd)
+	f.trustFlags(cmd)
 }
 
 func (f *stackFlags) nodeFlags(cmd *cobra.Command) {
@@ -91,6 +118,23 @@ func (f *stackFlags) nodeFlags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.nodeAddress, "node-address", "127.0.0.1", "address where this node's host ports are reached")
 	cmd.Flags().StringToStringVar(&f.nodeLabels, "node-labels", nil, "extra node labels, k=v,k2=v2")
 	cmd.Flags().StringVar(&f.podmanSocket, "podman-socket", "", "Podman API socket URI; when it does not answer, a Podman service is started in the data dir")
+	f.dataplaneFlags(cmd)
+}
+
+// dataplaneFlags adds the data plane's flags. --service-cidr is the
+// control plane's too when both run in one command (up): it is defined
+// once, by whichever adds it first, and read through the flag.
+func (f *stackFlags) dataplaneFlags(cmd *cobra.Command) {
+	cmd.Flags().BoolVar(&f.dataplane, "dataplane", true, "serve Services on this host: cluster IPs, node ports, cluster DNS (one node daemon per host)")
+	if cmd.Flags().Lookup("service-cidr") == nil {
+		cmd.Flags().String("service-cidr", dataplane.DefaultServiceCIDR, "range of the Services' cluster IPs (must match the control plane's)")
+	}
+	f.serviceCIDR = cmd.Flags().Lookup("service-cidr")
+	if cmd.Flags().Lookup("service-cidr-v6") == nil {
+		cmd.Flags().StringVar(&f.serviceCIDRv6, "service-cidr-v6", "", "IPv6 range of the Services' second cluster IPs, when the control plane has one")
+	}
+	cmd.Flags().StringVar(&f.clusterDNS, "cluster-dns", dataplane.DefaultClusterDNS, "address of the cluster DNS server that pods resolve with (\"\" keeps the host's resolvers)")
+	cmd.Flags().StringVar(&f.clusterDomain, "cluster-domain", dataplane.DefaultDomain, "the cluster's DNS domain")
 }
 
 // group runs parts until the first fails or ctx ends, then cancels the
@@ -174,6 +218,9 @@ func splitHostPort(addr string) (string, int, error) {
 }
 
 func (f *stackFlags) source(log *slog.Logger) (sources.Source, error) {
+	if err := f.loadTrust(); err != nil {
+		return nil, err
+	}
 	switch {
 	case f.dir != "" && f.repo != "":
 		return nil, errors.New("give --repo or --dir, not both")
@@ -181,7 +228,7 @@ func (f *stackFlags) source(log *slog.Logger) (sources.Source, error) {
 		return dir.New(dir.Options{Dir: f.dir, Interval: f.pollInterval}, log)
 	case f.repo != "":
 		return git.New(git.Options{URL: f.repo, Branch: f.branch, Path: f.path, Interval: f.pollInterval,
-			CacheDir: filepath.Join(f.dataDir, "git")}, log)
+			CacheDir: filepath.Join(f.dataDir, "git"), Verify: f.verify}, log)
 	}
 	return nil, errors.New("no source: give --repo PATH_OR_URL or --dir PATH")
 }
@@ -191,14 +238,46 @@ func (f *stackFlags) runControlPlane(g *group, conn *natsbus.Conn, log *slog.Log
 		Objects: conn.Objects, Assignments: conn.Assignments, Status: conn.Status, Nodes: conn.Nodes,
 		Events: conn.Events, Log: log.With("component", "control-plane"),
 		NodeGracePeriod: f.nodeGrace, PodEvictionTimeout: f.eviction,
+		ServiceCIDR: f.serviceCIDR.Value.String(), ServiceCIDRv6: f.serviceCIDRv6,
+		Sops: f.sops,
 	}
 	g.Go("control plane", cp.Run)
 }
 
 func (f *stackFlags) runSync(g *group, conn *natsbus.Conn, src sources.Source, log *slog.Logger) {
-	s := &reconciler.Syncer{Name: f.sourceName, Source: src, Load: schema.Load, Objects: conn.Objects,
+	f.objects = conn.Objects
+	s := &reconciler.Syncer{Name: f.sourceName, Source: src, Load: reconciler.LoadSopsSecrets(schema.Load, f.sops), Objects: conn.Objects,
 		Audit: conn.Audit, Events: conn.Events, Log: log.With("component", "sync"), Resync: f.resync}
-	g.Go("sync", s.Run)
+	// The source manager runs the root and the Sources declared in Git,
+	// computes their health and feeds the notifications (sources.go).
+	notify := &reconciler.Notifiers{Publish: conn.NC.Publish, Log: log.With("component", "notify")}
+	m := &reconciler.SourceManager{Root: s, Objects: conn.Objects, Audit: conn.Audit, Events: conn.Events,
+		Load: reconciler.LoadSopsSecrets(schema.Load, f.sops), Log: log.With("component", "sources"), Resync: f.resync, Notify: notify,
+		CredentialsDir: filepath.Join(f.dataDir, "sources"), Open: f.openSource(log.With("component", "source")), Sops: f.sops}
+	g.Go("sources", m.Run)
+	g.Go("notifications", notify.Run)
+}
+
+// openSource makes the git source of a Source declared in Git, its mirror
+// in <data-dir>/git/sources/<name>.
+func (f *stackFlags) openSource(log *slog.Logger) reconciler.OpenFunc {
+	return func(name string, spec manifests.SourceSpec, cred reconciler.SourceCredentials) (sources.Source, error) {
+		interval := f.pollInterval
+		if spec.Interval != "" {
+			d, err := time.ParseDuration(spec.Interval)
+			if err != nil {
+				return nil, fmt.Errorf("source %s: interval: %w", name, err)
+			}
+			interval = d
+		}
+		opts := git.Options{URL: spec.URL, Path: spec.Path, Interval: interval, CacheDir: filepath.Join(f.dataDir, "git", "sources", name),
+			Username: cred.Username, PasswordFile: cred.PasswordFile, SSHKeyFile: cred.IdentityFile, KnownHostsFile: cred.KnownHostsFile}
+		if r := spec.Ref; r != nil {
+			opts.Branch, opts.Tag, opts.SemVer, opts.Commit = r.Branch, r.Tag, r.SemVer, r.Commit
+		}
+		opts.Verify = f.declaredVerify(spec.Verify) // trust below
+		return git.New(opts, log.With("source_name", name))
+	}
 }
 
 func (f *stackFlags) runNode(ctx context.Context, g *group, conn *natsbus.Conn, log *slog.Logger) (func() error, error) {
@@ -221,8 +300,13 @@ func (f *stackFlags) runNode(ctx context.Context, g *group, conn *natsbus.Conn, 
 	}
 	d := &node.Daemon{Name: f.nodeName, Address: f.nodeAddress, Labels: f.nodeLabels, Runtime: rt,
 		Nodes: conn.Nodes, Assignments: conn.Assignments, Status: conn.Status, Events: conn.Events,
-		Log: log.With("component", "node"), DataDir: f.dataDir}
+		Log: log.With("component", "node"), DataDir: f.dataDir, ClusterDNS: f.clusterDNS, ClusterDomain: f.clusterDomain}
 	g.Go("node", d.Run)
+	if f.dataplane {
+		dp := &dataplane.DataPlane{Objects: conn.Objects, NodeAddress: f.nodeAddress, ServiceCIDR: strings.Trim(f.serviceCIDR.Value.String()+","+f.serviceCIDRv6, ","),
+			ClusterDNS: f.clusterDNS, Domain: f.clusterDomain, Log: log.With("component", "dataplane")}
+		g.Go("dataplane", dp.Run)
+	}
 	g.Go("node logs", func(ctx context.Context) error { return d.ServeLogs(ctx, conn.NC) })
 	return svc.stop, nil
 }
@@ -393,4 +477,68 @@ func nodeCmd(gl *globals) *cobra.Command {
 		_ = cmd.Flags().MarkHidden(n)
 	}
 	return cmd
+}
+
+// trustFlags adds the root source's signature policy and the SOPS key.
+func (f *stackFlags) trustFlags(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.verifyMode, "verify", "", `verify commit signatures: "head" (the commit applied must be signed by a trusted key) or "all" (every commit since the last applied one); needs --verify-keys`)
+	cmd.Flags().StringSliceVar(&f.verifyKeys, "verify-keys", nil, "files of trusted keys: armored OpenPGP public keys and SSH public keys (authorized_keys or allowed_signers lines); re-read at every check")
+	cmd.Flags().StringVar(&f.sopsAgeKeyFile, "sops-age-key-file", os.Getenv("SOPS_AGE_KEY_FILE"), "age identity file decrypting Secrets committed encrypted with SOPS (env SOPS_AGE_KEY_FILE)")
+}
+
+// loadTrust checks the trust flags and reads the SOPS key.
+func (f *stackFlags) loadTrust() error {
+	switch {
+	case f.verifyMode == "" && len(f.verifyKeys) > 0:
+		return errors.New("--verify-keys needs --verify head|all")
+	case f.verifyMode != "" && len(f.verifyKeys) == 0:
+		return errors.New("--verify needs --verify-keys FILE")
+	case f.verifyMode != "" && f.repo == "":
+		return errors.New("--verify needs a git repository (--repo)")
+	case f.verifyMode != "":
+		keys := git.KeyFiles(f.verifyKeys...)
+		if _, err := keys(); err != nil {
+			return err
+		}
+		f.verify = &git.VerifyOptions{Mode: f.verifyMode, Keys: keys}
+	}
+	if f.sopsAgeKeyFile != "" {
+		s, err := reconciler.LoadSopsKeyFile(f.sopsAgeKeyFile)
+		if err != nil {
+			return err
+		}
+		f.sops = s
+	}
+	return nil
+}
+
+// declaredVerify is the signature policy of a Source declared in Git: its
+// trusted keys are the values of a Secret in capstan-system, read (and
+// decrypted, if committed with SOPS) at every check.
+func (f *stackFlags) declaredVerify(v *manifests.VerifySpec) *git.VerifyOptions {
+	if v == nil {
+		return nil
+	}
+	objects, sops := f.objects, f.sops
+	return &git.VerifyOptions{Mode: v.Mode, Keys: func() (*git.Keyring, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		obj, _, err := reconciler.GetObject(ctx, objects, manifests.Key("Secret", "capstan-system", v.SecretRef.Name))
+		if err != nil {
+			return nil, fmt.Errorf("trusted keys: Secret capstan-system/%s: %w", v.SecretRef.Name, err)
+		}
+		sec, err := sops.Decrypt(obj.(*manifests.Secret))
+		if err != nil {
+			return nil, fmt.Errorf("trusted keys: Secret capstan-system/%s: %w", v.SecretRef.Name, err)
+		}
+		blobs := make([][]byte, 0, len(sec.Data))
+		for _, k := range slices.Sorted(maps.Keys(sec.Data)) {
+			blobs = append(blobs, sec.Data[k])
+		}
+		k, err := git.ParseKeys(blobs...)
+		if err != nil {
+			return nil, fmt.Errorf("trusted keys: Secret capstan-system/%s: %w", v.SecretRef.Name, err)
+		}
+		return k, nil
+	}}
 }

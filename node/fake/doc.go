@@ -20,7 +20,8 @@
 // keeps running, whatever it is.
 //
 // Images must be added with AddImage before containers can use them, so
-// tests see the same ErrNotFound a real engine gives for a missing image.
+// tests see the same ErrNotFound a real engine gives for a missing image;
+// Options.AnyImage (simulated nodes) makes every image present.
 //
 // The zero value is not usable; create a Runtime with New. Every method is
 // safe for concurrent use.

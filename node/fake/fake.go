@@ -209,6 +209,7 @@ func (r *Runtime) ListPods(ctx context.Context, match map[string]string) ([]node
 			Name:    p.cfg.Name,
 			Labels:  maps.Clone(p.cfg.Labels),
 			Created: p.created,
+			Ports:   slices.Clone(p.cfg.Ports),
 		}
 		for _, cid := range p.ctrs {
 			c := r.ctrs[cid]
@@ -265,7 +266,16 @@ func (r *Runtime) CreatePod(ctx context.Context, cfg node.PodConfig) (string, er
 	id := r.newID()
 	cfg.Labels = maps.Clone(cfg.Labels)
 	cfg.Ports = slices.Clone(cfg.Ports)
+	for i := range cfg.Ports {
+		if cfg.Ports[i].HostPort == 0 {
+			// As a real engine, pick a free port: here, the next one of
+			// an ephemeral range that no other pod of this fake holds.
+			r.seq++
+			cfg.Ports[i].HostPort = uint16(40000 + r.seq%20000)
+		}
+	}
 	cfg.HostAliases = slices.Clone(cfg.HostAliases)
+	cfg.DNS = node.DNSConfig{Servers: slices.Clone(cfg.DNS.Servers), Searches: slices.Clone(cfg.DNS.Searches), Options: slices.Clone(cfg.DNS.Options)}
 	if cfg.Name == "" {
 		cfg.Name = id[len(id)-12:]
 	}

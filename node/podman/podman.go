@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -51,7 +52,8 @@ type Runtime struct {
 	// seconds), keyed by container ID. An exited container does not change
 	// until it is started again, which changes its start time.
 	exited map[string]exitDetails
-	// ips caches each pod's address, keyed by pod ID (see podip.go).
+	// ips caches each pod's address and published ports (a podNet),
+	// keyed by pod ID (see podip.go).
 	ips sync.Map
 	// stopped holds the containers this Runtime stopped (see oom.go).
 	stopped sync.Map
@@ -187,7 +189,8 @@ func (r *Runtime) ListPods(ctx context.Context, match map[string]string) ([]node
 	index := make(map[string]int, len(plist))
 	ids := make([]string, len(plist))
 	for i, p := range plist {
-		out[i] = node.PodInfo{ID: p.Id, Name: p.Name, Labels: p.Labels, Created: p.Created, IP: r.podIP(bctx, p)}
+		pn := r.podNetwork(bctx, p)
+		out[i] = node.PodInfo{ID: p.Id, Name: p.Name, Labels: p.Labels, Created: p.Created, IP: pn.ip, Ports: pn.ports}
 		index[p.Id] = i
 		ids[i] = p.Id
 	}
@@ -330,6 +333,15 @@ func (r *Runtime) CreatePod(ctx context.Context, cfg node.PodConfig) (string, er
 	ps.Hostname = cfg.Hostname
 	ps.Labels = cfg.Labels
 	ps.HostAdd = hostAdds(cfg.HostAliases)
+	for _, srv := range cfg.DNS.Servers {
+		ip := net.ParseIP(srv)
+		if ip == nil {
+			return "", fmt.Errorf("create pod %s: DNS server %q is not an IP address", cfg.Name, srv)
+		}
+		ps.DNSServer = append(ps.DNSServer, ip)
+	}
+	ps.DNSSearch = cfg.DNS.Searches
+	ps.DNSOption = cfg.DNS.Options
 	for _, p := range cfg.Ports {
 		ps.PortMappings = append(ps.PortMappings, nettypes.PortMapping{
 			HostIP:        p.HostIP,

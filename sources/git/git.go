@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/Masterminds/semver/v3"
 	gogit "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
@@ -44,6 +45,12 @@ var (
 	// an error rather than an empty revision, so a mistyped path or a
 	// renamed directory does not read as "delete everything".
 	ErrPathNotFound = errors.New("git: path not found in revision")
+	// ErrTagNotFound: the remote has no such tag, or no tag in the semver
+	// range.
+	ErrTagNotFound = errors.New("git: tag not found")
+	// ErrCommitNotFound: the pinned commit is on none of the remote's
+	// branches and tags.
+	ErrCommitNotFound = errors.New("git: commit not found")
 )
 
 // Options configure a git source. Only URL is required.
@@ -54,8 +61,20 @@ type Options struct {
 	// them.
 	URL string
 	// Branch is the branch to follow. Empty means the branch the remote's
-	// HEAD points to, or DefaultBranch if the remote does not say.
+	// HEAD points to, or DefaultBranch if the remote does not say. At most
+	// one of Branch, Tag, SemVer and Commit is set.
 	Branch string
+	// Tag follows one tag (moved by a force-push of the tag, if ever).
+	Tag string
+	// SemVer follows the highest tag within a semver range such as
+	// ">=1.2.0 <2.0.0" or "~1.4" (github.com/Masterminds/semver syntax; a
+	// leading "v" in tag names is allowed). Pre-releases match only a
+	// range that names one.
+	SemVer string
+	// Commit pins a full commit hash: the source never moves.
+	Commit string
+	// Verify is the commit signature policy (verify.go); nil checks none.
+	Verify *VerifyOptions
 	// Path is a directory inside the repository; only files under it are
 	// read, and their paths in a Revision are relative to it. Empty means
 	// the whole repository.
@@ -97,6 +116,8 @@ type Source struct {
 	logger   *slog.Logger
 	secrets  []string // from the URL; never logged nor returned
 	trigger  chan struct{}
+	semver   *semver.Constraints // parsed Options.SemVer
+	verify   *verifier           // the signature policy, nil for none
 
 	mu   sync.Mutex        // serialises Fetch; guards the fields below
 	repo *gogit.Repository // the cache mirror, opened on first use
@@ -125,8 +146,15 @@ func New(opts Options, logger *slog.Logger) (*Source, error) {
 			return nil, fmt.Errorf("git %s: branch %q: %w", ep.display, opts.Branch, err)
 		}
 	}
+	constraint, err := checkRef(opts)
+	if err != nil {
+		return nil, fmt.Errorf("git %s: %w", ep.display, err)
+	}
 	if opts.Interval < 0 {
 		return nil, fmt.Errorf("git %s: negative interval %v", ep.display, opts.Interval)
+	}
+	if err := checkVerifyOptions(opts.Verify); err != nil {
+		return nil, fmt.Errorf("git %s: %w", ep.display, err)
 	}
 	interval := opts.Interval
 	if interval == 0 {
@@ -139,6 +167,10 @@ func New(opts Options, logger *slog.Logger) (*Source, error) {
 		interval: interval,
 		logger:   logger.With("source", ep.display),
 		trigger:  make(chan struct{}, 1),
+		semver:   constraint,
+	}
+	if opts.Verify != nil {
+		s.verify = &verifier{opts: opts.Verify}
 	}
 	s.secrets = []string{ep.password}
 	if ep.password == "" && (ep.protocol == "http" || ep.protocol == "https") {
@@ -169,12 +201,16 @@ func cleanPath(p string) (string, error) {
 
 // Spec describes the source; its URL has no credentials.
 func (s *Source) Spec() manifests.SourceSpec {
-	return manifests.SourceSpec{
+	spec := manifests.SourceSpec{
 		URL:      s.ep.display,
 		Branch:   s.opts.Branch,
 		Path:     s.path,
 		Interval: s.interval.String(),
 	}
+	if s.opts.Tag != "" || s.opts.SemVer != "" || s.opts.Commit != "" {
+		spec.Ref = &manifests.GitRef{Tag: s.opts.Tag, SemVer: s.opts.SemVer, Commit: s.opts.Commit}
+	}
+	return spec
 }
 
 // Fetch returns the head of the branch with its manifest files. It first
@@ -199,12 +235,20 @@ func (s *Source) Fetch(ctx context.Context, known string) (*sources.Revision, er
 }
 
 func (s *Source) fetch(ctx context.Context, auth transport.AuthMethod, known string) (*sources.Revision, error) {
-	branch, head, err := s.lsRemote(ctx, auth)
-	if err != nil {
-		return nil, err
+	t := target{head: plumbing.NewHash(s.opts.Commit), label: "commit " + s.opts.Commit}
+	if s.opts.Commit != "" && known == s.opts.Commit {
+		// A pinned commit never moves: not even a listing.
+		return nil, sources.ErrUnchanged
 	}
+	if s.opts.Commit == "" {
+		var err error
+		if t, err = s.lsRemote(ctx, auth); err != nil {
+			return nil, err
+		}
+	}
+	head, branch := t.head, t.label
 	if head.String() == known {
-		s.logger.Debug("revision unchanged", "branch", branch, "revision", known)
+		s.logger.Debug("revision unchanged", "ref", branch, "revision", known)
 		return nil, sources.ErrUnchanged
 	}
 	if s.last != nil && s.last.ID == head.String() {
@@ -212,7 +256,11 @@ func (s *Source) fetch(ctx context.Context, auth transport.AuthMethod, known str
 		// revision) gets the files already read: no transfer, no tree walk.
 		return cloneRevision(s.last), nil
 	}
-	commit, err := s.fetchCommit(ctx, auth, branch, head)
+	commit, err := s.fetchCommit(ctx, auth, t)
+	if err != nil {
+		return nil, err
+	}
+	sig, err := s.verifyHead(commit)
 	if err != nil {
 		return nil, err
 	}
@@ -220,8 +268,9 @@ func (s *Source) fetch(ctx context.Context, auth transport.AuthMethod, known str
 	if err != nil {
 		return nil, err
 	}
+	rev.Signature = sig
 	s.last = rev
-	s.logger.Info("fetched revision", "branch", branch, "revision", rev.ID, "files", len(rev.Files))
+	s.logger.Info("fetched revision", "ref", branch, "revision", rev.ID, "files", len(rev.Files))
 	return cloneRevision(rev), nil
 }
 
@@ -234,20 +283,41 @@ func cloneRevision(r *sources.Revision) *sources.Revision {
 	return &c
 }
 
-// lsRemote reads the remote's refs, the way git ls-remote does, and returns
-// the branch followed and its head.
-func (s *Source) lsRemote(ctx context.Context, auth transport.AuthMethod) (string, plumbing.Hash, error) {
+// target is what a source follows, resolved: the ref to fetch (a branch
+// or a tag; none for a pinned commit), the commit it names (a tag
+// peeled), and a label for logs and errors ("branch main", "tag v1.2.0").
+type target struct {
+	ref   plumbing.ReferenceName
+	head  plumbing.Hash
+	label string
+}
+
+// lsRemote reads the remote's refs, the way git ls-remote does, and
+// resolves the branch, tag or semver range followed.
+func (s *Source) lsRemote(ctx context.Context, auth transport.AuthMethod) (target, error) {
 	remote := gogit.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: "origin", URLs: []string{s.ep.conn}})
-	refs, err := remote.ListContext(ctx, &gogit.ListOptions{Auth: auth})
+	// AppendPeeled: an annotated tag also comes as "refs/tags/X^{}" with
+	// its commit.
+	refs, err := remote.ListContext(ctx, &gogit.ListOptions{Auth: auth, PeelingOption: gogit.AppendPeeled})
 	if err != nil {
 		if errors.Is(err, transport.ErrEmptyRemoteRepository) {
-			return "", plumbing.ZeroHash, fmt.Errorf("list %s: %w: the repository is empty", s.ep.display, ErrBranchNotFound)
+			return target{}, fmt.Errorf("list %s: %w: the repository is empty", s.ep.display, ErrBranchNotFound)
 		}
-		return "", plumbing.ZeroHash, fmt.Errorf("list %s: %w", s.ep.display, err)
+		return target{}, fmt.Errorf("list %s: %w", s.ep.display, err)
 	}
 	byName := make(map[plumbing.ReferenceName]*plumbing.Reference, len(refs))
 	for _, r := range refs {
 		byName[r.Name()] = r
+	}
+	switch {
+	case s.opts.Tag != "":
+		return s.tagTarget(byName, s.opts.Tag)
+	case s.semver != nil:
+		tag, err := s.pickSemver(byName)
+		if err != nil {
+			return target{}, err
+		}
+		return s.tagTarget(byName, tag)
 	}
 	branch := s.opts.Branch
 	if branch == "" {
@@ -258,23 +328,98 @@ func (s *Source) lsRemote(ctx context.Context, auth transport.AuthMethod) (strin
 	}
 	ref, ok := byName[plumbing.NewBranchReferenceName(branch)]
 	if !ok || ref.Type() != plumbing.HashReference {
-		return "", plumbing.ZeroHash, fmt.Errorf("list %s: %w: %q", s.ep.display, ErrBranchNotFound, branch)
+		return target{}, fmt.Errorf("list %s: %w: %q", s.ep.display, ErrBranchNotFound, branch)
 	}
-	return branch, ref.Hash(), nil
+	return target{ref: ref.Name(), head: ref.Hash(), label: "branch " + branch}, nil
 }
 
-// fetchCommit makes head's objects local and returns its commit.
-func (s *Source) fetchCommit(ctx context.Context, auth transport.AuthMethod, branch string, head plumbing.Hash) (*object.Commit, error) {
-	refName := plumbing.NewBranchReferenceName(branch)
+// tagTarget resolves a tag from a listing: an annotated tag is advertised
+// with its peeled commit ("refs/tags/v1^{}"), which is the revision.
+func (s *Source) tagTarget(byName map[plumbing.ReferenceName]*plumbing.Reference, tag string) (target, error) {
+	name := plumbing.NewTagReferenceName(tag)
+	ref, ok := byName[name]
+	if !ok || ref.Type() != plumbing.HashReference {
+		return target{}, fmt.Errorf("list %s: %w: %q", s.ep.display, ErrTagNotFound, tag)
+	}
+	head := ref.Hash()
+	if peeled, ok := byName[name+"^{}"]; ok {
+		head = peeled.Hash()
+	}
+	return target{ref: name, head: head, label: "tag " + tag}, nil
+}
+
+// pickSemver returns the highest tag within the range.
+func (s *Source) pickSemver(byName map[plumbing.ReferenceName]*plumbing.Reference) (string, error) {
+	var best *semver.Version
+	bestTag := ""
+	for name := range byName {
+		if !name.IsTag() || strings.HasSuffix(string(name), "^{}") {
+			continue
+		}
+		tag := name.Short()
+		v, err := semver.NewVersion(tag)
+		if err != nil || !s.semver.Check(v) {
+			continue
+		}
+		if best == nil || v.GreaterThan(best) || v.Equal(best) && tag < bestTag {
+			best, bestTag = v, tag
+		}
+	}
+	if best == nil {
+		return "", fmt.Errorf("list %s: %w: no tag in the range %q", s.ep.display, ErrTagNotFound, s.opts.SemVer)
+	}
+	return bestTag, nil
+}
+
+// checkRef checks that at most one of Branch, Tag, SemVer and Commit is
+// set, and parses SemVer.
+func checkRef(opts Options) (*semver.Constraints, error) {
+	n := 0
+	for _, v := range []string{opts.Branch, opts.Tag, opts.SemVer, opts.Commit} {
+		if v != "" {
+			n++
+		}
+	}
+	if n > 1 {
+		return nil, errors.New("give one of branch, tag, semver range or commit")
+	}
+	if opts.Tag != "" {
+		if err := plumbing.NewTagReferenceName(opts.Tag).Validate(); err != nil {
+			return nil, fmt.Errorf("tag %q: %w", opts.Tag, err)
+		}
+	}
+	if opts.Commit != "" {
+		if len(opts.Commit) != 40 || strings.Trim(strings.ToLower(opts.Commit), "0123456789abcdef") != "" {
+			return nil, fmt.Errorf("commit %q: want a full 40-character hash", opts.Commit)
+		}
+	}
+	if opts.SemVer == "" {
+		return nil, nil
+	}
+	c, err := semver.NewConstraint(opts.SemVer)
+	if err != nil {
+		return nil, fmt.Errorf("semver range %q: %w", opts.SemVer, err)
+	}
+	return c, nil
+}
+
+// fetchCommit makes the target's commit local and returns it.
+func (s *Source) fetchCommit(ctx context.Context, auth transport.AuthMethod, t target) (*object.Commit, error) {
 	fo := &gogit.FetchOptions{
 		RemoteName: "origin",
-		// The mirror keeps the branch under its own name, so the next fetch
+		Auth:       auth,
+		Tags:       gogit.NoTags,
+		Force:      true,
+	}
+	if t.ref != "" {
+		// The mirror keeps the ref under its own name, so the next fetch
 		// offers it as a "have" and receives only new objects. "+" takes a
 		// force-push to an unrelated history.
-		RefSpecs: []config.RefSpec{config.RefSpec("+" + refName + ":" + refName)},
-		Auth:     auth,
-		Tags:     gogit.NoTags,
-		Force:    true,
+		fo.RefSpecs = []config.RefSpec{config.RefSpec("+" + t.ref + ":" + t.ref)}
+	} else {
+		// A pinned commit: servers need not serve an arbitrary hash, so
+		// fetch every branch and tag and look for it there.
+		fo.RefSpecs = []config.RefSpec{"+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"}
 	}
 
 	repo, err := s.cache()
@@ -287,12 +432,16 @@ func (s *Source) fetchCommit(ctx context.Context, auth transport.AuthMethod, bra
 		if err != nil {
 			return nil, fmt.Errorf("init memory repository: %w", err)
 		}
-		fo.Depth = 1
-	} else if c, err := object.GetCommit(repo.Storer, head); err == nil {
+		if t.ref != "" && (s.verify == nil || s.verify.opts.Mode != VerifyAll) {
+			fo.Depth = 1 // mode "all" walks the history since the last verified head
+		}
+	} else if c, err := object.GetCommit(repo.Storer, t.head); err == nil {
 		// Already here (a revert of a force-push, or another branch's
 		// history): no transfer. Point the ref at it for the next "haves".
-		if err := repo.Storer.SetReference(plumbing.NewHashReference(refName, head)); err != nil {
-			return nil, fmt.Errorf("update cache ref %s: %w", refName, err)
+		if t.ref != "" && t.ref.IsBranch() {
+			if err := repo.Storer.SetReference(plumbing.NewHashReference(t.ref, t.head)); err != nil {
+				return nil, fmt.Errorf("update cache ref %s: %w", t.ref, err)
+			}
 		}
 		return c, nil
 	}
@@ -300,17 +449,29 @@ func (s *Source) fetchCommit(ctx context.Context, auth transport.AuthMethod, bra
 	remote := gogit.NewRemote(repo.Storer, &config.RemoteConfig{Name: "origin", URLs: []string{s.ep.conn}})
 	err = remote.FetchContext(ctx, fo)
 	if err != nil && !errors.Is(err, gogit.NoErrAlreadyUpToDate) {
-		return nil, fmt.Errorf("fetch %s %s: %w", s.ep.display, branch, err)
+		return nil, fmt.Errorf("fetch %s %s: %w", s.ep.display, t.label, err)
 	}
-	// The branch may have moved since the listing; what was fetched is the
+	if t.ref == "" {
+		c, err := object.GetCommit(repo.Storer, t.head)
+		if err != nil {
+			return nil, fmt.Errorf("fetch %s: %w: %s is on no branch or tag", s.ep.display, ErrCommitNotFound, t.head)
+		}
+		return c, nil
+	}
+	// A branch may have moved since the listing; what was fetched is the
 	// newest head, so read that.
-	ref, err := repo.Storer.Reference(refName)
+	ref, err := repo.Storer.Reference(t.ref)
 	if err != nil {
-		return nil, fmt.Errorf("fetch %s %s: read fetched ref: %w", s.ep.display, branch, err)
+		return nil, fmt.Errorf("fetch %s %s: read fetched ref: %w", s.ep.display, t.label, err)
 	}
-	c, err := object.GetCommit(repo.Storer, ref.Hash())
+	h := ref.Hash()
+	if tag, err := object.GetTag(repo.Storer, h); err == nil {
+		// An annotated tag: its commit is the revision.
+		h = tag.Target
+	}
+	c, err := object.GetCommit(repo.Storer, h)
 	if err != nil {
-		return nil, fmt.Errorf("fetch %s %s: read commit %s: %w", s.ep.display, branch, ref.Hash(), err)
+		return nil, fmt.Errorf("fetch %s %s: read commit %s: %w", s.ep.display, t.label, h, err)
 	}
 	return c, nil
 }
@@ -325,7 +486,16 @@ func (s *Source) cache() (*gogit.Repository, error) {
 	if s.repo != nil {
 		return s.repo, nil
 	}
-	key := sha256.Sum256([]byte(s.ep.conn + "\x00" + s.opts.Branch + "\x00" + s.path))
+	ref := s.opts.Branch
+	switch {
+	case s.opts.Tag != "":
+		ref = "tag:" + s.opts.Tag
+	case s.opts.SemVer != "":
+		ref = "semver:" + s.opts.SemVer
+	case s.opts.Commit != "":
+		ref = "commit:" + s.opts.Commit
+	}
+	key := sha256.Sum256([]byte(s.ep.conn + "\x00" + ref + "\x00" + s.path))
 	dir := filepath.Join(s.opts.CacheDir, hex.EncodeToString(key[:8]))
 	repo, err := gogit.PlainOpen(dir)
 	if err != nil {

@@ -49,6 +49,7 @@ type refWatch struct {
 	common string // refs/ and packed-refs; gitDir but for a linked worktree
 	heads  string // common/refs/heads
 	branch string // followed branch, "" for the remote HEAD's
+	tags   string // common/refs/tags when following a tag or a semver range
 }
 
 // watchRefs starts watching the local repository's HEAD, packed-refs and
@@ -86,6 +87,13 @@ func (s *Source) watchRefs() (*refWatch, error) {
 		w.Close()
 		return nil, err
 	}
+	if s.opts.Tag != "" || s.opts.SemVer != "" {
+		rw.tags = filepath.Join(common, "refs", "tags")
+		if err := rw.addTree(rw.tags); err != nil {
+			w.Close()
+			return nil, err
+		}
+	}
 	return rw, nil
 }
 
@@ -122,6 +130,16 @@ func (rw *refWatch) relevant(ev fsnotify.Event) bool {
 		// HEAD names the default branch, which is followed only without
 		// a configured one.
 		return rw.branch == ""
+	}
+	if rw.tags != "" {
+		// Any tag may be the one followed, or the new highest in range.
+		if rel, err := filepath.Rel(rw.tags, name); err == nil && rel != "." && !strings.HasPrefix(rel, "..") {
+			if fi, err := os.Stat(name); err == nil && fi.IsDir() && ev.Has(fsnotify.Create) {
+				_ = rw.addTree(name)
+			}
+			return true
+		}
+		return false // a tag source ignores branches
 	}
 	rel, err := filepath.Rel(rw.heads, name)
 	if err != nil || rel == "." || strings.HasPrefix(rel, "..") {

@@ -1,0 +1,264 @@
+//go:build bench && linux
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/capstan-io/capstan/bus/natsbus"
+	"github.com/capstan-io/capstan/node/podman"
+)
+
+// benchScript is the container both sides run: it ends at once on SIGTERM,
+// so removals do not wait for a grace period.
+const benchScript = "trap 'exit 0' TERM; sleep 3600 & wait"
+
+func benchDeployment(name string, replicas, round int) string {
+	return fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: %[1]s
+spec:
+  replicas: %[2]d
+  selector:
+    matchLabels: {app: %[1]s}
+  template:
+    metadata:
+      labels: {app: %[1]s, round: "%[3]d"}
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers:
+        - name: main
+          image: %[4]s
+          command: ["/bin/sh", "-c", %[5]q]
+          env:
+            - {name: ROUND, value: "%[3]d"}
+          resources:
+            requests: {cpu: 10m, memory: 8Mi}
+`, name, replicas, round, e2eImage, benchScript)
+}
+
+// podmanSide runs the podman CLI against the node's Podman service.
+type podmanSide struct {
+	url string
+}
+
+func (p podmanSide) run(ctx context.Context, args ...string) error {
+	cmd := exec.CommandContext(ctx, "podman", append([]string{"--url", p.url}, args...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("podman %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return nil
+}
+
+// start creates a pod and runs the benchmark container in it, as Capstan
+// does for a one-container pod: `podman pod create` then `podman run -d`.
+func (p podmanSide) start(ctx context.Context, name string) error {
+	if err := p.run(ctx, "pod", "create", "--name", name, "--label", "capstan.bench=raw"); err != nil {
+		return err
+	}
+	return p.run(ctx, "run", "-d", "--pod", name, "--name", name+"-main", e2eImage, "/bin/sh", "-c", benchScript)
+}
+
+func (p podmanSide) removeRaw(ctx context.Context) error {
+	cmd := exec.CommandContext(ctx, "podman", "--url", p.url, "pod", "ps", "-q", "--filter", "label=capstan.bench=raw")
+	out, err := cmd.Output()
+	if err != nil {
+		return err
+	}
+	if ids := strings.Fields(string(out)); len(ids) > 0 {
+		return p.run(ctx, append([]string{"pod", "rm", "-f", "-t", "0"}, ids...)...)
+	}
+	return nil
+}
+
+func (p podmanSide) podsOfNode(ctx context.Context, node string) ([]string, error) {
+	cmd := exec.CommandContext(ctx, "podman", "--url", p.url, "pod", "ps", "-q", "--filter", "label=capstan.node="+node)
+	out, err := cmd.Output()
+	return strings.Fields(string(out)), err
+}
+
+// benchPodman measures, on real Podman: commit to running (rounds, each
+// beside a raw pod create + run), parallel start of 50 pods (beside the same
+// through Podman at the node's concurrency), and the node daemon's RSS idle
+// and with 50 pods.
+func benchPodman(t *testing.T, cfg benchConfig, res *results) {
+	requirePodman(t)
+	ensureImage(t)
+	dir := t.TempDir()
+	repo := newGitRepo(t)
+	repo.write("bench.yaml", benchDeployment("bench", 1, 0))
+	repo.commit("round 0")
+	port := freePort(t)
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	nodeName := "bench-" + randHex(3)
+	startProc(t, dir, "server", nil, cfg.bin, "server", "--repo", repo.dir, "--data-dir", filepath.Join(dir, "server"),
+		"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--poll-interval", "1h")
+	nodeDir := filepath.Join(dir, "node")
+	raw := podmanSide{url: "unix://" + podman.SocketPath(filepath.Join(nodeDir, "podman"))}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		_ = raw.removeRaw(ctx)
+		if ids, err := raw.podsOfNode(ctx, nodeName); err == nil && len(ids) > 0 {
+			_ = raw.run(ctx, append([]string{"pod", "rm", "-f", "-t", "0"}, ids...)...)
+		}
+	})
+	var conn *natsbus.Conn
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	waitFor(t, 30*time.Second, "bus up", func() error {
+		var err error
+		conn, err = natsbus.Connect(ctx, url, natsbus.Options{})
+		return err
+	})
+	t.Cleanup(conn.Close)
+	node := startProc(t, dir, "node", nil, cfg.bin, "node", "--server", url, "--node-name", nodeName, "--data-dir", nodeDir)
+	waitFor(t, 90*time.Second, "node Ready", func() error {
+		if err := node.alive(); err != nil {
+			t.Fatal(err)
+		}
+		e, err := conn.Nodes.Get(ctx, nodeName)
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(string(e.Value), `"type":"Ready","status":"True"`) {
+			return fmt.Errorf("not ready: %s", e.Value)
+		}
+		return nil
+	})
+	tr := trackPods(t, ctx, conn.Objects)
+	inRound := func(app string, round int) func(p *benchPod) bool {
+		return func(p *benchPod) bool {
+			return hasLabel(p, "app", app) && hasLabel(p, "round", fmt.Sprint(round)) && p.Status.Phase == "Running"
+		}
+	}
+	// Round 0 warms up both sides (the infra image, the image's layers).
+	tr.wait(t, 3*time.Minute, "round 0 Running", func(pods map[string]*benchPod) bool { return count(pods, inRound("bench", 0)) == 1 })
+	time.Sleep(2 * time.Second) // let the node settle after its first pod before measuring idle
+	idle, _ := rss(node.pid())
+	idleAnon, idleFile := rssParts(node.pid())
+	if err := raw.start(ctx, "raw-warmup"); err != nil {
+		t.Fatal(err)
+	}
+	_ = raw.removeRaw(ctx)
+
+	var capstanMS, podmanMS []float64
+	for i := 1; i <= cfg.rounds; i++ {
+		repo.write("bench.yaml", benchDeployment("bench", 1, i))
+		repo.commit(fmt.Sprintf("round %d", i))
+		t0 := time.Now()
+		t1 := tr.wait(t, 2*time.Minute, fmt.Sprintf("round %d Running", i), func(pods map[string]*benchPod) bool { return count(pods, inRound("bench", i)) == 1 })
+		capstanMS = append(capstanMS, ms(t1.Sub(t0)))
+		name := fmt.Sprintf("raw-%d", i)
+		r0 := time.Now()
+		if err := raw.start(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+		podmanMS = append(podmanMS, ms(time.Since(r0)))
+		if err := raw.removeRaw(ctx); err != nil {
+			t.Fatal(err)
+		}
+		tr.wait(t, 2*time.Minute, fmt.Sprintf("round %d alone", i), func(pods map[string]*benchPod) bool {
+			return count(pods, func(p *benchPod) bool { return hasLabel(p, "app", "bench") }) == 1
+		})
+		t.Logf("round %d: capstan %.0f ms, podman %.0f ms", i, capstanMS[i-1], podmanMS[i-1])
+	}
+	res.Samples["commit_to_running_capstan"] = capstanMS
+	res.Samples["commit_to_running_podman"] = podmanMS
+	for _, q := range []struct {
+		name   string
+		q      float64
+		target string
+		met    func(v, base float64) bool
+	}{
+		{"p50", 0.5, "under 1 s; under 3x raw Podman", func(v, base float64) bool { return v < 1000 && v < 3*base }},
+		{"p99", 0.99, "", nil},
+	} {
+		v, base := quantile(capstanMS, q.q), quantile(podmanMS, q.q)
+		f := figure{Benchmark: "commit to running", Metric: fmt.Sprintf("%s over %d rounds", q.name, len(capstanMS)), Value: v, Unit: "ms",
+			Baseline: ptr(base), BaselineWhat: "podman pod create + podman run -d, same service", Target: q.target}
+		if q.met != nil {
+			f.Met = ptr(q.met(v, base))
+		}
+		res.add(f)
+	}
+	res.note("the raw Podman baseline runs the podman CLI against the node's own Podman service (`podman --url unix://...`), so it includes two CLI process starts; Capstan talks to the same service through the Go bindings.")
+	res.note("commit to running: time from `git commit` returning to the new pod's Running status arriving on a watch of the objects bucket; the repository is local, so the git source is woken by fsnotify on its refs. Rolling update with maxSurge 1: the new pod starts before the old one stops.")
+
+	// Parallel start: the bench Deployment goes, then N pods in one commit.
+	repo.remove("bench.yaml")
+	repo.write("par.yaml", benchDeployment("par", cfg.parallel, 0))
+	repo.commit("parallel")
+	t0 := time.Now()
+	t1 := tr.wait(t, 5*time.Minute, fmt.Sprintf("%d pods Running", cfg.parallel), func(pods map[string]*benchPod) bool {
+		return count(pods, inRound("par", 0)) == cfg.parallel
+	})
+	capstanPar := t1.Sub(t0)
+	time.Sleep(3 * time.Second)
+	with50, peak := rss(node.pid())
+	anon50, file50 := rssParts(node.pid())
+	repo.remove("par.yaml")
+	repo.commit("parallel gone")
+	waitFor(t, 5*time.Minute, "parallel pods removed", func() error {
+		ids, err := raw.podsOfNode(ctx, nodeName)
+		if err != nil {
+			return err
+		}
+		if len(ids) > 0 {
+			return fmt.Errorf("%d pods left", len(ids))
+		}
+		return nil
+	})
+	rawPar := rawParallel(t, ctx, raw, cfg.parallel, cfg.conc)
+	if err := raw.removeRaw(ctx); err != nil {
+		t.Error(err)
+	}
+	res.add(figure{Benchmark: "parallel start", Metric: fmt.Sprintf("%d pods, commit to all Running", cfg.parallel), Value: capstanPar.Seconds(), Unit: "s",
+		Baseline: ptr(rawPar.Seconds()), BaselineWhat: fmt.Sprintf("%d x (pod create + run -d), %d at a time", cfg.parallel, cfg.conc),
+		Target: "under 1.2x raw", Met: ptr(capstanPar.Seconds() < 1.2*rawPar.Seconds()),
+		Note: "node daemon MaxParallel 8 (its default)"})
+	res.add(figure{Benchmark: "footprint", Metric: "node daemon RSS, idle", Value: mib(idle), Unit: "MiB", Target: "under 50 MB", Met: ptr(float64(idle) < 50e6),
+		Note: fmt.Sprintf("anonymous %.1f MiB, file-backed %.1f MiB", mib(idleAnon), mib(idleFile))})
+	res.add(figure{Benchmark: "footprint", Metric: fmt.Sprintf("node daemon RSS, %d pods (peak)", cfg.parallel), Value: mib(with50), Unit: "MiB",
+		Target: "under 50 MB", Met: ptr(float64(with50) < 50e6), Note: fmt.Sprintf("peak %.1f MiB; anonymous %.1f MiB, file-backed %.1f MiB", mib(peak), mib(anon50), mib(file50))})
+	res.note("node daemon RSS: the `capstan node` process alone (VmRSS from /proc), measured idle after its first pod and %d s after %d pods were Running; the Podman service it started is a separate process and is not counted.", 3, cfg.parallel)
+}
+
+// rawParallel starts n pods through Podman, conc at a time, and returns the
+// time until all have started.
+func rawParallel(t *testing.T, ctx context.Context, raw podmanSide, n, conc int) time.Duration {
+	t.Helper()
+	sem := make(chan struct{}, conc)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	t0 := time.Now()
+	for i := range n {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if err := raw.start(ctx, fmt.Sprintf("rawpar-%d", i)); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	d := time.Since(t0)
+	if len(errs) > 0 {
+		t.Fatalf("%d raw starts failed, first: %v", len(errs), errs[0])
+	}
+	return d
+}

@@ -1,0 +1,403 @@
+//go:build bench && linux
+
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/capstan-io/capstan/bus"
+	"github.com/capstan-io/capstan/bus/natsbus"
+	"github.com/capstan-io/capstan/manifests"
+	"github.com/capstan-io/capstan/reconciler"
+)
+
+// Settings of the scale session, reported with the figures.
+const (
+	simHeartbeat   = 10 * time.Second // the daemon's default (+<20 % jitter)
+	lostHeartbeat  = time.Second      // the nodes to lose, so their last heartbeat is just before the kill
+	simNodeGrace   = 20 * time.Second
+	simEviction    = 2 * time.Second
+	podsPerLost    = 100 // a node takes at most 110 pods
+	fanoutPods     = 200
+	fanoutInterval = 20 * time.Millisecond
+)
+
+func benchRS(name string, replicas int32, cpu, mem string) *manifests.ReplicaSet {
+	labels := map[string]string{"app": name}
+	return &manifests.ReplicaSet{
+		ObjectMeta: manifests.ObjectMeta{Name: name, Namespace: "default", Labels: labels},
+		Spec: manifests.ReplicaSetSpec{
+			Replicas: &replicas,
+			Selector: &manifests.LabelSelector{MatchLabels: labels},
+			Template: manifests.PodTemplateSpec{
+				ObjectMeta: manifests.ObjectMeta{Labels: labels},
+				Spec: manifests.PodSpec{Containers: []manifests.Container{{
+					Name: "main", Image: e2eImage, Command: []string{"sleep", "3600"},
+					Resources: manifests.ResourceRequirements{Requests: manifests.ResourceList{"cpu": manifests.Quantity(cpu), "memory": manifests.Quantity(mem)}},
+				}}},
+			},
+		},
+	}
+}
+
+// readyNodes counts the Ready nodes whose names have prefix.
+func readyNodes(ctx context.Context, nodes bus.Store, prefix string) (int, error) {
+	es, err := nodes.List(ctx, ">")
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range es {
+		if strings.HasPrefix(e.Key, prefix+"-") && strings.Contains(string(e.Value), `"type":"Ready","status":"True"`) {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// seenLog collects the simulated nodes' reports of assignments reaching
+// them (the first per key).
+type seenLog struct {
+	mu   sync.Mutex
+	seen map[string]seenReport
+}
+
+func (s *seenLog) get(key string) (seenReport, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.seen[key]
+	return r, ok
+}
+
+// benchScale runs one cluster of simulated nodes against a control plane
+// process and measures, in order: watch fan-out (paced pods), scheduler
+// throughput (a burst of pods from ReplicaSets), the footprint of the
+// processes, and node loss.
+func benchScale(t *testing.T, cfg benchConfig, res *results) {
+	dir := t.TempDir()
+	busProc, url := startBenchBus(t, dir, false)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	conn, err := natsbus.Connect(ctx, url, natsbus.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Close)
+	pprofAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cp := startProc(t, dir, "control-plane", []string{PprofEnv + "=" + pprofAddr}, cfg.bin, "server", "--nats-url", url,
+		"--data-dir", filepath.Join(dir, "cp"), "--node-grace-period", simNodeGrace.String(), "--pod-eviction-timeout", simEviction.String(),
+		"--log-level", "warn")
+	simArgs := func(n int, prefix string, heartbeat time.Duration, extra ...string) []string {
+		return append([]string{"node", "--simulate", fmt.Sprint(n), "--simulate-prefix", prefix, "--server", url,
+			"--data-dir", filepath.Join(dir, prefix), "--simulate-heartbeat-interval", heartbeat.String(), "--log-level", "warn"}, extra...)
+	}
+	check := func(ps ...*proc) {
+		for _, p := range ps {
+			if err := p.alive(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	// The nodes to lose come first, alone, so the pods to lose land there.
+	lostNodes := (cfg.lossPods + podsPerLost - 1) / podsPerLost
+	lost := startProc(t, dir, "lost-nodes", nil, cfg.bin, simArgs(lostNodes, "lost", lostHeartbeat)...)
+	waitFor(t, time.Minute, "lost nodes Ready", func() error {
+		check(cp, lost)
+		n, err := readyNodes(ctx, conn.Nodes, "lost")
+		if err == nil && n < lostNodes {
+			err = fmt.Errorf("%d of %d Ready", n, lostNodes)
+		}
+		return err
+	})
+	tr := trackPods(t, ctx, conn.Objects)
+	if _, err := reconciler.CreateObject(ctx, conn.Objects, benchRS("doomed", int32(cfg.lossPods), "10m", "16Mi")); err != nil {
+		t.Fatal(err)
+	}
+	tr.wait(t, 3*time.Minute, "pods on the nodes to lose", func(pods map[string]*benchPod) bool {
+		return count(pods, func(p *benchPod) bool { return hasLabel(p, "app", "doomed") && p.Status.Phase == "Running" }) == cfg.lossPods
+	})
+
+	seen := &seenLog{seen: map[string]seenReport{}}
+	sub, err := conn.NC.Subscribe(SeenSubject, func(m *nats.Msg) {
+		var r seenReport
+		if json.Unmarshal(m.Data, &r) != nil {
+			return
+		}
+		seen.mu.Lock()
+		if _, ok := seen.seen[r.Key]; !ok {
+			seen.seen[r.Key] = r
+		}
+		seen.mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	sim := startProc(t, dir, "simulated-nodes", nil, cfg.bin, simArgs(cfg.nodes, "sim", simHeartbeat, "--simulate-report-seen")...)
+	begin := time.Now()
+	waitFor(t, 3*time.Minute, fmt.Sprintf("%d simulated nodes Ready", cfg.nodes), func() error {
+		check(cp, lost, sim)
+		n, err := readyNodes(ctx, conn.Nodes, "sim")
+		if err == nil && n < cfg.nodes {
+			err = fmt.Errorf("%d of %d Ready", n, cfg.nodes)
+		}
+		return err
+	})
+	t.Logf("%d simulated nodes Ready in %s", cfg.nodes, time.Since(begin).Round(time.Millisecond))
+	time.Sleep(3 * time.Second)
+	simIdle, _ := rss(sim.pid())
+	cpIdle, _ := rss(cp.pid())
+
+	benchFanout(t, ctx, conn, tr, seen, res)
+
+	// Scheduler throughput: ReplicaSets of 300 pods (fewer for small runs)
+	// make cfg.pods pending pods at once.
+	perRS := min(300, cfg.pods)
+	var rsNames []string
+	profile := make(chan string, 1)
+	go func() {
+		profile <- fetchProfile(t, pprofAddr, "profile?seconds=20", filepath.Join(cfg.outDir, "control-plane.cpu.pprof"))
+	}()
+	t0 := time.Now()
+	for i := 0; i*perRS < cfg.pods; i++ {
+		name := fmt.Sprintf("burst-%03d", i)
+		rsNames = append(rsNames, name)
+		if _, err := reconciler.CreateObject(ctx, conn.Objects, benchRS(name, int32(min(perRS, cfg.pods-i*perRS)), "50m", "32Mi")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	isBurst := func(p *benchPod) bool { return strings.HasPrefix(p.Metadata.Labels["app"], "burst-") }
+	var cpPeakDuring int64
+	tAll := tr.wait(t, 8*time.Minute, fmt.Sprintf("%d pods Running", cfg.pods), func(pods map[string]*benchPod) bool {
+		if cur, _ := rss(cp.pid()); cur > cpPeakDuring {
+			cpPeakDuring = cur
+		}
+		return count(pods, func(p *benchPod) bool { return isBurst(p) && p.Status.Phase == "Running" }) == cfg.pods
+	})
+	check(cp, sim)
+	times := tr.snapshot(func(k string) bool { return strings.HasPrefix(k, "Pod.default.burst-") })
+	var firstCreated, firstBound, lastBound time.Time
+	var bindLat, fanLat []float64
+	perNode := map[string]int{}
+	for k, pt := range times {
+		if pt.Bound.IsZero() {
+			continue
+		}
+		if firstCreated.IsZero() || pt.Created.Before(firstCreated) {
+			firstCreated = pt.Created
+		}
+		if firstBound.IsZero() || pt.Bound.Before(firstBound) {
+			firstBound = pt.Bound
+		}
+		if pt.Bound.After(lastBound) {
+			lastBound = pt.Bound
+		}
+		bindLat = append(bindLat, ms(pt.Bound.Sub(pt.Created)))
+		perNode[pt.Node]++
+		_, ns, name := splitKey(k)
+		if r, ok := seen.get(pt.Node + "." + ns + "." + name); ok {
+			fanLat = append(fanLat, ms(r.Seen.Sub(pt.Bound)))
+		}
+	}
+	bound := len(bindLat)
+	window := lastBound.Sub(firstCreated)
+	rate := float64(bound) / window.Seconds()
+	minPer, maxPer := cfg.pods, 0
+	for _, n := range perNode {
+		minPer, maxPer = min(minPer, n), max(maxPer, n)
+	}
+	scaleNote := ""
+	if cfg.pods < 30000 || cfg.nodes < 1000 {
+		scaleNote = fmt.Sprintf("scaled down to %d nodes, %d pods (BENCH_NODES, BENCH_PODS for the full scale)", cfg.nodes, cfg.pods)
+	}
+	res.add(figure{Benchmark: "scheduler throughput", Metric: fmt.Sprintf("%d pods on %d nodes: bound/s", bound, cfg.nodes), Value: rate, Unit: "pods/s",
+		Baseline: ptr(680.0), BaselineWhat: "kube-scheduler CI floor (680-810 pods/s at 5,000 nodes; published, not run here)",
+		Target: "5,000 pods/s or more", Met: ptr(rate >= 5000),
+		Note: strings.TrimSpace(fmt.Sprintf("from the first pod's creation to the last bind (%s); binds alone span %s; %s", window.Round(time.Millisecond),
+			lastBound.Sub(firstBound).Round(time.Millisecond), scaleNote))})
+	res.add(figure{Benchmark: "scheduler throughput", Metric: "bind latency p50 (created to bound)", Value: quantile(bindLat, 0.5), Unit: "ms"})
+	res.add(figure{Benchmark: "scheduler throughput", Metric: "bind latency p99 (created to bound)", Value: quantile(bindLat, 0.99), Unit: "ms",
+		Note: "under the burst: the pod's wait in the queue behind the others is included"})
+	res.add(figure{Benchmark: "scheduler throughput", Metric: "all Running after the ReplicaSets' creation", Value: tAll.Sub(t0).Seconds(), Unit: "s",
+		Note: fmt.Sprintf("%d to %d pods per node (spread by owner)", minPer, maxPer)})
+	if len(fanLat) > 0 {
+		res.add(figure{Benchmark: "watch fan-out", Metric: fmt.Sprintf("bind to node sees it, under the burst, p99 (%d)", len(fanLat)), Value: quantile(fanLat, 0.99), Unit: "ms",
+			Note: fmt.Sprintf("p50 %.1f ms", quantile(fanLat, 0.5))})
+	}
+	if top := <-profile; top != "" {
+		res.Profiles["control plane CPU during the burst (20 s)"] = top
+	}
+
+	time.Sleep(3 * time.Second)
+	cpNow, cpPeak := rss(cp.pid())
+	cpAnon, cpFile := rssParts(cp.pid())
+	simNow, _ := rss(sim.pid())
+	busNow, busPeak := rss(busProc.pid())
+	if top := fetchProfile(t, pprofAddr, "heap", filepath.Join(cfg.outDir, "control-plane.heap.pprof")); top != "" {
+		res.Profiles["control plane heap (in use) after the burst"] = top
+	}
+	total := cfg.pods + cfg.lossPods
+	res.add(figure{Benchmark: "footprint", Metric: fmt.Sprintf("control plane RSS, %d nodes, %d pods", cfg.nodes+lostNodes, total), Value: mib(cpNow), Unit: "MiB",
+		Baseline: ptr(mib(cpIdle)), BaselineWhat: "the same process before the burst",
+		Target: "under 150 MB", Met: ptr(float64(cpNow) < 150e6), Note: fmt.Sprintf("peak %.0f MiB (VmHWM); anonymous %.0f MiB, file-backed %.0f MiB; the bus is a separate process: %.0f MiB, peak %.0f MiB",
+			mib(cpPeak), mib(cpAnon), mib(cpFile), mib(busNow), mib(busPeak))})
+	res.add(figure{Benchmark: "footprint", Metric: fmt.Sprintf("%d simulated nodes (one process), RSS", cfg.nodes), Value: mib(simNow), Unit: "MiB",
+		Baseline: ptr(mib(simIdle)), BaselineWhat: "the same process with no pods",
+		Note: fmt.Sprintf("%.0f KiB per node with pods", float64(simNow)/1024/float64(cfg.nodes))})
+
+	// Node loss, timed from the lost nodes' last heartbeat (the moment
+	// the grace period starts) and from the kill.
+	lost.kill()
+	k0 := time.Now()
+	var lastBeat time.Time
+	for i := range lostNodes {
+		if e, err := conn.Nodes.Get(ctx, fmt.Sprintf("lost-%04d", i)); err == nil && e.Time.After(lastBeat) {
+			lastBeat = e.Time
+		}
+	}
+	tLoss := tr.wait(t, 3*time.Minute, "lost pods Running elsewhere", func(pods map[string]*benchPod) bool {
+		return count(pods, func(p *benchPod) bool {
+			return hasLabel(p, "app", "doomed") && p.Status.Phase == "Running" && !onNodePrefix(p, "lost-")
+		}) == cfg.lossPods
+	})
+	loss := tLoss.Sub(lastBeat).Seconds()
+	base := (simNodeGrace + simEviction).Seconds()
+	res.add(figure{Benchmark: "node loss", Metric: fmt.Sprintf("%d pods on %d killed nodes, Running elsewhere", cfg.lossPods, lostNodes), Value: loss, Unit: "s",
+		Baseline: ptr(base), BaselineWhat: fmt.Sprintf("node grace %s + pod eviction timeout %s", simNodeGrace, simEviction),
+		Target: "baseline + under 2 s", Met: ptr(loss < base+2),
+		Note: fmt.Sprintf("from the last heartbeat (%.1f s from the SIGKILL); the lost nodes heartbeat every %s; a node holds at most 110 pods, so %d pods need %d nodes",
+			tLoss.Sub(k0).Seconds(), lostHeartbeat, cfg.lossPods, lostNodes)})
+	res.note("scale session: the bus, the control plane (`capstan server --nats-url`, node grace %s, pod eviction timeout %s), %d simulated nodes (`capstan node --simulate`, heartbeat %s, relist 10 s, each +<20%% jitter) and %d more to lose (heartbeat %s) are separate processes.",
+		simNodeGrace, simEviction, cfg.nodes, simHeartbeat, lostNodes, lostHeartbeat)
+}
+
+// benchFanout measures, with the cluster quiet, the time from a pod's bind
+// to its node's watch delivering the assignment, beside raw JetStream KV
+// put-to-watch on the same server.
+func benchFanout(t *testing.T, ctx context.Context, conn *natsbus.Conn, tr *podTracker, seen *seenLog, res *results) {
+	kv, err := conn.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "benchraw", Storage: jetstream.FileStorage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := natsbus.NewKV(kv)
+	ch, err := raw.Watch(ctx, "k.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-ch // synced
+	var rawLat []float64
+	val := make([]byte, 2048) // about an assignment's size
+	for i := range fanoutPods {
+		t0 := time.Now()
+		if _, err := raw.Put(ctx, fmt.Sprintf("k.%d", i), val); err != nil {
+			t.Fatal(err)
+		}
+		<-ch
+		rawLat = append(rawLat, ms(time.Since(t0)))
+		time.Sleep(fanoutInterval)
+	}
+	for i := range fanoutPods {
+		pod := &manifests.Pod{ObjectMeta: manifests.ObjectMeta{Name: fmt.Sprintf("fan-%03d", i), Namespace: "fanout", Labels: map[string]string{"app": "fan"}},
+			Spec: manifests.PodSpec{Containers: []manifests.Container{{Name: "main", Image: e2eImage, Command: []string{"sleep", "3600"},
+				Resources: manifests.ResourceRequirements{Requests: manifests.ResourceList{"cpu": "1m", "memory": "1Mi"}}}}}}
+		if _, err := reconciler.CreateObject(ctx, conn.Objects, pod); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(fanoutInterval)
+	}
+	tr.wait(t, time.Minute, "fan-out pods Running", func(pods map[string]*benchPod) bool {
+		return count(pods, func(p *benchPod) bool { return hasLabel(p, "app", "fan") && p.Status.Phase == "Running" }) == fanoutPods
+	})
+	var lat, assign, bind []float64
+	for k, pt := range tr.snapshot(func(k string) bool { return strings.HasPrefix(k, "Pod.fanout.") }) {
+		_, ns, name := splitKey(k)
+		r, ok := seen.get(pt.Node + "." + ns + "." + name)
+		if !ok {
+			continue
+		}
+		lat = append(lat, ms(r.Seen.Sub(pt.Bound)))
+		assign = append(assign, ms(r.Written.Sub(pt.Bound)))
+		bind = append(bind, ms(pt.Bound.Sub(pt.Created)))
+	}
+	if len(lat) < fanoutPods {
+		t.Errorf("only %d of %d assignments were reported seen", len(lat), fanoutPods)
+	}
+	rate := fmt.Sprintf("%d pods created one at a time, %s apart", fanoutPods, fanoutInterval)
+	res.add(figure{Benchmark: "watch fan-out", Metric: "bind to node sees assignment, p50", Value: quantile(lat, 0.5), Unit: "ms",
+		Baseline: ptr(quantile(rawLat, 0.5)), BaselineWhat: "JetStream KV put to watch, same server", Note: rate})
+	res.add(figure{Benchmark: "watch fan-out", Metric: "bind to node sees assignment, p99", Value: quantile(lat, 0.99), Unit: "ms",
+		Baseline: ptr(quantile(rawLat, 0.99)), BaselineWhat: "JetStream KV put to watch, same server", Target: "under 50 ms", Met: ptr(quantile(lat, 0.99) < 50),
+		Note: fmt.Sprintf("of which bind to assignment written (the assigner): p50 %.1f ms, p99 %.1f ms", quantile(assign, 0.5), quantile(assign, 0.99))})
+	res.add(figure{Benchmark: "scheduler throughput", Metric: "bind latency at a paced 50 pods/s, p99", Value: quantile(bind, 0.99), Unit: "ms",
+		Note: fmt.Sprintf("p50 %.1f ms; from the pod's creation to its bind, server timestamps", quantile(bind, 0.5))})
+}
+
+// splitKey splits an objects key Kind.ns.name.
+func splitKey(k string) (kind, ns, name string) {
+	kind, rest, _ := strings.Cut(k, ".")
+	ns, name, _ = strings.Cut(rest, ".")
+	return kind, ns, name
+}
+
+// fetchProfile saves a pprof profile of a capstan process and returns its
+// top lines (go tool pprof -top).
+func fetchProfile(t *testing.T, addr, what, dst string) string {
+	resp, err := http.Get("http://" + addr + "/debug/pprof/" + what)
+	if err != nil {
+		t.Logf("profile %s: %v", what, err)
+		return ""
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(dst)
+	if err != nil {
+		t.Logf("profile %s: %v", what, err)
+		return ""
+	}
+	_, err = io.Copy(f, resp.Body)
+	f.Close()
+	if err != nil {
+		return ""
+	}
+	return pprofTop(dst)
+}
+
+// pprofTop returns the first lines of `go tool pprof -top`.
+func pprofTop(file string) string {
+	args := []string{"tool", "pprof", "-top", "-nodecount=15"}
+	if strings.Contains(file, "heap") {
+		args = append(args, "-sample_index=inuse_space")
+	}
+	bin := ""
+	if !strings.Contains(file, "sync") {
+		bin = filepath.Join("..", "..", "bin", "capstan")
+	}
+	out, err := exec.Command("go", append(args, slices.DeleteFunc([]string{bin, file}, func(s string) bool { return s == "" })...)...).CombinedOutput()
+	if err != nil {
+		return fmt.Sprintf("go tool pprof: %v: %s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	var keep []string
+	for _, l := range lines {
+		if strings.HasPrefix(l, "File:") || strings.HasPrefix(l, "Build ID:") || strings.HasPrefix(l, "Type:") || strings.HasPrefix(l, "Time:") {
+			continue
+		}
+		keep = append(keep, l)
+	}
+	return strings.Join(keep, "\n")
+}

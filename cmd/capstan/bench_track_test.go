@@ -1,0 +1,197 @@
+//go:build bench && linux
+
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/capstan-io/capstan/bus"
+)
+
+// benchPod is what the benchmarks read of a pod on the bus.
+type benchPod struct {
+	Metadata struct {
+		Name            string            `json:"name"`
+		Namespace       string            `json:"namespace"`
+		Labels          map[string]string `json:"labels"`
+		OwnerReferences []struct {
+			Name string `json:"name"`
+		} `json:"ownerReferences"`
+	} `json:"metadata"`
+	Spec struct {
+		NodeName string `json:"nodeName"`
+	} `json:"spec"`
+	Status struct {
+		Phase string `json:"phase"`
+	} `json:"status"`
+}
+
+func (p *benchPod) owner() string {
+	if len(p.Metadata.OwnerReferences) == 0 {
+		return ""
+	}
+	return p.Metadata.OwnerReferences[0].Name
+}
+
+// podTimes is when the bus first stored a pod, its bind and its Running
+// status (server timestamps of the writes), and when the watch delivered
+// the Running status.
+type podTimes struct {
+	Created, Bound, Running time.Time
+	RunningSeen             time.Time
+	Node                    string
+}
+
+// podTracker follows the pods of the objects bucket through one watch and
+// wakes waiters whose condition becomes true.
+type podTracker struct {
+	mu      sync.Mutex
+	pods    map[string]*benchPod // key -> latest
+	times   map[string]*podTimes
+	waiters []*waiter
+	synced  chan struct{}
+}
+
+type waiter struct {
+	cond func(pods map[string]*benchPod) bool
+	at   time.Time
+	done chan struct{}
+}
+
+// trackPods starts a tracker on store (the objects bucket) until ctx ends.
+func trackPods(t *testing.T, ctx context.Context, store bus.Store) *podTracker {
+	t.Helper()
+	ch, err := store.Watch(ctx, "Pod.>")
+	if err != nil {
+		t.Fatalf("watch pods: %v", err)
+	}
+	tr := &podTracker{pods: map[string]*benchPod{}, times: map[string]*podTimes{}, synced: make(chan struct{})}
+	go func() {
+		for e := range ch {
+			tr.apply(e)
+		}
+	}()
+	select {
+	case <-tr.synced:
+	case <-time.After(time.Minute):
+		t.Fatal("pod watch did not sync")
+	}
+	return tr
+}
+
+func (tr *podTracker) apply(e bus.Entry) {
+	now := time.Now()
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	switch e.Op {
+	case bus.OpSynced:
+		select {
+		case <-tr.synced:
+		default:
+			close(tr.synced)
+		}
+		return
+	case bus.OpDelete:
+		delete(tr.pods, e.Key)
+	case bus.OpPut:
+		var p benchPod
+		if json.Unmarshal(e.Value, &p) != nil {
+			return
+		}
+		tr.pods[e.Key] = &p
+		pt := tr.times[e.Key]
+		if pt == nil {
+			pt = &podTimes{Created: e.Time}
+			tr.times[e.Key] = pt
+		}
+		if p.Spec.NodeName != "" && pt.Bound.IsZero() {
+			pt.Bound, pt.Node = e.Time, p.Spec.NodeName
+		}
+		if p.Status.Phase == "Running" && pt.Running.IsZero() {
+			pt.Running, pt.RunningSeen = e.Time, now
+		}
+	}
+	kept := tr.waiters[:0]
+	for _, w := range tr.waiters {
+		if w.cond(tr.pods) {
+			w.at = now
+			close(w.done)
+			continue
+		}
+		kept = append(kept, w)
+	}
+	tr.waiters = kept
+}
+
+// wait returns the time at which the watch delivered the event that made
+// cond true (now, if it already is).
+func (tr *podTracker) wait(t *testing.T, total time.Duration, what string, cond func(pods map[string]*benchPod) bool) time.Time {
+	t.Helper()
+	tr.mu.Lock()
+	if cond(tr.pods) {
+		tr.mu.Unlock()
+		return time.Now()
+	}
+	w := &waiter{cond: cond, done: make(chan struct{})}
+	tr.waiters = append(tr.waiters, w)
+	tr.mu.Unlock()
+	select {
+	case <-w.done:
+		return w.at
+	case <-time.After(total):
+		tr.mu.Lock()
+		summary := tr.summaryLocked()
+		tr.mu.Unlock()
+		t.Fatalf("%s: not within %s; pods: %s", what, total, summary)
+	}
+	return time.Time{}
+}
+
+func (tr *podTracker) summaryLocked() string {
+	phases := map[string]int{}
+	for _, p := range tr.pods {
+		ph := p.Status.Phase
+		if ph == "" {
+			ph = "none"
+		}
+		if p.Spec.NodeName == "" {
+			ph += "/unbound"
+		}
+		phases[ph]++
+	}
+	return fmt.Sprintf("%d pods %v", len(tr.pods), phases)
+}
+
+// snapshot returns a copy of the times of the pods matching keep.
+func (tr *podTracker) snapshot(keep func(key string) bool) map[string]podTimes {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	out := map[string]podTimes{}
+	for k, v := range tr.times {
+		if keep(k) {
+			out[k] = *v
+		}
+	}
+	return out
+}
+
+// count counts the pods matching fn.
+func count(pods map[string]*benchPod, fn func(p *benchPod) bool) int {
+	n := 0
+	for _, p := range pods {
+		if fn(p) {
+			n++
+		}
+	}
+	return n
+}
+
+func hasLabel(p *benchPod, k, v string) bool { return p.Metadata.Labels[k] == v }
+
+func onNodePrefix(p *benchPod, prefix string) bool { return strings.HasPrefix(p.Spec.NodeName, prefix) }

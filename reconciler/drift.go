@@ -1,0 +1,400 @@
+package reconciler
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/capstan-io/capstan/bus"
+	"github.com/capstan-io/capstan/manifests"
+	"github.com/capstan-io/capstan/sources"
+)
+
+// Drift is live state that differs from the applied revision without a
+// commit: an object edited or deleted on the bus. The sync finds it when
+// it re-applies the applied revision (every Resync). A source corrects it
+// (the default: the object is written back and the audit stream gets a
+// DriftCorrected record) or, with drift.mode "report", records it
+// (DriftDetected, once per distinct drift) and leaves it. Ignore rules
+// name fields whose live value is kept, in both modes: once an object
+// exists, an ignored field is Capstan's to create but not to manage, as an
+// autoscaler's replicas are (Argo CD's ignoreDifferences with
+// RespectIgnoreDifferences).
+
+// Drift modes.
+const (
+	DriftCorrect = "correct"
+	DriftReport  = "report"
+)
+
+// Change actions of drift records, beside created/updated/deleted/kept.
+const (
+	ActionDrifted = "drifted" // differs from Git; Fields lists where
+	ActionMissing = "missing" // deleted behind Git's back
+	// ActionRecreated: a Podman container removed or replaced behind
+	// Capstan's back, started again by its node.
+	ActionRecreated = "recreated"
+)
+
+func (s *Syncer) reportsDrift() bool {
+	return s.Drift != nil && s.Drift.Mode == DriftReport
+}
+
+// resyncApplied re-applies (or checks, when reporting) the last good
+// revision while a newer one is rejected.
+func (s *Syncer) resyncApplied(ctx context.Context) error {
+	rev := &sources.Revision{ID: s.appliedID}
+	if s.reportsDrift() {
+		return s.reportDrift(ctx, rev, s.applied)
+	}
+	changes, err := s.apply(ctx, s.applied, true)
+	if len(changes) > 0 {
+		s.driftCorrected(ctx, rev, changes)
+	}
+	return err
+}
+
+// driftCorrected records drift that a re-apply put back.
+func (s *Syncer) driftCorrected(ctx context.Context, rev *sources.Revision, changes []manifests.ObjectChange) {
+	s.Log.Info("drift corrected", "revision", rev.ID, "changes", len(changes))
+	s.audit(ctx, rev, ResultDriftCorrected, nil, changes)
+	s.event(ctx, "Warning", ResultDriftCorrected, fmt.Sprintf("put back %s to revision %s", describeChanges(changes), short(rev.ID)))
+}
+
+// reportAppliedDrift reports the drift from the applied revision, which
+// the source just fetched again, and records the pass as a sync.
+func (s *Syncer) reportAppliedDrift(ctx context.Context, rev *sources.Revision, objs []manifests.Object) error {
+	if err := s.reportDrift(ctx, rev, objs); err != nil {
+		return err
+	}
+	s.applied, s.attempted, s.lastErr = objs, rev.ID, ""
+	s.writeStatus(ctx, rev.ID, "")
+	return nil
+}
+
+// reportDrift compares objs with the bucket without writing, and records
+// the difference once: again only when it changes.
+func (s *Syncer) reportDrift(ctx context.Context, rev *sources.Revision, objs []manifests.Object) error {
+	if s.inventory == nil {
+		inv, err := s.listInventory(ctx)
+		if err != nil {
+			return err
+		}
+		s.inventory = inv
+	}
+	drift, err := s.findDrift(ctx, objs)
+	if err != nil {
+		return err
+	}
+	digest := ""
+	if len(drift) > 0 {
+		digest = manifests.Hash(drift)
+	}
+	if digest == s.driftSeen {
+		return nil
+	}
+	s.driftSeen = digest
+	if len(drift) == 0 {
+		s.Log.Info("drift gone", "revision", rev.ID)
+		return nil
+	}
+	s.Log.Warn("drift detected; reporting only", "revision", rev.ID, "objects", len(drift))
+	s.audit(ctx, rev, ResultDriftDetected, nil, drift)
+	s.event(ctx, "Warning", ResultDriftDetected, fmt.Sprintf("%s differ from revision %s (drift mode report: left as is)", describeChanges(drift), short(rev.ID)))
+	return nil
+}
+
+// findDrift lists how the bucket differs from objs, as applyOne would
+// see it, without writing.
+func (s *Syncer) findDrift(ctx context.Context, objs []manifests.Object) ([]manifests.ObjectChange, error) {
+	var drift []manifests.ObjectChange
+	sorted := make([]manifests.Object, 0, len(objs))
+	for _, o := range objs {
+		o = Clone(o)
+		m := o.GetObjectMeta()
+		if m.Annotations == nil {
+			m.Annotations = map[string]string{}
+		}
+		m.Annotations[manifests.AnnotationSource] = s.Name
+		sorted = append(sorted, o)
+	}
+	manifests.SortObjects(sorted)
+	for _, obj := range sorted {
+		key := manifests.KeyOf(obj)
+		kind, ns, name, _ := manifests.SplitKey(key)
+		cur, _, err := GetObject(ctx, s.Objects, key)
+		if errors.Is(err, bus.ErrNotFound) {
+			drift = append(drift, manifests.ObjectChange{Action: ActionMissing, Kind: kind, Namespace: ns, Name: name})
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if cur.GetObjectMeta().Annotations[manifests.AnnotationSource] != s.Name {
+			continue // not ours: the apply of the revision said so already
+		}
+		want := obj
+		if o, ok := withOwnedReplicas(want, cur); ok {
+			want = o
+		}
+		if o, ok := s.withIgnored(want, cur); ok {
+			want = o
+		}
+		if o, ok := withAllocated(want, cur); ok { // what the control plane allocates is not drift
+			want = o
+		}
+		wantView, err := declaredView(want)
+		if err != nil {
+			return nil, err
+		}
+		curView, err := declaredView(cur)
+		if err != nil {
+			return nil, err
+		}
+		if string(wantView) != string(curView) {
+			drift = append(drift, manifests.ObjectChange{Action: ActionDrifted, Kind: kind, Namespace: ns, Name: name, Fields: ChangedFields(curView, wantView)})
+		}
+	}
+	return drift, nil
+}
+
+// describeChanges summarises changes for an event: "Deployment
+// default/web (spec.replicas) and 2 more".
+func describeChanges(changes []manifests.ObjectChange) string {
+	if len(changes) == 0 {
+		return "nothing"
+	}
+	c := changes[0]
+	name := c.Name
+	if c.Namespace != "" {
+		name = c.Namespace + "/" + c.Name
+	}
+	out := c.Kind + " " + name
+	switch {
+	case c.Action == ActionMissing || c.Action == "created":
+		out += " (deleted)"
+	case len(c.Fields) > 0:
+		out += " (" + strings.Join(c.Fields[:min(3, len(c.Fields))], ", ")
+		if len(c.Fields) > 3 {
+			out += ", ..."
+		}
+		out += ")"
+	}
+	if len(changes) > 1 {
+		out += fmt.Sprintf(" and %d more", len(changes)-1)
+	}
+	return out
+}
+
+// withIgnored returns want with the fields that the source's ignore rules
+// name for it taken from cur (removed when cur has none), and whether any
+// rule matched.
+func (s *Syncer) withIgnored(want, cur manifests.Object) (manifests.Object, bool) {
+	if s.Drift == nil || len(s.Drift.Ignore) == 0 || cur == nil {
+		return nil, false
+	}
+	var paths []manifests.FieldPath
+	m := want.GetObjectMeta()
+	for _, r := range s.Drift.Ignore {
+		if r.Kind != "" && !strings.EqualFold(r.Kind, want.GetTypeMeta().Kind) ||
+			r.Namespace != "" && r.Namespace != m.Namespace || r.Name != "" && r.Name != m.Name {
+			continue
+		}
+		for _, p := range r.Paths {
+			if fp, err := manifests.ParseFieldPath(p); err == nil { // the schema checked it
+				paths = append(paths, fp)
+			}
+		}
+	}
+	if len(paths) == 0 {
+		return nil, false
+	}
+	out, err := CopyFields(want, cur, paths)
+	if err != nil {
+		s.Log.Warn("apply drift ignore rules", "object", manifests.KeyOf(want), "err", err)
+		return nil, false
+	}
+	return out, true
+}
+
+// CopyFields returns a copy of dst with the fields at paths set to their
+// values in src, or removed where src has none.
+func CopyFields(dst, src manifests.Object, paths []manifests.FieldPath) (manifests.Object, error) {
+	var d, sv map[string]any
+	if err := roundTrip(dst, &d); err != nil {
+		return nil, err
+	}
+	if err := roundTrip(src, &sv); err != nil {
+		return nil, err
+	}
+	for _, p := range paths {
+		if v, ok := getField(sv, p); ok {
+			setField(d, p, v)
+		} else {
+			deleteField(d, p)
+		}
+	}
+	b, err := json.Marshal(d)
+	if err != nil {
+		return nil, err
+	}
+	return manifests.Decode(b)
+}
+
+func roundTrip(obj manifests.Object, into *map[string]any) error {
+	b, err := json.Marshal(obj)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, into)
+}
+
+func getField(v any, p manifests.FieldPath) (any, bool) {
+	for _, e := range p {
+		switch e := e.(type) {
+		case string:
+			m, ok := v.(map[string]any)
+			if !ok {
+				return nil, false
+			}
+			if v, ok = m[e]; !ok {
+				return nil, false
+			}
+		case int:
+			l, ok := v.([]any)
+			if !ok || e >= len(l) {
+				return nil, false
+			}
+			v = l[e]
+		}
+	}
+	return v, true
+}
+
+// setField sets the value at p, making the objects on the way; a list
+// index past the end is left alone.
+func setField(root map[string]any, p manifests.FieldPath, val any) {
+	var cur any = root
+	for i, e := range p {
+		last := i == len(p)-1
+		switch e := e.(type) {
+		case string:
+			m, ok := cur.(map[string]any)
+			if !ok {
+				return
+			}
+			if last {
+				m[e] = val
+				return
+			}
+			next, ok := m[e]
+			if !ok || next == nil {
+				if _, isIndex := p[i+1].(int); isIndex {
+					return
+				}
+				next = map[string]any{}
+				m[e] = next
+			}
+			cur = next
+		case int:
+			l, ok := cur.([]any)
+			if !ok || e >= len(l) {
+				return
+			}
+			if last {
+				l[e] = val
+				return
+			}
+			cur = l[e]
+		}
+	}
+}
+
+// deleteField removes the object key at p; list elements are kept (their
+// removal would shift the others).
+func deleteField(root map[string]any, p manifests.FieldPath) {
+	parent, ok := getField(root, p[:len(p)-1])
+	if !ok {
+		return
+	}
+	if m, ok := parent.(map[string]any); ok {
+		if k, ok := p[len(p)-1].(string); ok {
+			delete(m, k)
+		}
+	}
+}
+
+// containerWatch finds containers replaced behind Capstan's back, from
+// the pod status nodes report; nodes write no audit records, so the
+// control plane does.
+//
+// It remembers, per pod and container, the running instance last seen
+// (its container ID and start time) and the pod's spec. A new running
+// instance is drift when the one before it is not the new one's last
+// state: the node restarts a container that exited (a crash, or a `podman
+// stop`) keeping the exited instance, so its status shows that instance
+// as lastState; a container removed (`podman rm -f`, or its whole pod)
+// leaves nothing, and the node creates a new one with no lastState, or
+// with an older one. A spec change (the pod was updated, so its node
+// replaced it on purpose) is not drift. What it cannot see: a container
+// stopped or killed behind Capstan's back looks like a crash, and is
+// counted as a restart, not as drift; a replacement made while the
+// control plane was down is not seen.
+type containerWatch struct {
+	mu   sync.Mutex
+	seen map[string]containerSeen // pod uid/container -> last running instance
+}
+
+type containerSeen struct {
+	id      string
+	started time.Time
+	spec    string
+}
+
+// containerDrift is one container found replaced.
+type containerDrift struct {
+	pod       *manifests.Pod
+	container string
+}
+
+// observe takes a pod's new status and returns its containers replaced
+// since the last observation.
+func (w *containerWatch) observe(_, cur *manifests.Pod) []containerDrift {
+	if cur.DeletionTimestamp != nil {
+		return nil
+	}
+	spec := manifests.Hash(cur.Spec)
+	var out []containerDrift
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, cs := range cur.Status.ContainerStatuses {
+		run := cs.State.Running
+		if run == nil || cs.ContainerID == "" || run.StartedAt == nil {
+			continue
+		}
+		k := cur.UID + "/" + cs.Name
+		prev, ok := w.seen[k]
+		w.seen[k] = containerSeen{id: cs.ContainerID, started: run.StartedAt.Time, spec: spec}
+		if !ok || prev.id == cs.ContainerID || prev.spec != spec {
+			continue
+		}
+		if lt := cs.LastState.Terminated; lt != nil && lt.StartedAt != nil && lt.StartedAt.Time.Equal(prev.started) {
+			continue // the instance we saw exited and was restarted
+		}
+		out = append(out, containerDrift{pod: cur, container: cs.Name})
+	}
+	return out
+}
+
+// forget drops a deleted pod's containers.
+func (w *containerWatch) forget(p *manifests.Pod) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, cs := range p.Status.ContainerStatuses {
+		delete(w.seen, p.UID+"/"+cs.Name)
+	}
+}

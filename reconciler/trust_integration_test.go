@@ -1,0 +1,336 @@
+package reconciler_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"filippo.io/age"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/capstan-io/capstan/bus/natsbus"
+	"github.com/capstan-io/capstan/manifests"
+	"github.com/capstan-io/capstan/node"
+	"github.com/capstan-io/capstan/node/fake"
+	"github.com/capstan-io/capstan/reconciler"
+	"github.com/capstan-io/capstan/schema"
+	"github.com/capstan-io/capstan/sources/git"
+)
+
+// trustCluster is a bus, a sync with a signature policy and SOPS keys, a
+// control plane and one fake node.
+type trustCluster struct {
+	ctx  context.Context
+	conn *natsbus.Conn
+}
+
+func startTrustCluster(t *testing.T, src *git.Source, sops *reconciler.Sops) *trustCluster {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	srv, err := natsbus.NewServer(natsbus.ServerOptions{DataDir: t.TempDir(), Port: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := natsbus.Connect(ctx, srv.ClientURL(), natsbus.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := logger(t)
+	cp := &reconciler.ControlPlane{Objects: conn.Objects, Assignments: conn.Assignments, Status: conn.Status,
+		Nodes: conn.Nodes, Events: conn.Events, Log: log, ResyncPeriod: 500 * time.Millisecond, Sops: sops}
+	sy := &reconciler.Syncer{Name: "root", Source: src, Load: reconciler.LoadSopsSecrets(schema.Load, sops), Objects: conn.Objects,
+		Audit: conn.Audit, Events: conn.Events, Log: log, Resync: time.Second}
+	rt := fake.New(fake.Options{})
+	rt.AddImage("img:1")
+	d := &node.Daemon{Name: "n1", Runtime: rt, Nodes: conn.Nodes, Assignments: conn.Assignments, Status: conn.Status,
+		Events: conn.Events, Log: log, HeartbeatInterval: 300 * time.Millisecond, RelistInterval: 100 * time.Millisecond}
+	done := make(chan struct{}, 3)
+	for _, run := range []func(context.Context) error{cp.Run, sy.Run, d.Run} {
+		go func() { _ = run(ctx); done <- struct{}{} }()
+	}
+	t.Cleanup(func() {
+		cancel()
+		for range 3 {
+			<-done
+		}
+		conn.Close()
+		srv.Shutdown()
+	})
+	return &trustCluster{ctx: ctx, conn: conn}
+}
+
+func (c *trustCluster) audit(t *testing.T) []manifests.AuditRecord {
+	recs, err := c.conn.Audit.List(c.ctx, "root", time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs
+}
+
+func (c *trustCluster) configValue(t *testing.T) string {
+	obj, _, err := reconciler.GetObject(c.ctx, c.conn.Objects, manifests.Key("ConfigMap", "default", "settings"))
+	if err != nil {
+		return ""
+	}
+	return obj.(*manifests.ConfigMap).Data["color"]
+}
+
+func settings(color string) string {
+	return "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  color: " + color + "\n"
+}
+
+// signingKey makes an OpenPGP key with the real gpg and returns the git
+// options that sign with it, and its armored public key.
+func signingKey(t *testing.T) (gitArgs []string, armored, fpr string) {
+	t.Helper()
+	if _, err := exec.LookPath("gpg"); err != nil {
+		t.Skip("gpg not installed")
+	}
+	home, err := os.MkdirTemp("", "gpg") // the agent's socket path must be short
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = exec.Command("gpgconf", "--homedir", home, "--kill", "gpg-agent").Run()
+		os.RemoveAll(home)
+	})
+	t.Setenv("GNUPGHOME", home)
+	gpg := func(args ...string) string {
+		out, err := exec.Command("gpg", append([]string{"--batch", "--pinentry-mode", "loopback", "--passphrase", ""}, args...)...).Output()
+		if err != nil {
+			t.Fatalf("gpg %v: %v", args, err)
+		}
+		return string(out)
+	}
+	gpg("--quick-gen-key", "Ada <ada@example.com>", "ed25519", "sign", "never")
+	for _, l := range strings.Split(gpg("--with-colons", "--list-keys"), "\n") {
+		if f := strings.Split(l, ":"); f[0] == "fpr" {
+			fpr = f[9]
+			break
+		}
+	}
+	return []string{"-c", "gpg.format=openpgp", "-c", "user.signingkey=" + fpr, "-c", "commit.gpgsign=true"}, gpg("--armor", "--export", fpr), fpr
+}
+
+func TestSignaturePolicyKeepsLastGoodRevision(t *testing.T) {
+	sign, armored, fpr := signingKey(t)
+	r := newRepo(t)
+	r.write("settings.yaml", settings("blue"))
+	r.git(append(sign, "add", "-A")...)
+	r.git(append(sign, "commit", "-q", "-m", "blue, signed")...)
+	good := r.git("rev-parse", "HEAD")
+
+	keys := func() (*git.Keyring, error) { return git.ParseKeys([]byte(armored)) }
+	src, err := git.New(git.Options{URL: r.dir, Interval: 200 * time.Millisecond, CacheDir: t.TempDir(),
+		Verify: &git.VerifyOptions{Mode: git.VerifyAll, Keys: keys}}, logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := startTrustCluster(t, src, nil)
+	checkFor(t, 10*time.Second, func() error {
+		if v := c.configValue(t); v != "blue" {
+			return fmt.Errorf("color %q", v)
+		}
+		return nil
+	})
+	recs := c.audit(t)
+	if last := recs[len(recs)-1]; last.Revision != good || last.Result != "Applied" || last.Signature == nil ||
+		last.Signature.Status != "verified" || last.Signature.Key != fpr || last.Signature.Signer != "Ada <ada@example.com>" {
+		t.Fatalf("audit record %+v signature %+v", last, last.Signature)
+	}
+
+	// An unsigned commit is refused, recorded with the reason, and blue
+	// keeps running.
+	r.write("settings.yaml", settings("red"))
+	bad := r.commit("red, unsigned")
+	checkFor(t, 10*time.Second, func() error {
+		recs := c.audit(t)
+		last := recs[len(recs)-1]
+		if last.Revision != bad {
+			return fmt.Errorf("last record is %s", last.Revision)
+		}
+		if last.Result != "Rejected" || last.Signature == nil || last.Signature.Status != "unsigned" ||
+			len(last.Errors) != 1 || !strings.Contains(last.Errors[0], bad[:12]) || !strings.Contains(last.Errors[0], "is not signed") {
+			return fmt.Errorf("record %+v signature %+v", last, last.Signature)
+		}
+		return nil
+	})
+	// Through several resyncs, nothing of the refused revision lands.
+	time.Sleep(2500 * time.Millisecond)
+	if v := c.configValue(t); v != "blue" {
+		t.Fatalf("color %q after an unsigned commit, want blue", v)
+	}
+	src2, _, _ := reconciler.GetObject(c.ctx, c.conn.Objects, manifests.Key("Source", "", "root"))
+	if st := src2.(*manifests.Source).Status; st.AppliedRevision != good || st.AttemptedRevision != bad || !strings.Contains(st.LastError, "is not signed") {
+		t.Errorf("source status %+v", st)
+	}
+	rejected := 0
+	for _, rec := range c.audit(t) {
+		if rec.Revision == bad {
+			rejected++
+		}
+	}
+	if rejected != 1 {
+		t.Errorf("the refused revision was recorded %d times, want once", rejected)
+	}
+
+	// Mode "all": a signed commit on top does not launder the unsigned one.
+	r.write("settings.yaml", settings("green"))
+	r.git(append(sign, "add", "-A")...)
+	r.git(append(sign, "commit", "-q", "-m", "green, signed")...)
+	top := r.git("rev-parse", "HEAD")
+	checkFor(t, 10*time.Second, func() error {
+		recs := c.audit(t)
+		last := recs[len(recs)-1]
+		if last.Revision != top || last.Result != "Rejected" || last.Signature.Commit != bad {
+			return fmt.Errorf("record %+v %+v", last, last.Signature)
+		}
+		return nil
+	})
+	if v := c.configValue(t); v != "blue" {
+		t.Fatalf("color %q, want blue", v)
+	}
+}
+
+// scanBus reads every message of every stream on the bus (each KV bucket
+// is a stream too) and returns the subjects whose data holds any needle.
+func scanBus(t *testing.T, ctx context.Context, js jetstream.JetStream, needles ...string) []string {
+	t.Helper()
+	var hits []string
+	names := js.StreamNames(ctx)
+	for name := range names.Name() {
+		st, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for seq := info.State.FirstSeq; seq > 0 && seq <= info.State.LastSeq; seq++ {
+			msg, err := st.GetMsg(ctx, seq)
+			if err != nil {
+				continue // deleted or purged
+			}
+			for _, n := range needles {
+				if bytes.Contains(msg.Data, []byte(n)) {
+					hits = append(hits, name+" "+msg.Subject)
+				}
+			}
+		}
+	}
+	if err := names.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return hits
+}
+
+func TestEncryptedSecretReachesAssignmentOnly(t *testing.T) {
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sops, err := reconciler.NewSops(id.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const plain = "correct-horse-battery-staple"
+	enc, err := reconciler.EncryptSecret([]byte("apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  password: "+plain+"\n"), []string{id.Recipient().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRepo(t)
+	r.write("secret.yaml", string(enc))
+	r.write("web.yaml", deployment("web", 1, "img:1", `          env:
+            - name: PASSWORD
+              valueFrom:
+                secretKeyRef: {name: db, key: password}
+`))
+	r.commit("web with an encrypted secret")
+	src, err := git.New(git.Options{URL: r.dir, Interval: time.Hour, CacheDir: t.TempDir()}, logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := startTrustCluster(t, src, sops)
+
+	var a manifests.Assignment
+	checkFor(t, 15*time.Second, func() error {
+		entries, err := c.conn.Assignments.List(c.ctx, ">")
+		if err != nil || len(entries) != 1 {
+			return fmt.Errorf("%d assignments, %v", len(entries), err)
+		}
+		a = manifests.Assignment{}
+		if err := json.Unmarshal(entries[0].Value, &a); err != nil {
+			return err
+		}
+		if len(a.Secrets) != 1 {
+			return fmt.Errorf("assignment has %d secrets", len(a.Secrets))
+		}
+		return nil
+	})
+	if s := a.Secrets[0]; string(s.Data["password"]) != plain || s.Sops != nil {
+		t.Fatalf("assigned secret %+v", s)
+	}
+
+	// The objects bucket holds the ciphertext, and no stream or bucket
+	// but the node's assignment holds the plain text.
+	obj, _, err := reconciler.GetObject(c.ctx, c.conn.Objects, manifests.Key("Secret", "default", "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := obj.(*manifests.Secret); s.SopsDocument() == nil || s.Data != nil || !strings.Contains(s.SopsDocument().Document, "ENC[AES256_GCM") {
+		t.Fatalf("stored secret %+v", s)
+	}
+	needles := []string{plain, base64.StdEncoding.EncodeToString([]byte(plain))}
+	hits := scanBus(t, c.ctx, c.conn.JS, needles...)
+	for _, hit := range hits {
+		if !strings.HasPrefix(hit, "KV_assignments ") {
+			t.Errorf("plain text found on the bus: %s", hit)
+		}
+	}
+	if len(hits) == 0 {
+		t.Error("the scan did not find the assignment's plain text: it sees nothing")
+	}
+	entries, err := c.conn.Objects.List(c.ctx, ">")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		for _, n := range needles {
+			if bytes.Contains(e.Value, []byte(n)) {
+				t.Errorf("objects bucket key %s holds the plain text", e.Key)
+			}
+		}
+	}
+
+	// A revision with a Secret no key opens is rejected at its position.
+	other, _ := age.GenerateX25519Identity()
+	enc2, err := reconciler.EncryptSecret([]byte("apiVersion: v1\nkind: Secret\nmetadata:\n  name: other\nstringData:\n  k: v\n"), []string{other.Recipient().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.write("other.yaml", string(enc2))
+	bad := r.commit("a secret for someone else")
+	src.Trigger()
+	checkFor(t, 10*time.Second, func() error {
+		recs, _ := c.conn.Audit.List(c.ctx, "root", time.Time{})
+		last := recs[len(recs)-1]
+		if last.Revision != bad || last.Result != "Rejected" {
+			return fmt.Errorf("last record %s %s", last.Revision, last.Result)
+		}
+		if want := "other.yaml:4:11: metadata.name: Secret default/other cannot be decrypted"; !strings.Contains(strings.Join(last.Errors, "\n"), want) {
+			return fmt.Errorf("errors %q, want %q", last.Errors, want)
+		}
+		return nil
+	})
+}
