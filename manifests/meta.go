@@ -106,6 +106,9 @@ const (
 	AnnotationRevision = "deployment.kubernetes.io/revision"
 	// LabelPodTemplateHash keys a ReplicaSet (and its pods) by pod template.
 	LabelPodTemplateHash = "pod-template-hash"
+	// AnnotationAgeRecipient is a Node's age public key: the control plane
+	// seals the Secrets it hands that node to it.
+	AnnotationAgeRecipient = "capstan.io/age-recipient"
 	// AnnotationReplicasOwner names the HorizontalPodAutoscaler that owns a
 	// workload's spec.replicas: while it is set, the sync keeps the live
 	// replica count instead of Git's.

@@ -539,10 +539,18 @@ type PodUsage struct {
 
 // Assignment is what a node is given for one pod: the pod, and only the
 // ConfigMaps and Secrets it references.
+//
+// Secrets never travel in plain text: the control plane seals them with age
+// to the node's own key (the Node's capstan.io/age-recipient annotation)
+// into SealedSecrets, and the node opens them; Secrets is filled in only
+// after the node has opened them. SecretsDigest changes when the sealed
+// content does (the ciphertext changes at every sealing).
 type Assignment struct {
-	Pod        Pod         `json:"pod"`
-	ConfigMaps []ConfigMap `json:"configMaps,omitempty"`
-	Secrets    []Secret    `json:"secrets,omitempty"`
+	Pod           Pod         `json:"pod"`
+	ConfigMaps    []ConfigMap `json:"configMaps,omitempty"`
+	Secrets       []Secret    `json:"secrets,omitempty"`
+	SealedSecrets []byte      `json:"sealedSecrets,omitempty"`
+	SecretsDigest string      `json:"secretsDigest,omitempty"`
 }
 
 // AssignmentKey is the key of a pod's assignment (and of its status

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/manifests"
 )
@@ -82,6 +84,8 @@ type Daemon struct {
 	runtimeOK bool
 	trigger   chan struct{}
 	wg        sync.WaitGroup
+
+	identity *age.X25519Identity // seals the Secrets handed to this node
 }
 
 type reportedStatus struct {
@@ -136,6 +140,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return fmt.Errorf("node name %q: must be a DNS label", d.Name)
 	}
 	d.defaults()
+	id, err := loadIdentity(d.DataDir)
+	if err != nil {
+		return err
+	}
+	d.identity = id
 	ctx, cancel := context.WithCancel(ctx)
 	defer func() { cancel(); d.wg.Wait() }()
 
@@ -199,6 +208,15 @@ func (d *Daemon) watchAssignments(ctx context.Context, synced chan struct{}) err
 				d.Log.Warn("skip undecodable assignment", "key", e.Key, "err", err)
 				continue
 			}
+			if d.identity != nil {
+				if err := bus.OpenSecrets(a, d.identity); err != nil {
+					// Sealed to another key (a data dir lost): the pod
+					// reports its Secrets missing until they are sealed
+					// again to the key this node publishes.
+					d.Log.Warn("cannot open the secrets of an assignment", "key", e.Key, "err", err)
+					a.SealedSecrets = nil
+				}
+			}
 			pod, objs := &a.Pod, newPodObjects(a)
 			key := pod.Namespace + "/" + pod.Name
 			d.mu.Lock()
@@ -255,6 +273,9 @@ func (d *Daemon) node(info RuntimeInfo, infoErr error) *manifests.Node {
 	n := &manifests.Node{
 		TypeMeta:   manifests.TypeMeta{APIVersion: "v1", Kind: "Node"},
 		ObjectMeta: manifests.ObjectMeta{Name: d.Name, Labels: labels},
+	}
+	if d.identity != nil {
+		n.Annotations = map[string]string{manifests.AnnotationAgeRecipient: d.identity.Recipient().String()}
 	}
 	now := manifests.Now()
 	ready := manifests.Condition{Type: "Ready", Status: manifests.ConditionTrue, Reason: "NodeReady", Message: "node daemon is posting ready status", LastHeartbeatTime: now}

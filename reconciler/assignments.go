@@ -81,7 +81,7 @@ func (a *assigner) watch(ctx context.Context, q *Queue) error {
 				m = map[string]assignment{}
 				a.byPod[pk] = m
 			}
-			m[e.Key] = assignment{rev: e.Revision, hash: manifests.Hash(string(e.Value))}
+			m[e.Key] = assignment{rev: e.Revision, hash: assignmentDigest(e.Value)}
 		}
 		a.mu.Unlock()
 		if synced {
@@ -241,6 +241,11 @@ func (a *assigner) assignmentOf(pod *manifests.Pod) ([]byte, error) {
 			out.Secrets = append(out.Secrets, s)
 		}
 	}
+	if err := a.sealSecrets(&out, pod.Spec.NodeName); err != nil {
+		// The pod waits, its Secrets reported missing, until its node
+		// publishes a key.
+		a.cp.Log.Warn("secrets withheld from a node", "pod", pod.Namespace+"/"+pod.Name, "err", err)
+	}
 	b, err := json.Marshal(out)
 	if err != nil {
 		return nil, fmt.Errorf("encode assignment of %s/%s: %w", pod.Namespace, pod.Name, err)
@@ -279,7 +284,7 @@ func (a *assigner) reconcile(ctx context.Context, podKey string) error {
 		return nil
 	}
 	if cur, ok := have[want]; ok {
-		if cur.hash == manifests.Hash(string(value)) {
+		if cur.hash == assignmentDigest(value) {
 			return nil
 		}
 		if _, err := a.cp.Assignments.Update(ctx, want, value, cur.rev); err != nil {

@@ -1,8 +1,11 @@
 package reconciler_test
 
 import (
+	"bytes"
+
 	"context"
 	"encoding/json"
+	"filippo.io/age"
 	"fmt"
 	"slices"
 	"testing"
@@ -62,6 +65,16 @@ func TestAssignmentCarriesReferencedObjects(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The node n1 publishes its age key; its Secrets are sealed to it.
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeObj, _ := json.Marshal(&manifests.Node{TypeMeta: manifests.TypeMeta{APIVersion: "v1", Kind: "Node"},
+		ObjectMeta: manifests.ObjectMeta{Name: "n1", Annotations: map[string]string{manifests.AnnotationAgeRecipient: id.Recipient().String()}}})
+	if _, err := conn.Nodes.Put(ctx, "n1", nodeObj); err != nil {
+		t.Fatal(err)
+	}
 	create(cm("default", "env-cm", "1"))
 	create(cm("default", "unused", "1"))
 	create(cm("other", "env-cm", "elsewhere")) // same name, other namespace
@@ -98,6 +111,12 @@ func TestAssignmentCarriesReferencedObjects(t *testing.T) {
 			if err := json.Unmarshal(e.Value, &a); err != nil {
 				t.Errorf("undecodable assignment: %v", err)
 				continue
+			}
+			if len(a.Secrets) != 0 || bytes.Contains(e.Value, []byte(`"k":"czE`)) {
+				t.Errorf("an assignment carries a Secret in plain text: %s", e.Value)
+			}
+			if err := bus.OpenSecrets(&a, id); err != nil {
+				t.Errorf("open the assignment's secrets: %v", err)
 			}
 			puts <- a
 		}

@@ -180,6 +180,18 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	cp.nodes.AddHandler(sched.onNode(schedCtl.queue))
 	cp.nodes.AddHandler(func(key string, old, cur manifests.Object) {
 		// A node's readiness shows on its pods.
+		// A node's key seals its pods' Secrets: a new key re-seals them.
+		recipient := func(o manifests.Object) string {
+			if o == nil {
+				return ""
+			}
+			return o.GetObjectMeta().Annotations[manifests.AnnotationAgeRecipient]
+		}
+		if recipient(old) != recipient(cur) {
+			for _, p := range cp.objects.OnNode(key) {
+				assignCtl.queue.Add(p.Key)
+			}
+		}
 		wasReady := old != nil && manifests.IsNodeReady(old.(*manifests.Node))
 		isReady := cur != nil && manifests.IsNodeReady(cur.(*manifests.Node))
 		if wasReady == isReady {

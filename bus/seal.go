@@ -1,0 +1,68 @@
+package bus
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"filippo.io/age"
+
+	"github.com/capstan-io/capstan/manifests"
+)
+
+// Secrets cross the bus sealed: the control plane seals an assignment's
+// Secrets with age to its node's public key, and only that node opens them.
+
+// SealSecrets seals a.Secrets to recipient (an age X25519 public key) into
+// a.SealedSecrets and a.SecretsDigest, and clears a.Secrets. An assignment
+// without Secrets is left as it is.
+func SealSecrets(a *manifests.Assignment, recipient string) error {
+	if len(a.Secrets) == 0 {
+		return nil
+	}
+	r, err := age.ParseX25519Recipient(recipient)
+	if err != nil {
+		return fmt.Errorf("seal secrets: %w", err)
+	}
+	plain, err := json.Marshal(a.Secrets)
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	w, err := age.Encrypt(&buf, r)
+	if err != nil {
+		return fmt.Errorf("seal secrets: %w", err)
+	}
+	if _, err := w.Write(plain); err != nil {
+		return fmt.Errorf("seal secrets: %w", err)
+	}
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("seal secrets: %w", err)
+	}
+	a.SealedSecrets = buf.Bytes()
+	a.SecretsDigest = manifests.Hash(string(plain) + recipient)
+	a.Secrets = nil
+	return nil
+}
+
+// OpenSecrets opens a.SealedSecrets with the node's identity into
+// a.Secrets.
+func OpenSecrets(a *manifests.Assignment, id age.Identity) error {
+	if len(a.SealedSecrets) == 0 {
+		return nil
+	}
+	r, err := age.Decrypt(bytes.NewReader(a.SealedSecrets), id)
+	if err != nil {
+		return fmt.Errorf("open sealed secrets: %w", err)
+	}
+	plain, err := io.ReadAll(r)
+	if err != nil {
+		return fmt.Errorf("open sealed secrets: %w", err)
+	}
+	if err := json.Unmarshal(plain, &a.Secrets); err != nil {
+		return fmt.Errorf("open sealed secrets: %w", err)
+	}
+	a.SealedSecrets = nil
+	return nil
+}

@@ -1,0 +1,48 @@
+package reconciler
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/capstan-io/capstan/bus"
+	"github.com/capstan-io/capstan/manifests"
+)
+
+// errNoNodeKey: the node has published no age key, so it cannot be handed
+// Secrets.
+var errNoNodeKey = errors.New("node has no age key")
+
+// sealSecrets seals the Secrets of an assignment to its node's published
+// age key (bus.SealSecrets), so that no Secret value is ever on the bus in
+// plain text. Without a key, the Secrets are withheld.
+func (a *assigner) sealSecrets(out *manifests.Assignment, node string) error {
+	if len(out.Secrets) == 0 {
+		return nil
+	}
+	recipient := ""
+	if c, ok := a.cp.nodes.Get(node); ok {
+		recipient = c.Obj.GetObjectMeta().Annotations[manifests.AnnotationAgeRecipient]
+	}
+	if recipient == "" {
+		out.Secrets = nil
+		return fmt.Errorf("seal secrets for node %s: %w", node, errNoNodeKey)
+	}
+	if err := bus.SealSecrets(out, recipient); err != nil {
+		out.Secrets = nil
+		return fmt.Errorf("node %s: %w", node, err)
+	}
+	return nil
+}
+
+// assignmentDigest identifies an assignment's content: sealing gives new
+// ciphertext each time, so the ciphertext is left out (SecretsDigest stands
+// for it).
+func assignmentDigest(value []byte) string {
+	var a manifests.Assignment
+	if err := json.Unmarshal(value, &a); err != nil {
+		return manifests.Hash(string(value))
+	}
+	a.SealedSecrets = nil
+	return manifests.Hash(a)
+}
