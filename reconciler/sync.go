@@ -78,6 +78,7 @@ type Syncer struct {
 	attempted string
 	lastErr   string
 	views     map[string]string // key -> hash of the declared view last applied
+	files     fileCache         // what each file of the last good revision gave
 	inventory map[string]bool   // keys of objects this source declared
 }
 
@@ -163,7 +164,7 @@ func (s *Syncer) syncOnce(ctx context.Context, full bool) error {
 		s.lastErr = ""
 	}
 	isNew := rev.ID != s.attempted
-	objs, loadErr := s.Load(rev.Files)
+	objs, loadErr := s.load(rev.Files)
 	for _, obj := range objs {
 		// The commit that declared it; written only when the object's
 		// declared view changes (declaredView leaves it out).
