@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/capstan-io/capstan/bus"
+	"github.com/capstan-io/capstan/bus/natsbus"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler"
 )
@@ -139,20 +140,12 @@ func rolloutHistoryCmd(g *globals) *cobra.Command {
 		Short: "List a Deployment's revisions with the commit that made each",
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			k, name, err := rolloutTarget(args, "Deployment")
-			if err != nil {
-				return err
-			}
-			conn, err := g.connect(cmd.Context())
+			conn, obj, err := openTarget(cmd.Context(), g, args, ns, "Deployment")
 			if err != nil {
 				return err
 			}
 			defer conn.Close()
-			objs, err := listObjects(cmd.Context(), conn, k, nsFor(k, ns), name)
-			if err != nil {
-				return err
-			}
-			d := objs[0].(*manifests.Deployment)
+			d := obj.(*manifests.Deployment)
 			rsKind, _ := manifests.LookupKind("ReplicaSet")
 			rsObjs, err := listObjects(cmd.Context(), conn, rsKind, d.Namespace, "")
 			if err != nil {
@@ -256,20 +249,12 @@ identity as "capstan scale" does. The cluster rolls back when the sync
 applies the commit.`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			k, name, err := rolloutTarget(args, "Deployment")
-			if err != nil {
-				return err
-			}
-			conn, err := g.connect(cmd.Context())
+			conn, obj, err := openTarget(cmd.Context(), g, args, ns, "Deployment")
 			if err != nil {
 				return err
 			}
 			defer conn.Close()
-			objs, err := listObjects(cmd.Context(), conn, k, nsFor(k, ns), name)
-			if err != nil {
-				return err
-			}
-			d := objs[0].(*manifests.Deployment)
+			d := obj.(*manifests.Deployment)
 			rsKind, _ := manifests.LookupKind("ReplicaSet")
 			rsObjs, err := listObjects(cmd.Context(), conn, rsKind, d.Namespace, "")
 			if err != nil {
@@ -300,13 +285,13 @@ applies the commit.`,
 			case target == nil && toRevision > 0:
 				return exitError{code: 1, msg: fmt.Sprintf("error: unable to find the specified revision %d", toRevision)}
 			case target == nil:
-				return exitError{code: 1, msg: "error: no rollout history found for deployment \"" + name + "\""}
+				return exitError{code: 1, msg: "error: no rollout history found for deployment \"" + d.Name + "\""}
 			case targetRev == current:
-				fmt.Fprintf(g.stdout, "deployment/%s skipped rollback (current template already matches revision %d)\n", name, targetRev)
+				fmt.Fprintf(g.stdout, "deployment/%s skipped rollback (current template already matches revision %d)\n", d.Name, targetRev)
 				return nil
 			}
 			commit := target.Annotations[reconciler.AnnotationCommit]
-			msg := fmt.Sprintf("roll back deployment/%s to revision %d", name, targetRev)
+			msg := fmt.Sprintf("roll back deployment/%s to revision %d", d.Name, targetRev)
 			if commit != "" {
 				msg += fmt.Sprintf(" (template of commit %s)", shortRev(commit))
 			}
@@ -325,7 +310,7 @@ applies the commit.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(g.stdout, "deployment/%s: %s (commit %s to %s)\n", name, msg, shortRev(res.commit), res.where)
+			fmt.Fprintf(g.stdout, "deployment/%s: %s (commit %s to %s)\n", d.Name, msg, shortRev(res.commit), res.where)
 			return nil
 		},
 	}
@@ -388,4 +373,23 @@ func dropEmpty(v any) any {
 		}
 	}
 	return v
+}
+
+// openTarget connects to the bus and reads the one object args name
+// (KIND/NAME or KIND NAME, KIND among kinds); the caller closes conn.
+func openTarget(ctx context.Context, g *globals, args []string, ns string, kinds ...string) (*natsbus.Conn, manifests.Object, error) {
+	k, name, err := rolloutTarget(args, kinds...)
+	if err != nil {
+		return nil, nil, err
+	}
+	conn, err := g.connect(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	objs, err := listObjects(ctx, conn, k, nsFor(k, ns), name)
+	if err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	return conn, objs[0], nil
 }

@@ -71,24 +71,15 @@ the cluster until the sync applies the commit.`,
 			if !cmd.Flags().Changed("replicas") || replicas < 0 {
 				return exitError{code: 1, msg: "error: give --replicas N (N >= 0)"}
 			}
-			k, name, err := rolloutTarget(args, "Deployment", "ReplicaSet", "StatefulSet", "ReplicationController")
-			if err != nil {
-				return err
-			}
-			conn, err := g.connect(cmd.Context())
+			conn, obj, err := openTarget(cmd.Context(), g, args, ns, "Deployment", "ReplicaSet", "StatefulSet", "ReplicationController")
 			if err != nil {
 				return err
 			}
 			defer conn.Close()
-			objs, err := listObjects(cmd.Context(), conn, k, nsFor(k, ns), name)
-			if err != nil {
-				return err
-			}
-			obj := objs[0]
 			if owner := obj.GetObjectMeta().Annotations[manifests.AnnotationReplicasOwner]; owner != "" {
 				fmt.Fprintf(g.stderr, "warning: HorizontalPodAutoscaler %s owns the replica count; Git's count is only its starting point\n", owner)
 			}
-			target := strings.ToLower(k.Kind) + "/" + name
+			target := strings.ToLower(obj.GetTypeMeta().Kind) + "/" + obj.GetObjectMeta().Name
 			msg := fmt.Sprintf("scale %s to %d replicas", target, replicas)
 			res, err := commitEdit(cmd.Context(), conn, obj, msg, w, func(doc *yamlv3.Node, text []byte, firstLine int) ([]byte, error) {
 				return setReplicas(doc, text, firstLine, replicas)
