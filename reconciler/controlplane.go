@@ -48,6 +48,7 @@ type ControlPlane struct {
 	nodes   *Cache
 	exp     *expectations
 	queues  map[string]*Queue // workload kind -> its controller's queue
+	events  chan manifests.Event
 }
 
 func (cp *ControlPlane) defaults() {
@@ -115,6 +116,7 @@ type controller struct {
 // Run runs the control plane until ctx ends.
 func (cp *ControlPlane) Run(ctx context.Context) error {
 	cp.defaults()
+	cp.events = make(chan manifests.Event, 4096)
 	cp.objects = NewCache(cp.Objects, cp.Log)
 	cp.nodes = NewCache(cp.Nodes, cp.Log)
 	cp.exp = newExpectations()
@@ -240,6 +242,9 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	}
 	run("resync", func(ctx context.Context) error { return cp.resyncLoop(ctx, ctls) })
 	run("node lifecycle", cp.runNodeLifecycle)
+	if cp.Events != nil {
+		run("events", cp.recordEvents)
+	}
 	// Everything is level-triggered: queue all now that the caches hold
 	// the world.
 	for _, c := range ctls {
@@ -312,8 +317,32 @@ func (cp *ControlPlane) event(ctx context.Context, obj manifests.Object, typ, re
 	m := obj.GetObjectMeta()
 	ev := manifests.Event{Time: manifests.Now(), Kind: obj.GetTypeMeta().Kind, Namespace: m.Namespace, Name: m.Name,
 		Type: typ, Reason: reason, Message: msg, Source: "control-plane"}
-	if err := cp.Events.Record(ctx, ev); err != nil {
-		cp.Log.Debug("record event", "err", err)
+	if cp.events == nil { // not running: record at once
+		if err := cp.Events.Record(ctx, ev); err != nil {
+			cp.Log.Debug("record event", "err", err)
+		}
+		return
+	}
+	select {
+	case cp.events <- ev:
+	default:
+		cp.Log.Debug("event dropped: recorder busy", "reason", reason)
+	}
+}
+
+// recordEvents writes queued events to the events stream, off the
+// controllers' paths: an event is best effort and costs a bus round trip,
+// which a scheduler binding thousands of pods a second cannot wait for.
+func (cp *ControlPlane) recordEvents(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev := <-cp.events:
+			if err := cp.Events.Record(ctx, ev); err != nil && ctx.Err() == nil {
+				cp.Log.Debug("record event", "err", err)
+			}
+		}
 	}
 }
 
