@@ -433,7 +433,9 @@ func (d *Daemon) relist(ctx context.Context) {
 			d.spawn(ctx, rp.ID, func(ctx context.Context) { d.removePod(ctx, rp, nil, "no longer assigned") })
 		}
 	}
-	// Reports of pods no longer assigned go once their runtime pod is gone.
+	// Reports of pods no longer assigned are deleted at once: the Pod
+	// object is gone (graceful deletion waited for this node to report the
+	// runtime pod removed), so nothing reads them.
 	d.mu.Lock()
 	var stale []string
 	for key := range d.reported {
