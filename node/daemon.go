@@ -96,9 +96,14 @@ type reportedStatus struct {
 	usage      *manifests.PodUsage
 }
 
+// DefaultHeartbeatInterval is how often a Daemon whose HeartbeatInterval
+// is zero posts its status; a control plane's node grace period must be
+// longer.
+const DefaultHeartbeatInterval = 10 * time.Second
+
 func (d *Daemon) defaults() {
 	if d.HeartbeatInterval == 0 {
-		d.HeartbeatInterval = 10 * time.Second
+		d.HeartbeatInterval = DefaultHeartbeatInterval
 	}
 	if d.RelistInterval == 0 {
 		d.RelistInterval = time.Second

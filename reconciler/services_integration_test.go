@@ -133,20 +133,28 @@ func TestGracefulPodDeletion(t *testing.T) {
 	r.write("web.yaml", webApp(1, "img:1", ""))
 	r.commit("scale down")
 	c.readyPods("web", 1, "img:1", 20*time.Second)
+	// The scaled-down pod is gone once its node has stopped it: wait for
+	// that, then check how it went.
+	checkFor(t, 20*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		var went []string
+		for name, s := range byPod {
+			if s.gone {
+				went = append(went, name)
+			}
+		}
+		if len(went) != 1 {
+			return fmt.Errorf("pods deleted: %v, want one", went)
+		}
+		return nil
+	})
 	mu.Lock()
 	defer mu.Unlock()
-	var went []string
 	for name, s := range byPod {
-		if !s.gone {
-			continue
-		}
-		went = append(went, name)
-		if !s.terminating || !s.notReadyTerminating || !s.endpointTerminating {
+		if s.gone && (!s.terminating || !s.notReadyTerminating || !s.endpointTerminating) {
 			t.Errorf("pod %s went without a graceful deletion: %+v", name, *s)
 		}
-	}
-	if len(went) != 1 {
-		t.Fatalf("pods deleted: %v, want one", went)
 	}
 	if pods, _ := rt.ListPods(c.ctx, nil); len(pods) != 1 {
 		t.Errorf("runtime pods left: %d, want 1", len(pods))

@@ -398,6 +398,11 @@ func serverCmd(gl *globals) *cobra.Command {
 }
 
 func (f *stackFlags) run(ctx context.Context, log *slog.Logger, src sources.Source, withNode bool) error {
+	// Nodes heartbeat every 10 s: a shorter grace would mark healthy nodes
+	// NotReady between two heartbeats and evict their pods.
+	if hb := node.DefaultHeartbeatInterval; f.nodeGrace <= hb {
+		return fmt.Errorf("--node-grace-period %s must be longer than the nodes' heartbeat interval (%s)", f.nodeGrace, hb)
+	}
 	hook, err := f.webhook(src, log)
 	if err != nil {
 		return err
