@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -222,35 +223,12 @@ func declaredView(obj manifests.Object) ([]byte, error) {
 	m.UID, m.ResourceVersion, m.Generation, m.CreationTimestamp, m.DeletionTimestamp, m.OwnerReferences = "", "", 0, nil, nil, nil
 	m.DeletionGracePeriodSeconds = nil
 	delete(m.Annotations, AnnotationCommit)
-	switch t := any(c).(type) {
-	case *manifests.Pod:
-		t.Status = manifests.PodStatus{}
-		// The scheduler sets nodeName on an unbound pod: not drift.
-		if obj.(*manifests.Pod).Spec.NodeName != "" {
-			t.Spec.NodeName = ""
-		}
-	case *manifests.Deployment:
-		t.Status = manifests.DeploymentStatus{}
-	case *manifests.ReplicaSet:
-		t.Status = manifests.ReplicaSetStatus{}
-	case *manifests.StatefulSet:
-		t.Status = manifests.StatefulSetStatus{}
-	case *manifests.DaemonSet:
-		t.Status = manifests.DaemonSetStatus{}
-	case *manifests.ReplicationController:
-		t.Status = manifests.ReplicaSetStatus{}
-	case *manifests.Namespace:
-		t.Status = manifests.NamespaceStatus{}
-	case *manifests.Job:
-		t.Status = manifests.JobStatus{}
-	case *manifests.CronJob:
-		t.Status = manifests.CronJobStatus{}
-	case *manifests.HorizontalPodAutoscaler:
-		t.Status = manifests.HorizontalPodAutoscalerStatus{}
-	case *manifests.Source:
-		t.Status = manifests.SourceStatus{}
-	case *manifests.Service:
-		t.Status = manifests.ServiceStatus{}
+	if st, ok := statusField(c); ok {
+		st.Set(reflect.Zero(st.Type()))
+	}
+	// The scheduler sets nodeName on an unbound pod: not drift.
+	if p, ok := any(c).(*manifests.Pod); ok && obj.(*manifests.Pod).Spec.NodeName != "" {
+		p.Spec.NodeName = ""
 	}
 	return Encode(c)
 }
@@ -418,36 +396,26 @@ func (s *Syncer) applyOne(ctx context.Context, key string, obj manifests.Object,
 
 // keepStatus copies what controllers and nodes own from cur into upd.
 func keepStatus(upd, cur manifests.Object) {
-	switch u := upd.(type) {
-	case *manifests.Pod:
-		c := cur.(*manifests.Pod)
-		u.Status = c.Status
-		if u.Spec.NodeName == "" {
-			u.Spec.NodeName = c.Spec.NodeName
+	if u, ok := statusField(upd); ok {
+		if c, ok := statusField(cur); ok && c.Type() == u.Type() {
+			u.Set(c)
 		}
-	case *manifests.Deployment:
-		u.Status = cur.(*manifests.Deployment).Status
-	case *manifests.ReplicaSet:
-		u.Status = cur.(*manifests.ReplicaSet).Status
-	case *manifests.StatefulSet:
-		u.Status = cur.(*manifests.StatefulSet).Status
-	case *manifests.DaemonSet:
-		u.Status = cur.(*manifests.DaemonSet).Status
-	case *manifests.ReplicationController:
-		u.Status = cur.(*manifests.ReplicationController).Status
-	case *manifests.Namespace:
-		u.Status = cur.(*manifests.Namespace).Status
-	case *manifests.Job:
-		u.Status = cur.(*manifests.Job).Status
-	case *manifests.CronJob:
-		u.Status = cur.(*manifests.CronJob).Status
-	case *manifests.HorizontalPodAutoscaler:
-		u.Status = cur.(*manifests.HorizontalPodAutoscaler).Status
-	case *manifests.Service:
-		u.Status = cur.(*manifests.Service).Status
-	case *manifests.Source:
-		u.Status = cur.(*manifests.Source).Status
 	}
+	if p, ok := upd.(*manifests.Pod); ok && p.Spec.NodeName == "" {
+		p.Spec.NodeName = cur.(*manifests.Pod).Spec.NodeName
+	}
+}
+
+// statusField is the Status field of kinds that have one: what controllers
+// and nodes own, never Git. Every kind names it Status, so a new kind needs
+// no change here.
+func statusField(obj manifests.Object) (reflect.Value, bool) {
+	v := reflect.ValueOf(obj)
+	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
+		return reflect.Value{}, false
+	}
+	f := v.Elem().FieldByName("Status")
+	return f, f.IsValid() && f.CanSet()
 }
 
 // listInventory finds the objects this source declared, from their

@@ -82,15 +82,28 @@ func TestInterfaceHoldsAddresses(t *testing.T) {
 		t.Fatal(err)
 	}
 	go func() {
-		if c, err := ln.Accept(); err == nil {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
 			c.Close()
 		}
 	}()
-	c, err := net.DialTimeout("tcp", ln.Addr().String(), 2*time.Second)
-	if err != nil {
-		t.Fatalf("dial %s: %v", ln.Addr(), err)
+	// The kernel installs the address's local route asynchronously: it
+	// must become reachable, not at the very first packet.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", ln.Addr().String(), 2*time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dial %s: %v", ln.Addr(), err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	c.Close()
 	ln.Close()
 
 	// An address not owned is never touched; owned ones not wanted go.
@@ -136,15 +149,28 @@ func TestInterfaceHoldsIPv6Addresses(t *testing.T) {
 	}
 	defer ln.Close()
 	go func() {
-		if c, err := ln.Accept(); err == nil {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
 			c.Close()
 		}
 	}()
-	c, err := net.DialTimeout("tcp", ln.Addr().String(), 2*time.Second)
-	if err != nil {
-		t.Fatalf("dial %s: %v", ln.Addr(), err)
+	// The kernel installs the address's local route asynchronously: it
+	// must become reachable, not at the very first packet.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", ln.Addr().String(), 2*time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dial %s: %v", ln.Addr(), err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	c.Close()
 	if err := i.Sync(context.Background(), nil); err != nil {
 		t.Fatal(err)
 	}
