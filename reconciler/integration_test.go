@@ -341,17 +341,16 @@ func TestCommitToRunningPods(t *testing.T) {
 		}
 		return nil
 	})
-	recs, _ = c.conn.Audit.List(c.ctx, "root", time.Time{})
-	last = recs[len(recs)-1]
-	deleted := false
-	for _, ch := range last.Changes {
-		if ch.Action == "deleted" && ch.Kind == "Deployment" && ch.Name == "web" {
-			deleted = true
+	checkFor(t, 10*time.Second, func() error {
+		recs, _ := c.conn.Audit.List(c.ctx, "root", time.Time{})
+		last := recs[len(recs)-1]
+		for _, ch := range last.Changes {
+			if ch.Action == "deleted" && ch.Kind == "Deployment" && ch.Name == "web" {
+				return nil
+			}
 		}
-	}
-	if !deleted {
-		t.Fatalf("audit of the removal lacks the deleted Deployment: %+v", last.Changes)
-	}
+		return fmt.Errorf("audit of the removal lacks the deleted Deployment: %+v", last.Changes)
+	})
 }
 
 func TestContainerRemovedBehindOurBackIsReplaced(t *testing.T) {

@@ -144,7 +144,14 @@ func TestSignaturePolicyKeepsLastGoodRevision(t *testing.T) {
 		}
 		return nil
 	})
-	recs := c.audit(t)
+	// The audit record is written after the objects: wait for it.
+	var recs []manifests.AuditRecord
+	checkFor(t, 10*time.Second, func() error {
+		if recs = c.audit(t); len(recs) == 0 {
+			return fmt.Errorf("no audit record yet")
+		}
+		return nil
+	})
 	if last := recs[len(recs)-1]; last.Revision != good || last.Result != "Applied" || last.Signature == nil ||
 		last.Signature.Status != "verified" || last.Signature.Key != fpr || last.Signature.Signer != "Ada <ada@example.com>" {
 		t.Fatalf("audit record %+v signature %+v", last, last.Signature)
