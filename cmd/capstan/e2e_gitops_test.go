@@ -3,7 +3,6 @@
 package main
 
 import (
-	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -48,62 +47,6 @@ func serveGitHTTP(t *testing.T, r *gitRepo) string {
 	})
 	t.Cleanup(srv.Close)
 	return srv.URL + "/" + filepath.Base(r.dir) + "/.git"
-}
-
-// startUpWith runs `capstan up` as startUp does, with a repository URL of
-// its own and extra flags, and waits until the node is Ready.
-func (e *e2e) startUpWith(repoURL string, extra ...string) {
-	t := e.t
-	t.Helper()
-	if e.up != nil {
-		t.Fatal("capstan up is already running")
-	}
-	e.runs++
-	ctx, cancel := context.WithCancel(context.Background())
-	u := &upRun{cancel: cancel, done: make(chan error, 1), out: &syncBuffer{}}
-	args := append([]string{"up", "--repo", repoURL, "--data-dir", e.dataDir, "--listen", e.listen,
-		"--node-name", e.node, "--poll-interval", "1h", "--log-level", "debug"}, extra...)
-	go func() { u.done <- Run(ctx, args, u.out, u.out) }()
-	e.up = u
-	run := e.runs
-	e.root.Cleanup(func() {
-		if err := e.stopRun(u); err != nil {
-			e.root.Errorf("capstan up (run %d) at cleanup: %v", run, err)
-		}
-		if e.root.Failed() || os.Getenv("CAPSTAN_E2E_LOGS") == "1" {
-			e.root.Logf("output of capstan up (run %d):\n%s", run, u.out.String())
-		}
-	})
-	checkFor(t, 90*time.Second, "node "+e.node+" Ready", func() error {
-		select {
-		case err := <-u.done:
-			u.done <- err
-			t.Fatalf("capstan up exited early: %v\n%s", err, u.out.String())
-		default:
-		}
-		var list struct {
-			Items []struct {
-				Metadata struct {
-					Name string `json:"name"`
-				} `json:"metadata"`
-				Status struct {
-					Conditions []condition `json:"conditions"`
-				} `json:"status"`
-			} `json:"items"`
-		}
-		if err := e.getJSON(&list, "get", "nodes", "-o", "json"); err != nil {
-			return err
-		}
-		for _, n := range list.Items {
-			if n.Metadata.Name == e.node {
-				if c := findCond(n.Status.Conditions, "Ready"); c != nil && c.Status == "True" {
-					return nil
-				}
-				return fmt.Errorf("node %s not Ready", e.node)
-			}
-		}
-		return fmt.Errorf("node %s not registered", e.node)
-	})
 }
 
 // postHook sends one webhook delivery and returns the status and reply.

@@ -254,6 +254,13 @@ type upRun struct {
 // startUp runs `capstan up` on the test's data dir and waits until its node
 // is Ready on the bus.
 func (e *e2e) startUp() {
+	e.t.Helper()
+	e.startUpWith(e.repo.dir)
+}
+
+// startUpWith runs `capstan up` as startUp does, with a repository URL of
+// its own and extra flags, and waits until the node is Ready.
+func (e *e2e) startUpWith(repoURL string, extra ...string) {
 	t := e.t
 	t.Helper()
 	if e.up != nil {
@@ -262,8 +269,8 @@ func (e *e2e) startUp() {
 	e.runs++
 	ctx, cancel := context.WithCancel(context.Background())
 	u := &upRun{cancel: cancel, done: make(chan error, 1), out: &syncBuffer{}}
-	args := []string{"up", "--repo", e.repo.dir, "--data-dir", e.dataDir, "--listen", e.listen,
-		"--node-name", e.node, "--poll-interval", "1h", "--log-level", "debug"}
+	args := append([]string{"up", "--repo", repoURL, "--data-dir", e.dataDir, "--listen", e.listen,
+		"--node-name", e.node, "--poll-interval", "1h", "--log-level", "debug"}, extra...)
 	go func() { u.done <- Run(ctx, args, u.out, u.out) }()
 	e.up = u
 	run := e.runs

@@ -3,9 +3,7 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -65,49 +63,8 @@ spec:
 // needs none, and leaves the host's addresses alone) and waits for the
 // node to be Ready.
 func (e *e2e) startUpNoDataPlane() {
-	t := e.t
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	u := &upRun{cancel: cancel, done: make(chan error, 1), out: &syncBuffer{}}
-	args := []string{"up", "--repo", e.repo.dir, "--data-dir", e.dataDir, "--listen", e.listen,
-		"--node-name", e.node, "--poll-interval", "1h", "--log-level", "debug", "--dataplane=false"}
-	go func() { u.done <- Run(ctx, args, u.out, u.out) }()
-	e.up = u
-	e.root.Cleanup(func() {
-		if err := e.stopRun(u); err != nil {
-			e.root.Errorf("capstan up at cleanup: %v", err)
-		}
-		if e.root.Failed() || os.Getenv("CAPSTAN_E2E_LOGS") == "1" {
-			e.root.Logf("output of capstan up:\n%s", u.out.String())
-		}
-	})
-	checkFor(t, 90*time.Second, "node "+e.node+" Ready", func() error {
-		select {
-		case err := <-u.done:
-			u.done <- err
-			t.Fatalf("capstan up exited early: %v\n%s", err, u.out.String())
-		default:
-		}
-		var list struct {
-			Items []struct {
-				Metadata struct {
-					Name string `json:"name"`
-				} `json:"metadata"`
-				Status struct {
-					Conditions []condition `json:"conditions"`
-				} `json:"status"`
-			} `json:"items"`
-		}
-		if err := e.getJSON(&list, "get", "nodes", "-o", "json"); err != nil {
-			return err
-		}
-		for _, n := range list.Items {
-			if c := findCond(n.Status.Conditions, "Ready"); n.Metadata.Name == e.node && c != nil && c.Status == "True" {
-				return nil
-			}
-		}
-		return fmt.Errorf("node %s not Ready", e.node)
-	})
+	e.t.Helper()
+	e.startUpWith(e.repo.dir, "--dataplane=false")
 }
 
 // sliceJSON is an EndpointSlice as `get endpoints -o json` prints it.
