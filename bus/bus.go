@@ -85,4 +85,7 @@ const (
 	BucketStatus      = "status"
 	BucketNodes       = "nodes"
 	BucketLeases      = "leases"
+	// BucketNotified remembers which notices were sent where, so a
+	// restarted control plane does not send one again.
+	BucketNotified = "notified"
 )

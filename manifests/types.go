@@ -174,6 +174,29 @@ type PodStatus struct {
 	// are published on its node: a given hostPort, or the one the runtime
 	// picked for a container port without one.
 	HostPorts []PublishedPort `json:"hostPorts,omitempty"`
+	// Drift (Capstan) lists the changes its node found made to the pod's
+	// containers outside Capstan (paused, limits changed, renamed,
+	// replaced by hand): those present now, and those it corrected in the
+	// last ten minutes. The control plane records each once as drift.
+	Drift []ContainerDrift `json:"drift,omitempty"`
+}
+
+// ContainerDrift is one change made to a container outside Capstan, as
+// its node found it (Capstan).
+type ContainerDrift struct {
+	Container string `json:"container"`
+	// Field is what changed: state.paused, resources.limits.memory,
+	// resources.limits.cpu, name, or instance (a container Capstan did
+	// not create runs in its place).
+	Field string `json:"field"`
+	Found string `json:"found,omitempty"`
+	Want  string `json:"want,omitempty"`
+	// Action is corrected (the node put it back) or reported (the
+	// source's drift mode is report: left as it is).
+	Action string `json:"action"`
+	// Time is when the node found it; with the container and field it
+	// identifies the change.
+	Time *Time `json:"time"`
 }
 
 // PublishedPort is one container port of a pod published on its node
@@ -551,6 +574,18 @@ type Assignment struct {
 	Secrets       []Secret    `json:"secrets,omitempty"`
 	SealedSecrets []byte      `json:"sealedSecrets,omitempty"`
 	SecretsDigest string      `json:"secretsDigest,omitempty"`
+	// Drift is the drift policy of the pod's source for its containers;
+	// nil corrects every change made outside Capstan.
+	Drift *PodDriftPolicy `json:"drift,omitempty"`
+}
+
+// PodDriftPolicy is what a node does with a pod's containers changed
+// outside Capstan: Mode "report" leaves them (the default corrects), and
+// Ignore lists pod field paths, each also covering the fields under it
+// (spec.containers[0].resources.limits), that are not drift at all.
+type PodDriftPolicy struct {
+	Mode   string   `json:"mode,omitempty"`
+	Ignore []string `json:"ignore,omitempty"`
 }
 
 // AssignmentKey is the key of a pod's assignment (and of its status

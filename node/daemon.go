@@ -82,8 +82,17 @@ type Daemon struct {
 	// daemon stopped and removed (or never had): reported as removed.
 	removed   map[string]bool
 	runtimeOK bool
-	trigger   chan struct{}
-	wg        sync.WaitGroup
+
+	// Drift (drift.go): the pods' drift policies by "<ns>/<name>", the
+	// runtime containers this daemon created or adopted (with when), and
+	// the changes found per pod uid.
+	driftPolicy map[string]*manifests.PodDriftPolicy
+	ours        map[string]time.Time
+	adopted     bool
+	drift       map[string][]driftEntry
+
+	trigger chan struct{}
+	wg      sync.WaitGroup
 
 	identity *age.X25519Identity // seals the Secrets handed to this node
 }
@@ -135,6 +144,9 @@ func (d *Daemon) defaults() {
 	d.usage = map[string]*manifests.PodUsage{}
 	d.cpuSamples = map[string]ContainerStats{}
 	d.removed = map[string]bool{}
+	d.driftPolicy = map[string]*manifests.PodDriftPolicy{}
+	d.ours = map[string]time.Time{}
+	d.drift = map[string][]driftEntry{}
 	d.trigger = make(chan struct{}, 1)
 }
 
@@ -227,6 +239,7 @@ func (d *Daemon) watchAssignments(ctx context.Context, synced chan struct{}) err
 			d.mu.Lock()
 			d.desired[key] = pod
 			d.objects[key] = objs
+			d.driftPolicy[key] = a.Drift
 			d.mu.Unlock()
 			// A changed ConfigMap or Secret reaches the files of the
 			// running pod, without a restart.
@@ -237,6 +250,7 @@ func (d *Daemon) watchAssignments(ctx context.Context, synced chan struct{}) err
 			d.mu.Lock()
 			delete(d.desired, ns+"/"+name)
 			delete(d.objects, ns+"/"+name)
+			delete(d.driftPolicy, ns+"/"+name)
 			d.mu.Unlock()
 		}
 		if once {
@@ -369,6 +383,7 @@ func (d *Daemon) relist(ctx context.Context) {
 	if !ok {
 		return // the heartbeat logs it; nothing running is touched
 	}
+	listed := time.Now()
 	pods, err := d.Runtime.ListPods(ctx, map[string]string{LabelNode: d.Name})
 	if err != nil {
 		if ctx.Err() == nil {
@@ -392,6 +407,7 @@ func (d *Daemon) relist(ctx context.Context) {
 		wanted[pod.UID] = true
 		terminating[pod.UID] = pod.DeletionTimestamp != nil
 	}
+	d.checkDrift(ctx, desired, pods, listed) // containers changed outside Capstan (drift.go)
 	// Host ports of runtime pods on their way out stay taken until they
 	// are gone: two pods publishing one port at once confuse the port
 	// forwarding rules of both.
@@ -675,6 +691,7 @@ func (d *Daemon) syncPod(ctx context.Context, pod *manifests.Pod, rp *PodInfo) {
 			}
 			d.mu.Lock()
 			d.attempts[pod.UID+"/"+c.Name] = plan.attempt
+			d.ours[id] = time.Now()
 			d.mu.Unlock()
 		}
 		if id == "" {
@@ -890,6 +907,7 @@ func (d *Daemon) containerConfig(pod *manifests.Pod, c *manifests.Container, att
 	l := d.podLabels(pod)
 	l[LabelContainer] = c.Name
 	l[LabelAttempt] = strconv.Itoa(attempt)
+	l[LabelContainerHash] = ContainerHash(c)
 	// preparePod has checked that every reference resolves; a ConfigMap
 	// or Secret deleted since shows at the next sync.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -903,7 +921,7 @@ func (d *Daemon) containerConfig(pod *manifests.Pod, c *manifests.Container, att
 		d.event(ctx, pod, "Warning", "InvalidEnvironmentVariableNames", msg)
 	}
 	return ContainerConfig{
-		Name:          fmt.Sprintf("%s_%s_%d", PodName(pod), c.Name, attempt),
+		Name:          containerName(pod, c.Name, attempt),
 		Image:         c.Image,
 		Command:       expandAll(c.Command, env),
 		Args:          expandAll(c.Args, env),
@@ -941,6 +959,7 @@ func (d *Daemon) report(ctx context.Context, key string, pod *manifests.Pod, rp 
 		prevStatus = &prev.status
 	}
 	st := podStatus(pod, rp, prevStatus, obs, now)
+	st.Drift = d.driftStatus(pod.UID)
 	if removed && had {
 		// Nothing runs any more: the last status stands, marked removed.
 		st = prev.status

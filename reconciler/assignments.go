@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -22,9 +23,12 @@ import (
 // appears, and a change to a referenced object re-queues the pods that
 // reference it (refs), so their assignments follow.
 type assigner struct {
-	cp     *ControlPlane
-	mu     sync.Mutex
-	byPod  map[string]map[string]assignment // pod key -> assignment key -> entry
+	cp *ControlPlane
+	mu sync.Mutex
+	// byPod holds, per pod key, its assignments on the bus: one, but for
+	// the moment a pod moves between nodes (a slice, not a map per pod:
+	// at tens of thousands of pods the maps were a tenth of the heap).
+	byPod  map[string][]assignment
 	synced chan struct{}
 	// refs indexes the ConfigMaps and Secrets pods reference: object key
 	// -> pod keys, and pod key -> the object keys it references.
@@ -33,12 +37,13 @@ type assigner struct {
 }
 
 type assignment struct {
+	key  string
 	rev  uint64
 	hash string
 }
 
 func newAssigner(cp *ControlPlane) *assigner {
-	return &assigner{cp: cp, byPod: map[string]map[string]assignment{}, synced: make(chan struct{}),
+	return &assigner{cp: cp, byPod: map[string][]assignment{}, synced: make(chan struct{}),
 		refs: map[string]map[string]bool{}, podRef: map[string][]string{}}
 }
 
@@ -70,18 +75,14 @@ func (a *assigner) watch(ctx context.Context, q *Queue) error {
 			continue
 		}
 		a.mu.Lock()
-		m := a.byPod[pk]
-		if e.Op == bus.OpDelete {
-			delete(m, e.Key)
-			if len(m) == 0 {
-				delete(a.byPod, pk)
-			}
+		as := slices.DeleteFunc(a.byPod[pk], func(x assignment) bool { return x.key == e.Key })
+		if e.Op != bus.OpDelete {
+			as = append(as, assignment{key: e.Key, rev: e.Revision, hash: assignmentDigest(e.Value)})
+		}
+		if len(as) == 0 {
+			delete(a.byPod, pk)
 		} else {
-			if m == nil {
-				m = map[string]assignment{}
-				a.byPod[pk] = m
-			}
-			m[e.Key] = assignment{rev: e.Revision, hash: assignmentDigest(e.Value)}
+			a.byPod[pk] = slices.Clip(as)
 		}
 		a.mu.Unlock()
 		if synced {
@@ -201,6 +202,8 @@ func (a *assigner) onObject(q *Queue) Handler {
 				a.refs[k][key] = true
 			}
 			a.mu.Unlock()
+		case "Source": // its drift policy travels with its pods' assignments (drift.go)
+			a.onSourceDrift(q, old, cur)
 		case "ConfigMap", "Secret":
 			a.mu.Lock()
 			pods := make([]string, 0, len(a.refs[key]))
@@ -219,10 +222,10 @@ func (a *assigner) onObject(q *Queue) Handler {
 // status or revision, and the ConfigMaps and Secrets it references that
 // exist, in order of first reference, without server-set metadata.
 func (a *assigner) assignmentOf(pod *manifests.Pod) ([]byte, error) {
-	p := Clone(pod)
+	p := *pod // shallow: it is only encoded
 	p.Status = manifests.PodStatus{}
 	p.ResourceVersion = ""
-	out := manifests.Assignment{Pod: *p}
+	out := manifests.Assignment{Pod: p, Drift: podDriftPolicy(a.cp.objects, pod)}
 	cms, secs := PodReferences(&pod.Spec)
 	for _, n := range cms {
 		if c, ok := a.cp.objects.Get(manifests.Key("ConfigMap", pod.Namespace, n)); ok {
@@ -268,8 +271,8 @@ func (a *assigner) reconcile(ctx context.Context, podKey string) error {
 	}
 	a.mu.Lock()
 	have := make(map[string]assignment, len(a.byPod[podKey]))
-	for k, v := range a.byPod[podKey] {
-		have[k] = v
+	for _, v := range a.byPod[podKey] {
+		have[v.key] = v
 	}
 	a.mu.Unlock()
 	for k, v := range have {

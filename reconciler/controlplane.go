@@ -31,8 +31,12 @@ type ControlPlane struct {
 	// ResyncPeriod re-queues every object this often, healing missed
 	// events (default 30 s).
 	ResyncPeriod time.Duration
-	// Workers per controller (default 4).
-	Workers int
+	// Workers per controller (default 4). The controllers that write once
+	// per pod (scheduler, assignments, pod status) run PodWorkers each
+	// (default 32): their work is a round trip to the bus, not CPU, so a
+	// burst of pods is bound at the rate the bus takes writes rather than
+	// at four round trips at a time.
+	Workers, PodWorkers int
 	// ServiceCIDR is the IPv4 range cluster IPs are allocated from
 	// (default 10.96.0.0/16); its first address and the cluster DNS
 	// address (DNSServiceIP: .10) are never allocated. ServiceCIDRv6, when
@@ -63,6 +67,9 @@ func (cp *ControlPlane) defaults() {
 	}
 	if cp.Workers == 0 {
 		cp.Workers = 4
+	}
+	if cp.PodWorkers == 0 {
+		cp.PodWorkers = 32
 	}
 	if cp.ServiceCIDR == "" {
 		cp.ServiceCIDR = DefaultServiceCIDR
@@ -111,6 +118,8 @@ type controller struct {
 	reconcile func(ctx context.Context, key string) error
 	// resync lists the keys to re-queue every ResyncPeriod.
 	resync func() []string
+	// workers overrides ControlPlane.Workers.
+	workers int
 }
 
 // Run runs the control plane until ctx ends.
@@ -122,11 +131,11 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	cp.exp = newExpectations()
 
 	sched := newScheduler(cp)
-	schedCtl := &controller{name: "scheduler", queue: NewQueue(), reconcile: sched.reconcile, resync: sched.pendingKeys}
+	schedCtl := &controller{name: "scheduler", queue: NewQueue(), reconcile: sched.reconcile, resync: sched.pendingKeys, workers: cp.PodWorkers}
 	assign := newAssigner(cp)
-	assignCtl := &controller{name: "assignments", queue: NewQueue(), reconcile: assign.reconcile, resync: cp.keysOf("Pod")}
+	assignCtl := &controller{name: "assignments", queue: NewQueue(), reconcile: assign.reconcile, resync: cp.keysOf("Pod"), workers: cp.PodWorkers}
 	status := newStatusMirror(cp)
-	statusCtl := &controller{name: "podstatus", queue: NewQueue(), reconcile: status.reconcile, resync: cp.terminatingPods}
+	statusCtl := &controller{name: "podstatus", queue: NewQueue(), reconcile: status.reconcile, resync: cp.terminatingPods, workers: cp.PodWorkers}
 	gcCtl := &controller{name: "gc", queue: NewQueue(), reconcile: cp.reconcileGC, resync: cp.ownedKeys}
 	ctls := []*controller{schedCtl, assignCtl, statusCtl, gcCtl}
 
@@ -232,7 +241,11 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	cp.Log.Info("control plane caches synced")
 	for _, c := range ctls {
 		run(c.name, func(ctx context.Context) error {
-			c.queue.RunWorkers(ctx, cp.Workers, c.reconcile, func(key string, err error) {
+			workers := cp.Workers
+			if c.workers > 0 {
+				workers = c.workers
+			}
+			c.queue.RunWorkers(ctx, workers, c.reconcile, func(key string, err error) {
 				if !errors.Is(err, bus.ErrConflict) && !errors.Is(err, errUnschedulable) {
 					cp.Log.Warn("reconcile failed", "controller", c.name, "key", key, "err", err)
 				}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -328,25 +329,39 @@ func deleteField(root map[string]any, p manifests.FieldPath) {
 	}
 }
 
-// containerWatch finds containers replaced behind Capstan's back, from
+// containerWatch finds containers changed behind Capstan's back, from
 // the pod status nodes report; nodes write no audit records, so the
 // control plane does.
 //
-// It remembers, per pod and container, the running instance last seen
-// (its container ID and start time) and the pod's spec. A new running
-// instance is drift when the one before it is not the new one's last
-// state: the node restarts a container that exited (a crash, or a `podman
-// stop`) keeping the exited instance, so its status shows that instance
-// as lastState; a container removed (`podman rm -f`, or its whole pod)
-// leaves nothing, and the node creates a new one with no lastState, or
-// with an older one. A spec change (the pod was updated, so its node
-// replaced it on purpose) is not drift. What it cannot see: a container
-// stopped or killed behind Capstan's back looks like a crash, and is
-// counted as a restart, not as drift; a replacement made while the
+// Changed in place (paused, limits, renamed, a container Capstan did not
+// create running in its place): the node finds them, corrects them or,
+// in report mode, leaves them, and lists them in status.drift; each entry
+// (container, field, time) is recorded once. Entries already listed when
+// the control plane first sees a pod are taken as recorded by the
+// control plane before it, unless they are newer than its start.
+//
+// Replaced: it remembers, per pod and container, the running instance
+// last seen (its container ID and start time) and the pod's spec. A new
+// running instance is drift when the one before it is not the new one's
+// last state: the node restarts a container that exited (a crash, or a
+// `podman stop`) keeping the exited instance, so its status shows that
+// instance as lastState; a container removed (`podman rm -f`, or its
+// whole pod) leaves nothing, and the node creates a new one with no
+// lastState, or with an older one. A spec change (the pod was updated, so
+// its node replaced it on purpose) is not drift. What it cannot see: a
+// container stopped or killed behind Capstan's back looks like a crash,
+// and is counted as a restart, not as drift; a replacement made while the
 // control plane was down is not seen.
 type containerWatch struct {
-	mu   sync.Mutex
-	seen map[string]containerSeen // pod uid/container -> last running instance
+	mu       sync.Mutex
+	seen     map[string]containerSeen // pod uid/container -> last running instance
+	recorded map[string]bool          // pod uid/container/field/time of status.drift entries
+	pods     map[string]bool          // pod uids observed
+	start    time.Time
+}
+
+func newContainerWatch() *containerWatch {
+	return &containerWatch{seen: map[string]containerSeen{}, recorded: map[string]bool{}, pods: map[string]bool{}, start: time.Now()}
 }
 
 type containerSeen struct {
@@ -355,14 +370,16 @@ type containerSeen struct {
 	spec    string
 }
 
-// containerDrift is one container found replaced.
+// containerDrift is one container found replaced (change nil) or changed
+// in place.
 type containerDrift struct {
 	pod       *manifests.Pod
 	container string
+	change    *manifests.ContainerDrift
 }
 
-// observe takes a pod's new status and returns its containers replaced
-// since the last observation.
+// observe takes a pod's new status and returns its containers replaced or
+// changed since the last observation.
 func (w *containerWatch) observe(_, cur *manifests.Pod) []containerDrift {
 	if cur.DeletionTimestamp != nil {
 		return nil
@@ -371,6 +388,30 @@ func (w *containerWatch) observe(_, cur *manifests.Pod) []containerDrift {
 	var out []containerDrift
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.recorded == nil { // a zero watch, in tests
+		w.recorded, w.pods = map[string]bool{}, map[string]bool{}
+	}
+	known := w.pods[cur.UID]
+	w.pods[cur.UID] = true
+	replacedByHand := map[string]bool{} // the node found and reports these itself
+	for i := range cur.Status.Drift {
+		ch := &cur.Status.Drift[i]
+		if ch.Field == "instance" {
+			replacedByHand[ch.Container] = true
+		}
+		if ch.Time == nil {
+			continue // not from a node of this version
+		}
+		k := cur.UID + "/" + ch.Container + "/" + ch.Field + "/" + ch.Action + "/" + ch.Time.UTC().Format(time.RFC3339Nano)
+		if w.recorded[k] {
+			continue
+		}
+		w.recorded[k] = true
+		if !known && ch.Time.Time.Before(w.start) {
+			continue // listed before this control plane started: recorded by the one before
+		}
+		out = append(out, containerDrift{pod: cur, container: ch.Container, change: ch})
+	}
 	for _, cs := range cur.Status.ContainerStatuses {
 		run := cs.State.Running
 		if run == nil || cs.ContainerID == "" || run.StartedAt == nil {
@@ -379,7 +420,7 @@ func (w *containerWatch) observe(_, cur *manifests.Pod) []containerDrift {
 		k := cur.UID + "/" + cs.Name
 		prev, ok := w.seen[k]
 		w.seen[k] = containerSeen{id: cs.ContainerID, started: run.StartedAt.Time, spec: spec}
-		if !ok || prev.id == cs.ContainerID || prev.spec != spec {
+		if !ok || prev.id == cs.ContainerID || prev.spec != spec || replacedByHand[cs.Name] {
 			continue
 		}
 		if lt := cs.LastState.Terminated; lt != nil && lt.StartedAt != nil && lt.StartedAt.Time.Equal(prev.started) {
@@ -396,5 +437,189 @@ func (w *containerWatch) forget(p *manifests.Pod) {
 	defer w.mu.Unlock()
 	for _, cs := range p.Status.ContainerStatuses {
 		delete(w.seen, p.UID+"/"+cs.Name)
+	}
+	delete(w.pods, p.UID)
+	for k := range w.recorded {
+		if strings.HasPrefix(k, p.UID+"/") {
+			delete(w.recorded, k)
+		}
+	}
+}
+
+// ActionAltered: a Podman container changed in place behind Capstan's
+// back (paused, limits, renamed) or one Capstan did not create running in
+// its place; Fields says what (containers.<name>.<field>).
+const ActionAltered = "altered"
+
+// containerDriftRecord is the audit record of a container drift.
+func containerDriftRecord(source, rev string, d containerDrift) manifests.AuditRecord {
+	p := d.pod
+	where := fmt.Sprintf("container %s of pod %s/%s on node %s", d.container, p.Namespace, p.Name, p.Spec.NodeName)
+	rec := manifests.AuditRecord{Source: source, Revision: rev, Time: manifests.Now(), Result: ResultDriftCorrected}
+	if d.change == nil {
+		rec.Message = where + " was removed or replaced outside Capstan; the node started it again"
+		rec.Changes = []manifests.ObjectChange{{Action: ActionRecreated, Kind: "Pod", Namespace: p.Namespace, Name: p.Name, Fields: []string{"containers." + d.container}}}
+		return rec
+	}
+	ch := d.change
+	what := fmt.Sprintf("%s: %s is %s, Git says %s", where, ch.Field, ch.Found, ch.Want)
+	switch ch.Field {
+	case "state.paused":
+		what = where + " was paused"
+	case "instance":
+		what = fmt.Sprintf("%s: a %s", where, ch.Found)
+	case "name":
+		what = fmt.Sprintf("%s was renamed to %s", where, ch.Found)
+	}
+	rec.Message = what + " outside Capstan; the node put it back"
+	if ch.Action == "reported" {
+		rec.Result = ResultDriftDetected
+		rec.Message = what + " outside Capstan; left as is (drift mode report)"
+	}
+	rec.Changes = []manifests.ObjectChange{{Action: ActionAltered, Kind: "Pod", Namespace: p.Namespace, Name: p.Name, Fields: []string{"containers." + d.container + "." + ch.Field}}}
+	return rec
+}
+
+// recordContainerDrift records a container replaced or changed behind
+// Capstan's back (containerWatch) as drift of the source its pod comes
+// from: an audit record, an event on the pod, a notice.
+func (m *SourceManager) recordContainerDrift(d containerDrift) {
+	ctx := context.Background() // the cache's handler has no context; writes are short
+	source := m.sourceOf(d.pod)
+	if source == "" {
+		return
+	}
+	rev := ""
+	if c, ok := m.cache.Get(manifests.Key("Source", "", source)); ok {
+		rev = c.Obj.(*manifests.Source).Status.AppliedRevision
+	}
+	rec := containerDriftRecord(source, rev, d)
+	m.Log.Warn("container drift", "source", source, "pod", d.pod.Namespace+"/"+d.pod.Name, "container", d.container,
+		"node", d.pod.Spec.NodeName, "result", rec.Result, "fields", rec.Changes[0].Fields)
+	if m.Audit != nil {
+		if err := m.Audit.Append(ctx, rec); err != nil {
+			m.Log.Error("write audit record", "source", source, "err", err)
+		}
+	}
+	if m.Events != nil {
+		_ = m.Events.Record(ctx, manifests.Event{Time: manifests.Now(), Kind: "Pod", Namespace: d.pod.Namespace, Name: d.pod.Name,
+			Type: "Warning", Reason: rec.Result, Message: rec.Message, Source: "sources"})
+	}
+	if m.Notify != nil {
+		if n, ok := NoticeFromAudit(rec); ok {
+			n.URL = m.sourceURL(source)
+			m.Notify.Notify(n)
+		}
+	}
+}
+
+// declaringChain follows controller owner references up from obj to the
+// object a source declared: the chain from obj to it, and the source; ""
+// when obj does not come from a source.
+func declaringChain(objects *Cache, obj manifests.Object) ([]manifests.Object, string) {
+	var chain []manifests.Object
+	for range 6 {
+		chain = append(chain, obj)
+		meta := obj.GetObjectMeta()
+		if s := meta.Annotations[manifests.AnnotationSource]; s != "" {
+			return chain, s
+		}
+		ref := meta.Controller()
+		if ref == nil {
+			return nil, ""
+		}
+		c, ok := objects.Get(manifests.Key(ref.Kind, meta.Namespace, ref.Name))
+		if !ok || c.Obj.GetObjectMeta().UID != ref.UID {
+			return nil, ""
+		}
+		obj = c.Obj
+	}
+	return nil, ""
+}
+
+// podTemplatePrefix is where a kind keeps the pod template whose fields
+// ignore rules on it name.
+func podTemplatePrefix(kind string) (string, bool) {
+	switch kind {
+	case "Pod":
+		return "", true
+	case "Deployment", "ReplicaSet", "ReplicationController", "StatefulSet", "DaemonSet", "Job":
+		return "spec.template.", true
+	case "CronJob":
+		return "spec.jobTemplate.spec.template.", true
+	}
+	return "", false
+}
+
+// podDriftPolicy is the drift policy a pod's node applies to its
+// containers: its source's mode, and the source's ignore rules that match
+// the pod or an owner on the way to the declared object, with paths made
+// relative to the pod (spec.template.spec.containers[0].resources of a
+// Deployment is spec.containers[0].resources of its pods). nil: correct
+// everything.
+func podDriftPolicy(objects *Cache, pod *manifests.Pod) *manifests.PodDriftPolicy {
+	chain, source := declaringChain(objects, pod)
+	if source == "" {
+		return nil
+	}
+	c, ok := objects.Get(manifests.Key("Source", "", source))
+	if !ok {
+		return nil
+	}
+	dp := c.Obj.(*manifests.Source).Spec.Drift
+	if dp == nil || dp.Mode != DriftReport && len(dp.Ignore) == 0 {
+		return nil
+	}
+	out := &manifests.PodDriftPolicy{}
+	if dp.Mode == DriftReport {
+		out.Mode = DriftReport
+	}
+	for _, r := range dp.Ignore {
+		for _, o := range chain {
+			m := o.GetObjectMeta()
+			kind := o.GetTypeMeta().Kind
+			if r.Kind != "" && !strings.EqualFold(r.Kind, kind) || r.Namespace != "" && r.Namespace != m.Namespace || r.Name != "" && r.Name != m.Name {
+				continue
+			}
+			prefix, ok := podTemplatePrefix(kind)
+			if !ok {
+				continue
+			}
+			for _, p := range r.Paths {
+				if rest, ok := strings.CutPrefix(p, prefix); ok && strings.HasPrefix(rest, "spec.containers") {
+					out.Ignore = append(out.Ignore, rest)
+				}
+			}
+		}
+	}
+	slices.Sort(out.Ignore)
+	out.Ignore = slices.Compact(out.Ignore)
+	if out.Mode == "" && len(out.Ignore) == 0 {
+		return nil
+	}
+	return out
+}
+
+// onSourceDrift re-assigns the pods of a Source whose drift policy
+// changed, so their nodes apply the new one.
+func (a *assigner) onSourceDrift(q *Queue, old, cur manifests.Object) {
+	policy := func(o manifests.Object) string {
+		if s, ok := o.(*manifests.Source); ok && s.Spec.Drift != nil {
+			return manifests.Hash(s.Spec.Drift)
+		}
+		return ""
+	}
+	if policy(old) == policy(cur) {
+		return
+	}
+	obj := cur
+	if obj == nil {
+		obj = old
+	}
+	name := obj.GetObjectMeta().Name
+	for _, c := range a.cp.objects.List("Pod", "") {
+		if _, s := declaringChain(a.cp.objects, c.Obj); s == name {
+			q.Add(manifests.KeyOf(c.Obj))
+		}
 	}
 }

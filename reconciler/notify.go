@@ -3,6 +3,8 @@ package reconciler
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/manifests"
 )
 
@@ -83,10 +86,14 @@ func NoticeFromAudit(rec manifests.AuditRecord) (n Notice, ok bool) {
 			verb = "detected (not corrected)"
 		}
 		n.Message = fmt.Sprintf("drift %s at revision %s: %s", verb, short(rec.Revision), describeChanges(rec.Changes))
-		if rec.Message != "" && len(rec.Changes) == 1 && rec.Changes[0].Kind == "Pod" {
-			n.Message = fmt.Sprintf("drift corrected: %s", rec.Message)
-		}
 		n.Detail = manifests.Hash(rec.Changes)
+		if rec.Message != "" && len(rec.Changes) == 1 && rec.Changes[0].Kind == "Pod" {
+			// A container changed behind Capstan's back: each record is
+			// one change (the control plane records it once), even the
+			// same container paused twice.
+			n.Message = fmt.Sprintf("drift %s: %s", verb, rec.Message)
+			n.Detail = manifests.Hash([]any{rec.Changes, rec.Time})
+		}
 	default:
 		return n, false
 	}
@@ -97,14 +104,20 @@ func NoticeFromAudit(rec manifests.AuditRecord) (n Notice, ok bool) {
 // every notice on NATS (capstan.notify.<source>), each de-duplicated: a
 // notice is sent to one destination once per source, event class,
 // revision, reason and detail, and again only when one of them changes.
-// Deliveries are made by Run's worker, so Notify never blocks on the
-// network; a failed delivery is retried three times, then dropped with a
-// log line. The zero value is not usable: set the fields, then call Run.
-// Its methods are safe for concurrent use.
+// With State, what was sent last per destination, source and event
+// class is kept on the bus as well, so a restarted control plane does
+// not send it again. Notices are de-duplicated and delivered by Run's
+// worker, so Notify never blocks on the network; a failed delivery is
+// retried three times, then dropped with a log line. The zero value is
+// not usable: set the fields, then call Run. Its methods are safe for
+// concurrent use.
 type Notifiers struct {
 	// Publish sends a message on a NATS subject of Capstan's bus; nil
 	// publishes nothing.
 	Publish func(subject string, data []byte) error
+	// State, if set, keeps the de-duplication memory (the notified
+	// bucket); Run reads it before it sends anything.
+	State bus.Store
 	// Client makes the HTTP requests (default: a 10 s timeout).
 	Client *http.Client
 	Log    *slog.Logger
@@ -115,8 +128,26 @@ type Notifiers struct {
 	mu      sync.Mutex
 	configs map[string]notifierConfig
 	sent    map[string]string // destination/source/event -> revision/reason/detail
-	queue   chan delivery
+	queue   chan Notice
 	once    sync.Once
+}
+
+// sentRecord is one entry of the notified bucket: the last notice sent
+// to a destination ("" for the bus subject) for a source and event class.
+type sentRecord struct {
+	Destination string `json:"destination"`
+	Source      string `json:"source"`
+	Event       string `json:"event"`
+	Value       string `json:"value"` // revision/reason/detail
+}
+
+func (r sentRecord) key() string { return r.Destination + "\x00" + r.Source + "\x00" + r.Event }
+
+// stateKey is a record's key in the notified bucket: a hash, as names
+// need not be valid keys.
+func (r sentRecord) stateKey() string {
+	sum := sha256.Sum256([]byte(r.key()))
+	return hex.EncodeToString(sum[:20])
 }
 
 // notifierConfig is a Notifier with its secret's values.
@@ -136,7 +167,7 @@ func (ns *Notifiers) init() {
 	ns.once.Do(func() {
 		ns.configs = map[string]notifierConfig{}
 		ns.sent = map[string]string{}
-		ns.queue = make(chan delivery, 1024)
+		ns.queue = make(chan Notice, 1024)
 		if ns.Client == nil {
 			ns.Client = &http.Client{Timeout: 10 * time.Second}
 		}
@@ -190,18 +221,32 @@ func (ns *Notifiers) Names() []string {
 	return out
 }
 
-// Notify publishes n on NATS and queues it for every Notifier that wants
-// it, unless it was sent there already.
+// Notify queues n, for Run to publish on NATS and send to every
+// Notifier that wants it, unless it was sent there already.
 func (ns *Notifiers) Notify(n Notice) {
 	ns.init()
+	select {
+	case ns.queue <- n:
+	default:
+		ns.Log.Warn("notification queue full; dropping", "source", n.Source, "reason", n.Reason)
+	}
+}
+
+// dispatch publishes n on NATS and delivers it to every Notifier that
+// wants it, unless it was sent there already; what it sends is
+// remembered first (in State too), so a delivery cut short by a restart
+// is not made again.
+func (ns *Notifiers) dispatch(ctx context.Context, n Notice) {
 	value := n.Revision + "/" + n.Reason + "/" + n.Detail
+	var fresh []sentRecord
 	ns.mu.Lock()
 	first := func(dest string) bool {
-		key := dest + "\x00" + n.Source + "\x00" + n.Event
-		if ns.sent[key] == value {
+		r := sentRecord{Destination: dest, Source: n.Source, Event: n.Event, Value: value}
+		if ns.sent[r.key()] == value {
 			return false
 		}
-		ns.sent[key] = value
+		ns.sent[r.key()] = value
+		fresh = append(fresh, r)
 		return true
 	}
 	publish := ns.Publish != nil && first("")
@@ -213,14 +258,59 @@ func (ns *Notifiers) Notify(n Notice) {
 		}
 	}
 	ns.mu.Unlock()
+	ns.remember(ctx, fresh)
 	if publish {
 		ns.publish(DefaultNotifySubject, n)
 	}
 	for _, d := range todo {
+		ns.deliver(ctx, d)
+	}
+}
+
+// remember writes what is about to be sent to State.
+func (ns *Notifiers) remember(ctx context.Context, recs []sentRecord) {
+	if ns.State == nil {
+		return
+	}
+	for _, r := range recs {
+		b, err := json.Marshal(r)
+		if err != nil {
+			continue
+		}
+		if _, err := ns.State.Put(ctx, r.stateKey(), b); err != nil && ctx.Err() == nil {
+			ns.Log.Warn("remember a notification sent", "source", r.Source, "event", r.Event, "err", err)
+		}
+	}
+}
+
+// load reads the de-duplication memory from State, retrying until it
+// answers or ctx ends.
+func (ns *Notifiers) load(ctx context.Context) {
+	if ns.State == nil {
+		return
+	}
+	for {
+		entries, err := ns.State.List(ctx, ">")
+		if err == nil {
+			ns.mu.Lock()
+			defer ns.mu.Unlock()
+			for _, e := range entries {
+				var r sentRecord
+				if json.Unmarshal(e.Value, &r) == nil {
+					ns.sent[r.key()] = r.Value
+				}
+			}
+			ns.Log.Debug("notifications sent before read", "entries", len(entries))
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		ns.Log.Warn("read the notifications sent before; retrying", "err", err)
 		select {
-		case ns.queue <- d:
-		default:
-			ns.Log.Warn("notification queue full; dropping", "notifier", d.cfg.name, "source", n.Source, "reason", n.Reason)
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
 		}
 	}
 }
@@ -249,15 +339,17 @@ func (c notifierConfig) isForge() bool {
 	return false
 }
 
-// Run delivers queued notices until ctx ends.
+// Run reads what was sent before (State), then sends queued notices
+// until ctx ends.
 func (ns *Notifiers) Run(ctx context.Context) error {
 	ns.init()
+	ns.load(ctx)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case d := <-ns.queue:
-			ns.deliver(ctx, d)
+		case n := <-ns.queue:
+			ns.dispatch(ctx, n)
 		}
 	}
 }

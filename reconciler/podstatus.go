@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/capstan-io/capstan/bus"
@@ -16,6 +17,11 @@ import (
 // while that node is not Ready the pod is shown not ready. It also ends a
 // graceful deletion: a terminating pod whose node reported it removed (or
 // whose node is gone) is deleted for good (graceful.go).
+//
+// It holds a report only until it is mirrored: the Pod then shows it, and
+// at tens of thousands of pods a second copy of every status was a fifth
+// of the control plane's heap. The rare paths that need a mirrored report
+// again (a pod shown NodeLost whose node is back) read it from the bus.
 type statusMirror struct {
 	cp      *ControlPlane
 	mu      sync.Mutex
@@ -26,7 +32,7 @@ type statusMirror struct {
 type report struct {
 	key string
 	rev uint64
-	r   manifests.PodStatusReport
+	r   *manifests.PodStatusReport // nil once mirrored
 }
 
 func newStatusMirror(cp *ControlPlane) *statusMirror {
@@ -53,7 +59,7 @@ func (s *statusMirror) watch(ctx context.Context, q *Queue) error {
 		} else {
 			var r manifests.PodStatusReport
 			if err := json.Unmarshal(e.Value, &r); err == nil {
-				s.reports[pk] = report{key: e.Key, rev: e.Revision, r: r}
+				s.reports[pk] = report{key: e.Key, rev: e.Revision, r: &r}
 			}
 		}
 		s.mu.Unlock()
@@ -78,14 +84,27 @@ func (s *statusMirror) reconcile(ctx context.Context, podKey string) error {
 		}
 		return nil
 	}
-	var r *manifests.PodStatusReport
-	if hasReport {
-		r = &rep.r
+	pod := c.Obj.(*manifests.Pod)
+	node, nodeKnown := s.cp.nodes.Get(pod.Spec.NodeName)
+	nodeReady := nodeKnown && manifests.IsNodeReady(node.Obj.(*manifests.Node))
+	if hasReport && rep.r == nil {
+		// Mirrored already: the pod shows it, unless the pod is
+		// terminating (its report decides when it is gone) or shown
+		// NodeLost while its node is back.
+		if pod.DeletionTimestamp == nil && (!nodeReady || !shownNodeLost(pod)) {
+			hasReport = false
+		} else {
+			r, err := s.fetch(ctx, rep)
+			if err != nil {
+				return err
+			}
+			rep.r = r
+		}
+		hasReport = hasReport && rep.r != nil
 	}
-	if done, err := s.cp.finishDeletion(ctx, c, r); done || err != nil {
+	if done, err := s.cp.finishDeletion(ctx, c, rep.r); done || err != nil {
 		return err
 	}
-	pod := c.Obj.(*manifests.Pod)
 	if pod.Spec.NodeName == "" {
 		return nil
 	}
@@ -96,18 +115,61 @@ func (s *statusMirror) reconcile(ctx context.Context, podKey string) error {
 			st.Conditions = append([]manifests.Condition{*sc}, st.Conditions...)
 		}
 	}
-	if n, ok := s.cp.nodes.Get(pod.Spec.NodeName); !ok || !manifests.IsNodeReady(n.Obj.(*manifests.Node)) {
+	if !nodeReady {
 		st = nodeLostStatus(st, pod.Status)
 	}
-	if manifests.Hash(st) == manifests.Hash(pod.Status) {
-		return nil
+	if manifests.Hash(st) != manifests.Hash(pod.Status) {
+		upd := *pod // shallow: only the status changes, and it is new
+		upd.Status = st
+		if _, err := UpdateObject(ctx, s.cp.Objects, &upd, c.Rev); err != nil {
+			if errors.Is(err, bus.ErrNotFound) {
+				return nil
+			}
+			return err
+		}
 	}
-	upd := Clone(pod)
-	upd.Status = st
-	if _, err := UpdateObject(ctx, s.cp.Objects, upd, c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
-		return err
+	if hasReport {
+		s.mirrored(podKey, rep.rev)
 	}
 	return nil
+}
+
+// mirrored drops the report of rev, now that the pod shows it, unless a
+// newer one came meanwhile.
+func (s *statusMirror) mirrored(podKey string, rev uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cur, ok := s.reports[podKey]; ok && cur.rev == rev {
+		cur.r = nil
+		s.reports[podKey] = cur
+	}
+}
+
+// fetch reads a mirrored report again from the bus (nil if it is gone).
+func (s *statusMirror) fetch(ctx context.Context, rep report) (*manifests.PodStatusReport, error) {
+	e, err := s.cp.Status.Get(ctx, rep.key)
+	if errors.Is(err, bus.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read status report %s: %w", rep.key, err)
+	}
+	var r manifests.PodStatusReport
+	if err := json.Unmarshal(e.Value, &r); err != nil {
+		return nil, fmt.Errorf("decode status report %s: %w", rep.key, err)
+	}
+	return &r, nil
+}
+
+// shownNodeLost reports whether the pod shows a condition nodeLostStatus
+// set.
+func shownNodeLost(pod *manifests.Pod) bool {
+	for _, c := range pod.Status.Conditions {
+		if c.Reason == "NodeLost" {
+			return true
+		}
+	}
+	return false
 }
 
 // nodeLostStatus marks a pod whose node stopped reporting as not ready.

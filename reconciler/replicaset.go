@@ -136,11 +136,9 @@ func (cp *ControlPlane) reconcileReplicated(ctx context.Context, key string, c *
 			adds = append(adds, manifests.KeyOf(pod))
 		}
 		cp.exp.expect(key, adds, nil)
-		for _, pod := range pods {
-			if _, err := CreateObject(ctx, cp.Objects, pod); err != nil {
-				cp.exp.expect(key, nil, nil)
-				return fmt.Errorf("%s %s: %w", strings.ToLower(r.kind), key, err)
-			}
+		if err := createSlowStart(ctx, cp.Objects, pods); err != nil {
+			cp.exp.expect(key, nil, nil)
+			return fmt.Errorf("%s %s: %w", strings.ToLower(r.kind), key, err)
 		}
 		cp.event(ctx, r.obj, "Normal", "SuccessfulCreate", fmt.Sprintf("Created %d pod(s)", diff))
 	case diff < 0:
@@ -241,3 +239,28 @@ func podFromTemplate(owner manifests.Object, tmpl *manifests.PodTemplateSpec, na
 	}
 	return pod
 }
+
+// createSlowStart creates pods in batches of 1, 2, 4... (at most
+// createParallel at once), each batch's writes in flight together, and
+// stops after the first batch with a failure: a burst of replicas reaches
+// the bus at the rate it takes writes, while a template that cannot be
+// created fails once, not maxBurst times (Kubernetes' slow start).
+func createSlowStart(ctx context.Context, s bus.Store, pods []*manifests.Pod) error {
+	for done, batch := 0, 1; done < len(pods); batch = min(batch*2, createParallel) {
+		n := min(batch, len(pods)-done)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i, pod := range pods[done : done+n] {
+			wg.Go(func() { _, errs[i] = CreateObject(ctx, s, pod) })
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return err
+		}
+		done += n
+	}
+	return nil
+}
+
+// createParallel bounds the creates a controller has in flight at once.
+const createParallel = 64

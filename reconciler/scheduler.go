@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -117,6 +118,8 @@ type scheduler struct {
 	cp      *ControlPlane
 	mu      sync.Mutex
 	nodes   map[string]*NodeInfo
+	order   []*NodeInfo          // the nodes in the order they came, for choose's rotation
+	next    int                  // where choose starts its next search in order
 	placed  map[string]placement // pod key -> what it takes where
 	pending map[string]bool
 }
@@ -135,6 +138,7 @@ func (s *scheduler) node(name string) *NodeInfo {
 	if n == nil {
 		n = &NodeInfo{Name: name, HostPorts: map[string]int{}, Owners: map[string]int{}}
 		s.nodes[name] = n
+		s.order = append(s.order, n)
 	}
 	return n
 }
@@ -240,19 +244,32 @@ func (s *scheduler) pendingKeys() []string {
 	return keys
 }
 
-// choose picks the best node for r, or explains why none fits.
+// choose picks the best node for r, or explains why none fits. Like
+// kube-scheduler, it stops looking once it has found enough feasible
+// nodes (feasibleToFind) and starts the next search after the node this
+// one chose, so in a large cluster every pod costs a fraction of the nodes
+// and every node is considered in turn.
 func (s *scheduler) choose(r PodRequest) (string, string) {
 	best, bestScore := "", int64(0)
 	reasons := map[string]int{}
-	for _, n := range s.nodes {
+	want, found, at := feasibleToFind(len(s.order)), 0, 0
+	for i := range s.order {
+		n := s.order[(s.next+i)%len(s.order)]
 		if why := Fit(n, r); why != "" {
 			reasons[why]++
 			continue
 		}
-		sc := Score(n, r)
-		if best == "" || sc > bestScore || (sc == bestScore && n.Name < best) {
-			best, bestScore = n.Name, sc
+		// Ties go to the first in the search, which starts after the
+		// last node chosen: equal nodes take pods in turn.
+		if sc := Score(n, r); best == "" || sc > bestScore {
+			best, bestScore, at = n.Name, sc, i
 		}
+		if found++; found == want {
+			break
+		}
+	}
+	if best != "" {
+		s.next = (s.next + at + 1) % len(s.order)
 	}
 	if best != "" {
 		return best, ""
@@ -266,6 +283,18 @@ func (s *scheduler) choose(r PodRequest) (string, string) {
 	}
 	sort.Strings(parts)
 	return "", fmt.Sprintf("0/%d nodes are available: %s", len(s.nodes), strings.Join(parts, ", "))
+}
+
+// feasibleToFind is how many fitting nodes choose scores out of n, as
+// kube-scheduler's adaptive percentageOfNodesToScore: every node up to
+// 100, then 50 % less 1 % per 125 nodes (at least 5 %), and never fewer
+// than 100.
+func feasibleToFind(n int) int {
+	if n <= 100 {
+		return n
+	}
+	pct := max(5, 50-n/125)
+	return max(100, n*pct/100)
 }
 
 var errUnschedulable = errors.New("unschedulable")
@@ -290,12 +319,16 @@ func (s *scheduler) reconcile(ctx context.Context, key string) error {
 	}
 	s.mu.Unlock()
 
-	upd := Clone(pod)
+	// A shallow copy: only the node name and a fresh conditions slice
+	// change, and the copy is only encoded (a JSON clone costs as much
+	// as the write).
+	upd := *pod
+	upd.Status.Conditions = slices.Clone(pod.Status.Conditions)
 	if node == "" {
 		cond := manifests.Condition{Type: "PodScheduled", Status: manifests.ConditionFalse, Reason: "Unschedulable", Message: why}
 		if old := manifests.FindCondition(pod.Status.Conditions, "PodScheduled"); old == nil || old.Message != why {
 			upd.Status.Conditions = manifests.SetCondition(upd.Status.Conditions, cond)
-			if _, err := UpdateObject(ctx, s.cp.Objects, upd, c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
+			if _, err := UpdateObject(ctx, s.cp.Objects, &upd, c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
 				return err
 			}
 			s.cp.event(ctx, pod, "Warning", "FailedScheduling", why)
@@ -305,7 +338,7 @@ func (s *scheduler) reconcile(ctx context.Context, key string) error {
 	}
 	upd.Spec.NodeName = node
 	upd.Status.Conditions = manifests.SetCondition(upd.Status.Conditions, manifests.Condition{Type: "PodScheduled", Status: manifests.ConditionTrue})
-	if _, err := UpdateObject(ctx, s.cp.Objects, upd, c.Rev); err != nil {
+	if _, err := UpdateObject(ctx, s.cp.Objects, &upd, c.Rev); err != nil {
 		s.mu.Lock()
 		s.account(key, pod) // undo the assumption
 		s.mu.Unlock()

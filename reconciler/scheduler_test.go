@@ -120,3 +120,41 @@ func BenchmarkSchedulerChoose(b *testing.B) {
 		s.nodes[best].UsedCPU += 1
 	}
 }
+
+func TestFeasibleToFind(t *testing.T) {
+	for _, c := range []struct{ nodes, want int }{{1, 1}, {100, 100}, {101, 100}, {1000, 420}, {5000, 500}, {10000, 500}, {100000, 5000}} {
+		if got := feasibleToFind(c.nodes); got != c.want {
+			t.Errorf("feasibleToFind(%d) = %d, want %d", c.nodes, got, c.want)
+		}
+	}
+}
+
+// TestSchedulerLargeClusterSpreads checks that scoring only part of a
+// large cluster per pod still reaches every node and keeps one owner's
+// replicas even: the search rotates, so a node left out of one search is
+// in the next.
+func TestSchedulerLargeClusterSpreads(t *testing.T) {
+	s := newScheduler(nil)
+	for i := range 1000 {
+		n := s.node(fmt.Sprintf("n%04d", i))
+		n.Ready, n.AllocCPU, n.AllocMem, n.AllocPods = true, 4000, 8<<30, 110
+	}
+	for range 3000 {
+		r := PodRequest{CPU: 10, Owner: "rs-1"}
+		best, why := s.choose(r)
+		if best == "" {
+			t.Fatalf("nothing chosen: %s", why)
+		}
+		n := s.nodes[best]
+		n.UsedCPU += r.CPU
+		n.Pods++
+		n.Owners["rs-1"]++
+	}
+	lo, hi := 3000, 0
+	for _, n := range s.nodes {
+		lo, hi = min(lo, n.Owners["rs-1"]), max(hi, n.Owners["rs-1"])
+	}
+	if lo != 3 || hi != 3 {
+		t.Fatalf("replicas per node range from %d to %d, want 3 on each of 1000 nodes", lo, hi)
+	}
+}

@@ -19,8 +19,10 @@ import (
 // Services. The service controller gives each Service (not headless, not
 // ExternalName) a cluster IP from the control plane's range
 // (ControlPlane.ServiceCIDR, 10.96.0.0/16 by default) and, when an IPv6
-// range is configured, a second one from it (dual stack, in
-// spec.clusterIPs); it gives each port of a NodePort Service a node port
+// range is configured (ServiceCIDRv6; the command line's default is
+// DefaultServiceCIDRv6 where the host has IPv6), a second one from it
+// (dual stack, in spec.clusterIPs and spec.ipFamilies; see families for
+// the policy); it gives each port of a NodePort Service a node port
 // in 30000-32767. A clusterIP or nodePort Git sets is kept when it is in
 // range and free. What was allocated is written to the Service's spec, as
 // Kubernetes does; the sync keeps it when Git leaves those fields empty
@@ -55,6 +57,10 @@ const (
 // Default service ranges.
 const (
 	DefaultServiceCIDR = "10.96.0.0/16"
+	// DefaultServiceCIDRv6 is the IPv6 range of dual-stack cluster IPs:
+	// a unique local range (the one kind and many Kubernetes guides use),
+	// its cluster DNS address fd00:10:96::a.
+	DefaultServiceCIDRv6 = "fd00:10:96::/112"
 	// DNSServiceOffset is the offset in the service range of the address
 	// the cluster DNS answers on (10.96.0.10 in the default range). It and
 	// the first address (.1) are never allocated to a Service.
@@ -280,37 +286,75 @@ type allocation struct {
 	problem    *manifests.Condition
 }
 
-// families returns the IP families a Service gets: its own ipFamilies
-// when set; otherwise IPv4, and IPv6 too when a v6 range is configured and
-// the policy is not SingleStack (Capstan prefers dual stack where the host
-// has IPv6; Kubernetes' default policy is SingleStack).
+// families returns the IP families a Service gets, its primary first.
+//
+// Decision (dual stack by default): a Service without ipFamilyPolicy is
+// PreferDualStack, not SingleStack as in Kubernetes: where the control
+// plane has an IPv6 range (--service-cidr-v6, on by default where the host
+// has IPv6), every Service gets a cluster IP of each family, and where it
+// has none, IPv4 only, without an error. An address costs nothing here
+// (endpoints are node addresses either way), and Kubernetes' reason for
+// SingleStack (existing Services of a cluster upgraded to dual stack
+// must not change) does not apply. The policy is left as Git has it (not
+// written back), so a cluster that gains or loses its IPv6 range re-plans
+// every Service that did not choose: the allocated ipFamilies only order
+// the families (the primary first), as they do in Kubernetes.
+//
+//   - SingleStack: the primary family only (ipFamilies[0], else the family
+//     of a given clusterIP, else IPv4);
+//   - PreferDualStack (and unset): both families, the one without a range
+//     left out;
+//   - RequireDualStack: both, or a condition (IPv6NotConfigured).
+//
+// A primary family without a range is a condition in every policy.
 func (s *serviceController) families(svc *manifests.Service) ([]string, *manifests.Condition) {
-	policy := ""
-	if svc.Spec.IPFamilyPolicy != nil {
-		policy = *svc.Spec.IPFamilyPolicy
+	policy := "PreferDualStack"
+	if p := svc.Spec.IPFamilyPolicy; p != nil && *p != "" {
+		policy = *p
 	}
-	fams := slices.Clone(svc.Spec.IPFamilies)
+	var fams []string
+	add := func(f string) {
+		if !slices.Contains(fams, f) {
+			fams = append(fams, f)
+		}
+	}
+	for _, f := range svc.Spec.IPFamilies {
+		add(f)
+	}
 	if len(fams) == 0 {
-		fams = []string{"IPv4"}
-		if len(s.ranges) == 2 && policy != "SingleStack" {
-			fams = append(fams, "IPv6")
-		}
-		if ip, err := netip.ParseAddr(svc.Spec.ClusterIP); err == nil && ip.Is6() {
-			fams = []string{"IPv6"}
+		for _, ip := range append([]string{svc.Spec.ClusterIP}, svc.Spec.ClusterIPs...) {
+			if a, err := netip.ParseAddr(ip); err == nil {
+				add(familyOf(a))
+			}
 		}
 	}
-	if policy == "RequireDualStack" && len(s.ranges) < 2 {
-		return nil, &manifests.Condition{Reason: "IPv6NotConfigured", Message: "ipFamilyPolicy RequireDualStack, but the control plane has no IPv6 service range"}
+	if len(fams) == 0 {
+		add("IPv4")
+	}
+	if policy != "SingleStack" {
+		add(map[string]string{"IPv4": "IPv6", "IPv6": "IPv4"}[fams[0]])
 	}
 	if policy == "SingleStack" {
 		fams = fams[:1]
 	}
-	for _, f := range fams {
-		if s.rangeOf(f) == nil {
-			return nil, &manifests.Condition{Reason: "IPv6NotConfigured", Message: fmt.Sprintf("no %s service range is configured", f)}
+	if s.rangeOf(fams[0]) == nil {
+		return nil, &manifests.Condition{Reason: "IPv6NotConfigured", Message: fmt.Sprintf("no %s service range is configured (--service-cidr-v6)", fams[0])}
+	}
+	if len(fams) == 2 && s.rangeOf(fams[1]) == nil {
+		if policy == "RequireDualStack" {
+			return nil, &manifests.Condition{Reason: "IPv6NotConfigured", Message: "ipFamilyPolicy RequireDualStack, but the control plane has no IPv6 service range (--service-cidr-v6)"}
 		}
+		fams = fams[:1]
 	}
 	return fams, nil
+}
+
+// familyOf names an address's IP family.
+func familyOf(a netip.Addr) string {
+	if a.Is4() || a.Is4In6() {
+		return "IPv4"
+	}
+	return "IPv6"
 }
 
 func (s *serviceController) rangeOf(family string) *ipRange {
@@ -344,11 +388,7 @@ func (s *serviceController) allocate(key string, svc *manifests.Service) allocat
 		given := map[string]netip.Addr{}
 		for _, ip := range append([]string{svc.Spec.ClusterIP}, svc.Spec.ClusterIPs...) {
 			if a, err := netip.ParseAddr(ip); err == nil {
-				f := "IPv4"
-				if a.Is6() && !a.Is4In6() {
-					f = "IPv6"
-				}
-				if _, ok := given[f]; !ok {
+				if f := familyOf(a); !given[f].IsValid() {
 					given[f] = a.Unmap()
 				}
 			}

@@ -242,3 +242,120 @@ func TestWithAllocated(t *testing.T) {
 		t.Error("a headless Service took a cluster IP")
 	}
 }
+
+// TestAllocateFamilies checks the IP families each policy gets with and
+// without an IPv6 range, and what a cluster that gains or loses its IPv6
+// range does with Services allocated before.
+func TestAllocateFamilies(t *testing.T) {
+	const v6 = "fd00:10:96::/112"
+	type want struct {
+		fams   string // families, primary first; "" for a problem
+		reason string // the problem's reason
+	}
+	cases := []struct {
+		name       string
+		mutate     func(*manifests.Service)
+		dual, only want // with an IPv6 range, without one
+	}{
+		{"default", nil, want{fams: "IPv4,IPv6"}, want{fams: "IPv4"}},
+		{"SingleStack", func(s *manifests.Service) { s.Spec.IPFamilyPolicy = manifests.Ptr("SingleStack") },
+			want{fams: "IPv4"}, want{fams: "IPv4"}},
+		{"PreferDualStack", func(s *manifests.Service) { s.Spec.IPFamilyPolicy = manifests.Ptr("PreferDualStack") },
+			want{fams: "IPv4,IPv6"}, want{fams: "IPv4"}},
+		{"RequireDualStack", func(s *manifests.Service) { s.Spec.IPFamilyPolicy = manifests.Ptr("RequireDualStack") },
+			want{fams: "IPv4,IPv6"}, want{reason: "IPv6NotConfigured"}},
+		{"IPv6 first", func(s *manifests.Service) { s.Spec.IPFamilies = []string{"IPv6"} },
+			want{fams: "IPv6,IPv4"}, want{reason: "IPv6NotConfigured"}},
+		{"IPv6 only", func(s *manifests.Service) {
+			s.Spec.IPFamilies, s.Spec.IPFamilyPolicy = []string{"IPv6"}, manifests.Ptr("SingleStack")
+		}, want{fams: "IPv6"}, want{reason: "IPv6NotConfigured"}},
+		{"given IPv6 cluster IP", func(s *manifests.Service) { s.Spec.ClusterIP = "fd00:10:96::20" },
+			want{fams: "IPv6,IPv4"}, want{reason: "IPv6NotConfigured"}},
+		{"given IPv6 cluster IP out of range", func(s *manifests.Service) { s.Spec.ClusterIP = "fd00:99::20" },
+			want{reason: "ClusterIPNotInRange"}, want{reason: "IPv6NotConfigured"}},
+	}
+	for _, c := range cases {
+		for _, mode := range []struct {
+			v6   string
+			want want
+		}{{v6, c.dual}, {"", c.only}} {
+			s := newTestServices(t, mode.v6)
+			key, svc := svcAt("web", 1, c.mutate)
+			s.alloc.mu.Lock()
+			al := s.allocate(key, svc)
+			s.alloc.mu.Unlock()
+			if mode.want.reason != "" {
+				if al.problem == nil || al.problem.Reason != mode.want.reason {
+					t.Errorf("%s (v6 range %q): %+v, want the problem %s", c.name, mode.v6, al, mode.want.reason)
+				}
+				continue
+			}
+			if al.problem != nil || strings.Join(al.families, ",") != mode.want.fams || len(al.clusterIPs) != len(al.families) ||
+				al.clusterIP != al.clusterIPs[0] {
+				t.Errorf("%s (v6 range %q): %+v, want families %s", c.name, mode.v6, al, mode.want.fams)
+				continue
+			}
+			for i, ip := range al.clusterIPs {
+				if familyOf(netip.MustParseAddr(ip)) != al.families[i] {
+					t.Errorf("%s: cluster IP %s is not %s", c.name, ip, al.families[i])
+				}
+			}
+			if svc.Spec.ClusterIP != "" && al.clusterIP != svc.Spec.ClusterIP {
+				t.Errorf("%s: the given cluster IP %s became %s", c.name, svc.Spec.ClusterIP, al.clusterIP)
+			}
+		}
+	}
+
+	// A Service allocated on an IPv4-only control plane gains an IPv6
+	// address when the range appears, keeping its IPv4 one; one allocated
+	// dual stack drops the IPv6 one, cleanly, when the range goes.
+	key, svc := svcAt("old", 1, func(s *manifests.Service) {
+		s.Spec.ClusterIP, s.Spec.ClusterIPs, s.Spec.IPFamilies = "10.96.0.7", []string{"10.96.0.7"}, []string{"IPv4"}
+	})
+	s := newTestServices(t, v6)
+	s.onService(key, nil, svc)
+	s.alloc.mu.Lock()
+	al := s.allocate(key, svc)
+	s.alloc.mu.Unlock()
+	if al.problem != nil || len(al.clusterIPs) != 2 || al.clusterIPs[0] != "10.96.0.7" || !netip.MustParsePrefix(v6).Contains(netip.MustParseAddr(al.clusterIPs[1])) {
+		t.Fatalf("IPv4-only Service on a dual-stack control plane: %+v", al)
+	}
+	svc.Spec.ClusterIPs, svc.Spec.IPFamilies = al.clusterIPs, al.families
+	s = newTestServices(t, "")
+	s.onService(key, nil, svc)
+	s.alloc.mu.Lock()
+	al = s.allocate(key, svc)
+	s.alloc.mu.Unlock()
+	if al.problem != nil || strings.Join(al.clusterIPs, ",") != "10.96.0.7" || strings.Join(al.families, ",") != "IPv4" {
+		t.Fatalf("dual-stack Service on an IPv4-only control plane: %+v", al)
+	}
+}
+
+// TestAllocateIPv6Unique allocates many dual-stack Services: every IPv6
+// address is in the range, unique, and none is reserved (the network
+// address, ::1, the DNS address ::a, the last).
+func TestAllocateIPv6Unique(t *testing.T) {
+	s := newTestServices(t, "fd00:10:96::/120")
+	prefix := netip.MustParsePrefix("fd00:10:96::/120")
+	reserved := map[string]bool{"fd00:10:96::": true, "fd00:10:96::1": true, "fd00:10:96::a": true, "fd00:10:96::ff": true}
+	seen := map[string]string{}
+	for i := range 200 {
+		key, svc := svcAt(fmt.Sprintf("s%d", i), i, nil)
+		s.alloc.mu.Lock()
+		al := s.allocate(key, svc)
+		s.alloc.mu.Unlock()
+		if al.problem != nil {
+			t.Fatalf("service %d: %+v", i, al.problem)
+		}
+		a := al.clusterIPs[1]
+		if !prefix.Contains(netip.MustParseAddr(a)) || reserved[a] {
+			t.Fatalf("service %d got reserved or foreign address %s", i, a)
+		}
+		if prev, ok := seen[a]; ok {
+			t.Fatalf("%s given to %s and %s", a, prev, key)
+		}
+		seen[a] = key
+		svc.Spec.ClusterIP, svc.Spec.ClusterIPs, svc.Spec.IPFamilies = al.clusterIP, al.clusterIPs, al.families
+		s.onService(key, nil, svc)
+	}
+}

@@ -9,11 +9,8 @@ import (
 	"time"
 
 	"github.com/capstan-io/capstan/bus"
-	"github.com/capstan-io/capstan/bus/natsbus"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler"
-	"github.com/capstan-io/capstan/schema"
-	"github.com/capstan-io/capstan/sources/git"
 )
 
 // Graceful deletion, Services and endpoint slices, on a real in-process
@@ -403,31 +400,8 @@ func TestServiceAllocationSurvivesRestart(t *testing.T) {
 		svc("headless", "  clusterIP: None\n"))
 	r.commit("services")
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	srv, err := natsbus.NewServer(natsbus.ServerOptions{DataDir: t.TempDir(), Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
-	conn, err := natsbus.Connect(ctx, srv.ClientURL(), natsbus.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	log := logger(t)
-	src, err := git.New(git.Options{URL: r.dir, Interval: 200 * time.Millisecond, CacheDir: t.TempDir()}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sy := &reconciler.Syncer{Name: "root", Source: src, Load: schema.Load, Objects: conn.Objects, Audit: conn.Audit,
-		Events: conn.Events, Log: log, Resync: time.Second}
-	syDone := make(chan struct{})
-	go func() { _ = sy.Run(ctx); close(syDone) }()
-	defer func() { cancel(); <-syDone }()
+	ctx, conn, log := t.Context(), startBus(t), logger(t)
+	runSyncer(t, conn, conn.Objects, r, time.Second)
 	startCP := func() func() {
 		cctx, ccancel := context.WithCancel(ctx)
 		cp := &reconciler.ControlPlane{Objects: conn.Objects, Assignments: conn.Assignments, Status: conn.Status,
@@ -509,5 +483,86 @@ func TestServiceAllocationSurvivesRestart(t *testing.T) {
 	}
 	if c := manifests.FindCondition(get("first").Status.Conditions, reconciler.ServiceAllocated); c == nil || c.Status != manifests.ConditionTrue {
 		t.Errorf("first: %+v", c)
+	}
+}
+
+// TestServiceDualStack runs the sync and the control plane with an IPv6
+// range, then without, then with again: Services that chose no policy
+// follow (dual stack, then IPv4 alone keeping their address, then dual
+// again), SingleStack stays IPv4, RequireDualStack gets a condition
+// without a range; the sync never undoes an allocation (the object stays
+// put between reconciles).
+func TestServiceDualStack(t *testing.T) {
+	const v6 = "fd00:10:96::/112"
+	r := newRepo(t)
+	svc := func(name, extra string) string {
+		return fmt.Sprintf("---\napiVersion: v1\nkind: Service\nmetadata:\n  name: %s\nspec:\n  selector: {app: %s}\n  ports: [{port: 80}]\n%s", name, name, extra)
+	}
+	r.write("svcs.yaml", svc("web", "")+svc("single", "  ipFamilyPolicy: SingleStack\n")+svc("req", "  ipFamilyPolicy: RequireDualStack\n"))
+	r.commit("services")
+
+	ctx, conn, log := t.Context(), startBus(t), logger(t)
+	runSyncer(t, conn, conn.Objects, r, 300*time.Millisecond)
+	startCP := func(v6 string) func() {
+		cctx, ccancel := context.WithCancel(ctx)
+		cp := &reconciler.ControlPlane{Objects: conn.Objects, Assignments: conn.Assignments, Status: conn.Status,
+			Nodes: conn.Nodes, Events: conn.Events, Log: log, ResyncPeriod: 300 * time.Millisecond, ServiceCIDRv6: v6}
+		done := make(chan struct{})
+		go func() { _ = cp.Run(cctx); close(done) }()
+		return func() { ccancel(); <-done }
+	}
+	get := func(name string) (*manifests.Service, uint64) {
+		obj, rev, err := reconciler.GetObject(ctx, conn.Objects, manifests.Key("Service", "default", name))
+		if err != nil {
+			return nil, 0
+		}
+		return obj.(*manifests.Service), rev
+	}
+	// families waits until every Service has the families (or the
+	// Allocated reason) wanted, and returns web's cluster IPs.
+	families := func(want map[string]string) []string {
+		t.Helper()
+		checkFor(t, 15*time.Second, func() error {
+			for name, w := range want {
+				s, _ := get(name)
+				if s == nil {
+					return fmt.Errorf("no service %s yet", name)
+				}
+				c := manifests.FindCondition(s.Status.Conditions, reconciler.ServiceAllocated)
+				got := strings.Join(s.Spec.IPFamilies, ",")
+				if c != nil && c.Status == manifests.ConditionFalse {
+					got = c.Reason
+				}
+				if got != w || (c != nil && c.Status == manifests.ConditionTrue && len(s.Spec.ClusterIPs) != len(s.Spec.IPFamilies)) {
+					return fmt.Errorf("%s: %s %q (condition %+v), want %s", name, got, s.Spec.ClusterIPs, c, w)
+				}
+			}
+			return nil
+		})
+		s, _ := get("web")
+		return s.Spec.ClusterIPs
+	}
+
+	stop := startCP(v6)
+	dual := families(map[string]string{"web": "IPv4,IPv6", "single": "IPv4", "req": "IPv4,IPv6"})
+	_, rev := get("web")
+	time.Sleep(time.Second) // several syncs and resyncs
+	if _, again := get("web"); again != rev {
+		t.Errorf("web was rewritten (revision %d, then %d): the sync and the controller disagree", rev, again)
+	}
+	stop()
+
+	stop = startCP("")
+	v4 := families(map[string]string{"web": "IPv4", "single": "IPv4", "req": "IPv6NotConfigured"})
+	if len(v4) != 1 || v4[0] != dual[0] {
+		t.Errorf("without an IPv6 range web has %q, want its IPv4 address %s alone", v4, dual[0])
+	}
+	stop()
+
+	stop = startCP(v6)
+	defer func() { stop() }()
+	again := families(map[string]string{"web": "IPv4,IPv6", "single": "IPv4", "req": "IPv4,IPv6"})
+	if again[0] != dual[0] {
+		t.Errorf("web's IPv4 address changed: %s, then %s", dual[0], again[0])
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/sources"
+	"github.com/capstan-io/capstan/sources/webhook"
 )
 
 // SecretNamespace is where the Secrets that Sources and Notifiers name
@@ -84,6 +85,10 @@ type SourceManager struct {
 	// Interval is how often health, dependencies and Notifiers are
 	// recomputed at most (default 500 ms); changes trigger them.
 	Interval time.Duration
+	// Triggers, if set, is given the push-webhook targets of the running
+	// sources (the root first, then the declared ones by name) each time
+	// a source starts or stops; the webhook receiver's SetTargets.
+	Triggers func([]webhook.Target)
 
 	cache   *Cache
 	kick    chan struct{}
@@ -99,8 +104,51 @@ type SourceManager struct {
 // runner is one declared source's running syncer.
 type runner struct {
 	hash   string
+	spec   manifests.SourceSpec
+	src    sources.Source
 	cancel context.CancelFunc
 	done   chan struct{}
+}
+
+// triggerer is a source that can be told to fetch now (sources/git,
+// sources/dir).
+type triggerer interface{ Trigger() }
+
+// Running returns the source named name if it runs: the root, or a
+// declared source whose syncer runs (not suspended, waiting or failing).
+func (m *SourceManager) Running(name string) (sources.Source, bool) {
+	if m.Root != nil && m.Root.Name == name {
+		return m.Root.Source, true
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if r := m.runners[name]; r != nil {
+		return r.src, true
+	}
+	return nil, false
+}
+
+// publishTargets gives Triggers the webhook targets of the running
+// sources.
+func (m *SourceManager) publishTargets() {
+	if m.Triggers == nil {
+		return
+	}
+	var ts []webhook.Target
+	if m.Root != nil {
+		if t, ok := m.Root.Source.(triggerer); ok {
+			ts = append(ts, webhook.TargetFor(m.Root.Name, m.Root.Source.Spec(), t.Trigger))
+		}
+	}
+	m.mu.Lock()
+	for _, name := range slices.Sorted(maps.Keys(m.runners)) {
+		r := m.runners[name]
+		if t, ok := r.src.(triggerer); ok {
+			ts = append(ts, webhook.TargetFor(name, r.spec, t.Trigger))
+		}
+	}
+	m.mu.Unlock()
+	m.Triggers(ts)
 }
 
 // Run runs the sources until ctx ends.
@@ -116,7 +164,7 @@ func (m *SourceManager) Run(ctx context.Context) error {
 	}
 	m.kick = make(chan struct{}, 1)
 	m.runners, m.known, m.waiting, m.noted = map[string]*runner{}, map[string]manifests.SourceSpec{}, map[string]string{}, map[string]string{}
-	m.drift = &containerWatch{seen: map[string]containerSeen{}}
+	m.drift = newContainerWatch()
 	m.cache = NewCache(m.Objects, m.Log.With("cache", "sources"))
 	m.cache.AddHandler(m.onChange)
 	cacheCtx, stopCache := context.WithCancel(ctx)
@@ -144,6 +192,7 @@ func (m *SourceManager) Run(ctx context.Context) error {
 			}
 		})
 	}
+	m.publishTargets()
 	tick := time.NewTicker(5 * time.Second) // retries: Secrets missing, dependencies
 	defer tick.Stop()
 	for {
@@ -299,10 +348,11 @@ func (m *SourceManager) runDeclared(ctx context.Context, src *manifests.Source, 
 	}
 	delete(m.waiting, name)
 	rctx, cancel := context.WithCancel(ctx)
-	r = &runner{hash: hash, cancel: cancel, done: make(chan struct{})}
+	r = &runner{hash: hash, spec: src.Spec, src: s.Source, cancel: cancel, done: make(chan struct{})}
 	m.mu.Lock()
 	m.runners[name] = r
 	m.mu.Unlock()
+	m.publishTargets()
 	m.Log.Info("starting source", "source", name, "url", src.Spec.URL, "path", src.Spec.Path)
 	m.wg.Go(func() {
 		defer close(r.done)
@@ -440,6 +490,7 @@ func (m *SourceManager) stop(name string) bool {
 	if r == nil {
 		return false
 	}
+	m.publishTargets()
 	r.cancel()
 	<-r.done
 	return true
@@ -603,39 +654,6 @@ func (m *SourceManager) configureNotifiers(ctx context.Context) {
 			delete(m.noted, name)
 			m.Notify.Remove(name)
 			m.Log.Info("notifier removed", "notifier", name)
-		}
-	}
-}
-
-// recordContainerDrift records a container replaced behind Capstan's back
-// (containerWatch) as corrected drift of the source its pod comes from.
-func (m *SourceManager) recordContainerDrift(d containerDrift) {
-	ctx := context.Background() // the cache's handler has no context; writes are short
-	source := m.sourceOf(d.pod)
-	if source == "" {
-		return
-	}
-	rev := ""
-	if c, ok := m.cache.Get(manifests.Key("Source", "", source)); ok {
-		rev = c.Obj.(*manifests.Source).Status.AppliedRevision
-	}
-	msg := fmt.Sprintf("container %s of pod %s/%s on node %s was removed or replaced outside Capstan; the node started it again", d.container, d.pod.Namespace, d.pod.Name, d.pod.Spec.NodeName)
-	m.Log.Warn("container drift corrected", "source", source, "pod", d.pod.Namespace+"/"+d.pod.Name, "container", d.container, "node", d.pod.Spec.NodeName)
-	rec := manifests.AuditRecord{Source: source, Revision: rev, Time: manifests.Now(), Result: ResultDriftCorrected, Message: msg,
-		Changes: []manifests.ObjectChange{{Action: ActionRecreated, Kind: "Pod", Namespace: d.pod.Namespace, Name: d.pod.Name, Fields: []string{"containers." + d.container}}}}
-	if m.Audit != nil {
-		if err := m.Audit.Append(ctx, rec); err != nil {
-			m.Log.Error("write audit record", "source", source, "err", err)
-		}
-	}
-	if m.Events != nil {
-		_ = m.Events.Record(ctx, manifests.Event{Time: manifests.Now(), Kind: "Pod", Namespace: d.pod.Namespace, Name: d.pod.Name,
-			Type: "Warning", Reason: ResultDriftCorrected, Message: msg, Source: "sources"})
-	}
-	if m.Notify != nil {
-		if n, ok := NoticeFromAudit(rec); ok {
-			n.URL = m.sourceURL(source)
-			m.Notify.Notify(n)
 		}
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/capstan-io/capstan/schema"
 	"github.com/capstan-io/capstan/sources"
 	"github.com/capstan-io/capstan/sources/git"
+	"github.com/capstan-io/capstan/sources/webhook"
 )
 
 // These tests run the source manager over an in-process NATS server and
@@ -28,9 +29,9 @@ import (
 // split by path; dependsOn; prune on removal; drift policies; and a
 // Notifier declared in Git.
 
-// manager runs a SourceManager whose root follows root (at path) until
-// the test ends.
-func runManager(t *testing.T, conn *natsbus.Conn, root *repo, path string, notify *reconciler.Notifiers) {
+// runManager runs a SourceManager whose root follows root (at path) until
+// the test ends, set further by opts, and returns it.
+func runManager(t *testing.T, conn *natsbus.Conn, root *repo, path string, notify *reconciler.Notifiers, opts ...func(*reconciler.SourceManager)) *reconciler.SourceManager {
 	t.Helper()
 	log := logger(t)
 	src, err := git.New(git.Options{URL: root.dir, Path: path, Interval: time.Hour, CacheDir: t.TempDir()}, log)
@@ -52,6 +53,9 @@ func runManager(t *testing.T, conn *natsbus.Conn, root *repo, path string, notif
 			return git.New(opts, log)
 		},
 	}
+	for _, o := range opts {
+		o(m)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx) }()
@@ -69,6 +73,7 @@ func runManager(t *testing.T, conn *natsbus.Conn, root *repo, path string, notif
 			<-ndone
 		}
 	})
+	return m
 }
 
 func sourceYAML(name, url, path, extra string) string {
@@ -484,4 +489,63 @@ spec:
 func (r *repo) remove(name string) {
 	r.t.Helper()
 	r.git("rm", "-q", name)
+}
+
+// TestWebhookTargetsFollowSources: the manager gives the webhook receiver
+// a target per running source, the root first, with each one's
+// repository and ref, and updates them as Sources stop and go.
+func TestWebhookTargetsFollowSources(t *testing.T) {
+	conn := startBus(t)
+	apps := newRepo(t)
+	apps.write("a.yaml", configMap("app-a", ""))
+	appsRev := apps.commit("apps 1")
+	root := newRepo(t)
+	root.write("sources.yaml", sourceYAML("apps", apps.dir, "", "  ref: {branch: main}\n")+"---\n"+
+		sourceYAML("pinned", apps.dir, "", "  ref: {commit: "+appsRev+"}\n"))
+	root.commit("root 1")
+	var mu sync.Mutex
+	var got []webhook.Target
+	m := runManager(t, conn, root, "", nil, func(m *reconciler.SourceManager) {
+		m.Triggers = func(ts []webhook.Target) {
+			mu.Lock()
+			got = ts
+			mu.Unlock()
+		}
+	})
+	targets := func(want ...string) []webhook.Target {
+		t.Helper()
+		var ts []webhook.Target
+		checkFor(t, 10*time.Second, func() error {
+			mu.Lock()
+			ts = got
+			mu.Unlock()
+			var names []string
+			for _, tg := range ts {
+				names = append(names, tg.Name)
+			}
+			if !slices.Equal(names, want) {
+				return fmt.Errorf("targets %v, want %v", names, want)
+			}
+			return nil
+		})
+		return ts
+	}
+	ts := targets("root", "apps", "pinned")
+	if ts[0].URL != root.dir || ts[1].URL != apps.dir || ts[1].Branch != "main" || ts[1].Pinned || !ts[2].Pinned || ts[1].Trigger == nil {
+		t.Fatalf("targets %+v", ts)
+	}
+	if s, ok := m.Running("apps"); !ok || s.Spec().URL != apps.dir {
+		t.Fatalf("Running(apps) = %v, %v", s, ok)
+	}
+	if _, ok := m.Running("root"); !ok {
+		t.Fatal("the root is not running")
+	}
+
+	// A suspended source is no target, and not running.
+	root.write("sources.yaml", sourceYAML("apps", apps.dir, "", "  ref: {branch: main}\n  suspend: true\n"))
+	root.commit("root 2: apps suspended, pinned removed")
+	targets("root")
+	if _, ok := m.Running("apps"); ok {
+		t.Fatal("a suspended source is running")
+	}
 }

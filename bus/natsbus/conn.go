@@ -58,6 +58,9 @@ type Options struct {
 	// AuditMaxBytes bounds the audit stream, which has no age limit: the
 	// oldest records go first once it is full. Default 1 GiB.
 	AuditMaxBytes int64
+	// NotifiedTTL is how long the notified bucket remembers a notice sent
+	// after its last write (bounding it); default 30 days.
+	NotifiedTTL time.Duration
 
 	// Logger receives connection events (disconnects, reconnects, errors);
 	// nil discards them.
@@ -70,6 +73,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.Replicas <= 0 {
 		o.Replicas = 1
+	}
+	if o.NotifiedTTL <= 0 {
+		o.NotifiedTTL = 30 * 24 * time.Hour
 	}
 	if o.ObjectsHistory == 0 {
 		o.ObjectsHistory = 1
@@ -97,6 +103,8 @@ func (o *Options) setDefaults() {
 type Conn struct {
 	// The buckets, each a *KV (type-assert for PurgeDeletes or Bucket).
 	Objects, Assignments, Status, Nodes, Leases bus.Store
+	// Notified is the notifications' de-duplication memory.
+	Notified bus.Store
 
 	Events bus.Events
 	Audit  bus.Audit
@@ -175,6 +183,7 @@ func setup(ctx context.Context, nc *nats.Conn, opts Options) (*Conn, error) {
 		{&c.Nodes, jetstream.KeyValueConfig{Bucket: bus.BucketNodes}},
 		// An expired lease leaves a delete marker, so watchers see it go.
 		{&c.Leases, jetstream.KeyValueConfig{Bucket: bus.BucketLeases, TTL: opts.LeaseTTL, LimitMarkerTTL: opts.LeaseTTL}},
+		{&c.Notified, jetstream.KeyValueConfig{Bucket: bus.BucketNotified, TTL: opts.NotifiedTTL}},
 	}
 	for _, b := range buckets {
 		b.cfg.Storage = jetstream.FileStorage

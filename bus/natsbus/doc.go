@@ -21,6 +21,7 @@
 //	status      1        none       <node>.<namespace>.<pod>
 //	nodes       1        none       <node>
 //	leases      1        15 s       <name>; an expired lease leaves a delete marker
+//	notified    1        30 days    a hash of <destination, source, event>: the last notice sent
 //
 //	stream  subjects                                    limits
 //	events  capstan.events.<ns or _>.<kind>.<name>      1 h, 100 per object

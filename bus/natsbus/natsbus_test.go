@@ -87,7 +87,7 @@ func TestConflictIsNotExists(t *testing.T) {
 func TestBucketsAndStreams(t *testing.T) {
 	c := connect(t, startServer(t, t.TempDir(), false), Options{})
 	ctx := testCtx(t)
-	for _, name := range []string{bus.BucketObjects, bus.BucketAssignments, bus.BucketStatus, bus.BucketNodes, bus.BucketLeases} {
+	for _, name := range []string{bus.BucketObjects, bus.BucketAssignments, bus.BucketStatus, bus.BucketNodes, bus.BucketLeases, bus.BucketNotified} {
 		kv, err := c.JS.KeyValue(ctx, name)
 		require_NoError(t, err)
 		st, err := kv.Status(ctx)
@@ -97,8 +97,11 @@ func TestBucketsAndStreams(t *testing.T) {
 			t.Errorf("bucket %s storage = %v, want file", name, info.Config.Storage)
 		}
 		wantTTL := time.Duration(0)
-		if name == bus.BucketLeases {
+		switch name {
+		case bus.BucketLeases:
 			wantTTL = DefaultLeaseTTL
+		case bus.BucketNotified:
+			wantTTL = 30 * 24 * time.Hour
 		}
 		if st.TTL() != wantTTL {
 			t.Errorf("bucket %s TTL = %v, want %v", name, st.TTL(), wantTTL)

@@ -129,9 +129,7 @@ func benchScale(t *testing.T, cfg benchConfig, res *results) {
 	if _, err := reconciler.CreateObject(ctx, conn.Objects, benchRS("doomed", int32(cfg.lossPods), "10m", "16Mi")); err != nil {
 		t.Fatal(err)
 	}
-	tr.wait(t, 3*time.Minute, "pods on the nodes to lose", func(pods map[string]*benchPod) bool {
-		return count(pods, func(p *benchPod) bool { return hasLabel(p, "app", "doomed") && p.Status.Phase == "Running" }) == cfg.lossPods
-	})
+	tr.wait(t, 3*time.Minute, "pods on the nodes to lose", func(p *benchPod) bool { return hasLabel(p, "app", "doomed") && p.Status.Phase == "Running" }, cfg.lossPods)
 
 	seen := &seenLog{seen: map[string]seenReport{}}
 	sub, err := conn.NC.Subscribe(SeenSubject, func(m *nats.Msg) {
@@ -169,27 +167,22 @@ func benchScale(t *testing.T, cfg benchConfig, res *results) {
 	// Scheduler throughput: ReplicaSets of 300 pods (fewer for small runs)
 	// make cfg.pods pending pods at once.
 	perRS := min(300, cfg.pods)
-	var rsNames []string
 	profile := make(chan string, 1)
 	go func() {
 		profile <- fetchProfile(t, pprofAddr, "profile?seconds=20", filepath.Join(cfg.outDir, "control-plane.cpu.pprof"))
 	}()
+	split := newCPUSplit(map[string]int{"bus": busProc.pid(), "control plane": cp.pid(), "simulated nodes": sim.pid(), "harness": os.Getpid()})
 	t0 := time.Now()
 	for i := 0; i*perRS < cfg.pods; i++ {
 		name := fmt.Sprintf("burst-%03d", i)
-		rsNames = append(rsNames, name)
 		if _, err := reconciler.CreateObject(ctx, conn.Objects, benchRS(name, int32(min(perRS, cfg.pods-i*perRS)), "50m", "32Mi")); err != nil {
 			t.Fatal(err)
 		}
 	}
 	isBurst := func(p *benchPod) bool { return strings.HasPrefix(p.Metadata.Labels["app"], "burst-") }
-	var cpPeakDuring int64
-	tAll := tr.wait(t, 8*time.Minute, fmt.Sprintf("%d pods Running", cfg.pods), func(pods map[string]*benchPod) bool {
-		if cur, _ := rss(cp.pid()); cur > cpPeakDuring {
-			cpPeakDuring = cur
-		}
-		return count(pods, func(p *benchPod) bool { return isBurst(p) && p.Status.Phase == "Running" }) == cfg.pods
-	})
+	tAll := tr.wait(t, 8*time.Minute, fmt.Sprintf("%d pods Running", cfg.pods), func(p *benchPod) bool { return isBurst(p) && p.Status.Phase == "Running" }, cfg.pods)
+	cpuNote := split.done()
+	t.Log(cpuNote)
 	check(cp, sim)
 	times := tr.snapshot(func(k string) bool { return strings.HasPrefix(k, "Pod.default.burst-") })
 	var firstCreated, firstBound, lastBound time.Time
@@ -235,7 +228,7 @@ func benchScale(t *testing.T, cfg benchConfig, res *results) {
 	res.add(figure{Benchmark: "scheduler throughput", Metric: "bind latency p99 (created to bound)", Value: quantile(bindLat, 0.99), Unit: "ms",
 		Note: "under the burst: the pod's wait in the queue behind the others is included"})
 	res.add(figure{Benchmark: "scheduler throughput", Metric: "all Running after the ReplicaSets' creation", Value: tAll.Sub(t0).Seconds(), Unit: "s",
-		Note: fmt.Sprintf("%d to %d pods per node (spread by owner)", minPer, maxPer)})
+		Note: fmt.Sprintf("%d to %d pods per node (spread by owner); %s", minPer, maxPer, cpuNote)})
 	if len(fanLat) > 0 {
 		res.add(figure{Benchmark: "watch fan-out", Metric: fmt.Sprintf("bind to node sees it, under the burst, p99 (%d)", len(fanLat)), Value: quantile(fanLat, 0.99), Unit: "ms",
 			Note: fmt.Sprintf("p50 %.1f ms", quantile(fanLat, 0.5))})
@@ -271,11 +264,9 @@ func benchScale(t *testing.T, cfg benchConfig, res *results) {
 			lastBeat = e.Time
 		}
 	}
-	tLoss := tr.wait(t, 3*time.Minute, "lost pods Running elsewhere", func(pods map[string]*benchPod) bool {
-		return count(pods, func(p *benchPod) bool {
-			return hasLabel(p, "app", "doomed") && p.Status.Phase == "Running" && !onNodePrefix(p, "lost-")
-		}) == cfg.lossPods
-	})
+	tLoss := tr.wait(t, 3*time.Minute, "lost pods Running elsewhere", func(p *benchPod) bool {
+		return hasLabel(p, "app", "doomed") && p.Status.Phase == "Running" && !onNodePrefix(p, "lost-")
+	}, cfg.lossPods)
 	loss := tLoss.Sub(lastBeat).Seconds()
 	base := (simNodeGrace + simEviction).Seconds()
 	res.add(figure{Benchmark: "node loss", Metric: fmt.Sprintf("%d pods on %d killed nodes, Running elsewhere", cfg.lossPods, lostNodes), Value: loss, Unit: "s",
@@ -321,9 +312,7 @@ func benchFanout(t *testing.T, ctx context.Context, conn *natsbus.Conn, tr *podT
 		}
 		time.Sleep(fanoutInterval)
 	}
-	tr.wait(t, time.Minute, "fan-out pods Running", func(pods map[string]*benchPod) bool {
-		return count(pods, func(p *benchPod) bool { return hasLabel(p, "app", "fan") && p.Status.Phase == "Running" }) == fanoutPods
-	})
+	tr.wait(t, time.Minute, "fan-out pods Running", func(p *benchPod) bool { return hasLabel(p, "app", "fan") && p.Status.Phase == "Running" }, fanoutPods)
 	var lat, assign, bind []float64
 	for k, pt := range tr.snapshot(func(k string) bool { return strings.HasPrefix(k, "Pod.fanout.") }) {
 		_, ns, name := splitKey(k)

@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"os/exec"
@@ -48,7 +49,6 @@ type benchConfig struct {
 	pods      int    // scheduler throughput: pods
 	lossPods  int    // node loss: pods on the killed nodes
 	manifests int    // sync: files
-	scaleNote string
 }
 
 func envInt(name string, def int) int {
@@ -76,7 +76,7 @@ func loadBenchConfig() benchConfig {
 		parallel:  envInt("BENCH_PARALLEL", 50),
 		conc:      envInt("BENCH_CONCURRENCY", 8),
 		nodes:     envInt("BENCH_NODES", 1000),
-		pods:      envInt("BENCH_PODS", 10000),
+		pods:      envInt("BENCH_PODS", 30000),
 		lossPods:  envInt("BENCH_LOSS_PODS", 300),
 		manifests: envInt("BENCH_MANIFESTS", 10000),
 	}
@@ -282,6 +282,55 @@ func rssParts(pid int) (anon, file int64) {
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+// cpuTime returns the CPU time (user and system) a process has used, from
+// /proc/PID/stat, in clock ticks of 10 ms.
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) may hold spaces: count from its ')'.
+	_, rest, _ := strings.Cut(string(b), ") ")
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+// cpuSplit measures the CPU time each named process uses between its
+// creation and done().
+type cpuSplit struct {
+	names []string
+	pids  []int
+	start []time.Duration
+	t0    time.Time
+}
+
+func newCPUSplit(procs map[string]int) *cpuSplit {
+	c := &cpuSplit{t0: time.Now()}
+	for _, n := range slices.Sorted(maps.Keys(procs)) {
+		c.names = append(c.names, n)
+		c.pids = append(c.pids, procs[n])
+		c.start = append(c.start, cpuTime(procs[n]))
+	}
+	return c
+}
+
+// done returns "name 1.2 s (35 %%)" per process, the share being of one
+// core over the wall time since newCPUSplit.
+func (c *cpuSplit) done() string {
+	wall := time.Since(c.t0)
+	var parts []string
+	for i, n := range c.names {
+		used := cpuTime(c.pids[i]) - c.start[i]
+		parts = append(parts, fmt.Sprintf("%s %.1f s (%.0f%% of a core)", n, used.Seconds(), 100*used.Seconds()/wall.Seconds()))
+	}
+	return fmt.Sprintf("CPU over %.1f s: %s", wall.Seconds(), strings.Join(parts, ", "))
+}
 
 // proc is a capstan (or bus) process the benchmarks started.
 type proc struct {

@@ -17,12 +17,9 @@ import (
 // benchPod is what the benchmarks read of a pod on the bus.
 type benchPod struct {
 	Metadata struct {
-		Name            string            `json:"name"`
-		Namespace       string            `json:"namespace"`
-		Labels          map[string]string `json:"labels"`
-		OwnerReferences []struct {
-			Name string `json:"name"`
-		} `json:"ownerReferences"`
+		Name      string            `json:"name"`
+		Namespace string            `json:"namespace"`
+		Labels    map[string]string `json:"labels"`
 	} `json:"metadata"`
 	Spec struct {
 		NodeName string `json:"nodeName"`
@@ -30,13 +27,6 @@ type benchPod struct {
 	Status struct {
 		Phase string `json:"phase"`
 	} `json:"status"`
-}
-
-func (p *benchPod) owner() string {
-	if len(p.Metadata.OwnerReferences) == 0 {
-		return ""
-	}
-	return p.Metadata.OwnerReferences[0].Name
 }
 
 // podTimes is when the bus first stored a pod, its bind and its Running
@@ -59,9 +49,11 @@ type podTracker struct {
 }
 
 type waiter struct {
-	cond func(pods map[string]*benchPod) bool
-	at   time.Time
-	done chan struct{}
+	pred    func(p *benchPod) bool
+	want    int
+	matched map[string]bool // keys of the pods pred holds for
+	at      time.Time
+	done    chan struct{}
 }
 
 // trackPods starts a tracker on store (the objects bucket) until ctx ends.
@@ -117,9 +109,17 @@ func (tr *podTracker) apply(e bus.Entry) {
 			pt.Running, pt.RunningSeen = e.Time, now
 		}
 	}
+	// Each waiter counts its matching pods incrementally: re-counting
+	// every pod on every event made the harness the busiest process of
+	// the scale session (quadratic in the pods).
 	kept := tr.waiters[:0]
 	for _, w := range tr.waiters {
-		if w.cond(tr.pods) {
+		if p := tr.pods[e.Key]; p != nil && w.pred(p) {
+			w.matched[e.Key] = true
+		} else {
+			delete(w.matched, e.Key)
+		}
+		if len(w.matched) == w.want {
 			w.at = now
 			close(w.done)
 			continue
@@ -130,15 +130,20 @@ func (tr *podTracker) apply(e bus.Entry) {
 }
 
 // wait returns the time at which the watch delivered the event that made
-// cond true (now, if it already is).
-func (tr *podTracker) wait(t *testing.T, total time.Duration, what string, cond func(pods map[string]*benchPod) bool) time.Time {
+// the count of pods matching pred reach want (now, if it already is).
+func (tr *podTracker) wait(t *testing.T, total time.Duration, what string, pred func(p *benchPod) bool, want int) time.Time {
 	t.Helper()
 	tr.mu.Lock()
-	if cond(tr.pods) {
+	w := &waiter{pred: pred, want: want, matched: map[string]bool{}, done: make(chan struct{})}
+	for k, p := range tr.pods {
+		if pred(p) {
+			w.matched[k] = true
+		}
+	}
+	if len(w.matched) == want {
 		tr.mu.Unlock()
 		return time.Now()
 	}
-	w := &waiter{cond: cond, done: make(chan struct{})}
 	tr.waiters = append(tr.waiters, w)
 	tr.mu.Unlock()
 	select {
@@ -179,17 +184,6 @@ func (tr *podTracker) snapshot(keep func(key string) bool) map[string]podTimes {
 		}
 	}
 	return out
-}
-
-// count counts the pods matching fn.
-func count(pods map[string]*benchPod, fn func(p *benchPod) bool) int {
-	n := 0
-	for _, p := range pods {
-		if fn(p) {
-			n++
-		}
-	}
-	return n
 }
 
 func hasLabel(p *benchPod, k, v string) bool { return p.Metadata.Labels[k] == v }

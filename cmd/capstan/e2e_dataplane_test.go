@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/capstan-io/capstan/node/dataplane"
 	"github.com/capstan-io/capstan/node/podman"
 )
 
@@ -25,9 +27,9 @@ import (
 // a NodePort Service, reached from the host on the cluster IP and the node
 // port and from inside a pod by every form of the service's name.
 //
-// Each run takes its own service CIDR (10.1xx.yyy.0/24, the DNS server on
-// .10), so it neither fights with a data plane of another run on this
-// machine nor depends on one.
+// Each run takes its own service CIDRs (10.1xx.yyy.0/24, the DNS server on
+// .10, and fd00:10:zzz::/112 for IPv6), so it neither fights with a data
+// plane of another run on this machine nor depends on one.
 
 // svcWebYAML is the Deployment and its Service. Each pod serves
 // "<version> <hostname>" on its http port; it is ready while /www/ready
@@ -97,6 +99,7 @@ type dpWorld struct {
 	*e2e
 	nodeB      string
 	serviceNet string // "10.1xx.yyy"
+	serviceV6  string // "fd00:10:zzz::/112"
 }
 
 func newDPWorld(t *testing.T) *dpWorld {
@@ -107,7 +110,8 @@ func newDPWorld(t *testing.T) *dpWorld {
 		}
 		t.Skip("the data plane needs root for its interface")
 	}
-	w := &dpWorld{e2e: e, nodeB: e.node + "-b", serviceNet: fmt.Sprintf("10.%d.%d", 100+rand.IntN(100), rand.IntN(256))}
+	w := &dpWorld{e2e: e, nodeB: e.node + "-b", serviceNet: fmt.Sprintf("10.%d.%d", 100+rand.IntN(100), rand.IntN(256)),
+		serviceV6: fmt.Sprintf("fd00:10:%x::/112", 0x100+rand.IntN(0xf00))}
 	t.Cleanup(func() { // after the node daemons stop (cleanups run last first)
 		out, err := e.podman("pod", "ps", "-q", "--filter", "label=capstan.node="+w.nodeB)
 		if ids := strings.Fields(out); err == nil && len(ids) > 0 {
@@ -118,7 +122,11 @@ func newDPWorld(t *testing.T) *dpWorld {
 }
 
 func (w *dpWorld) flags() []string {
-	return []string{"--service-cidr", w.serviceNet + ".0/24", "--cluster-dns", w.serviceNet + ".10"}
+	v6 := w.serviceV6
+	if !dataplane.HostHasIPv6() {
+		v6 = "none"
+	}
+	return []string{"--service-cidr", w.serviceNet + ".0/24", "--cluster-dns", w.serviceNet + ".10", "--service-cidr-v6", v6}
 }
 
 // start runs `capstan up` (node A, with the data plane) and `capstan node`
@@ -358,6 +366,14 @@ func TestE2EDataPlane(t *testing.T) {
 		}
 	})
 
+	t.Run("dual stack: IPv6 cluster IP and node port", func(t *testing.T) {
+		w.t = t
+		if !dataplane.HostHasIPv6() {
+			t.Skip("this host has no IPv6")
+		}
+		w.dualStack(t, nodePort)
+	})
+
 	t.Run("a pod that turns unready stops getting connections", func(t *testing.T) {
 		w.t = t
 		ctrs, err := w.webContainers()
@@ -469,4 +485,72 @@ func TestE2EDataPlane(t *testing.T) {
 			t.Errorf("only %d requests succeeded: the loop did not run", ok.Load())
 		}
 	})
+}
+
+// dualStack checks the web Service over IPv6: it has an IPv6 cluster IP
+// from the run's range; the host reaches it and the node port on [::1];
+// every pod (on the Capstan network, with an IPv6 address) resolves web's
+// AAAA record and fetches from the IPv6 cluster IP. The endpoints stay
+// IPv4 (node address and host port): the proxy bridges the families.
+func (w *dpWorld) dualStack(t *testing.T, nodePort int) {
+	var spec struct {
+		Spec struct {
+			ClusterIPs []string `json:"clusterIPs"`
+			IPFamilies []string `json:"ipFamilies"`
+		} `json:"spec"`
+	}
+	if err := w.getJSON(&spec, "get", "services", "web", "-o", "json"); err != nil {
+		t.Fatal(err)
+	}
+	if len(spec.Spec.ClusterIPs) != 2 || strings.Join(spec.Spec.IPFamilies, ",") != "IPv4,IPv6" {
+		t.Fatalf("web is not dual stack: %+v", spec.Spec)
+	}
+	v6 := netip.MustParseAddr(spec.Spec.ClusterIPs[1])
+	if !netip.MustParsePrefix(w.serviceV6).Contains(v6) {
+		t.Fatalf("IPv6 cluster IP %s outside the run's range %s", v6, w.serviceV6)
+	}
+	v6URL := "http://[" + v6.String() + "]/"
+	for _, url := range []string{v6URL, fmt.Sprintf("http://[::1]:%d/", nodePort)} {
+		checkFor(t, 30*time.Second, "both pods through "+url, func() error {
+			seen, err := spread(url, 10)
+			if err != nil {
+				return err
+			}
+			if len(seen) != 2 {
+				return fmt.Errorf("answers %v", seen)
+			}
+			return nil
+		})
+	}
+	ctrs, err := w.webContainers()
+	if err != nil || len(ctrs) != 2 {
+		t.Fatalf("web containers %v: %v", ctrs, err)
+	}
+	for pod, id := range ctrs { // one on each node
+		addrs := w.mustPodman("exec", id, "ip", "-6", "addr", "show", "scope", "global")
+		if !strings.Contains(addrs, "inet6 ") {
+			t.Fatalf("pod %s has no global IPv6 address:\n%s", pod, addrs)
+		}
+		for _, name := range []string{"web", "web.default.svc.cluster.local"} {
+			checkFor(t, 20*time.Second, pod+": AAAA "+name, func() error {
+				// BusyBox's nslookup asks every search domain and exits 1
+				// when one of them has no such name: the answer counts.
+				out, err := w.podman("exec", id, "timeout", "5", "nslookup", "-type=AAAA", name)
+				if !strings.Contains(out, v6.String()) {
+					return fmt.Errorf("no %s in (%v):\n%s", v6, err, out)
+				}
+				return nil
+			})
+		}
+		checkFor(t, 20*time.Second, pod+": wget "+v6URL, func() error {
+			out, err := w.podman("exec", id, "timeout", "5", "wget", "-qO-", v6URL)
+			if err != nil {
+				return err
+			}
+			if !strings.HasPrefix(strings.TrimSpace(out), "v1 web-") {
+				return fmt.Errorf("answer %q", out)
+			}
+			return nil
+		})
+	}
 }

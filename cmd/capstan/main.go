@@ -1,6 +1,12 @@
 // Command capstan is Capstan's one binary: the all-in-one `up`, the control
 // plane `server`, the node daemon `node`, and the client commands (get,
 // describe, logs, history, validate).
+//
+// Built with the nodeonly tag (bin/capstan-node), the same package holds the
+// node daemon alone: root_nodeonly.go and stack_nodeonly.go replace the
+// control plane's commands and flags, and the files behind !nodeonly drop
+// out, so neither the reconciler, the sources, CUE, go-git nor SOPS are
+// linked in (docs/ARCHITECTURE.md).
 package main
 
 import (

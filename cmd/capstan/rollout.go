@@ -1,3 +1,5 @@
+//go:build !nodeonly
+
 package main
 
 import (
@@ -10,7 +12,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	gogit "github.com/go-git/go-git/v5"
 	"github.com/spf13/cobra"
 	yamlv3 "gopkg.in/yaml.v3"
 	"sigs.k8s.io/yaml"
@@ -245,7 +246,8 @@ func rolloutUndoCmd(g *globals) *cobra.Command {
 writing a commit: the pod template of that revision replaces the template
 in the file declaring the Deployment (the template as the revision's
 commit wrote it, else as its ReplicaSet holds it), committed with your
-identity as "capstan scale" does. The cluster rolls back when the sync
+identity as "capstan scale" does (by the control plane for a remote
+repository). The cluster rolls back when the sync
 applies the commit.`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -254,63 +256,15 @@ applies the commit.`,
 				return err
 			}
 			defer conn.Close()
-			d := obj.(*manifests.Deployment)
-			rsKind, _ := manifests.LookupKind("ReplicaSet")
-			rsObjs, err := listObjects(cmd.Context(), conn, rsKind, d.Namespace, "")
+			res, err := writeCommit(cmd.Context(), conn, obj, gitWriteRequest{Undo: true, ToRevision: toRevision}, w)
 			if err != nil {
 				return err
 			}
-			var target *manifests.ReplicaSet
-			var targetRev, current int64
-			for _, o := range rsObjs {
-				rs := o.(*manifests.ReplicaSet)
-				h := reconciler.DeploymentHistory(d, []*manifests.ReplicaSet{rs})
-				if len(h) != 1 {
-					continue
-				}
-				current = max(current, h[0].Revision)
-			}
-			for _, o := range rsObjs {
-				rs := o.(*manifests.ReplicaSet)
-				h := reconciler.DeploymentHistory(d, []*manifests.ReplicaSet{rs})
-				if len(h) != 1 {
-					continue
-				}
-				r := h[0].Revision
-				if (toRevision > 0 && r == toRevision) || (toRevision == 0 && r < current && r > targetRev) {
-					target, targetRev = rs, r
-				}
-			}
-			switch {
-			case target == nil && toRevision > 0:
-				return exitError{code: 1, msg: fmt.Sprintf("error: unable to find the specified revision %d", toRevision)}
-			case target == nil:
-				return exitError{code: 1, msg: "error: no rollout history found for deployment \"" + d.Name + "\""}
-			case targetRev == current:
-				fmt.Fprintf(g.stdout, "deployment/%s skipped rollback (current template already matches revision %d)\n", d.Name, targetRev)
+			if res.done != "" {
+				fmt.Fprintln(g.stdout, res.done)
 				return nil
 			}
-			commit := target.Annotations[reconciler.AnnotationCommit]
-			msg := fmt.Sprintf("roll back deployment/%s to revision %d", d.Name, targetRev)
-			if commit != "" {
-				msg += fmt.Sprintf(" (template of commit %s)", shortRev(commit))
-			}
-			res, err := commitEditWith(cmd.Context(), conn, d, msg, w, func(repo *gogit.Repository, src sourceRepo) (editFunc, error) {
-				tmpl := templateAt(repo, commit, src.path, d.Namespace, d.Name)
-				if tmpl == nil {
-					var err error
-					if tmpl, err = templateNode(target); err != nil {
-						return nil, err
-					}
-				}
-				return func(doc *yamlv3.Node, text []byte, first int) ([]byte, error) {
-					return replaceTemplate(doc, text, first, tmpl)
-				}, nil
-			})
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(g.stdout, "deployment/%s: %s (commit %s to %s)\n", d.Name, msg, shortRev(res.commit), res.where)
+			fmt.Fprintf(g.stdout, "deployment/%s: %s (commit %s to %s)\n", obj.GetObjectMeta().Name, res.msg, shortRev(res.commit), res.where)
 			return nil
 		},
 	}

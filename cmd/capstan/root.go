@@ -22,8 +22,8 @@ type globals struct {
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	g := &globals{stdout: stdout, stderr: stderr}
 	root := &cobra.Command{
-		Use:           "capstan",
-		Short:         "Capstan keeps Podman hosts running what a Git repository declares",
+		Use:           rootUse,
+		Short:         rootShort,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -35,12 +35,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	root.PersistentFlags().StringVar(&g.server, "server", def, "NATS URL of the Capstan bus (env CAPSTAN_SERVER)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	root.AddCommand(upCmd(g), serverCmd(g), nodeCmd(g),
-		getCmd(g), describeCmd(g), logsCmd(g), historyCmd(g), validateCmd(g),
-		execCmd(g),
-		diffCmd(g),
-		rolloutCmd(g),
-		secretCmd(g), scaleCmd(g))
+	root.AddCommand(commands(g)...) // root_full.go, or root_nodeonly.go in the nodeonly build
 	root.SetArgs(args)
 	return root.ExecuteContext(ctx)
 }

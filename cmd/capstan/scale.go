@@ -1,3 +1,5 @@
+//go:build !nodeonly
+
 package main
 
 import (
@@ -28,28 +30,37 @@ import (
 	"github.com/capstan-io/capstan/bus/natsbus"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler"
+	"github.com/capstan-io/capstan/sources/git"
 )
 
 // Imperative habits that keep Git the truth: `scale` and `rollout undo`
 // change nothing on the bus. They find the file in the source's repository
 // that declares the object, edit it in place (only the lines that change),
-// and commit: to a local working copy directly, or through a clone and a
-// push for a bare or remote repository. The cluster then changes through
-// the sync, like for any commit.
+// and commit. A remote repository is written by the control plane, with
+// the credentials the source fetches with and its signing key
+// (gitwrite.go); a local repository (or, with --git-direct, any) by the
+// CLI itself: a working copy directly, a bare or remote repository through
+// a clone and a push. The cluster then changes through the sync, like for
+// any commit.
 
 // gitWriteFlags are the options of the commands that write commits.
 type gitWriteFlags struct {
 	author       string
+	direct       bool
 	sshKey       string
 	passwordFile string
 	username     string
+	signingKey   string
+	signer       commitSigner // loaded from signingKey
 }
 
 func (w *gitWriteFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&w.author, "author", "", `commit author "Name <email>" (default: git config user.name and user.email)`)
-	cmd.Flags().StringVar(&w.sshKey, "git-ssh-key", "", "private key to push to an ssh:// repository with (default: ssh-agent)")
-	cmd.Flags().StringVar(&w.passwordFile, "git-password-file", "", "password or token to push to an https:// repository with")
+	cmd.Flags().BoolVar(&w.direct, "git-direct", false, "clone, commit and push from here with your own git credentials, instead of asking the control plane to push with the source's (implied by --git-ssh-key and --git-password-file)")
+	cmd.Flags().StringVar(&w.sshKey, "git-ssh-key", "", "private key to push to an ssh:// repository with (default: ssh-agent); implies --git-direct")
+	cmd.Flags().StringVar(&w.passwordFile, "git-password-file", "", "password or token to push to an https:// repository with; implies --git-direct")
 	cmd.Flags().StringVar(&w.username, "git-username", "git", "user name to push to an https:// repository with")
+	cmd.Flags().StringVar(&w.signingKey, "git-signing-key", "", "sign the commits written from here (a local repository, or --git-direct) with this key: armored OpenPGP or SSH private key, without passphrase")
 }
 
 func scaleCmd(g *globals) *cobra.Command {
@@ -61,9 +72,10 @@ func scaleCmd(g *globals) *cobra.Command {
 		Short: "Set a workload's replica count by a commit to its source's repository",
 		Long: `Set spec.replicas of a workload declared in Git by writing a commit to the
 repository of the source that declared it: the file declaring it is edited
-in place (comments and layout kept) and committed with your identity. A
-local working copy on the source's branch gets the commit directly; a bare
-or remote repository is cloned, and the commit pushed. Nothing changes on
+in place (comments and layout kept) and committed with your identity. The
+control plane writes to a remote repository, pushing with the source's own
+credentials and signing with its --git-signing-key; a local working copy on
+the source's branch gets the commit directly from here. Nothing changes on
 the cluster until the sync applies the commit.`,
 		Example: `  capstan scale deployment/web --replicas 5`,
 		Args:    cobra.RangeArgs(1, 2),
@@ -80,14 +92,11 @@ the cluster until the sync applies the commit.`,
 				fmt.Fprintf(g.stderr, "warning: HorizontalPodAutoscaler %s owns the replica count; Git's count is only its starting point\n", owner)
 			}
 			target := strings.ToLower(obj.GetTypeMeta().Kind) + "/" + obj.GetObjectMeta().Name
-			msg := fmt.Sprintf("scale %s to %d replicas", target, replicas)
-			res, err := commitEdit(cmd.Context(), conn, obj, msg, w, func(doc *yamlv3.Node, text []byte, firstLine int) ([]byte, error) {
-				return setReplicas(doc, text, firstLine, replicas)
-			})
+			res, err := writeCommit(cmd.Context(), conn, obj, gitWriteRequest{Replicas: &replicas}, w)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(g.stdout, "%s: %s (commit %s to %s)\n", target, msg, shortRev(res.commit), res.where)
+			fmt.Fprintf(g.stdout, "%s: %s (commit %s to %s)\n", target, res.msg, shortRev(res.commit), res.where)
 			return nil
 		},
 	}
@@ -105,11 +114,19 @@ type commitResult struct {
 	commit string
 	file   string // repository-relative
 	where  string // the repository (and branch) written to
+	msg    string // the commit's subject
+	done   string // nothing to commit, and why
 }
 
 // sourceRepo is where an object's declaring source lives.
 type sourceRepo struct {
 	name, url, branch, path string
+	verify                  string // the signature policy's mode, "" for none
+}
+
+// local reports whether the repository is a path on this machine.
+func (r sourceRepo) local() bool {
+	return strings.HasPrefix(r.url, "file://") || filepath.IsAbs(r.url)
 }
 
 // objectSource finds the source that declared obj and its repository.
@@ -126,6 +143,9 @@ func objectSource(ctx context.Context, conn *natsbus.Conn, obj manifests.Object)
 	}
 	spec := src.(*manifests.Source).Spec
 	r := sourceRepo{name: name, url: spec.URL, branch: spec.Branch, path: spec.Path}
+	if spec.Verify != nil {
+		r.verify = spec.Verify.Mode
+	}
 	if ref := spec.Ref; ref != nil {
 		if ref.Tag != "" || ref.SemVer != "" || ref.Commit != "" {
 			return sourceRepo{}, exitError{code: 1, msg: fmt.Sprintf("error: source %s follows a tag or a pinned commit, not a branch: there is no branch to commit to", name)}
@@ -143,22 +163,49 @@ func objectSource(ctx context.Context, conn *natsbus.Conn, obj manifests.Object)
 	return r, nil
 }
 
-// commitEdit edits the file declaring obj in its source's repository and
-// commits the change with msg.
-func commitEdit(ctx context.Context, conn *natsbus.Conn, obj manifests.Object, msg string, w gitWriteFlags, edit editFunc) (commitResult, error) {
-	return commitEditWith(ctx, conn, obj, msg, w, func(*gogit.Repository, sourceRepo) (editFunc, error) { return edit, nil })
-}
-
 // makeEdit makes the edit once the repository is open (to read its
 // history).
 type makeEdit func(repo *gogit.Repository, src sourceRepo) (editFunc, error)
 
-func commitEditWith(ctx context.Context, conn *natsbus.Conn, obj manifests.Object, msg string, w gitWriteFlags, mk makeEdit) (commitResult, error) {
+// writeCommit writes the commit req asks for (its Replicas or Undo) to the
+// repository of obj's source: through the control plane for a remote
+// repository, from here for a local one or with --git-direct.
+func writeCommit(ctx context.Context, conn *natsbus.Conn, obj manifests.Object, req gitWriteRequest, w gitWriteFlags) (commitResult, error) {
+	m := obj.GetObjectMeta()
+	req.Kind, req.Namespace, req.Name = obj.GetTypeMeta().Kind, m.Namespace, m.Name
 	src, err := objectSource(ctx, conn, obj)
 	if err != nil {
 		return commitResult{}, err
 	}
-	return commitToRepo(ctx, src, obj, msg, w, mk)
+	if !w.direct && w.sshKey == "" && w.passwordFile == "" && !src.local() {
+		if w.signingKey != "" {
+			return commitResult{}, exitError{code: 1, msg: "error: --git-signing-key signs the commits written from here (a local repository, or with --git-direct); " +
+				"the control plane signs the commits it pushes with its own --git-signing-key"}
+		}
+		sig, err := authorOf(nil, w.author)
+		if err != nil {
+			return commitResult{}, err
+		}
+		req.Author = fmt.Sprintf("%s <%s>", sig.Name, sig.Email)
+		rep, err := requestWrite(ctx, conn.NC, req)
+		return commitResult{commit: rep.Commit, file: rep.File, where: rep.Where, msg: rep.Message, done: rep.Done}, err
+	}
+	plan, err := planWrite(ctx, conn.Objects, obj, req)
+	if err != nil || plan.done != "" {
+		return commitResult{done: plan.done}, err
+	}
+	if src.verify != "" && w.signingKey == "" {
+		return commitResult{}, exitError{code: 1, msg: fmt.Sprintf("error: source %s verifies commit signatures (mode %s): an unsigned commit would be rejected; "+
+			"give --git-signing-key FILE with a key it trusts", src.name, src.verify)}
+	}
+	if w.signingKey != "" {
+		if w.signer, _, err = git.LoadSigner(w.signingKey); err != nil {
+			return commitResult{}, exitError{code: 1, msg: "error: --git-signing-key: " + err.Error()}
+		}
+	}
+	res, err := commitToRepo(ctx, src, obj, plan.msg, w, plan.edit)
+	res.msg = plan.msg
+	return res, err
 }
 
 func commitToRepo(ctx context.Context, src sourceRepo, obj manifests.Object, msg string, w gitWriteFlags, mk makeEdit) (commitResult, error) {
@@ -213,7 +260,7 @@ func commitInWorktree(repo *gogit.Repository, wt *gogit.Worktree, obj manifests.
 	if _, err := wt.Add(file.rel); err != nil {
 		return commitResult{}, fmt.Errorf("git add %s: %w", file.rel, err)
 	}
-	h, err := wt.Commit(msg+"\n", &gogit.CommitOptions{Author: sig, Committer: sig})
+	h, err := wt.Commit(msg+"\n", &gogit.CommitOptions{Author: sig, Committer: sig, Signer: w.signer})
 	if err != nil {
 		return commitResult{}, fmt.Errorf("git commit in %s: %w", root, err)
 	}
@@ -256,7 +303,7 @@ func commitByPush(ctx context.Context, src sourceRepo, obj manifests.Object, msg
 		RefSpecs: []gitconfig.RefSpec{gitconfig.RefSpec(branch + ":" + branch)}})
 	switch {
 	case errors.Is(err, transport.ErrAuthenticationRequired), errors.Is(err, transport.ErrAuthorizationFailed):
-		return res, exitError{code: 1, msg: fmt.Sprintf("error: no write access to %s: %v (give --git-ssh-key or --git-password-file)", src.url, err)}
+		return res, exitError{code: 1, msg: fmt.Sprintf("error: no write access to %s: %v (give --git-ssh-key or --git-password-file, or leave out --git-direct to push with the source's credentials)", src.url, err)}
 	case err != nil && strings.Contains(err.Error(), "non-fast-forward"):
 		return res, exitError{code: 1, msg: fmt.Sprintf("error: %s moved while committing: run the command again", src.url)}
 	case err != nil:
@@ -291,18 +338,25 @@ func (w gitWriteFlags) auth(url string) (transport.AuthMethod, error) {
 var authorRE = regexp.MustCompile(`^\s*(.*?)\s*<([^<>]+)>\s*$`)
 
 // authorOf is who commits: --author, else GIT_AUTHOR_NAME/EMAIL, else git
-// config user.name and user.email (the repository's, then the user's).
+// config user.name and user.email (the repository's, then the user's;
+// the user's only without a repository).
 func authorOf(repo *gogit.Repository, flag string) (*object.Signature, error) {
-	now := time.Now()
 	if flag != "" {
-		m := authorRE.FindStringSubmatch(flag)
-		if m == nil || m[1] == "" {
-			return nil, exitError{code: 1, msg: fmt.Sprintf("error: --author %q: want \"Name <email>\"", flag)}
+		sig, err := parseAuthor(flag)
+		if err != nil {
+			return nil, exitError{code: 1, msg: "error: --" + err.Error()}
 		}
-		return &object.Signature{Name: m[1], Email: m[2], When: now}, nil
+		return sig, nil
 	}
 	name, email := os.Getenv("GIT_AUTHOR_NAME"), os.Getenv("GIT_AUTHOR_EMAIL")
-	if cfg, err := repo.ConfigScoped(gitconfig.GlobalScope); err == nil {
+	var cfg *gitconfig.Config
+	var err error
+	if repo != nil {
+		cfg, err = repo.ConfigScoped(gitconfig.GlobalScope)
+	} else {
+		cfg, err = gitconfig.LoadConfig(gitconfig.GlobalScope)
+	}
+	if err == nil {
 		if name == "" {
 			name = cfg.User.Name
 		}
@@ -313,7 +367,7 @@ func authorOf(repo *gogit.Repository, flag string) (*object.Signature, error) {
 	if name == "" || email == "" {
 		return nil, exitError{code: 1, msg: "error: who is committing? set git config user.name and user.email, or give --author \"Name <email>\""}
 	}
-	return &object.Signature{Name: name, Email: email, When: now}, nil
+	return &object.Signature{Name: name, Email: email, When: time.Now()}, nil
 }
 
 func writeFile(name string, data []byte) error {

@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -17,53 +15,29 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/bus/natsbus"
-	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/node"
 	"github.com/capstan-io/capstan/node/dataplane"
 	"github.com/capstan-io/capstan/node/podman"
-	"github.com/capstan-io/capstan/reconciler"
-	"github.com/capstan-io/capstan/schema"
-	"github.com/capstan-io/capstan/sources"
-	"github.com/capstan-io/capstan/sources/dir"
-	"github.com/capstan-io/capstan/sources/git"
 )
 
-// stackFlags configure the long-running commands.
-type stackFlags struct {
+// nodeStack are the node's flags. stackFlags, which configure the
+// long-running commands, hold them and, in the full build, the control
+// plane's too (stack_full.go; stack_nodeonly.go has the node's alone).
+type nodeStack struct {
 	dataDir      string
-	listen       string
-	natsURL      string
-	syncAlways   bool
-	repo, branch string
-	path, dir    string
-	sourceName   string
-	pollInterval time.Duration
-	resync       time.Duration
 	nodeName     string
 	nodeAddress  string
 	nodeLabels   map[string]string
 	podmanSocket string
-	nodeGrace    time.Duration
-	eviction     time.Duration
 
 	// The data plane (node/dataplane): see dataplaneFlags.
 	dataplane                 bool
 	serviceCIDR               *pflag.Flag
-	serviceCIDRv6             string
+	serviceCIDRv6             string // "auto", "none" or a range: see v6Range
 	clusterDNS, clusterDomain string
-
-	webhookListen, webhookSecretFile string
-
-	// Trust: the root source's signature policy and the SOPS age keys
-	// (trustFlags).
-	verifyMode     string
-	verifyKeys     []string
-	sopsAgeKeyFile string
-	verify         *git.VerifyOptions
-	sops           *reconciler.Sops
-	objects        bus.Store // for declared sources' trusted keys
+	nodeAddressV6             string
+	podNetwork                string
 }
 
 func defaultDataDir() string {
@@ -87,30 +61,27 @@ func defaultNodeName() string {
 	return h
 }
 
-func (f *stackFlags) busFlags(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.dataDir, "data-dir", defaultDataDir(), "where the bus, the git cache and the Podman service keep their files")
-	cmd.Flags().StringVar(&f.listen, "listen", "127.0.0.1:4222", "address of the embedded NATS server (clients connect here)")
-	cmd.Flags().StringVar(&f.natsURL, "nats-url", "", "use this external NATS cluster (with JetStream) instead of the embedded server")
-	cmd.Flags().BoolVar(&f.syncAlways, "sync-always", false, "fsync every bus write before acknowledging it (slower; see docs/ARCHITECTURE.md)")
-	cmd.Flags().DurationVar(&f.nodeGrace, "node-grace-period", 40*time.Second, "missed-heartbeat time after which a node is NotReady")
-	cmd.Flags().DurationVar(&f.eviction, "pod-eviction-timeout", 30*time.Second, "time a node stays NotReady before its pods are replaced elsewhere")
-	if cmd.Flags().Lookup("service-cidr") == nil {
-		cmd.Flags().String("service-cidr", reconciler.DefaultServiceCIDR, "IPv4 range of the Services' cluster IPs, allocated by the control plane and served by the data plane (.1 and the cluster DNS's .10 are reserved)")
+// serviceCIDRv6Flag adds --service-cidr-v6 once (up has both the control
+// plane's and the data plane's flags).
+func (f *stackFlags) serviceCIDRv6Flag(cmd *cobra.Command) {
+	if cmd.Flags().Lookup("service-cidr-v6") == nil {
+		cmd.Flags().StringVar(&f.serviceCIDRv6, "service-cidr-v6", "auto", "IPv6 range of the Services' second (dual-stack) cluster IPs: \"auto\" is "+
+			dataplane.DefaultServiceCIDRv6+" where this host has IPv6, \"none\" turns IPv6 off (must match between the control plane and the nodes)")
 	}
-	f.serviceCIDR = cmd.Flags().Lookup("service-cidr")
-	cmd.Flags().StringVar(&f.serviceCIDRv6, "service-cidr-v6", "", "IPv6 range for a second, dual-stack cluster IP per Service (default: none)")
 }
 
-func (f *stackFlags) sourceFlags(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.repo, "repo", "", "git repository to follow: a path, file://, https:// or ssh:// URL")
-	cmd.Flags().StringVar(&f.branch, "branch", "", "branch to follow (default: the remote's HEAD)")
-	cmd.Flags().StringVar(&f.path, "path", "", "directory inside the repository holding the manifests")
-	cmd.Flags().StringVar(&f.dir, "dir", "", "follow a plain directory instead of a git repository")
-	cmd.Flags().StringVar(&f.sourceName, "source-name", "root", "name of this source on the bus")
-	cmd.Flags().DurationVar(&f.pollInterval, "poll-interval", time.Minute, "how often to poll the repository (local ones are also watched)")
-	cmd.Flags().DurationVar(&f.resync, "resync-interval", time.Minute, "how often to re-apply the current revision, correcting drift")
-	f.webhookFlags(cmd)
-	f.trustFlags(cmd)
+// v6Range resolves --service-cidr-v6: "" when IPv6 is off.
+func (f *stackFlags) v6Range() string {
+	switch f.serviceCIDRv6 {
+	case "auto":
+		if dataplane.HostHasIPv6() {
+			return dataplane.DefaultServiceCIDRv6
+		}
+		return ""
+	case "none":
+		return ""
+	}
+	return f.serviceCIDRv6
 }
 
 func (f *stackFlags) nodeFlags(cmd *cobra.Command) {
@@ -118,6 +89,7 @@ func (f *stackFlags) nodeFlags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.nodeAddress, "node-address", "127.0.0.1", "address where this node's host ports are reached")
 	cmd.Flags().StringToStringVar(&f.nodeLabels, "node-labels", nil, "extra node labels, k=v,k2=v2")
 	cmd.Flags().StringVar(&f.podmanSocket, "podman-socket", "", "Podman API socket URI; when it does not answer, a Podman service is started in the data dir")
+	cmd.Flags().StringVar(&f.podNetwork, "pod-network", podman.DefaultNetwork, "Podman network of the pods, created when missing (with IPv6 where this host has it); \"\" uses Podman's default network (IPv4 only)")
 	f.dataplaneFlags(cmd)
 }
 
@@ -130,9 +102,8 @@ func (f *stackFlags) dataplaneFlags(cmd *cobra.Command) {
 		cmd.Flags().String("service-cidr", dataplane.DefaultServiceCIDR, "range of the Services' cluster IPs (must match the control plane's)")
 	}
 	f.serviceCIDR = cmd.Flags().Lookup("service-cidr")
-	if cmd.Flags().Lookup("service-cidr-v6") == nil {
-		cmd.Flags().StringVar(&f.serviceCIDRv6, "service-cidr-v6", "", "IPv6 range of the Services' second cluster IPs, when the control plane has one")
-	}
+	f.serviceCIDRv6Flag(cmd)
+	cmd.Flags().StringVar(&f.nodeAddressV6, "node-address-v6", "", "IPv6 address where node ports listen too (default: ::1 for a loopback --node-address, else an IPv6 address of its interface; \"none\": no IPv6 node ports)")
 	cmd.Flags().StringVar(&f.clusterDNS, "cluster-dns", dataplane.DefaultClusterDNS, "address of the cluster DNS server that pods resolve with (\"\" keeps the host's resolvers)")
 	cmd.Flags().StringVar(&f.clusterDomain, "cluster-domain", dataplane.DefaultDomain, "the cluster's DNS domain")
 }
@@ -170,116 +141,6 @@ func (g *group) Wait() error {
 	return g.err
 }
 
-// startBus starts the embedded server (unless an external one is given)
-// and connects to it.
-func (f *stackFlags) startBus(ctx context.Context, log *slog.Logger) (*natsbus.Conn, func(), error) {
-	url := f.natsURL
-	var srv *natsbus.Server
-	if url == "" {
-		host, port, err := splitHostPort(f.listen)
-		if err != nil {
-			return nil, nil, err
-		}
-		srv, err = natsbus.NewServer(natsbus.ServerOptions{DataDir: filepath.Join(f.dataDir, "bus"), Host: host, Port: port, SyncAlways: f.syncAlways})
-		if err != nil {
-			return nil, nil, err
-		}
-		if err := srv.Start(ctx); err != nil {
-			return nil, nil, err
-		}
-		url = srv.ClientURL()
-		log.Info("embedded NATS server ready", "url", url, "store", filepath.Join(f.dataDir, "bus"))
-	}
-	conn, err := natsbus.Connect(ctx, url, natsbus.Options{Logger: log})
-	if err != nil {
-		if srv != nil {
-			srv.Shutdown()
-		}
-		return nil, nil, err
-	}
-	return conn, func() {
-		conn.Close()
-		if srv != nil {
-			srv.Shutdown()
-		}
-	}, nil
-}
-
-func splitHostPort(addr string) (string, int, error) {
-	i := strings.LastIndex(addr, ":")
-	if i < 0 {
-		return "", 0, fmt.Errorf("--listen %q: want host:port", addr)
-	}
-	var port int
-	if _, err := fmt.Sscan(addr[i+1:], &port); err != nil {
-		return "", 0, fmt.Errorf("--listen %q: bad port", addr)
-	}
-	return strings.Trim(addr[:i], "[]"), port, nil
-}
-
-func (f *stackFlags) source(log *slog.Logger) (sources.Source, error) {
-	if err := f.loadTrust(); err != nil {
-		return nil, err
-	}
-	switch {
-	case f.dir != "" && f.repo != "":
-		return nil, errors.New("give --repo or --dir, not both")
-	case f.dir != "":
-		return dir.New(dir.Options{Dir: f.dir, Interval: f.pollInterval}, log)
-	case f.repo != "":
-		return git.New(git.Options{URL: f.repo, Branch: f.branch, Path: f.path, Interval: f.pollInterval,
-			CacheDir: filepath.Join(f.dataDir, "git"), Verify: f.verify}, log)
-	}
-	return nil, errors.New("no source: give --repo PATH_OR_URL or --dir PATH")
-}
-
-func (f *stackFlags) runControlPlane(g *group, conn *natsbus.Conn, log *slog.Logger) {
-	cp := &reconciler.ControlPlane{
-		Objects: conn.Objects, Assignments: conn.Assignments, Status: conn.Status, Nodes: conn.Nodes,
-		Events: conn.Events, Log: log.With("component", "control-plane"),
-		NodeGracePeriod: f.nodeGrace, PodEvictionTimeout: f.eviction,
-		ServiceCIDR: f.serviceCIDR.Value.String(), ServiceCIDRv6: f.serviceCIDRv6,
-		Sops: f.sops,
-	}
-	g.Go("control plane", cp.Run)
-}
-
-func (f *stackFlags) runSync(g *group, conn *natsbus.Conn, src sources.Source, log *slog.Logger) {
-	f.objects = conn.Objects
-	s := &reconciler.Syncer{Name: f.sourceName, Source: src, Load: reconciler.LoadSopsSecrets(schema.Load, f.sops), Objects: conn.Objects,
-		Audit: conn.Audit, Events: conn.Events, Log: log.With("component", "sync"), Resync: f.resync}
-	// The source manager runs the root and the Sources declared in Git,
-	// computes their health and feeds the notifications (sources.go).
-	notify := &reconciler.Notifiers{Publish: conn.NC.Publish, Log: log.With("component", "notify")}
-	m := &reconciler.SourceManager{Root: s, Objects: conn.Objects, Audit: conn.Audit, Events: conn.Events,
-		Load: reconciler.LoadSopsSecrets(schema.Load, f.sops), Log: log.With("component", "sources"), Resync: f.resync, Notify: notify,
-		CredentialsDir: filepath.Join(f.dataDir, "sources"), Open: f.openSource(log.With("component", "source")), Sops: f.sops}
-	g.Go("sources", m.Run)
-	g.Go("notifications", notify.Run)
-}
-
-// openSource makes the git source of a Source declared in Git, its mirror
-// in <data-dir>/git/sources/<name>.
-func (f *stackFlags) openSource(log *slog.Logger) reconciler.OpenFunc {
-	return func(name string, spec manifests.SourceSpec, cred reconciler.SourceCredentials) (sources.Source, error) {
-		interval := f.pollInterval
-		if spec.Interval != "" {
-			d, err := time.ParseDuration(spec.Interval)
-			if err != nil {
-				return nil, fmt.Errorf("source %s: interval: %w", name, err)
-			}
-			interval = d
-		}
-		opts := git.Options{URL: spec.URL, Path: spec.Path, Interval: interval, CacheDir: filepath.Join(f.dataDir, "git", "sources", name),
-			Username: cred.Username, PasswordFile: cred.PasswordFile, SSHKeyFile: cred.IdentityFile, KnownHostsFile: cred.KnownHostsFile}
-		if r := spec.Ref; r != nil {
-			opts.Branch, opts.Tag, opts.SemVer, opts.Commit = r.Branch, r.Tag, r.SemVer, r.Commit
-		}
-		opts.Verify = f.declaredVerify(spec.Verify) // trust below
-		return git.New(opts, log.With("source_name", name))
-	}
-}
-
 func (f *stackFlags) runNode(ctx context.Context, g *group, conn *natsbus.Conn, log *slog.Logger) (func() error, error) {
 	opts := podman.ServiceOptions{SocketURI: f.podmanSocket, DataDir: filepath.Join(f.dataDir, "podman"),
 		Logger: log.With("component", "podman-service")}
@@ -298,13 +159,25 @@ func (f *stackFlags) runNode(ctx context.Context, g *group, conn *natsbus.Conn, 
 		_ = svc.stop()
 		return nil, err
 	}
+	// The pods' network, dual stack unless IPv6 is off (by --service-cidr-v6,
+	// or for want of it on this host).
+	if info, err := rt.EnsureNetwork(ctx, f.podNetwork, f.v6Range() != ""); err != nil {
+		_ = svc.stop()
+		return nil, fmt.Errorf("%w (--pod-network \"\" uses Podman's default network)", err)
+	} else if info.Name != "" {
+		log.Info("pod network", "network", info.Name, "subnets", info.Subnets, "ipv6", info.IPv6, "created", info.Created)
+		if !info.IPv6 && f.v6Range() != "" {
+			log.Warn("the pod network has no IPv6 subnet: pods cannot reach IPv6 cluster IPs", "network", info.Name)
+		}
+	}
 	d := &node.Daemon{Name: f.nodeName, Address: f.nodeAddress, Labels: f.nodeLabels, Runtime: rt,
 		Nodes: conn.Nodes, Assignments: conn.Assignments, Status: conn.Status, Events: conn.Events,
 		Log: log.With("component", "node"), DataDir: f.dataDir, ClusterDNS: f.clusterDNS, ClusterDomain: f.clusterDomain}
 	g.Go("node", d.Run)
 	if f.dataplane {
-		dp := &dataplane.DataPlane{Objects: conn.Objects, NodeAddress: f.nodeAddress, ServiceCIDR: strings.Trim(f.serviceCIDR.Value.String()+","+f.serviceCIDRv6, ","),
-			ClusterDNS: f.clusterDNS, Domain: f.clusterDomain, Log: log.With("component", "dataplane")}
+		dp := &dataplane.DataPlane{Objects: conn.Objects, NodeAddress: f.nodeAddress, NodeAddressV6: f.nodeAddressV6,
+			ServiceCIDR: strings.Trim(f.serviceCIDR.Value.String()+","+f.v6Range(), ","), ClusterDNS: f.clusterDNS,
+			Domain: f.clusterDomain, Log: log.With("component", "dataplane")}
 		g.Go("dataplane", dp.Run)
 	}
 	g.Go("node logs", func(ctx context.Context) error { return d.ServeLogs(ctx, conn.NC) })
@@ -353,91 +226,6 @@ func (s *service) stop() error {
 	return errors.Join(errs...)
 }
 
-func upCmd(gl *globals) *cobra.Command {
-	f := &stackFlags{}
-	cmd := &cobra.Command{
-		Use:   "up",
-		Short: "Run everything in one process: bus, control plane, this node, and the git source",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			log := gl.logger()
-			src, err := f.source(log.With("component", "source"))
-			if err != nil {
-				return err
-			}
-			return f.run(cmd.Context(), log, src, true)
-		},
-	}
-	f.busFlags(cmd)
-	f.sourceFlags(cmd)
-	f.nodeFlags(cmd)
-	return cmd
-}
-
-func serverCmd(gl *globals) *cobra.Command {
-	f := &stackFlags{}
-	cmd := &cobra.Command{
-		Use:   "server",
-		Short: "Run the bus (embedded unless --nats-url), the control plane and the git source, without a node",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			log := gl.logger()
-			var src sources.Source
-			if f.repo != "" || f.dir != "" {
-				var err error
-				if src, err = f.source(log.With("component", "source")); err != nil {
-					return err
-				}
-			}
-			return f.run(cmd.Context(), log, src, false)
-		},
-	}
-	f.busFlags(cmd)
-	f.sourceFlags(cmd)
-	return cmd
-}
-
-func (f *stackFlags) run(ctx context.Context, log *slog.Logger, src sources.Source, withNode bool) error {
-	// Nodes heartbeat every 10 s: a shorter grace would mark healthy nodes
-	// NotReady between two heartbeats and evict their pods.
-	if hb := node.DefaultHeartbeatInterval; f.nodeGrace <= hb {
-		return fmt.Errorf("--node-grace-period %s must be longer than the nodes' heartbeat interval (%s)", f.nodeGrace, hb)
-	}
-	hook, err := f.webhook(src, log)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
-		return err
-	}
-	conn, closeBus, err := f.startBus(ctx, log)
-	if err != nil {
-		return err
-	}
-	defer closeBus()
-	g := newGroup(ctx, log)
-	f.runControlPlane(g, conn, log)
-	if src != nil {
-		f.runSync(g, conn, src, log)
-	}
-	if hook != nil {
-		g.Go("webhook", hook.Run)
-	}
-	if withNode {
-		stop, err := f.runNode(g.ctx, g, conn, log)
-		if err != nil {
-			g.cancel()
-			_ = g.Wait()
-			return err
-		}
-		defer func() { _ = stop() }()
-	}
-	log.Info("capstan running", "server", conn.NC.ConnectedUrlRedacted())
-	err = g.Wait()
-	log.Info("capstan stopped; pods keep running")
-	return err
-}
-
 func nodeCmd(gl *globals) *cobra.Command {
 	f := &stackFlags{}
 	var creds string
@@ -482,68 +270,4 @@ func nodeCmd(gl *globals) *cobra.Command {
 		_ = cmd.Flags().MarkHidden(n)
 	}
 	return cmd
-}
-
-// trustFlags adds the root source's signature policy and the SOPS key.
-func (f *stackFlags) trustFlags(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.verifyMode, "verify", "", `verify commit signatures: "head" (the commit applied must be signed by a trusted key) or "all" (every commit since the last applied one); needs --verify-keys`)
-	cmd.Flags().StringSliceVar(&f.verifyKeys, "verify-keys", nil, "files of trusted keys: armored OpenPGP public keys and SSH public keys (authorized_keys or allowed_signers lines); re-read at every check")
-	cmd.Flags().StringVar(&f.sopsAgeKeyFile, "sops-age-key-file", os.Getenv("SOPS_AGE_KEY_FILE"), "age identity file decrypting Secrets committed encrypted with SOPS (env SOPS_AGE_KEY_FILE)")
-}
-
-// loadTrust checks the trust flags and reads the SOPS key.
-func (f *stackFlags) loadTrust() error {
-	switch {
-	case f.verifyMode == "" && len(f.verifyKeys) > 0:
-		return errors.New("--verify-keys needs --verify head|all")
-	case f.verifyMode != "" && len(f.verifyKeys) == 0:
-		return errors.New("--verify needs --verify-keys FILE")
-	case f.verifyMode != "" && f.repo == "":
-		return errors.New("--verify needs a git repository (--repo)")
-	case f.verifyMode != "":
-		keys := git.KeyFiles(f.verifyKeys...)
-		if _, err := keys(); err != nil {
-			return err
-		}
-		f.verify = &git.VerifyOptions{Mode: f.verifyMode, Keys: keys}
-	}
-	if f.sopsAgeKeyFile != "" {
-		s, err := reconciler.LoadSopsKeyFile(f.sopsAgeKeyFile)
-		if err != nil {
-			return err
-		}
-		f.sops = s
-	}
-	return nil
-}
-
-// declaredVerify is the signature policy of a Source declared in Git: its
-// trusted keys are the values of a Secret in capstan-system, read (and
-// decrypted, if committed with SOPS) at every check.
-func (f *stackFlags) declaredVerify(v *manifests.VerifySpec) *git.VerifyOptions {
-	if v == nil {
-		return nil
-	}
-	objects, sops := f.objects, f.sops
-	return &git.VerifyOptions{Mode: v.Mode, Keys: func() (*git.Keyring, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		obj, _, err := reconciler.GetObject(ctx, objects, manifests.Key("Secret", "capstan-system", v.SecretRef.Name))
-		if err != nil {
-			return nil, fmt.Errorf("trusted keys: Secret capstan-system/%s: %w", v.SecretRef.Name, err)
-		}
-		sec, err := sops.Decrypt(obj.(*manifests.Secret))
-		if err != nil {
-			return nil, fmt.Errorf("trusted keys: Secret capstan-system/%s: %w", v.SecretRef.Name, err)
-		}
-		blobs := make([][]byte, 0, len(sec.Data))
-		for _, k := range slices.Sorted(maps.Keys(sec.Data)) {
-			blobs = append(blobs, sec.Data[k])
-		}
-		k, err := git.ParseKeys(blobs...)
-		if err != nil {
-			return nil, fmt.Errorf("trusted keys: Secret capstan-system/%s: %w", v.SecretRef.Name, err)
-		}
-		return k, nil
-	}}
 }

@@ -1,3 +1,5 @@
+//go:build !nodeonly
+
 package main
 
 import (
@@ -40,18 +42,26 @@ func (f *stackFlags) webhook(src sources.Source, log *slog.Logger) (*webhook.Rec
 	if err != nil {
 		return nil, err
 	}
-	branch := ""
-	if f.repo != "" {
-		branch = f.branch
-	}
+	// The root until the source manager runs; then it keeps the targets
+	// current as declared Sources come and go (webhookTargets).
 	r, err := webhook.New(webhook.Options{
 		Addr:    f.webhookListen,
 		Secret:  secret,
-		Targets: []webhook.Target{{Name: f.sourceName, Branch: branch, Trigger: t.Trigger}},
+		Targets: []webhook.Target{webhook.TargetFor(f.sourceName, src.Spec(), t.Trigger)},
 		Logger:  log.With("component", "webhook"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("webhook: %w", err)
 	}
+	f.hook = r
 	return r, nil
+}
+
+// webhookTargets is the source manager's Triggers: nil without a webhook
+// receiver.
+func (f *stackFlags) webhookTargets() func([]webhook.Target) {
+	if f.hook == nil {
+		return nil
+	}
+	return f.hook.SetTargets
 }

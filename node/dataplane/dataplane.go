@@ -43,9 +43,15 @@ type DataPlane struct {
 	// NodeAddress is where node ports listen ("0.0.0.0" for every
 	// address); empty means no node ports.
 	NodeAddress string
+	// NodeAddressV6 is where node ports listen over IPv6 as well, when the
+	// data plane serves IPv6: empty derives it from NodeAddress
+	// (NodeAddressV6: ::1 for a loopback one), "none" turns it off.
+	NodeAddressV6 string
 	// ServiceCIDR is the range cluster IPs come from, comma-separated for
 	// dual stack (default 10.96.0.0/16); the data plane owns the
-	// interface's addresses in it.
+	// interface's addresses in it. IPv6 is served (cluster IPs, node
+	// ports, AAAA records) only when it holds an IPv6 range; without one,
+	// dual-stack Services are served over IPv4 alone.
 	ServiceCIDR string
 	// ClusterDNS is the DNS server's address (default 10.96.0.10); it is
 	// held on the interface too.
@@ -76,6 +82,8 @@ type DataPlane struct {
 	lastErr  map[string]string // what was last logged, per part
 	proxy    *proxy.Proxy
 	dns      *dnssrv.Server
+	ipv6     bool       // an IPv6 range is served
+	nodeV6   netip.Addr // where node ports listen over IPv6
 }
 
 // Run serves until ctx ends. It then removes the addresses it holds (so a
@@ -109,6 +117,22 @@ func (d *DataPlane) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	for _, p := range prefixes {
+		d.ipv6 = d.ipv6 || p.Addr().Is6()
+	}
+	switch d.NodeAddressV6 {
+	case "none":
+	case "":
+		if a, err := netip.ParseAddr(d.NodeAddress); err == nil && d.ipv6 {
+			d.nodeV6 = NodeAddressV6(a)
+		}
+	default:
+		a, err := netip.ParseAddr(d.NodeAddressV6)
+		if err != nil || !a.Is6() || a.Is4In6() {
+			return fmt.Errorf("IPv6 node address %q: not an IPv6 address", d.NodeAddressV6)
+		}
+		d.nodeV6 = a
+	}
 	dnsAddr, err := netip.ParseAddr(d.ClusterDNS)
 	if err != nil {
 		return fmt.Errorf("cluster DNS address %q: %w", d.ClusterDNS, err)
@@ -136,7 +160,7 @@ func (d *DataPlane) Run(ctx context.Context) error {
 	d.lastErr = map[string]string{}
 
 	d.Log.Info("data plane starting", "service_cidr", d.ServiceCIDR, "cluster_dns", d.ClusterDNS,
-		"domain", d.Domain, "node_address", d.NodeAddress, "upstreams", ups)
+		"domain", d.Domain, "node_address", d.NodeAddress, "node_address_v6", d.nodeV6, "ipv6", d.ipv6, "upstreams", ups)
 	changed := make(chan struct{}, 1)
 	poke := func() {
 		select {
@@ -240,7 +264,7 @@ func (d *DataPlane) apply(ctx context.Context, dnsAddr netip.Addr) {
 		d.mu.Unlock()
 		return
 	}
-	in := PlanInput{Services: d.services, Slices: d.slices, Domain: d.Domain}
+	in := PlanInput{Services: d.services, Slices: d.slices, Domain: d.Domain, IPv4Only: !d.ipv6, NodeAddressV6: d.nodeV6}
 	if a, err := netip.ParseAddr(d.NodeAddress); err == nil {
 		in.NodeAddress = a.Unmap()
 	}

@@ -142,6 +142,9 @@ func TestDataPlaneFollowsTheBus(t *testing.T) {
 	a, b := backend(t, "a"), backend(t, "b")
 	web := svc("default", "web", manifests.ServiceNodePort, "127.77.0.20",
 		manifests.ServicePort{Name: "http", Port: int32(freePort(t)), NodePort: int32(freePort(t))})
+	// Dual stack, but this data plane has no IPv6 range: it serves the
+	// IPv4 address alone (see the addresses held below).
+	web.Spec.ClusterIPs = []string{"127.77.0.20", "fd00:77::20"}
 	put(t, conn.Objects, web)
 	put(t, conn.Objects, slice("default", "web",
 		ep{addr: "127.0.0.1", ready: true, pod: "web-a", ports: map[string]int32{"http": int32(a.Port())}},

@@ -34,7 +34,14 @@ type PlanInput struct {
 	Services map[string]*manifests.Service
 	Slices   map[string]*manifests.EndpointSlice
 	// NodeAddress is where node ports listen; invalid means nowhere.
-	NodeAddress netip.Addr
+	// NodeAddressV6 is where they listen over IPv6 as well (unless
+	// IPv4Only); invalid means nowhere.
+	NodeAddress, NodeAddressV6 netip.Addr
+	// IPv4Only leaves IPv6 cluster IPs out (no address, listener or AAAA
+	// record): a data plane on a host without IPv6 serves dual-stack
+	// Services over IPv4 only, and its pods get no address they cannot
+	// reach.
+	IPv4Only bool
 	// Domain is the cluster domain ("cluster.local").
 	Domain string
 }
@@ -60,7 +67,7 @@ func BuildPlan(in PlanInput) Plan {
 		case svc.Spec.ClusterIP == manifests.ClusterIPNone:
 			p.headless(svc, base, eps)
 		default:
-			p.clusterIP(svc, base, eps, in.NodeAddress)
+			p.clusterIP(svc, base, eps, in)
 		}
 	}
 	return p
@@ -118,23 +125,28 @@ func protocol(sp manifests.ServicePort) string {
 
 func validPort(p int32) bool { return p > 0 && p < 65536 }
 
-// clusterIPsOf returns the valid cluster IPs of a service.
-func clusterIPsOf(svc *manifests.Service) []netip.Addr {
+// clusterIPsOf returns the valid cluster IPs of a service, IPv4 ones only
+// if v4only.
+func clusterIPsOf(svc *manifests.Service, v4only bool) []netip.Addr {
 	ips := svc.Spec.ClusterIPs
 	if len(ips) == 0 && svc.Spec.ClusterIP != "" {
 		ips = []string{svc.Spec.ClusterIP}
 	}
 	var out []netip.Addr
 	for _, s := range ips {
-		if a, err := netip.ParseAddr(s); err == nil && !slices.Contains(out, a.Unmap()) {
+		if a, err := netip.ParseAddr(s); err == nil && !slices.Contains(out, a.Unmap()) && (!v4only || a.Unmap().Is4()) {
 			out = append(out, a.Unmap())
 		}
 	}
 	return out
 }
 
-func (p *Plan) clusterIP(svc *manifests.Service, base string, eps []endpoint, node netip.Addr) {
-	ips := clusterIPsOf(svc)
+func (p *Plan) clusterIP(svc *manifests.Service, base string, eps []endpoint, in PlanInput) {
+	ips := clusterIPsOf(svc, in.IPv4Only)
+	nodes := []netip.Addr{in.NodeAddress}
+	if !in.IPv4Only && in.NodeAddressV6 != in.NodeAddress {
+		nodes = append(nodes, in.NodeAddressV6)
+	}
 	if len(ips) == 0 {
 		return // not allocated yet
 	}
@@ -156,9 +168,11 @@ func (p *Plan) clusterIP(svc *manifests.Service, base string, eps []endpoint, no
 			p.Frontends = append(p.Frontends, proxy.Frontend{Name: name, Protocol: proto,
 				Listen: netip.AddrPortFrom(ip, uint16(sp.Port)), Backends: backends})
 		}
-		if svc.Spec.Type == manifests.ServiceNodePort && validPort(sp.NodePort) && node.IsValid() {
-			p.Frontends = append(p.Frontends, proxy.Frontend{Name: name + " (node port)", Protocol: proto,
-				Listen: netip.AddrPortFrom(node, uint16(sp.NodePort)), Backends: backends})
+		for _, node := range nodes {
+			if svc.Spec.Type == manifests.ServiceNodePort && validPort(sp.NodePort) && node.IsValid() {
+				p.Frontends = append(p.Frontends, proxy.Frontend{Name: name + " (node port)", Protocol: proto,
+					Listen: netip.AddrPortFrom(node, uint16(sp.NodePort)), Backends: backends})
+			}
 		}
 		if sp.Name != "" {
 			p.Zone.AddSRV(srvName(sp, base), dnssrv.SRV{Target: base, Port: uint16(sp.Port), Weight: 100})

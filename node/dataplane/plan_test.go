@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -220,4 +221,102 @@ func TestBuildPlanProperties(t *testing.T) {
 			t.Fatalf("iter %d: plan differs between two builds", iter)
 		}
 	}
+}
+
+// TestBuildPlanDualStack: a dual-stack Service is served on both cluster
+// IPs and both node addresses, and answered with A and AAAA records,
+// forwarding to its IPv4 endpoints either way; a data plane without IPv6
+// leaves every IPv6 part out.
+func TestBuildPlanDualStack(t *testing.T) {
+	web := svc("default", "web", manifests.ServiceNodePort, "10.96.0.20", manifests.ServicePort{Name: "http", Port: 80, NodePort: 30080})
+	web.Spec.ClusterIPs = []string{"10.96.0.20", "fd00:10:96::20"}
+	web.Spec.IPFamilies = []string{"IPv4", "IPv6"}
+	in := PlanInput{
+		Domain:        "cluster.local",
+		NodeAddress:   netip.MustParseAddr("127.0.0.1"),
+		NodeAddressV6: netip.MustParseAddr("::1"),
+		Services:      map[string]*manifests.Service{"default/web": web},
+		Slices: map[string]*manifests.EndpointSlice{"default/web": slice("default", "web",
+			ep{addr: "127.0.0.1", ready: true, pod: "web-a", ports: map[string]int32{"http": 40001}})},
+	}
+	p := BuildPlan(in)
+	want := []string{
+		"default/web:http TCP/10.96.0.20:80 -> 127.0.0.1:40001",
+		"default/web:http TCP/[fd00:10:96::20]:80 -> 127.0.0.1:40001",
+		"default/web:http (node port) TCP/127.0.0.1:30080 -> 127.0.0.1:40001",
+		"default/web:http (node port) TCP/[::1]:30080 -> 127.0.0.1:40001",
+	}
+	if got := frontends(p); !slices.Equal(got, want) {
+		t.Errorf("dual-stack frontends:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if wantIPs := []netip.Addr{netip.MustParseAddr("10.96.0.20"), netip.MustParseAddr("fd00:10:96::20")}; !slices.Equal(p.ClusterIPs, wantIPs) {
+		t.Errorf("cluster IPs %v, want %v", p.ClusterIPs, wantIPs)
+	}
+	for _, name := range []string{"web.default.svc.cluster.local"} {
+		if rcode, got := ask(t, p.Zone, name, dns.TypeAAAA); rcode != dns.RcodeSuccess || !slices.Equal(got, []string{"AAAA fd00:10:96::20"}) {
+			t.Errorf("%s AAAA: %s %v", name, dns.RcodeToString[rcode], got)
+		}
+		if rcode, got := ask(t, p.Zone, name, dns.TypeA); rcode != dns.RcodeSuccess || !slices.Equal(got, []string{"A 10.96.0.20"}) {
+			t.Errorf("%s A: %s %v", name, dns.RcodeToString[rcode], got)
+		}
+	}
+
+	in.IPv4Only = true
+	p = BuildPlan(in)
+	want = []string{
+		"default/web:http TCP/10.96.0.20:80 -> 127.0.0.1:40001",
+		"default/web:http (node port) TCP/127.0.0.1:30080 -> 127.0.0.1:40001",
+	}
+	if got := frontends(p); !slices.Equal(got, want) {
+		t.Errorf("IPv4-only frontends:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if !slices.Equal(p.ClusterIPs, []netip.Addr{netip.MustParseAddr("10.96.0.20")}) {
+		t.Errorf("IPv4-only cluster IPs %v", p.ClusterIPs)
+	}
+	if rcode, got := ask(t, p.Zone, "web.default.svc.cluster.local", dns.TypeAAAA); rcode != dns.RcodeSuccess || len(got) != 0 {
+		t.Errorf("IPv4-only AAAA: %s %v, want no answer", dns.RcodeToString[rcode], got)
+	}
+}
+
+func TestNodeAddressV6(t *testing.T) {
+	for in, want := range map[string]string{"127.0.0.1": "::1", "127.0.0.2": "::1", "0.0.0.0": "invalid IP", "192.0.2.123": "invalid IP"} {
+		if got := NodeAddressV6(netip.MustParseAddr(in)).String(); got != want {
+			t.Errorf("NodeAddressV6(%s) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+// TestNodeAddressV6OfInterface: an address of an interface with IPv6
+// maps to one of that interface's IPv6 addresses (skipped on a host
+// without such an interface).
+func TestNodeAddressV6OfInterface(t *testing.T) {
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ifc := range ifaces {
+		addrs, _ := ifc.Addrs()
+		var v4 netip.Addr
+		var v6 []netip.Addr
+		for _, a := range addrs {
+			p, err := netip.ParsePrefix(a.String())
+			if err != nil {
+				continue
+			}
+			switch ip := p.Addr(); {
+			case ip.Is4() && !ip.IsLoopback():
+				v4 = ip
+			case ip.Is6() && !ip.IsLinkLocalUnicast() && !ip.IsLoopback():
+				v6 = append(v6, ip)
+			}
+		}
+		if !v4.IsValid() || len(v6) == 0 {
+			continue
+		}
+		if got := NodeAddressV6(v4); !slices.Contains(v6, got) {
+			t.Errorf("NodeAddressV6(%s) = %s, want one of %s's %v", v4, got, ifc.Name, v6)
+		}
+		return
+	}
+	t.Skip("no interface with an IPv4 and an IPv6 address")
 }

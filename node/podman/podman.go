@@ -57,6 +57,11 @@ type Runtime struct {
 	ips sync.Map
 	// stopped holds the containers this Runtime stopped (see oom.go).
 	stopped sync.Map
+	// cgroups caches the containers' cgroup paths (see drift.go).
+	cgroups cgroupPaths
+	// network is the Podman network pods are created on, "" for
+	// Podman's default (see network.go).
+	network string
 }
 
 type exitDetails struct {
@@ -342,6 +347,10 @@ func (r *Runtime) CreatePod(ctx context.Context, cfg node.PodConfig) (string, er
 	}
 	ps.DNSSearch = cfg.DNS.Searches
 	ps.DNSOption = cfg.DNS.Options
+	if r.network != "" {
+		ps.NetNS = specgen.Namespace{NSMode: specgen.Bridge}
+		ps.Networks = map[string]nettypes.PerNetworkOptions{r.network: {}}
+	}
 	for _, p := range cfg.Ports {
 		ps.PortMappings = append(ps.PortMappings, nettypes.PortMapping{
 			HostIP:        p.HostIP,

@@ -38,6 +38,19 @@
 // errors.Is and errors.As, but a scrubbed error has no Unwrap method, so
 // code walking the chain link by link cannot print the original text.
 //
+// # Writing
+//
+// Write commits an edit to the source's branch and pushes it with the
+// same credentials, so that `capstan scale` and `rollout undo` need no
+// credentials of their own: it clones the branch into a temporary
+// directory, lets the caller edit files, commits as the caller's author,
+// signs with the given Signer (LoadSigner reads an OpenPGP or SSH private
+// key), and pushes, again on a fresh clone if the branch moved meanwhile.
+// A source with a signature policy checks the new commit against its own
+// trusted keys before the push, so a commit it would reject is never
+// pushed (ErrWouldBeRejected); a push the remote refuses for want of
+// rights is ErrNoWriteAccess.
+//
 // # Watching
 //
 // Run signals a possible change at start, every Options.Interval (±10%

@@ -210,6 +210,11 @@ func (s *Source) Spec() manifests.SourceSpec {
 	if s.opts.Tag != "" || s.opts.SemVer != "" || s.opts.Commit != "" {
 		spec.Ref = &manifests.GitRef{Tag: s.opts.Tag, SemVer: s.opts.SemVer, Commit: s.opts.Commit}
 	}
+	if s.opts.Verify != nil {
+		// The mode only: the keys are the control plane's files. It tells
+		// `capstan scale` that an unsigned commit would be rejected.
+		spec.Verify = &manifests.VerifySpec{Mode: s.opts.Verify.Mode}
+	}
 	return spec
 }
 

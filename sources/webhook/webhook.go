@@ -20,6 +20,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/capstan-io/capstan/manifests"
 )
 
 // DefaultMaxBodyBytes is the largest body accepted when
@@ -42,11 +44,39 @@ var ErrNoSecret = errors.New("webhook: empty secret")
 type Target struct {
 	// Name is the source's name, for logs and the generic form's "source".
 	Name string
+	// URL is the repository the source follows. A push that names its
+	// repository (clone_url, ssh_url and the like) triggers only the
+	// targets of that repository, compared by RepositoryKey. Empty matches
+	// any repository: a directory source.
+	URL string
 	// Branch is the branch the source follows. Empty means the
 	// repository's default branch, as the payload names it.
 	Branch string
+	// Tag is the tag the source follows: only a push of that tag
+	// triggers it, never a branch push.
+	Tag string
+	// SemVer marks a source following a semver range of tags: any tag
+	// push triggers it (the source picks the highest tag in its range).
+	SemVer bool
+	// Pinned marks a source pinned to a commit: it never moves, so no push
+	// triggers it.
+	Pinned bool
 	// Trigger makes the source fetch now; it must not block.
 	Trigger func()
+}
+
+// TargetFor is the target of a source with spec, fetched again by
+// trigger. The root source names its branch in spec.Branch, a declared
+// one in spec.Ref.
+func TargetFor(name string, spec manifests.SourceSpec, trigger func()) Target {
+	t := Target{Name: name, URL: spec.URL, Branch: spec.Branch, Trigger: trigger}
+	if r := spec.Ref; r != nil {
+		if r.Branch != "" {
+			t.Branch = r.Branch
+		}
+		t.Tag, t.SemVer, t.Pinned = r.Tag, r.SemVer != "", r.Commit != ""
+	}
+	return t
 }
 
 // Options configure a Receiver. Secret is required.
@@ -74,7 +104,13 @@ type Receiver struct {
 	refused *limiter
 
 	mu      sync.Mutex
-	targets []Target
+	targets []target
+}
+
+// target is a Target with its repository key.
+type target struct {
+	Target
+	key string
 }
 
 // New checks opts and returns a receiver; it does not listen yet.
@@ -120,9 +156,18 @@ func ReadSecretFile(path string) ([]byte, error) {
 }
 
 // SetTargets replaces the sources pushes may trigger.
+// The manager of the sources calls it as they come and go.
 func (r *Receiver) SetTargets(ts []Target) {
+	out := make([]target, 0, len(ts))
+	for _, t := range ts {
+		k := ""
+		if t.URL != "" {
+			k = RepositoryKey(t.URL)
+		}
+		out = append(out, target{Target: t, key: k})
+	}
 	r.mu.Lock()
-	r.targets = append([]Target(nil), ts...)
+	r.targets = out
 	r.mu.Unlock()
 }
 
@@ -177,9 +222,12 @@ type delivery struct {
 	event         string // as the forge names it
 	ping          bool
 	push          bool
-	ref           string // refs/heads/<branch> for a branch push
+	ref           string // refs/heads/<branch> or refs/tags/<tag>
 	defaultBranch string // as the payload names it, "" if it does not
 	source        string // generic form only: one target by name
+	// urls are the repository's addresses the payload names (https, ssh,
+	// web); none means any repository.
+	urls []string
 }
 
 // forge authenticates a request and reads its delivery. A nil delivery with
@@ -239,9 +287,16 @@ func (r *Receiver) handle(forgeName string, d *delivery) (int, string) {
 		return http.StatusAccepted, fmt.Sprintf("ignored: event %q is not a push", d.event)
 	}
 	branch, isBranch := strings.CutPrefix(d.ref, "refs/heads/")
-	if d.ref != "" && !isBranch {
-		log.Debug("webhook ignored: not a branch", "ref", d.ref)
-		return http.StatusAccepted, fmt.Sprintf("ignored: %s is not a branch", d.ref)
+	tag, isTag := strings.CutPrefix(d.ref, "refs/tags/")
+	if d.ref != "" && !isBranch && !isTag {
+		log.Debug("webhook ignored: not a branch nor a tag", "ref", d.ref)
+		return http.StatusAccepted, fmt.Sprintf("ignored: %s is not a branch nor a tag", d.ref)
+	}
+	keys := map[string]bool{}
+	for _, u := range d.urls {
+		if u != "" {
+			keys[RepositoryKey(u)] = true
+		}
 	}
 	r.mu.Lock()
 	targets := r.targets
@@ -251,26 +306,59 @@ func (r *Receiver) handle(forgeName string, d *delivery) (int, string) {
 		if d.source != "" && t.Name != d.source {
 			continue
 		}
-		want := t.Branch
-		if want == "" {
-			want = d.defaultBranch
+		if t.key != "" && len(keys) > 0 && !keys[t.key] {
+			continue // another repository
 		}
-		watched = append(watched, want)
-		if d.ref == "" || want == "" || want == branch {
+		var follows bool
+		switch {
+		case t.Pinned:
+			watched = append(watched, t.Name+" (pinned to a commit)")
+			continue
+		case t.Tag != "" || t.SemVer:
+			what := "tag " + t.Tag
+			if t.SemVer {
+				what = "tags"
+			}
+			watched = append(watched, t.Name+" ("+what+")")
+			follows = d.ref == "" || isTag && (t.SemVer || t.Tag == tag)
+		default:
+			want := t.Branch
+			if want == "" {
+				want = d.defaultBranch
+			}
+			if want != "" {
+				watched = append(watched, t.Name+" ("+want+")")
+			}
+			follows = d.ref == "" || isBranch && (want == "" || want == branch)
+		}
+		if follows {
 			t.Trigger()
 			hit = append(hit, t.Name)
 		}
 	}
 	if len(hit) == 0 {
-		what := "push to " + d.ref
+		what := "push"
+		if d.ref != "" {
+			what += " to " + d.ref
+		}
+		if len(d.urls) > 0 {
+			what += " of " + d.urls[0]
+		}
 		if d.source != "" {
 			what += " for source " + d.source
 		}
-		log.Info("webhook ignored: no source follows the branch", "ref", d.ref, "source", d.source)
+		log.Info("webhook ignored: no source follows the ref", "ref", d.ref, "repository", first(d.urls), "source", d.source)
 		return http.StatusAccepted, fmt.Sprintf("ignored: no source follows it (%s; watching %s)", what, strings.Join(nonEmpty(watched), ", "))
 	}
-	log.Info("webhook triggered sources", "ref", d.ref, "sources", strings.Join(hit, ","))
+	log.Info("webhook triggered sources", "ref", d.ref, "repository", first(d.urls), "sources", strings.Join(hit, ","))
 	return http.StatusOK, "triggered " + strings.Join(hit, ", ")
+}
+
+func first(ss []string) string {
+	if len(ss) == 0 {
+		return ""
+	}
+	return ss[0]
 }
 
 func nonEmpty(ss []string) []string {
@@ -300,18 +388,40 @@ func remoteHost(addr string) string {
 	return addr
 }
 
+// repoURLs are the addresses of a repository in a push payload: GitHub's
+// and Gitea's repository object, GitLab's project and repository.
+type repoURLs struct {
+	DefaultBranch string `json:"default_branch"`
+	CloneURL      string `json:"clone_url"`
+	SSHURL        string `json:"ssh_url"`
+	GitURL        string `json:"git_url"`
+	HTMLURL       string `json:"html_url"`
+	URL           string `json:"url"`
+	GitHTTPURL    string `json:"git_http_url"`
+	GitSSHURL     string `json:"git_ssh_url"`
+	WebURL        string `json:"web_url"`
+	Homepage      string `json:"homepage"`
+}
+
+func (r repoURLs) list() []string {
+	var out []string
+	for _, u := range []string{r.CloneURL, r.SSHURL, r.GitHTTPURL, r.GitSSHURL, r.GitURL, r.HTMLURL, r.WebURL, r.Homepage, r.URL} {
+		if u != "" {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
 // pushPayload is what the forges' push events share.
 type pushPayload struct {
-	Ref        string `json:"ref"`
-	Repository struct {
-		DefaultBranch string `json:"default_branch"`
-	} `json:"repository"`
-	Project struct { // GitLab
-		DefaultBranch string `json:"default_branch"`
-	} `json:"project"`
+	Ref        string   `json:"ref"`
+	Repository repoURLs `json:"repository"`
+	Project    repoURLs `json:"project"` // GitLab
 	// The generic form.
 	Branch string `json:"branch"`
 	Source string `json:"source"`
+	URL    string `json:"url"`
 }
 
 // decodePush reads a push payload, JSON or form-encoded (payload=<json>).
@@ -335,7 +445,8 @@ func (p *pushPayload) delivery(event string) *delivery {
 	if def == "" {
 		def = p.Project.DefaultBranch
 	}
-	return &delivery{event: event, push: true, ref: p.Ref, defaultBranch: def}
+	return &delivery{event: event, push: true, ref: p.Ref, defaultBranch: def,
+		urls: append(p.Repository.list(), p.Project.list()...)}
 }
 
 // validHMAC reports whether sigHex is the hex HMAC-SHA256 of body under
@@ -438,7 +549,10 @@ func generic(h http.Header, body, secret []byte) (*delivery, error) {
 	if err != nil {
 		return nil, err
 	}
-	d.ref, d.source = p.Ref, p.Source
+	d.ref, d.source, d.urls = p.Ref, p.Source, p.Repository.list()
+	if p.URL != "" {
+		d.urls = append([]string{p.URL}, d.urls...)
+	}
 	if d.ref == "" && p.Branch != "" {
 		d.ref = "refs/heads/" + p.Branch
 	}

@@ -21,6 +21,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/capstan-io/capstan/manifests"
 )
 
 const secret = "It's a Secret to Everybody"
@@ -133,7 +135,9 @@ func TestDeliveries(t *testing.T) {
 			header: gh("push", "", "sha256="+sign(secret, fmt.Sprintf(githubPush, "release/1"))),
 			body:   fmt.Sprintf(githubPush, "release/1"), status: 200, trigger: []string{"release"}},
 		{name: "github tag push", path: "/hooks/github", header: gh("push", "", "sha256="+sign(secret, tagPush)),
-			body: tagPush, status: 202, reply: "not a branch"},
+			body: tagPush, status: 202, reply: "no source follows it (push to refs/tags/v1.0.0"},
+		{name: "github pull request ref", path: "/hooks/github", header: gh("push", "", "sha256="+sign(secret, `{"ref":"refs/pull/1/head"}`)),
+			body: `{"ref":"refs/pull/1/head"}`, status: 202, reply: "not a branch nor a tag"},
 		{name: "github ping", path: "/hooks/github", header: gh("ping", "", "sha256="+sign(secret, githubPing)),
 			body: githubPing, status: 200, reply: "pong"},
 		{name: "github other event", path: "/hooks/github", header: gh("issues", "", "sha256="+sign(secret, githubIssues)),
@@ -191,7 +195,7 @@ func TestDeliveries(t *testing.T) {
 		{name: "generic hmac, other branch", path: "/hooks/generic", header: map[string]string{"X-Capstan-Signature": "sha256=" + sign(secret, `{"branch":"x"}`)},
 			body: `{"branch":"x"}`, status: 200, trigger: []string{"default"}},
 		{name: "generic hmac, tag", path: "/hooks/generic", header: map[string]string{"X-Capstan-Signature": "sha256=" + sign(secret, `{"ref":"refs/tags/v1"}`)},
-			body: `{"ref":"refs/tags/v1"}`, status: 202},
+			body: `{"ref":"refs/tags/v1"}`, status: 202, reply: "watching root (main), release (release/1)"},
 		{name: "generic wrong bearer", path: "/hooks/generic", header: map[string]string{"Authorization": "Bearer nope"}, status: 401},
 		{name: "generic basic auth", path: "/hooks/generic", header: map[string]string{"Authorization": "Basic " + secret}, status: 401},
 		{name: "generic nothing", path: "/hooks/generic", status: 401},
@@ -427,5 +431,121 @@ func TestRunBadAddress(t *testing.T) {
 	}
 	if err := r.Run(context.Background()); err == nil {
 		t.Fatal("Run on a bad address returned nil")
+	}
+}
+
+func TestRepositoryKey(t *testing.T) {
+	same := [][]string{
+		{"https://github.com/acme/deploy.git", "git@github.com:acme/deploy.git", "ssh://git@github.com/acme/deploy",
+			"https://GitHub.com/Acme/Deploy/", "http://token@github.com:443/acme/deploy", "git://github.com/acme/deploy.git",
+			"ssh://git@github.com:22/acme/deploy.git/", "github.com:acme/deploy"},
+		{"http://127.0.0.1:8080/repo/.git", "http://127.0.0.1:9090/repo", "git@127.0.0.1:repo"},
+		{"/srv/git/ops", "/srv/git/ops/", "file:///srv/git/ops", "/srv/git/ops.git", "/srv/git/../git/ops"},
+	}
+	for _, group := range same {
+		for _, u := range group[1:] {
+			if a, b := RepositoryKey(group[0]), RepositoryKey(u); a != b {
+				t.Errorf("%s -> %q, %s -> %q: want the same", group[0], a, u, b)
+			}
+		}
+	}
+	differ := [][2]string{
+		{"https://github.com/acme/deploy.git", "https://github.com/acme/deploy-prod.git"},
+		{"https://github.com/acme/deploy.git", "https://gitlab.com/acme/deploy.git"},
+		{"https://github.com/acme/deploy.git", "https://github.com/other/deploy.git"},
+		{"git@github.com:acme/deploy.git", "git@github.com:acme/ops.git"},
+		{"/srv/git/ops", "/srv/git/OPS"},        // a local path keeps its case
+		{"/srv/git/ops", "https://srv/git/ops"}, // a local path is no remote
+	}
+	for _, d := range differ {
+		if a, b := RepositoryKey(d[0]), RepositoryKey(d[1]); a == b {
+			t.Errorf("%s and %s both -> %q: want different", d[0], d[1], a)
+		}
+	}
+}
+
+// TestTargetsByRepositoryAndRef: a push triggers the sources of its
+// repository (whichever of its addresses they follow) whose ref follows
+// the push: branch sources by branch, tag and semver sources by tags,
+// pinned sources never.
+func TestTargetsByRepositoryAndRef(t *testing.T) {
+	rec := &recorder{}
+	tgt := func(name, url string, spec manifests.SourceSpec) Target {
+		spec.URL = url
+		return TargetFor(name, spec, rec.target(name, "").Trigger)
+	}
+	ref := func(r manifests.GitRef) manifests.SourceSpec { return manifests.SourceSpec{Ref: &r} }
+	r, err := New(Options{Secret: []byte(secret)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.SetTargets([]Target{
+		tgt("root", "/srv/git/root", manifests.SourceSpec{Branch: "main"}),
+		tgt("apps", "https://github.com/acme/apps.git", ref(manifests.GitRef{Branch: "main"})),
+		tgt("apps-ssh", "git@github.com:acme/apps.git", manifests.SourceSpec{}), // the default branch
+		tgt("apps-staging", "ssh://git@github.com/Acme/apps", ref(manifests.GitRef{Branch: "staging"})),
+		tgt("apps-v1", "https://github.com/acme/apps", ref(manifests.GitRef{Tag: "v1.0.0"})),
+		tgt("apps-semver", "https://github.com/acme/apps", ref(manifests.GitRef{SemVer: "~1.0"})),
+		tgt("apps-pinned", "https://github.com/acme/apps", ref(manifests.GitRef{Commit: "0123456789012345678901234567890123456789"})),
+		tgt("ops", "https://github.com/acme/ops.git", ref(manifests.GitRef{Branch: "main"})),
+		tgt("dir", "", manifests.SourceSpec{}),
+	})
+	// The repository of every payload: acme/apps.
+	const gh = `{"ref":%q,"repository":{"default_branch":"main","clone_url":"https://github.com/acme/apps.git","ssh_url":"git@github.com:acme/apps.git","html_url":"https://github.com/acme/apps"}}`
+	const gl = `{"ref":%q,"project":{"default_branch":"main","git_http_url":"https://github.com/acme/apps.git","git_ssh_url":"git@github.com:acme/apps.git"}}`
+	cases := []struct {
+		name, path, body string
+		header           map[string]string
+		status           int
+		trigger          []string
+	}{
+		{"github branch", "/hooks/github", fmt.Sprintf(gh, "refs/heads/main"), nil, 200, []string{"apps", "apps-ssh", "dir"}},
+		{"github other branch", "/hooks/github", fmt.Sprintf(gh, "refs/heads/staging"), nil, 200, []string{"apps-staging"}},
+		{"github followed tag", "/hooks/github", fmt.Sprintf(gh, "refs/tags/v1.0.0"), nil, 200, []string{"apps-v1", "apps-semver"}},
+		{"github other tag", "/hooks/github", fmt.Sprintf(gh, "refs/tags/v1.0.1"), nil, 200, []string{"apps-semver"}},
+		{"github unfollowed branch", "/hooks/github", fmt.Sprintf(gh, "refs/heads/feature"), nil, 202, nil},
+		{"gitlab branch", "/hooks/gitlab", fmt.Sprintf(gl, "refs/heads/main"), nil, 200, []string{"apps", "apps-ssh", "dir"}},
+		{"gitea another repository", "/hooks/gitea", `{"ref":"refs/heads/main","repository":{"default_branch":"main","clone_url":"https://github.com/acme/ops.git"}}`, nil, 200, []string{"ops", "dir"}},
+		{"generic url", "/hooks/generic", `{"url":"/srv/git/root/","branch":"main"}`, map[string]string{"Authorization": "Bearer " + secret}, 200, []string{"root", "dir"}},
+		{"generic pinned by name", "/hooks/generic", `{"source":"apps-pinned"}`, map[string]string{"Authorization": "Bearer " + secret}, 202, nil},
+		{"generic everything", "/hooks/generic", "", map[string]string{"Authorization": "Bearer " + secret}, 200,
+			[]string{"root", "apps", "apps-ssh", "apps-staging", "apps-v1", "apps-semver", "ops", "dir"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			req := httptest.NewRequest("POST", c.path, strings.NewReader(c.body))
+			switch c.path {
+			case "/hooks/github":
+				req.Header.Set("X-GitHub-Event", "push")
+				req.Header.Set("X-Hub-Signature-256", "sha256="+sign(secret, c.body))
+			case "/hooks/gitlab":
+				req.Header.Set("X-Gitlab-Event", "Push Hook")
+				req.Header.Set("X-Gitlab-Token", secret)
+			case "/hooks/gitea":
+				req.Header.Set("X-Gitea-Event", "push")
+				req.Header.Set("X-Gitea-Signature", sign(secret, c.body))
+			}
+			for k, v := range c.header {
+				req.Header.Set(k, v)
+			}
+			w := httptest.NewRecorder()
+			r.Handler().ServeHTTP(w, req)
+			if w.Code != c.status {
+				t.Fatalf("status %d, want %d: %s", w.Code, c.status, w.Body.String())
+			}
+			if got := rec.take(); !slices.Equal(got, c.trigger) {
+				t.Errorf("triggered %v, want %v (reply %q)", got, c.trigger, w.Body.String())
+			}
+		})
+	}
+	// A bad signature triggers nothing, whatever the payload names.
+	body := fmt.Sprintf(gh, "refs/heads/main")
+	req := httptest.NewRequest("POST", "/hooks/github", strings.NewReader(body))
+	req.Header.Set("X-GitHub-Event", "push")
+	req.Header.Set("X-Hub-Signature-256", "sha256="+sign("guess", body))
+	w := httptest.NewRecorder()
+	r.Handler().ServeHTTP(w, req)
+	if w.Code != 401 || len(rec.take()) != 0 {
+		t.Fatalf("bad signature: %d, triggered something", w.Code)
 	}
 }

@@ -1,0 +1,88 @@
+//go:build !nodeonly
+
+package main
+
+import (
+	"os/exec"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// notOnNodes are the packages the nodeonly build (bin/capstan-node) must
+// not link: the control plane, the sources, and what they bring (CUE,
+// go-git, SOPS and its cloud KMS clients). Each added a share of the node
+// daemon's resident size (docs/ARCHITECTURE.md, docs/BENCHMARKS.md).
+var notOnNodes = []string{
+	"github.com/capstan-io/capstan/reconciler",
+	"github.com/capstan-io/capstan/schema",
+	"github.com/capstan-io/capstan/sources",
+	"cuelang.org/go/",
+	"github.com/go-git/go-git/",
+	"github.com/getsops/sops/",
+	"github.com/aws/",
+	"cloud.google.com/go/",
+	"github.com/Azure/",
+}
+
+// TestNodeOnlyDeps lists the nodeonly build's dependencies with go list (no
+// compile) and fails on any of notOnNodes; the default build must still
+// have them, so the check cannot pass by listing nothing.
+func TestNodeOnlyDeps(t *testing.T) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command")
+	}
+	tags := buildTags(t)
+	deps := func(tags string) []string {
+		out, err := exec.Command(goBin, "list", "-deps", "-tags", tags, ".").Output()
+		if err != nil {
+			var stderr string
+			if ee, ok := err.(*exec.ExitError); ok {
+				stderr = string(ee.Stderr)
+			}
+			t.Fatalf("go list -deps -tags %q: %v\n%s", tags, err, stderr)
+		}
+		return strings.Fields(string(out))
+	}
+	forbidden := func(pkgs []string) []string {
+		var bad []string
+		for _, p := range pkgs {
+			if slices.ContainsFunc(notOnNodes, func(n string) bool { return p == n || strings.HasPrefix(p, n) }) {
+				bad = append(bad, p)
+			}
+		}
+		return bad
+	}
+	slim := deps(strings.TrimSpace(tags + " nodeonly"))
+	if bad := forbidden(slim); len(bad) > 0 {
+		t.Errorf("the nodeonly build links %d packages it must not, among them: %s", len(bad), strings.Join(bad[:min(len(bad), 10)], ", "))
+	}
+	for _, want := range []string{"github.com/capstan-io/capstan/node", "github.com/capstan-io/capstan/node/podman", "github.com/capstan-io/capstan/node/dataplane"} {
+		if !slices.Contains(slim, want) {
+			t.Errorf("the nodeonly build lacks %s", want)
+		}
+	}
+	full := deps(tags)
+	for _, want := range []string{"github.com/capstan-io/capstan/reconciler", "github.com/capstan-io/capstan/schema", "github.com/capstan-io/capstan/sources/git"} {
+		if !slices.Contains(full, want) {
+			t.Errorf("the default build lacks %s", want)
+		}
+	}
+}
+
+// buildTags returns the -tags this test binary was built with (the Podman
+// bindings' tags), so go list sees the same files.
+func buildTags(t *testing.T) string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		t.Skip("no build info")
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "-tags" {
+			return strings.ReplaceAll(s.Value, ",", " ")
+		}
+	}
+	return ""
+}
