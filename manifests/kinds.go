@@ -1,6 +1,7 @@
 package manifests
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -104,9 +105,11 @@ func SplitKey(key string) (kind, namespace, name string, err error) {
 
 // Decode reads a JSON object of a known kind into its Go type.
 func Decode(data []byte) (Object, error) {
-	var tm TypeMeta
-	if err := json.Unmarshal(data, &tm); err != nil {
-		return nil, fmt.Errorf("decode object: %w", err)
+	tm, ok := leadingTypeMeta(data)
+	if !ok {
+		if err := json.Unmarshal(data, &tm); err != nil {
+			return nil, fmt.Errorf("decode object: %w", err)
+		}
 	}
 	k, ok := LookupKind(tm.Kind)
 	if !ok {
@@ -117,6 +120,34 @@ func Decode(data []byte) (Object, error) {
 		return nil, fmt.Errorf("decode %s: %w", tm.Kind, err)
 	}
 	return obj, nil
+}
+
+// leadingTypeMeta reads the kind of an object encoded as Capstan encodes
+// objects, its TypeMeta first: `{"apiVersion":"v","kind":"K",...` or
+// `{"kind":"K",...`. Anything else is not ok and is decoded in full; only
+// a prefix at the very start is trusted, since "kind" keys also stand
+// deeper (owner references). It spares every decode a second parse.
+func leadingTypeMeta(data []byte) (TypeMeta, bool) {
+	var tm TypeMeta
+	rest, ok := bytes.CutPrefix(data, []byte(`{"apiVersion":"`))
+	if ok {
+		i := bytes.IndexAny(rest, `"\`)
+		if i < 0 || rest[i] != '"' {
+			return tm, false
+		}
+		tm.APIVersion, rest = string(rest[:i]), rest[i+1:]
+		if rest, ok = bytes.CutPrefix(rest, []byte(`,"kind":"`)); !ok {
+			return tm, false
+		}
+	} else if rest, ok = bytes.CutPrefix(data, []byte(`{"kind":"`)); !ok {
+		return tm, false
+	}
+	i := bytes.IndexAny(rest, `"\`)
+	if i < 0 || rest[i] != '"' {
+		return tm, false
+	}
+	tm.Kind = string(rest[:i])
+	return tm, true
 }
 
 // DecodeAs reads JSON into a new object of type T.

@@ -248,13 +248,11 @@ func podFromTemplate(owner manifests.Object, tmpl *manifests.PodTemplateSpec, na
 func createSlowStart(ctx context.Context, s bus.Store, pods []*manifests.Pod) error {
 	for done, batch := 0, 1; done < len(pods); batch = min(batch*2, createParallel) {
 		n := min(batch, len(pods)-done)
-		errs := make([]error, n)
-		var wg sync.WaitGroup
-		for i, pod := range pods[done : done+n] {
-			wg.Go(func() { _, errs[i] = CreateObject(ctx, s, pod) })
-		}
-		wg.Wait()
-		if err := errors.Join(errs...); err != nil {
+		err := inParallel(pods[done:done+n], n, func(pod *manifests.Pod) error {
+			_, err := CreateObject(ctx, s, pod)
+			return err
+		})
+		if err != nil {
 			return err
 		}
 		done += n
@@ -262,5 +260,22 @@ func createSlowStart(ctx context.Context, s bus.Store, pods []*manifests.Pod) er
 	return nil
 }
 
-// createParallel bounds the creates a controller has in flight at once.
+// createParallel bounds the writes a controller has in flight at once.
 const createParallel = 64
+
+// inParallel calls fn on every item, at most limit at a time, and returns
+// their errors joined.
+func inParallel[T any](items []T, limit int, fn func(T) error) error {
+	errs := make([]error, len(items))
+	sem := make(chan struct{}, max(limit, 1))
+	var wg sync.WaitGroup
+	for i, it := range items {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			errs[i] = fn(it)
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
