@@ -167,6 +167,9 @@ func benchPodman(t *testing.T, cfg benchConfig, res *results) {
 	})
 	t.Cleanup(conn.Close)
 	nodeArgs := []string{"--server", url, "--data-dir", nodeDir}
+	// BENCH_NODE_ARGS adds flags to the node daemons, to compare settings
+	// (say --pod-network= for Podman's default network).
+	nodeArgs = append(nodeArgs, strings.Fields(os.Getenv("BENCH_NODE_ARGS"))...)
 	// The full binary's node daemon first: its first pod, then its idle RSS.
 	full := startNode(t, ctx, conn, dir, "node-full", cfg.bin, nodeName, nodeArgs...)
 	tr := trackPods(t, ctx, conn.Objects)

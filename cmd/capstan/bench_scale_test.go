@@ -182,6 +182,11 @@ func benchScale(t *testing.T, cfg benchConfig, res *results) {
 	isBurst := func(p *benchPod) bool { return strings.HasPrefix(p.Metadata.Labels["app"], "burst-") }
 	tAll := tr.wait(t, 8*time.Minute, fmt.Sprintf("%d pods Running", cfg.pods), func(p *benchPod) bool { return isBurst(p) && p.Status.Phase == "Running" }, cfg.pods)
 	cpuNote := split.done()
+	// Nodes starved of CPU miss heartbeats: say how many the control plane
+	// marked NotReady during the burst (they take no pods meanwhile).
+	if b, err := os.ReadFile(filepath.Join(dir, "control-plane.log")); err == nil {
+		cpuNote += fmt.Sprintf("; nodes marked NotReady so far: %d", strings.Count(string(b), "node not ready"))
+	}
 	t.Log(cpuNote)
 	check(cp, sim)
 	times := tr.snapshot(func(k string) bool { return strings.HasPrefix(k, "Pod.default.burst-") })
