@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"reflect"
 	"runtime"
 	"slices"
 	"strconv"
@@ -70,6 +71,8 @@ type Daemon struct {
 	// specs remembers the pods run here by "<uid>/<spec hash>", so that a
 	// pod no longer assigned (or replaced) is stopped with its hooks.
 	specs map[string]*manifests.Pod
+	// specHashes caches the spec hash of each assigned pod (relist).
+	specHashes map[*manifests.Pod]string
 	// probers stops the prober of a container instance, by its runtime ID;
 	// probeResults holds what each prober found.
 	probers      map[string]context.CancelFunc
@@ -99,6 +102,7 @@ type Daemon struct {
 
 type reportedStatus struct {
 	hash       string
+	removed    bool
 	status     manifests.PodStatus
 	uid        string
 	observedAt *manifests.Time
@@ -397,9 +401,20 @@ func (d *Daemon) relist(ctx context.Context) {
 	}
 	d.mu.Lock()
 	desired := maps.Clone(d.desired)
+	// Each assigned pod's spec hash is computed once, when it comes: a
+	// relist compares every runtime pod with it, and hashing is a JSON
+	// encoding (recomputed per pair, it was most of a node's CPU).
+	hashes := make(map[string]string, len(desired)) // pod uid -> spec hash
+	known := make(map[*manifests.Pod]string, len(desired))
 	for _, pod := range desired {
-		d.specs[pod.UID+"/"+SpecHash(pod)] = pod
+		h, ok := d.specHashes[pod]
+		if !ok {
+			h = SpecHash(pod)
+		}
+		known[pod], hashes[pod.UID] = h, h
+		d.specs[pod.UID+"/"+h] = pod
 	}
+	d.specHashes = known
 	d.mu.Unlock()
 	wanted := map[string]bool{}
 	terminating := map[string]bool{}
@@ -407,13 +422,13 @@ func (d *Daemon) relist(ctx context.Context) {
 		wanted[pod.UID] = true
 		terminating[pod.UID] = pod.DeletionTimestamp != nil
 	}
-	d.checkDrift(ctx, desired, pods, listed) // containers changed outside Capstan (drift.go)
+	d.checkDrift(ctx, desired, hashes, pods, listed) // containers changed outside Capstan (drift.go)
 	// Host ports of runtime pods on their way out stay taken until they
 	// are gone: two pods publishing one port at once confuse the port
 	// forwarding rules of both.
 	busy := map[string]bool{}
 	for i := range pods {
-		if rp := &pods[i]; !wanted[rp.Labels[LabelUID]] || terminating[rp.Labels[LabelUID]] || rp.Labels[LabelSpecHash] != d.specHashOf(desired, rp) {
+		if rp := &pods[i]; !wanted[rp.Labels[LabelUID]] || terminating[rp.Labels[LabelUID]] || rp.Labels[LabelSpecHash] != hashes[rp.Labels[LabelUID]] {
 			for p := range strings.SplitSeq(rp.Labels[LabelHostPorts], ",") {
 				busy[p] = p != ""
 			}
@@ -430,7 +445,7 @@ func (d *Daemon) relist(ctx context.Context) {
 			d.report(ctx, key, pod, rp, now)
 			continue
 		}
-		if rp != nil && rp.Labels[LabelSpecHash] != SpecHash(pod) {
+		if rp != nil && rp.Labels[LabelSpecHash] != hashes[pod.UID] {
 			d.spawn(ctx, rp.ID, func(ctx context.Context) { d.removePod(ctx, rp, pod, "spec changed") })
 			rp = nil
 		} else if rp == nil && portsBusy(pod, busy) {
@@ -532,17 +547,6 @@ func needsAddress(c *manifests.Container) bool {
 		}
 	}
 	return false
-}
-
-// specHashOf returns the spec hash of the desired pod a runtime pod runs,
-// or "" when no desired pod has its uid.
-func (d *Daemon) specHashOf(desired map[string]*manifests.Pod, rp *PodInfo) string {
-	for _, p := range desired {
-		if p.UID == rp.Labels[LabelUID] {
-			return SpecHash(p)
-		}
-	}
-	return ""
 }
 
 // hostPorts lists the host ports a pod publishes, as "tcp/8080".
@@ -964,6 +968,12 @@ func (d *Daemon) report(ctx context.Context, key string, pod *manifests.Pod, rp 
 		// Nothing runs any more: the last status stands, marked removed.
 		st = prev.status
 	}
+	// Most relists find nothing new: a deep comparison (a few µs) spares
+	// them the hash (a JSON encoding). Equal values encode alike, so it
+	// only skips what the hash would have skipped.
+	if had && prev.removed == removed && prev.usage == usage && reflect.DeepEqual(prev.status, st) {
+		return
+	}
 	h := manifests.Hash(st)
 	if removed {
 		h += "/removed"
@@ -988,7 +998,7 @@ func (d *Daemon) report(ctx context.Context, key string, pod *manifests.Pod, rp 
 	}
 	st.ObservedAt = nil
 	d.mu.Lock()
-	d.reported[key] = reportedStatus{hash: h, status: st, uid: pod.UID, observedAt: observedAt, usage: usage}
+	d.reported[key] = reportedStatus{hash: h, removed: removed, status: st, uid: pod.UID, observedAt: observedAt, usage: usage}
 	d.mu.Unlock()
 }
 

@@ -243,7 +243,7 @@ func (d *Daemon) driftStatus(uid string) []manifests.ContainerDrift {
 // Capstan, notes them for the pods' status, and starts their correction
 // unless the pod's drift mode is report. listed is when the runtime was
 // listed. The first call adopts every container it finds.
-func (d *Daemon) checkDrift(ctx context.Context, desired map[string]*manifests.Pod, pods []PodInfo, listed time.Time) {
+func (d *Daemon) checkDrift(ctx context.Context, desired map[string]*manifests.Pod, hashes map[string]string, pods []PodInfo, listed time.Time) {
 	d.mu.Lock()
 	present := map[string]bool{}
 	for _, p := range pods {
@@ -277,7 +277,7 @@ func (d *Daemon) checkDrift(ctx context.Context, desired map[string]*manifests.P
 	now := time.Now()
 	for key, pod := range desired {
 		rp := byUID[pod.UID]
-		if rp == nil || pod.DeletionTimestamp != nil || rp.Labels[LabelSpecHash] != SpecHash(pod) {
+		if rp == nil || pod.DeletionTimestamp != nil || rp.Labels[LabelSpecHash] != hashes[pod.UID] {
 			continue
 		}
 		d.mu.Lock()

@@ -147,7 +147,8 @@ func benchScale(t *testing.T, cfg benchConfig, res *results) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
-	sim := startProc(t, dir, "simulated-nodes", nil, cfg.bin, simArgs(cfg.nodes, "sim", simHeartbeat, "--simulate-report-seen")...)
+	simPprof := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	sim := startProc(t, dir, "simulated-nodes", []string{PprofEnv + "=" + simPprof}, cfg.bin, simArgs(cfg.nodes, "sim", simHeartbeat, "--simulate-report-seen")...)
 	begin := time.Now()
 	waitFor(t, 3*time.Minute, fmt.Sprintf("%d simulated nodes Ready", cfg.nodes), func() error {
 		check(cp, lost, sim)
@@ -170,6 +171,10 @@ func benchScale(t *testing.T, cfg benchConfig, res *results) {
 	profile := make(chan string, 1)
 	go func() {
 		profile <- fetchProfile(t, pprofAddr, "profile?seconds=20", filepath.Join(cfg.outDir, "control-plane.cpu.pprof"))
+	}()
+	simProfile := make(chan string, 1)
+	go func() {
+		simProfile <- fetchProfile(t, simPprof, "profile?seconds=20", filepath.Join(cfg.outDir, "simulated-nodes.cpu.pprof"))
 	}()
 	split := newCPUSplit(map[string]int{"bus": busProc.pid(), "control plane": cp.pid(), "simulated nodes": sim.pid(), "harness": os.Getpid()})
 	t0 := time.Now()
@@ -240,6 +245,9 @@ func benchScale(t *testing.T, cfg benchConfig, res *results) {
 	}
 	if top := <-profile; top != "" {
 		res.Profiles["control plane CPU during the burst (20 s)"] = top
+	}
+	if top := <-simProfile; top != "" {
+		res.Profiles["simulated nodes CPU during the burst (20 s)"] = top
 	}
 
 	time.Sleep(3 * time.Second)
