@@ -101,9 +101,9 @@ func (cp *ControlPlane) reconcileReplicaSet(ctx context.Context, key string) err
 		kind: "ReplicaSet", obj: rs, replicas: manifests.Int32(rs.Spec.Replicas, 1), minReady: rs.Spec.MinReadySeconds,
 		matches: rs.Spec.Selector.Matches, template: &rs.Spec.Template, status: rs.Status,
 		withStatus: func(st manifests.ReplicaSetStatus) manifests.Object {
-			upd := Clone(rs)
+			upd := *rs // shallow: only the status changes, and it is new
 			upd.Status = st
-			return upd
+			return &upd
 		},
 	})
 }

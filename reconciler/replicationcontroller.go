@@ -24,9 +24,9 @@ func (cp *ControlPlane) reconcileReplicationController(ctx context.Context, key 
 		matches:  func(labels map[string]string) bool { return len(sel) > 0 && equalitySelects(sel, labels) },
 		template: rc.Spec.Template, status: rc.Status,
 		withStatus: func(st manifests.ReplicaSetStatus) manifests.Object {
-			upd := Clone(rc)
+			upd := *rc // shallow: only the status changes, and it is new
 			upd.Status = st
-			return upd
+			return &upd
 		},
 	})
 }
