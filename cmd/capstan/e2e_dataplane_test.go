@@ -248,6 +248,20 @@ func dpGet(url string) (string, error) {
 }
 
 // spread fetches url n times and counts the answers.
+// bothAnswer checks that n requests to url reach both pods.
+func bothAnswer(url string, n int) func() error {
+	return func() error {
+		seen, err := spread(url, n)
+		if err != nil {
+			return err
+		}
+		if len(seen) != 2 {
+			return fmt.Errorf("answers %v", seen)
+		}
+		return nil
+	}
+}
+
 func spread(url string, n int) (map[string]int, error) {
 	seen := map[string]int{}
 	for range n {
@@ -412,16 +426,7 @@ func TestE2EDataPlane(t *testing.T) {
 			return nil
 		})
 		w.mustPodman("exec", id, "touch", "/www/ready")
-		checkFor(t, 10*time.Second, victim+" back in rotation", func() error {
-			seen, err := spread(clusterURL, 8)
-			if err != nil {
-				return err
-			}
-			if len(seen) != 2 {
-				return fmt.Errorf("answers %v", seen)
-			}
-			return nil
-		})
+		checkFor(t, 10*time.Second, victim+" back in rotation", bothAnswer(clusterURL, 8))
 	})
 
 	t.Run("rolling update under load fails no request", func(t *testing.T) {
@@ -511,16 +516,7 @@ func (w *dpWorld) dualStack(t *testing.T, nodePort int) {
 	}
 	v6URL := "http://[" + v6.String() + "]/"
 	for _, url := range []string{v6URL, fmt.Sprintf("http://[::1]:%d/", nodePort)} {
-		checkFor(t, 30*time.Second, "both pods through "+url, func() error {
-			seen, err := spread(url, 10)
-			if err != nil {
-				return err
-			}
-			if len(seen) != 2 {
-				return fmt.Errorf("answers %v", seen)
-			}
-			return nil
-		})
+		checkFor(t, 30*time.Second, "both pods through "+url, bothAnswer(url, 10))
 	}
 	ctrs, err := w.webContainers()
 	if err != nil || len(ctrs) != 2 {
