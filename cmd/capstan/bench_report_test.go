@@ -177,7 +177,7 @@ const methodText = `## Running it
 
 Variables: BENCH_ROUNDS (20), BENCH_PARALLEL (50), BENCH_CONCURRENCY (8),
 BENCH_NODES (1000), BENCH_PODS (30000, the issue's scale), BENCH_LOSS_PODS (300),
-BENCH_MANIFESTS (10000), BENCH_ONLY.
+BENCH_MANIFESTS (10000), BENCH_ONLY, BENCH_NODE_ARGS (extra flags for the real node daemons).
 
 The harness is a build-tagged test (` + "`//go:build bench`" + `) in cmd/capstan, so it
 can reuse the end-to-end helpers (git repositories, Podman checks) and run
