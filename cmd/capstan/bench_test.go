@@ -236,49 +236,35 @@ func gitCommit() (string, bool) {
 	return strings.TrimSpace(string(out)), len(strings.TrimSpace(string(st))) > 0
 }
 
-// rss returns a process's resident set and its peak, from /proc.
-func rss(pid int) (cur, peak int64) {
+// procStatus reads the memory lines of /proc/PID/status, in bytes (empty
+// when the process is gone).
+func procStatus(pid int) map[string]int64 {
+	out := map[string]int64{}
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, 0
+		return out
 	}
 	for l := range strings.SplitSeq(string(b), "\n") {
 		f := strings.Fields(l)
-		if len(f) < 2 {
-			continue
-		}
-		v, _ := strconv.ParseInt(f[1], 10, 64)
-		switch f[0] {
-		case "VmRSS:":
-			cur = v << 10
-		case "VmHWM:":
-			peak = v << 10
+		if len(f) == 3 && f[2] == "kB" {
+			v, _ := strconv.ParseInt(f[1], 10, 64)
+			out[strings.TrimSuffix(f[0], ":")] = v << 10
 		}
 	}
-	return cur, peak
+	return out
+}
+
+// rss returns a process's resident set and its peak, from /proc.
+func rss(pid int) (cur, peak int64) {
+	st := procStatus(pid)
+	return st["VmRSS"], st["VmHWM"]
 }
 
 // rssParts returns a process's resident anonymous memory (heap, stacks)
 // and resident file pages (mostly the binary's own text and data).
 func rssParts(pid int) (anon, file int64) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0
-	}
-	for l := range strings.SplitSeq(string(b), "\n") {
-		f := strings.Fields(l)
-		if len(f) < 2 {
-			continue
-		}
-		v, _ := strconv.ParseInt(f[1], 10, 64)
-		switch f[0] {
-		case "RssAnon:":
-			anon = v << 10
-		case "RssFile:":
-			file = v << 10
-		}
-	}
-	return anon, file
+	st := procStatus(pid)
+	return st["RssAnon"], st["RssFile"]
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }

@@ -173,31 +173,6 @@ func (w *dpWorld) start() {
 	checkFor(t, 60*time.Second, "node "+w.nodeB+" Ready", func() error { return w.nodeReady(w.nodeB) })
 }
 
-func (w *dpWorld) nodeReady(name string) error {
-	var list struct {
-		Items []struct {
-			Metadata struct {
-				Name string `json:"name"`
-			} `json:"metadata"`
-			Status struct {
-				Conditions []condition `json:"conditions"`
-			} `json:"status"`
-		} `json:"items"`
-	}
-	if err := w.getJSON(&list, "get", "nodes", "-o", "json"); err != nil {
-		return err
-	}
-	for _, n := range list.Items {
-		if n.Metadata.Name == name {
-			if c := findCond(n.Status.Conditions, "Ready"); c != nil && c.Status == "True" {
-				return nil
-			}
-			return fmt.Errorf("node %s not Ready: %+v", name, n.Status.Conditions)
-		}
-	}
-	return fmt.Errorf("node %s not registered", name)
-}
-
 // service returns the web Service's cluster IP and node port.
 func (w *dpWorld) service() (clusterIP string, nodePort int, err error) {
 	var list struct {

@@ -323,30 +323,6 @@ func (n *stoppableNode) stop() error {
 	}
 }
 
-// isNodeReady reports whether a registered node's Ready condition is True.
-func (e *e2e) isNodeReady(name string) (bool, error) {
-	var list struct {
-		Items []struct {
-			Metadata struct {
-				Name string `json:"name"`
-			} `json:"metadata"`
-			Status struct {
-				Conditions []condition `json:"conditions"`
-			} `json:"status"`
-		} `json:"items"`
-	}
-	if err := e.getJSON(&list, "get", "nodes", "-o", "json"); err != nil {
-		return false, err
-	}
-	for _, n := range list.Items {
-		if n.Metadata.Name == name {
-			c := findCond(n.Status.Conditions, "Ready")
-			return c != nil && c.Status == "True", nil
-		}
-	}
-	return false, fmt.Errorf("node %s not registered", name)
-}
-
 // runningOn counts the running containers of an app on a node, as Podman
 // lists them by their labels.
 func (e *e2e) runningOn(node, app string) (int, error) {

@@ -290,30 +290,55 @@ func (e *e2e) startUpWith(repoURL string, extra ...string) {
 			t.Fatalf("capstan up exited early: %v\n%s", err, u.out.String())
 		default:
 		}
-		var list struct {
-			Items []struct {
-				Metadata struct {
-					Name string `json:"name"`
-				} `json:"metadata"`
-				Status struct {
-					Conditions []condition `json:"conditions"`
-				} `json:"status"`
-			} `json:"items"`
-		}
-		if err := e.getJSON(&list, "get", "nodes", "-o", "json"); err != nil {
-			return err
-		}
-		for _, n := range list.Items {
-			if n.Metadata.Name == e.node {
-				if c := findCond(n.Status.Conditions, "Ready"); c != nil && c.Status == "True" {
-					return nil
-				}
-				return fmt.Errorf("node %s not Ready: %+v", e.node, n.Status.Conditions)
-			}
-		}
-		return fmt.Errorf("node %s not registered", e.node)
+		return e.nodeReady(e.node)
 	})
 	t.Logf("capstan up (run %d) ready in %s", run, time.Since(begin).Round(time.Millisecond))
+}
+
+// nodeConditions returns a registered node's conditions, as `capstan get
+// nodes` shows them.
+func (e *e2e) nodeConditions(name string) ([]condition, error) {
+	var list struct {
+		Items []struct {
+			Metadata struct {
+				Name string `json:"name"`
+			} `json:"metadata"`
+			Status struct {
+				Conditions []condition `json:"conditions"`
+			} `json:"status"`
+		} `json:"items"`
+	}
+	if err := e.getJSON(&list, "get", "nodes", "-o", "json"); err != nil {
+		return nil, err
+	}
+	for _, n := range list.Items {
+		if n.Metadata.Name == name {
+			return n.Status.Conditions, nil
+		}
+	}
+	return nil, fmt.Errorf("node %s not registered", name)
+}
+
+// isNodeReady reports whether a registered node's Ready condition is True.
+func (e *e2e) isNodeReady(name string) (bool, error) {
+	conds, err := e.nodeConditions(name)
+	if err != nil {
+		return false, err
+	}
+	c := findCond(conds, "Ready")
+	return c != nil && c.Status == "True", nil
+}
+
+// nodeReady is nil once the node is registered and Ready.
+func (e *e2e) nodeReady(name string) error {
+	conds, err := e.nodeConditions(name)
+	if err != nil {
+		return err
+	}
+	if c := findCond(conds, "Ready"); c == nil || c.Status != "True" {
+		return fmt.Errorf("node %s not Ready: %+v", name, conds)
+	}
+	return nil
 }
 
 // stopUp stops the running `capstan up` and checks it returned no error.
