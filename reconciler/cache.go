@@ -3,8 +3,8 @@ package reconciler
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 
 	"github.com/capstan-io/capstan/bus"
@@ -37,12 +37,13 @@ type Cache struct {
 	byNode   map[string]map[string]*Cached // a pod's spec.nodeName -> key -> pod
 	handlers []Handler
 	synced   chan struct{}
+	intern   *interner
 }
 
 // NewCache returns a cache of store; call AddHandler before Run.
 func NewCache(store bus.Store, log *slog.Logger) *Cache {
 	return &Cache{store: store, log: log, byKind: map[string]map[string]*Cached{}, kindOf: map[string]string{},
-		byOwner: map[string]map[string]*Cached{}, byNode: map[string]map[string]*Cached{}, synced: make(chan struct{})}
+		byOwner: map[string]map[string]*Cached{}, byNode: map[string]map[string]*Cached{}, synced: make(chan struct{}), intern: newInterner()}
 }
 
 // AddHandler registers h; it must be called before Run.
@@ -69,7 +70,10 @@ func (c *Cache) Run(ctx context.Context) error {
 				c.log.Warn("skip undecodable object", "key", e.Key, "err", err)
 				return
 			}
-			obj.GetObjectMeta().ResourceVersion = fmt.Sprint(e.Revision)
+			obj.GetObjectMeta().ResourceVersion = strconv.FormatUint(e.Revision, 10)
+			if p, ok := obj.(*manifests.Pod); ok {
+				c.intern.pod(p) // pods are most of what the cache holds
+			}
 			c.set(e.Key, obj, e.Revision)
 		case bus.OpDelete:
 			c.set(e.Key, nil, e.Revision)

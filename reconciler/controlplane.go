@@ -3,7 +3,9 @@ package reconciler
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -47,6 +49,13 @@ type ControlPlane struct {
 	// assignments of the pods using them (secrets.go); nil leaves such a
 	// Secret out of every assignment.
 	Sops *Sops
+	// Controllers selects the controllers to run, as kube-controller-
+	// manager's --controllers: "*" is every one, "name" adds one, "-name"
+	// takes one away (later entries win); empty means "*". The names are
+	// ControllerNames. A controller left out keeps its queue but works
+	// none of it: `capstan server --controllers=*,-scheduler` leaves pods
+	// pending.
+	Controllers []string
 
 	objects *Cache
 	nodes   *Cache
@@ -103,6 +112,37 @@ func (cp *ControlPlane) workloads() []workload {
 	}
 }
 
+// ControllerNames lists the controllers Controllers can name.
+func ControllerNames() []string {
+	return []string{"scheduler", "assignments", "podstatus", "gc", "replicaset", "deployment", "job", "cronjob",
+		"horizontalpodautoscaler", "statefulset", "daemonset", "replicationcontroller", "service", "endpoints", "nodelifecycle"}
+}
+
+// ParseControllers reads a Controllers list into the set of names to run,
+// or says which entry names no controller.
+func ParseControllers(spec []string) (map[string]bool, error) {
+	known := ControllerNames()
+	if len(spec) == 0 {
+		spec = []string{"*"}
+	}
+	on := map[string]bool{}
+	for _, s := range spec {
+		s = strings.TrimSpace(s)
+		name, off := strings.CutPrefix(s, "-")
+		switch {
+		case s == "*":
+			for _, n := range known {
+				on[n] = true
+			}
+		case slices.Contains(known, name):
+			on[name] = !off
+		default:
+			return nil, fmt.Errorf("controllers: unknown controller %q (known: *, %s)", s, strings.Join(known, ", "))
+		}
+	}
+	return on, nil
+}
+
 // requeue queues key of a workload kind after d: for moments no event
 // marks, such as minReadySeconds passing or a deadline.
 func (cp *ControlPlane) requeue(kind, key string, d time.Duration) {
@@ -125,6 +165,10 @@ type controller struct {
 // Run runs the control plane until ctx ends.
 func (cp *ControlPlane) Run(ctx context.Context) error {
 	cp.defaults()
+	enabled, err := ParseControllers(cp.Controllers)
+	if err != nil {
+		return err
+	}
 	cp.events = make(chan manifests.Event, 4096)
 	cp.objects = NewCache(cp.Objects, cp.Log)
 	cp.nodes = NewCache(cp.Nodes, cp.Log)
@@ -239,6 +283,16 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 		}
 	}
 	cp.Log.Info("control plane caches synced")
+	ctls = slices.DeleteFunc(ctls, func(c *controller) bool {
+		if !slices.Contains(ControllerNames(), c.name) {
+			panic("controller " + c.name + " is missing from ControllerNames")
+		}
+		if !enabled[c.name] {
+			cp.Log.Info("controller not started (--controllers)", "controller", c.name)
+			return true
+		}
+		return false
+	})
 	for _, c := range ctls {
 		run(c.name, func(ctx context.Context) error {
 			workers := cp.Workers
@@ -254,7 +308,9 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 		})
 	}
 	run("resync", func(ctx context.Context) error { return cp.resyncLoop(ctx, ctls) })
-	run("node lifecycle", cp.runNodeLifecycle)
+	if enabled["nodelifecycle"] {
+		run("node lifecycle", cp.runNodeLifecycle)
+	}
 	if cp.Events != nil {
 		run("events", cp.recordEvents)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 
 	"github.com/capstan-io/capstan/bus"
@@ -118,7 +119,10 @@ func (s *statusMirror) reconcile(ctx context.Context, podKey string) error {
 	if !nodeReady {
 		st = nodeLostStatus(st, pod.Status)
 	}
-	if manifests.Hash(st) != manifests.Hash(pod.Status) {
+	// Most reports change nothing the pod shows: a deep comparison finds
+	// that without the two encodings a hash takes, and only a difference
+	// it sees (nil and empty differ to it, not to JSON) is hashed.
+	if !reflect.DeepEqual(st, pod.Status) && manifests.Hash(st) != manifests.Hash(pod.Status) {
 		upd := *pod // shallow: only the status changes, and it is new
 		upd.Status = st
 		if _, err := UpdateObject(ctx, s.cp.Objects, &upd, c.Rev); err != nil {

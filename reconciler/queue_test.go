@@ -3,11 +3,13 @@ package reconciler
 import (
 	"context"
 	"errors"
-	"github.com/capstan-io/capstan/manifests"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/capstan-io/capstan/manifests"
 )
 
 func TestQueueDeduplicatesAndSerialisesKeys(t *testing.T) {
@@ -119,5 +121,31 @@ func TestCacheIndexesFollowChanges(t *testing.T) {
 	}
 	if _, ok := c.Get("Pod.default.p"); ok {
 		t.Fatal("a deleted pod stays cached")
+	}
+}
+
+func TestParseControllers(t *testing.T) {
+	all, err := ParseControllers(nil)
+	if err != nil || len(all) != len(ControllerNames()) {
+		t.Fatalf("empty list: %v, %v", all, err)
+	}
+	for _, n := range ControllerNames() {
+		if !all[n] {
+			t.Errorf("empty list leaves %s out", n)
+		}
+	}
+	got, err := ParseControllers([]string{"*", "-scheduler", "-nodelifecycle"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got["scheduler"] || got["nodelifecycle"] || !got["replicaset"] || !got["gc"] {
+		t.Errorf("*,-scheduler,-nodelifecycle: %v", got)
+	}
+	only, err := ParseControllers([]string{"scheduler"})
+	if err != nil || len(only) != 1 || !only["scheduler"] {
+		t.Errorf("scheduler alone: %v, %v", only, err)
+	}
+	if _, err := ParseControllers([]string{"*", "-shceduler"}); err == nil || !strings.Contains(err.Error(), `"-shceduler"`) {
+		t.Errorf("a misspelt name: %v", err)
 	}
 }

@@ -178,7 +178,6 @@ func setup(ctx context.Context, nc *nats.Conn, opts Options) (*Conn, error) {
 		cfg jetstream.KeyValueConfig
 	}{
 		{&c.Objects, jetstream.KeyValueConfig{Bucket: bus.BucketObjects, History: opts.ObjectsHistory}},
-		{&c.Assignments, jetstream.KeyValueConfig{Bucket: bus.BucketAssignments}},
 		{&c.Status, jetstream.KeyValueConfig{Bucket: bus.BucketStatus}},
 		{&c.Nodes, jetstream.KeyValueConfig{Bucket: bus.BucketNodes}},
 		// An expired lease leaves a delete marker, so watchers see it go.
@@ -194,6 +193,15 @@ func setup(ctx context.Context, nc *nats.Conn, opts Options) (*Conn, error) {
 		}
 		*b.dst = NewKV(kv)
 	}
+	shards := make([]*KV, AssignmentShards)
+	for i := range shards {
+		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: AssignmentsBucket(i), Storage: jetstream.FileStorage, Replicas: opts.Replicas})
+		if err != nil {
+			return nil, fmt.Errorf("natsbus: bucket %s: %w", AssignmentsBucket(i), err)
+		}
+		shards[i] = NewKV(kv)
+	}
+	c.Assignments = NewSharded(shards)
 	streams := []jetstream.StreamConfig{{
 		Name:              StreamEvents,
 		Subjects:          []string{"capstan.events.>"},

@@ -61,6 +61,52 @@ func TestContract(t *testing.T) {
 	})
 }
 
+// The sharded store keeps the contract, with its keys spread over the
+// buckets (storetest's keys have several first tokens).
+func TestShardedContract(t *testing.T) {
+	srv := startServer(t, t.TempDir(), false)
+	c := connect(t, srv, Options{})
+	var n atomic.Int64
+	storetest.Run(t, func(t *testing.T) bus.Store {
+		kvs := make([]*KV, 3)
+		for i := range kvs {
+			kv, err := c.JS.CreateKeyValue(testCtx(t), jetstream.KeyValueConfig{
+				Bucket:  fmt.Sprintf("sharded%d-%d", n.Add(1), i),
+				Storage: jetstream.FileStorage,
+			})
+			require_NoError(t, err)
+			kvs[i] = NewKV(kv)
+		}
+		return NewSharded(kvs)
+	})
+}
+
+// A node's keys share a bucket, and the buckets share the keys.
+func TestShardOf(t *testing.T) {
+	per := map[int]int{}
+	for i := range 1000 {
+		per[ShardOf(fmt.Sprintf("sim-%04d", i), AssignmentShards)]++
+	}
+	if len(per) != AssignmentShards {
+		t.Fatalf("1000 nodes fill %d of %d buckets", len(per), AssignmentShards)
+	}
+	for i, n := range per {
+		if n < 1000/AssignmentShards/2 {
+			t.Errorf("bucket %d holds %d of 1000 nodes", i, n)
+		}
+	}
+	c := connect(t, startServer(t, t.TempDir(), false), Options{})
+	ctx := testCtx(t)
+	_, err := c.Assignments.Put(ctx, "node-a.default.web", []byte("x"))
+	require_NoError(t, err)
+	want := AssignmentsBucket(ShardOf("node-a", AssignmentShards))
+	kv, err := c.JS.KeyValue(ctx, want)
+	require_NoError(t, err)
+	if _, err := kv.Get(ctx, "node-a.default.web"); err != nil {
+		t.Errorf("node-a's assignment is not in %s: %v", want, err)
+	}
+}
+
 // A failed Update must be a conflict, not "exists": JetStream reports both
 // with the same code.
 func TestConflictIsNotExists(t *testing.T) {
@@ -87,7 +133,7 @@ func TestConflictIsNotExists(t *testing.T) {
 func TestBucketsAndStreams(t *testing.T) {
 	c := connect(t, startServer(t, t.TempDir(), false), Options{})
 	ctx := testCtx(t)
-	for _, name := range []string{bus.BucketObjects, bus.BucketAssignments, bus.BucketStatus, bus.BucketNodes, bus.BucketLeases, bus.BucketNotified} {
+	for _, name := range []string{bus.BucketObjects, AssignmentsBucket(0), AssignmentsBucket(AssignmentShards - 1), bus.BucketStatus, bus.BucketNodes, bus.BucketLeases, bus.BucketNotified} {
 		kv, err := c.JS.KeyValue(ctx, name)
 		require_NoError(t, err)
 		st, err := kv.Status(ctx)

@@ -306,6 +306,13 @@ func newCPUSplit(procs map[string]int) *cpuSplit {
 	return c
 }
 
+// add counts one more process, from now: one started after newCPUSplit.
+func (c *cpuSplit) add(name string, pid int) {
+	c.names = append(c.names, name)
+	c.pids = append(c.pids, pid)
+	c.start = append(c.start, cpuTime(pid))
+}
+
 // done returns "name 1.2 s (35 %%)" per process, the share being of one
 // core over the wall time since newCPUSplit.
 func (c *cpuSplit) done() string {
@@ -428,7 +435,7 @@ func serveBenchBus(t *testing.T, dir string) {
 }
 
 // startBenchBus starts the bus process and returns it and its URL.
-func startBenchBus(t *testing.T, dir string, syncAlways bool) (*proc, string) {
+func startBenchBus(t *testing.T, dir string, syncAlways bool, extraEnv ...string) (*proc, string) {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -439,6 +446,7 @@ func startBenchBus(t *testing.T, dir string, syncAlways bool) (*proc, string) {
 	if syncAlways {
 		env = append(env, "CAPSTAN_BENCH_SYNC_ALWAYS=1")
 	}
+	env = append(env, extraEnv...)
 	cmd.Env = append(os.Environ(), env...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

@@ -44,6 +44,7 @@ type stackFlags struct {
 	resync       time.Duration
 	nodeGrace    time.Duration
 	eviction     time.Duration
+	controllers  []string
 
 	webhookListen, webhookSecretFile string
 	hook                             *webhook.Receiver // webhook.go
@@ -68,6 +69,7 @@ func (f *stackFlags) busFlags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.natsURL, "nats-url", "", "use this external NATS cluster (with JetStream) instead of the embedded server")
 	cmd.Flags().BoolVar(&f.syncAlways, "sync-always", false, "fsync every bus write before acknowledging it (slower; see docs/ARCHITECTURE.md)")
 	cmd.Flags().DurationVar(&f.nodeGrace, "node-grace-period", 40*time.Second, "missed-heartbeat time after which a node is NotReady")
+	cmd.Flags().StringSliceVar(&f.controllers, "controllers", []string{"*"}, "controllers to run, as kube-controller-manager: * is all, -name leaves one out ("+strings.Join(reconciler.ControllerNames(), ", ")+")")
 	cmd.Flags().DurationVar(&f.eviction, "pod-eviction-timeout", 30*time.Second, "time a node stays NotReady before its pods are replaced elsewhere")
 	if cmd.Flags().Lookup("service-cidr") == nil {
 		cmd.Flags().String("service-cidr", reconciler.DefaultServiceCIDR, "IPv4 range of the Services' cluster IPs, allocated by the control plane and served by the data plane (.1 and the cluster DNS's .10 are reserved)")
@@ -158,7 +160,7 @@ func (f *stackFlags) runControlPlane(g *group, conn *natsbus.Conn, log *slog.Log
 		Events: conn.Events, Log: log.With("component", "control-plane"),
 		NodeGracePeriod: f.nodeGrace, PodEvictionTimeout: f.eviction,
 		ServiceCIDR: f.serviceCIDR.Value.String(), ServiceCIDRv6: f.v6Range(),
-		Sops: f.sops,
+		Sops: f.sops, Controllers: f.controllers,
 	}
 	g.Go("control plane", cp.Run)
 }
@@ -250,6 +252,9 @@ func (f *stackFlags) run(ctx context.Context, log *slog.Logger, src sources.Sour
 	// NotReady between two heartbeats and evict their pods.
 	if hb := node.DefaultHeartbeatInterval; f.nodeGrace <= hb {
 		return fmt.Errorf("--node-grace-period %s must be longer than the nodes' heartbeat interval (%s)", f.nodeGrace, hb)
+	}
+	if _, err := reconciler.ParseControllers(f.controllers); err != nil {
+		return fmt.Errorf("--%w", err)
 	}
 	hook, err := f.webhook(src, log)
 	if err != nil {

@@ -1,0 +1,74 @@
+package reconciler
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/capstan-io/capstan/manifests"
+)
+
+const internPodJSON = `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"NAME","namespace":"default","labels":{"app":"web"},"uid":"UID",
+"creationTimestamp":"2026-11-22T04:29:39Z","ownerReferences":[{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"web","uid":"rs-1","controller":true}]},
+"spec":{"containers":[{"name":"main","image":"IMAGE","resources":{"requests":{"cpu":"50m"}}}],"nodeName":"n1"},
+"status":{"phase":"Running","conditions":[{"type":"Ready","status":"True","lastTransitionTime":"2026-11-22T04:29:40Z"}],
+"containerStatuses":[{"name":"main","state":{"running":{"startedAt":"2026-11-22T04:29:40Z"}},"ready":true,"restartCount":0,"image":"IMAGE","containerID":"podman://UID"}]}}`
+
+func internTestPod(t *testing.T, name, image string) (*manifests.Pod, []byte) {
+	t.Helper()
+	src := strings.NewReplacer("NAME", name, "UID", "uid-"+name, "IMAGE", image).Replace(internPodJSON)
+	o, err := manifests.Decode([]byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := json.Marshal(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o.(*manifests.Pod), enc
+}
+
+// Pods of one template share what they hold alike, and each still encodes
+// as it was decoded.
+func TestInternSharesAlikeParts(t *testing.T) {
+	in := newInterner()
+	a, encA := internTestPod(t, "a", "img:1")
+	b, encB := internTestPod(t, "b", "img:1")
+	c, encC := internTestPod(t, "c", "img:2") // a new template of the same owner
+	for _, p := range []*manifests.Pod{a, b, c} {
+		in.pod(p)
+	}
+	for p, want := range map[*manifests.Pod][]byte{a: encA, b: encB, c: encC} {
+		got, _ := json.Marshal(p)
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s changed by interning:\n got %s\nwant %s", p.Name, got, want)
+		}
+	}
+	same := func(what string, x, y any, want bool) {
+		t.Helper()
+		if (x == y) != want {
+			t.Errorf("%s shared = %v, want %v", what, x == y, want)
+		}
+	}
+	// Slices are compared by where their elements live, maps by a write.
+	if len(a.Labels) == 0 || !sameMap(a.Labels, b.Labels) || !sameMap(a.Labels, c.Labels) {
+		t.Error("the labels of pods of one owner are not one map")
+	}
+	same("owner references", &a.OwnerReferences[0], &b.OwnerReferences[0], true)
+	same("containers of one template", &a.Spec.Containers[0], &b.Spec.Containers[0], true)
+	same("containers of another template", &a.Spec.Containers[0], &c.Spec.Containers[0], false)
+	same("conditions of one second", &a.Status.Conditions[0], &b.Status.Conditions[0], true)
+	same("creation times of one second", a.CreationTimestamp, b.CreationTimestamp, true)
+	same("container statuses (their own IDs)", &a.Status.ContainerStatuses[0], &b.Status.ContainerStatuses[0], false)
+}
+
+// sameMap reports whether a and b are one map (a write to one shows in the
+// other).
+func sameMap(a, b map[string]string) bool {
+	const probe = "\x00intern-probe"
+	a[probe] = "x"
+	_, ok := b[probe]
+	delete(a, probe)
+	return ok
+}
