@@ -115,7 +115,7 @@ type cluster struct {
 	rts   map[string]*fake.Runtime
 }
 
-func startCluster(t *testing.T, r *repo) *cluster {
+func startCluster(t *testing.T, r *repo, opts ...func(*reconciler.ControlPlane)) *cluster {
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := natsbus.NewServer(natsbus.ServerOptions{DataDir: t.TempDir(), Port: -1})
 	if err != nil {
@@ -137,6 +137,9 @@ func startCluster(t *testing.T, r *repo) *cluster {
 	cp := &reconciler.ControlPlane{Objects: conn.Objects, Assignments: conn.Assignments, Status: conn.Status,
 		Nodes: conn.Nodes, Events: conn.Events, Log: log, NodeGracePeriod: 2 * time.Second, PodEvictionTimeout: time.Second,
 		ResyncPeriod: 500 * time.Millisecond}
+	for _, o := range opts {
+		o(cp)
+	}
 	sy := &reconciler.Syncer{Name: "root", Source: src, Load: schema.Load, Objects: conn.Objects, Audit: conn.Audit,
 		Events: conn.Events, Log: log, Resync: 2 * time.Second}
 	go func() { _ = cp.Run(ctx); done <- struct{}{} }()
@@ -245,6 +248,28 @@ func (c *cluster) readyPods(app string, n int, image string, within time.Duratio
 		return nil
 	})
 	return pods
+}
+
+// A control plane run without its scheduler (--controllers=*,-scheduler)
+// still makes the pods, and leaves them pending on a Ready node.
+func TestControllersLeaveOneOut(t *testing.T) {
+	r := newRepo(t)
+	r.write("apps/web.yaml", deployment("web", 2, "img:1", ""))
+	r.commit("web")
+	c := startCluster(t, r, func(cp *reconciler.ControlPlane) { cp.Controllers = []string{"*", "-scheduler"} })
+	c.addNode("n1")
+	checkFor(t, 15*time.Second, func() error {
+		if n := len(c.pods("web")); n != 2 {
+			return fmt.Errorf("%d pods, want 2", n)
+		}
+		return nil
+	})
+	time.Sleep(2 * time.Second) // the node is Ready and several resyncs pass
+	for _, p := range c.pods("web") {
+		if p.Spec.NodeName != "" {
+			t.Errorf("pod %s bound to %s with the scheduler left out", p.Name, p.Spec.NodeName)
+		}
+	}
 }
 
 func TestCommitToRunningPods(t *testing.T) {
