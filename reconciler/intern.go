@@ -33,7 +33,7 @@ type interner struct {
 	times  map[int64]*manifests.Time
 	conds  map[string][]manifests.Condition
 	specs  map[string]podParts // controller uid -> the parts of the last pod seen
-	key    []byte // the lookup key being built
+	key    []byte              // the lookup key being built
 }
 
 // podParts are the parts of a pod spec its template decides.
