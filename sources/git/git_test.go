@@ -167,13 +167,25 @@ func TestFetch(t *testing.T) {
 				t.Fatalf("Fetch(head) = %v, want ErrUnchanged", err)
 			}
 
-			next := r.commit("second", map[string]string{"infra/ns.yaml": "kind: Namespace\nname: x\n", "apps/schema.cue": ""})
+			// A changed file, a deleted one, and a new one with the content
+			// (the blob) of an unchanged one: files of the last revision
+			// are reused by blob, the others read.
+			next := r.commit("second", map[string]string{"infra/ns.yaml": "kind: Namespace\nname: x\n", "apps/schema.cue": "",
+				"apps/copy.yaml": "kind: Deployment\n"})
 			rev = fetch(t, s, head)
 			if rev.ID != next || rev.Message != "second" {
 				t.Fatalf("after commit: ID %s message %q, want %s", rev.ID, rev.Message, next)
 			}
 			if strings.Contains(paths(rev), "schema.cue") || fileData(rev, "infra/ns.yaml") != "kind: Namespace\nname: x\n" {
 				t.Fatalf("after commit: files %s, ns %q", paths(rev), fileData(rev, "infra/ns.yaml"))
+			}
+			if want := "apps/copy.yaml,apps/db/cm.json,apps/web/deploy.yaml,apps/web/svc.yml,infra/ns.yaml"; paths(rev) != want {
+				t.Errorf("after commit: files = %s, want %s", paths(rev), want)
+			}
+			for _, f := range []string{"apps/copy.yaml", "apps/web/deploy.yaml"} {
+				if got := fileData(rev, f); got != "kind: Deployment\n" {
+					t.Errorf("after commit: %s = %q", f, got)
+				}
 			}
 			if _, err := s.Fetch(context.Background(), next); !errors.Is(err, sources.ErrUnchanged) {
 				t.Fatalf("Fetch(next) = %v, want ErrUnchanged", err)
