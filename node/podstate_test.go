@@ -120,3 +120,29 @@ func TestPodStatus(t *testing.T) {
 		t.Fatalf("exit 2 with Never: %+v", st)
 	}
 }
+
+func TestSameUsage(t *testing.T) {
+	at := func(sec int, cpu, mem int64) *manifests.PodUsage {
+		return &manifests.PodUsage{Time: manifests.NewTime(time.Unix(1_700_000_000+int64(sec), 0)), CPUMilli: cpu, MemoryBytes: mem}
+	}
+	written := at(0, 100, 1<<20)
+	for _, tc := range []struct {
+		name string
+		cur  *manifests.PodUsage
+		want bool
+	}{
+		{"the sample written", written, true},
+		{"same values, 15 s later", at(15, 100, 1<<20), true},
+		{"same values, a minute later: refreshed", at(60, 100, 1<<20), false},
+		{"other cpu", at(15, 101, 1<<20), false},
+		{"other memory", at(15, 100, 2<<20), false},
+		{"no sample now", nil, false},
+	} {
+		if got := sameUsage(written, tc.cur); got != tc.want {
+			t.Errorf("%s: sameUsage = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if sameUsage(nil, written) {
+		t.Error("a first sample needs a write")
+	}
+}
