@@ -231,7 +231,11 @@ now: docs/ARCHITECTURE.md); every cached pod held its own copy of its
 labels, owner, containers, conditions and timestamps, 2.8 KB of heap for
 a pod of one container (0.9 KB now that pods of one owner share them);
 the status mirror hashed two encodings of every status it compared (a
-deep comparison first now).
+deep comparison first now); a one-file sync read every blob of the
+repository and cloned and encoded every object to compare it (only what
+changed now: 1.1-1.5 s became 0.16 s); nodes wrote every pod's usage
+sample for its timestamp alone, every 15 s (only changed values now, or a
+minute-old one).
 
 Still short of the targets:
 
