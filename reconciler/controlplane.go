@@ -160,6 +160,8 @@ type controller struct {
 	resync func() []string
 	// workers overrides ControlPlane.Workers.
 	workers int
+	// stop, if set, waits for work the reconciles left running.
+	stop func()
 }
 
 // Run runs the control plane until ctx ends.
@@ -175,7 +177,9 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	cp.exp = newExpectations()
 
 	sched := newScheduler(cp)
-	schedCtl := &controller{name: "scheduler", queue: NewQueue(), reconcile: sched.reconcile, resync: sched.pendingKeys, workers: cp.PodWorkers}
+	schedCtl := &controller{name: "scheduler", queue: NewQueue(), reconcile: sched.reconcile, resync: sched.pendingKeys, workers: cp.PodWorkers,
+		stop: sched.binds.Wait}
+	sched.queue = schedCtl.queue
 	assign := newAssigner(cp)
 	assignCtl := &controller{name: "assignments", queue: NewQueue(), reconcile: assign.reconcile, resync: cp.keysOf("Pod"), workers: cp.PodWorkers}
 	status := newStatusMirror(cp)
@@ -304,6 +308,9 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 					cp.Log.Warn("reconcile failed", "controller", c.name, "key", key, "err", err)
 				}
 			})
+			if c.stop != nil {
+				c.stop()
+			}
 			return nil
 		})
 	}

@@ -420,12 +420,21 @@ func TestCronJobMakesJobsAndKeepsHistory(t *testing.T) {
 		}
 		return nil
 	})
-	// At most two finished Jobs are kept, whatever the moment.
+	// At most two finished Jobs are kept: a third that just finished is
+	// deleted by the CronJob's next reconcile, which its finishing queues
+	// (as in Kubernetes, the limit holds once the controller has seen it),
+	// so more than two may show only for moments, never for half a second.
 	holdFor := time.Now().Add(3 * time.Second)
+	var over time.Time // since when more than two have been kept
 	for time.Now().Before(holdFor) {
 		names, complete := c.cronJobs("tick")
-		if complete > 2 {
-			t.Fatalf("%d complete jobs kept, limit 2: %v", complete, names)
+		switch {
+		case complete <= 2:
+			over = time.Time{}
+		case over.IsZero():
+			over = time.Now()
+		case time.Since(over) > 500*time.Millisecond:
+			t.Fatalf("%d complete jobs kept for %s, limit 2: %v", complete, time.Since(over).Round(time.Millisecond), names)
 		}
 		for _, n := range names {
 			if !strings.HasPrefix(n, "tick-") {

@@ -122,7 +122,20 @@ type scheduler struct {
 	next    int                  // where choose starts its next search in order
 	placed  map[string]placement // pod key -> what it takes where
 	pending map[string]bool
+	// Binds are written asynchronously, as kube-scheduler's binding
+	// cycle: a worker decides and assumes, and the write goes out on its
+	// own while the worker takes the next pod. With one write per worker,
+	// the rate was the workers over a round trip, and a round trip under
+	// a burst is tens of milliseconds (docs/BENCHMARKS.md).
+	queue    *Queue          // the scheduler's, to retry a failed bind
+	binding  map[string]bool // pods whose bind is in flight
+	inflight chan struct{}   // bounds the binds in flight
+	binds    sync.WaitGroup
 }
+
+// maxBindsInFlight bounds the binds written at once; a worker deciding
+// one more waits for a slot.
+const maxBindsInFlight = 1024
 
 type placement struct {
 	node string
@@ -130,7 +143,8 @@ type placement struct {
 }
 
 func newScheduler(cp *ControlPlane) *scheduler {
-	return &scheduler{cp: cp, nodes: map[string]*NodeInfo{}, placed: map[string]placement{}, pending: map[string]bool{}}
+	return &scheduler{cp: cp, nodes: map[string]*NodeInfo{}, placed: map[string]placement{}, pending: map[string]bool{},
+		binding: map[string]bool{}, inflight: make(chan struct{}, maxBindsInFlight)}
 }
 
 func (s *scheduler) node(name string) *NodeInfo {
@@ -310,12 +324,17 @@ func (s *scheduler) reconcile(ctx context.Context, key string) error {
 	}
 	r := requestOf(pod)
 	s.mu.Lock()
+	if s.binding[key] {
+		s.mu.Unlock()
+		return nil // on its way; a failure queues it again
+	}
 	node, why := s.choose(r)
 	if node != "" {
 		// Assume the bind so the next pod sees the room taken.
 		assumed := *pod
 		assumed.Spec.NodeName = node
 		s.account(key, &assumed)
+		s.binding[key] = true
 	}
 	s.mu.Unlock()
 
@@ -338,15 +357,39 @@ func (s *scheduler) reconcile(ctx context.Context, key string) error {
 	}
 	upd.Spec.NodeName = node
 	upd.Status.Conditions = manifests.SetCondition(upd.Status.Conditions, manifests.Condition{Type: "PodScheduled", Status: manifests.ConditionTrue})
-	if _, err := UpdateObject(ctx, s.cp.Objects, &upd, c.Rev); err != nil {
-		s.mu.Lock()
-		s.account(key, pod) // undo the assumption
-		s.mu.Unlock()
-		if errors.Is(err, bus.ErrNotFound) {
-			return nil
-		}
-		return err
+	select {
+	case s.inflight <- struct{}{}:
+	case <-ctx.Done():
+		s.bound(key, pod, ctx.Err())
+		return nil
 	}
-	s.cp.event(ctx, pod, "Normal", "Scheduled", fmt.Sprintf("Successfully assigned %s/%s to %s", pod.Namespace, pod.Name, node))
+	s.binds.Go(func() {
+		defer func() { <-s.inflight }()
+		_, err := UpdateObject(ctx, s.cp.Objects, &upd, c.Rev)
+		s.bound(key, pod, err)
+		switch {
+		case err == nil:
+			s.cp.event(ctx, pod, "Normal", "Scheduled", fmt.Sprintf("Successfully assigned %s/%s to %s", pod.Namespace, pod.Name, node))
+		case errors.Is(err, bus.ErrNotFound) || ctx.Err() != nil:
+		default:
+			// A conflict (the pod changed meanwhile) or a bus error: tried
+			// again, from the newer pod, after the queue's back-off.
+			if !errors.Is(err, bus.ErrConflict) {
+				s.cp.Log.Warn("bind failed", "pod", key, "node", node, "err", err)
+			}
+			s.queue.Retry(key)
+		}
+	})
 	return nil
+}
+
+// bound ends the bind of key: on failure the assumption is undone (the
+// node's room given back) until the pod is scheduled again.
+func (s *scheduler) bound(key string, pod *manifests.Pod, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.binding, key)
+	if err != nil {
+		s.account(key, pod)
+	}
 }
