@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -184,22 +185,40 @@ func setup(ctx context.Context, nc *nats.Conn, opts Options) (*Conn, error) {
 		{&c.Leases, jetstream.KeyValueConfig{Bucket: bus.BucketLeases, TTL: opts.LeaseTTL, LimitMarkerTTL: opts.LeaseTTL}},
 		{&c.Notified, jetstream.KeyValueConfig{Bucket: bus.BucketNotified, TTL: opts.NotifiedTTL}},
 	}
-	for _, b := range buckets {
-		b.cfg.Storage = jetstream.FileStorage
-		b.cfg.Replicas = opts.Replicas
-		kv, err := js.CreateOrUpdateKeyValue(ctx, b.cfg)
-		if err != nil {
-			return nil, fmt.Errorf("natsbus: bucket %s: %w", b.cfg.Bucket, err)
-		}
-		*b.dst = NewKV(kv)
-	}
 	shards := make([]*KV, AssignmentShards)
 	for i := range shards {
-		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: AssignmentsBucket(i), Storage: jetstream.FileStorage, Replicas: opts.Replicas})
-		if err != nil {
-			return nil, fmt.Errorf("natsbus: bucket %s: %w", AssignmentsBucket(i), err)
+		buckets = append(buckets, struct {
+			dst *bus.Store
+			cfg jetstream.KeyValueConfig
+		}{nil, jetstream.KeyValueConfig{Bucket: AssignmentsBucket(i)}})
+	}
+	// The buckets are set up together: one after the other, the 22 round
+	// trips were most of a CLI command's time against a loaded server.
+	kvs := make([]*KV, len(buckets))
+	errs := make([]error, len(buckets))
+	var wg sync.WaitGroup
+	for i, b := range buckets {
+		wg.Go(func() {
+			b.cfg.Storage = jetstream.FileStorage
+			b.cfg.Replicas = opts.Replicas
+			kv, err := js.CreateOrUpdateKeyValue(ctx, b.cfg)
+			if err != nil {
+				errs[i] = fmt.Errorf("natsbus: bucket %s: %w", b.cfg.Bucket, err)
+				return
+			}
+			kvs[i] = NewKV(kv)
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	for i, b := range buckets {
+		if b.dst != nil {
+			*b.dst = kvs[i]
+		} else {
+			shards[i-(len(buckets)-AssignmentShards)] = kvs[i]
 		}
-		shards[i] = NewKV(kv)
 	}
 	c.Assignments = NewSharded(shards)
 	streams := []jetstream.StreamConfig{{
