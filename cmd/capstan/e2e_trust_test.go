@@ -315,6 +315,24 @@ func TestE2ETrust(t *testing.T) {
 		// without a policy from here on.
 		e.stopUp()
 		e.startUpWith(r.dir, "--sops-age-key-file", ageKey)
+		// scale reads the policy from the root Source object, which the
+		// new run rewrites shortly after it is up: wait for that.
+		checkFor(t, 15*time.Second, "the root Source without a verify policy", func() error {
+			var list struct {
+				Items []struct {
+					Spec struct {
+						Verify *struct{} `json:"verify"`
+					} `json:"spec"`
+				} `json:"items"`
+			}
+			if err := e.getJSON(&list, "get", "sources", "-o", "json"); err != nil {
+				return err
+			}
+			if len(list.Items) != 1 || list.Items[0].Spec.Verify != nil {
+				return fmt.Errorf("sources %+v", list.Items)
+			}
+			return nil
+		})
 		before := r.git("rev-parse", "HEAD")
 		out, stderr, err := e.cli("scale", "deployment/vault-web", "--replicas", "2", "--author", "Sam Scaler <sam@example.com>")
 		if err != nil {
