@@ -2,8 +2,6 @@ package reconciler
 
 import (
 	"bytes"
-	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,25 +9,14 @@ import (
 	"path"
 	"regexp"
 	"strings"
-	"time"
 	"unicode/utf8"
 
-	"github.com/getsops/sops/v3"
-	"github.com/getsops/sops/v3/aes"
-	sopsage "github.com/getsops/sops/v3/age"
-	"github.com/getsops/sops/v3/config"
-	"github.com/getsops/sops/v3/keys"
-	"github.com/getsops/sops/v3/keyservice"
-	sopslog "github.com/getsops/sops/v3/logging"
-	sopsjson "github.com/getsops/sops/v3/stores/json"
-	sopsyaml "github.com/getsops/sops/v3/stores/yaml"
-	"github.com/getsops/sops/v3/version"
-	"github.com/sirupsen/logrus"
-	"google.golang.org/grpc"
+	"filippo.io/age"
 	yamlv3 "gopkg.in/yaml.v3"
 	k8syaml "sigs.k8s.io/yaml"
 
 	"github.com/capstan-io/capstan/manifests"
+	"github.com/capstan-io/capstan/reconciler/internal/sops"
 )
 
 // SOPS encrypted Secrets.
@@ -50,22 +37,17 @@ var ErrNoSopsKey = errors.New("no SOPS age identity: give --sops-age-key-file or
 // under data and stringData, leaving apiVersion, kind and metadata plain.
 const SopsEncryptedRegex = "^(data|stringData)$"
 
-func init() {
-	// SOPS logs every data key decryption at info level through logrus.
-	sopslog.SetLevel(logrus.WarnLevel)
-}
-
 // Sops decrypts SOPS Secrets with age identities. A nil *Sops decrypts
 // nothing (ErrNoSopsKey). It is safe for concurrent use.
 type Sops struct {
-	ids sopsage.ParsedIdentities
+	ids []age.Identity
 }
 
 // NewSops parses age identities ("AGE-SECRET-KEY-1...", one a line; blank
 // lines and # comments skipped), as in an age key file.
 func NewSops(identities string) (*Sops, error) {
-	var ids sopsage.ParsedIdentities
-	if err := ids.Import(identities); err != nil {
+	ids, err := sops.ParseIdentities(identities)
+	if err != nil {
 		return nil, fmt.Errorf("sops age identities: %w", err)
 	}
 	if len(ids) == 0 {
@@ -125,100 +107,25 @@ func (s *Sops) Decrypt(sec *manifests.Secret) (*manifests.Secret, error) {
 	return &out, nil
 }
 
-func sopsStore(format string) (sops.Store, error) {
+// sopsFormat is the format of a document as Secret.Sops names it.
+func sopsFormat(format string) (sops.Format, error) {
 	switch format {
 	case "yaml", "":
-		return sopsyaml.NewStore(&config.YAMLStoreConfig{}), nil
+		return sops.YAML, nil
 	case "json":
-		return sopsjson.NewStore(&config.JSONStoreConfig{}), nil
+		return sops.JSON, nil
 	}
-	return nil, fmt.Errorf("sops: unknown format %q", format)
+	return "", fmt.Errorf("sops: unknown format %q", format)
 }
 
-// decryptDocument decrypts a SOPS document and returns it in plain text.
+// decryptDocument decrypts a SOPS document and returns it in plain text,
+// its MAC checked.
 func (s *Sops) decryptDocument(format string, doc []byte) ([]byte, error) {
-	store, err := sopsStore(format)
+	f, err := sopsFormat(format)
 	if err != nil {
 		return nil, err
 	}
-	tree, err := store.LoadEncryptedFile(doc)
-	if err != nil {
-		return nil, fmt.Errorf("read sops metadata: %w", err)
-	}
-	key, err := tree.Metadata.GetDataKeyWithKeyServices([]keyservice.KeyServiceClient{ageKeyService{ids: s.ids}}, nil)
-	if err != nil {
-		return nil, fmt.Errorf("no age identity given can decrypt the data key (recipients %s)", strings.Join(ageRecipients(tree.Metadata), ", "))
-	}
-	cipher := aes.NewCipher()
-	mac, err := tree.Decrypt(key, cipher)
-	if err != nil {
-		return nil, fmt.Errorf("decrypt values: %w", err)
-	}
-	fileMac, err := cipher.Decrypt(tree.Metadata.MessageAuthenticationCode, key, tree.Metadata.LastModified.Format(time.RFC3339))
-	if err != nil || fileMac != mac {
-		return nil, errors.New("MAC mismatch: the document was changed after it was encrypted")
-	}
-	plain, err := store.EmitPlainFile(tree.Branches)
-	if err != nil {
-		return nil, errors.New("emit decrypted document")
-	}
-	return plain, nil
-}
-
-// ageRecipients lists the age recipients a document is encrypted for.
-func ageRecipients(m sops.Metadata) []string {
-	var out []string
-	for _, g := range m.KeyGroups {
-		for _, k := range g {
-			if a, ok := k.(*sopsage.MasterKey); ok {
-				out = append(out, a.Recipient)
-			}
-		}
-	}
-	if len(out) == 0 {
-		out = []string{"none of age"}
-	}
-	return out
-}
-
-// ageKeyService is a SOPS key service holding our age identities: it
-// decrypts age-encrypted data keys and nothing else (no cloud KMS, no
-// environment variables read behind our back), and encrypts for age
-// recipients.
-type ageKeyService struct {
-	ids sopsage.ParsedIdentities
-}
-
-func (a ageKeyService) Encrypt(_ context.Context, req *keyservice.EncryptRequest, _ ...grpc.CallOption) (*keyservice.EncryptResponse, error) {
-	k := req.GetKey().GetAgeKey()
-	if k == nil {
-		return nil, errors.New("only age keys are supported")
-	}
-	mk, err := sopsage.MasterKeyFromRecipient(k.GetRecipient())
-	if err != nil {
-		return nil, err
-	}
-	if err := mk.Encrypt(req.GetPlaintext()); err != nil {
-		return nil, err
-	}
-	return &keyservice.EncryptResponse{Ciphertext: mk.EncryptedDataKey()}, nil
-}
-
-func (a ageKeyService) Decrypt(_ context.Context, req *keyservice.DecryptRequest, _ ...grpc.CallOption) (*keyservice.DecryptResponse, error) {
-	k := req.GetKey().GetAgeKey()
-	if k == nil {
-		return nil, errors.New("only age keys are supported")
-	}
-	if len(a.ids) == 0 {
-		return nil, ErrNoSopsKey
-	}
-	mk := &sopsage.MasterKey{Recipient: k.GetRecipient(), EncryptedKey: string(req.GetCiphertext())}
-	a.ids.ApplyToMasterKey(mk)
-	pt, err := mk.Decrypt()
-	if err != nil {
-		return nil, err
-	}
-	return &keyservice.DecryptResponse{Plaintext: pt}, nil
+	return sops.Decrypt(f, doc, s.ids)
 }
 
 // EncryptSecret encrypts a Secret manifest (YAML) for age recipients the
@@ -229,45 +136,11 @@ func EncryptSecret(plain []byte, recipients []string) ([]byte, error) {
 }
 
 func encryptDocument(format string, plain []byte, recipients []string) ([]byte, error) {
-	if len(recipients) == 0 {
-		return nil, errors.New("no age recipient")
-	}
-	store, err := sopsStore(format)
+	f, err := sopsFormat(format)
 	if err != nil {
 		return nil, err
 	}
-	branches, err := store.LoadPlainFile(plain)
-	if err != nil {
-		return nil, fmt.Errorf("read manifest: %w", err)
-	}
-	var group sops.KeyGroup
-	for _, r := range recipients {
-		mk, err := sopsage.MasterKeyFromRecipient(r)
-		if err != nil {
-			return nil, fmt.Errorf("age recipient %q: %w", r, err)
-		}
-		group = append(group, keys.MasterKey(mk))
-	}
-	tree := sops.Tree{Branches: branches, Metadata: sops.Metadata{
-		KeyGroups: []sops.KeyGroup{group}, EncryptedRegex: SopsEncryptedRegex, Version: version.Version,
-	}}
-	dataKey := make([]byte, 32)
-	if _, err := rand.Read(dataKey); err != nil {
-		return nil, err
-	}
-	if errs := tree.Metadata.UpdateMasterKeysWithKeyServices(dataKey, []keyservice.KeyServiceClient{ageKeyService{}}); len(errs) > 0 {
-		return nil, fmt.Errorf("encrypt data key: %w", errors.Join(errs...))
-	}
-	cipher := aes.NewCipher()
-	mac, err := tree.Encrypt(dataKey, cipher)
-	if err != nil {
-		return nil, fmt.Errorf("encrypt: %w", err)
-	}
-	tree.Metadata.LastModified = time.Now().UTC()
-	if tree.Metadata.MessageAuthenticationCode, err = cipher.Encrypt(mac, dataKey, tree.Metadata.LastModified.Format(time.RFC3339)); err != nil {
-		return nil, fmt.Errorf("encrypt MAC: %w", err)
-	}
-	return store.EmitEncryptedFile(tree)
+	return sops.Encrypt(f, plain, recipients, sops.Rules{EncryptedRegex: SopsEncryptedRegex})
 }
 
 // LoadSopsSecrets wraps load (schema.Load) so that Secrets committed

@@ -83,8 +83,8 @@ type Syncer struct {
 	// last applied: a file unchanged since gives the very same object
 	// (loadcache.go), which needs no comparing.
 	appliedObjs map[string]manifests.Object
-	files     fileCache         // what each file of the last good revision gave
-	inventory map[string]bool   // keys of objects this source declared
+	files       fileCache       // what each file of the last good revision gave
+	inventory   map[string]bool // keys of objects this source declared
 }
 
 // Run syncs until ctx ends. Errors reaching the source or the bus are

@@ -12,18 +12,27 @@ import (
 
 // notOnNodes are the packages the nodeonly build (bin/capstan-node) must
 // not link: the control plane, the sources, and what they bring (CUE,
-// go-git, SOPS and its cloud KMS clients). Each added a share of the node
-// daemon's resident size (docs/ARCHITECTURE.md, docs/BENCHMARKS.md).
+// go-git, the SOPS codec). Each added a share of the node daemon's
+// resident size (docs/ARCHITECTURE.md, docs/BENCHMARKS.md).
 var notOnNodes = []string{
 	"github.com/capstan-io/capstan/reconciler",
 	"github.com/capstan-io/capstan/schema",
 	"github.com/capstan-io/capstan/sources",
 	"cuelang.org/go/",
 	"github.com/go-git/go-git/",
-	"github.com/getsops/sops/",
+}
+
+// notInAnyBuild are what neither build may link: the sops library and the
+// clients of the cloud key services it brought for every key type (some
+// 560 packages, a third of the binary), although Capstan uses age keys
+// only. reconciler/internal/sops speaks the SOPS format with age alone.
+var notInAnyBuild = []string{
+	"github.com/getsops/",
 	"github.com/aws/",
 	"cloud.google.com/go/",
 	"github.com/Azure/",
+	"github.com/hashicorp/vault/",
+	"github.com/huaweicloud/",
 }
 
 // TestNodeOnlyDeps lists the nodeonly build's dependencies with go list (no
@@ -46,17 +55,17 @@ func TestNodeOnlyDeps(t *testing.T) {
 		}
 		return strings.Fields(string(out))
 	}
-	forbidden := func(pkgs []string) []string {
+	forbidden := func(pkgs []string, lists ...[]string) []string {
 		var bad []string
 		for _, p := range pkgs {
-			if slices.ContainsFunc(notOnNodes, func(n string) bool { return p == n || strings.HasPrefix(p, n) }) {
+			if slices.ContainsFunc(slices.Concat(lists...), func(n string) bool { return p == n || strings.HasPrefix(p, n) }) {
 				bad = append(bad, p)
 			}
 		}
 		return bad
 	}
 	slim := deps(strings.TrimSpace(tags + " nodeonly"))
-	if bad := forbidden(slim); len(bad) > 0 {
+	if bad := forbidden(slim, notOnNodes, notInAnyBuild); len(bad) > 0 {
 		t.Errorf("the nodeonly build links %d packages it must not, among them: %s", len(bad), strings.Join(bad[:min(len(bad), 10)], ", "))
 	}
 	for _, want := range []string{"github.com/capstan-io/capstan/node", "github.com/capstan-io/capstan/node/podman", "github.com/capstan-io/capstan/node/dataplane"} {
@@ -65,10 +74,13 @@ func TestNodeOnlyDeps(t *testing.T) {
 		}
 	}
 	full := deps(tags)
-	for _, want := range []string{"github.com/capstan-io/capstan/reconciler", "github.com/capstan-io/capstan/schema", "github.com/capstan-io/capstan/sources/git"} {
+	for _, want := range []string{"github.com/capstan-io/capstan/reconciler", "github.com/capstan-io/capstan/schema", "github.com/capstan-io/capstan/sources/git", "github.com/capstan-io/capstan/reconciler/internal/sops", "filippo.io/age"} {
 		if !slices.Contains(full, want) {
 			t.Errorf("the default build lacks %s", want)
 		}
+	}
+	if bad := forbidden(full, notInAnyBuild); len(bad) > 0 {
+		t.Errorf("the default build links %d packages of the sops library or cloud key services, among them: %s", len(bad), strings.Join(bad[:min(len(bad), 10)], ", "))
 	}
 }
 
