@@ -235,40 +235,42 @@ deep comparison first now); a one-file sync read every blob of the
 repository and cloned and encoded every object to compare it (only what
 changed now: 1.1-1.5 s became 0.16 s); nodes wrote every pod's usage
 sample for its timestamp alone, every 15 s (only changed values now, or a
-minute-old one).
+minute-old one); the scheduler's binds waited a round trip each, 32 at a
+time (asynchronous now, up to 1,024 in flight); the SOPS library linked
+every cloud key service into the binary (an age-only codec of our own
+now).
 
 Still short of the targets:
 
-- **Scheduler throughput.** Measured on pending pods, the scheduler binds
-  at about the rate it did while the ReplicaSets were still creating
-  them: the bind is not held back by the creations but by the CPU the
-  whole pipeline takes. Both cores are busy during the burst (the CPU
-  split in the table) with the bus, the control plane and the simulated
-  nodes together, and each pod costs about seven bus writes (the row
-  says which streams) and as many JSON decodes of a whole pod, in three
-  processes. In the control plane's profile, decoding the objects
-  cache's events is the largest part (about a quarter), then the status
-  mirror, the binds themselves (choosing a node is under a twentieth),
-  the assigner and the ReplicaSet controller; the collector takes under
-  a tenth. 5,000 binds/s on two shared cores needs the per-pod work cut
-  about fivefold: status kept beside the pod rather than rewritten into
-  it (a full-pod write and decode less per status change), a generated
-  codec instead of reflection, binds written as batches of asynchronous
-  publishes, and the simulated nodes' relist (about half of their CPU)
-  made incremental.
+- **Scheduler throughput.** Measured on pending pods, binds were
+  latency-bound, not CPU-bound: 32 workers each waited for its write, and
+  under a burst a round trip is tens of milliseconds, so 1,100 binds/s.
+  Binds are asynchronous now (up to 1,024 in flight, as kube-scheduler's
+  binding cycle), which tripled the rate at 30,000 pods. What is left is
+  CPU: both cores are busy (the CPU split in the table) with the bus, the
+  control plane and the simulated nodes, each pod costing about seven bus
+  writes (the row says which streams) and as many JSON decodes of a whole
+  pod, in three processes. Binding faster moved the queue downstream: the
+  assigner and the nodes take the bound pods later (the fan-out p99 under
+  the burst), and the last pod runs no sooner. In the control plane's
+  profile, decoding the objects cache's events is the largest part (about
+  a quarter), then the status mirror, the binds, the assigner and the
+  ReplicaSet controller; choosing a node is under a twentieth. 5,000
+  binds/s at this scale on two shared cores needs the per-pod work cut
+  further: status kept beside the pod rather than rewritten into it (a
+  full-pod write and decode less per status change), a generated codec
+  instead of reflection, and the simulated nodes' relist (about half of
+  their CPU) made incremental.
 - **Control plane RSS.** Sharing in the objects cache took the heap in
-  use at 30,000 pods from 181 MB to 127 MB and the RSS from 423 MiB to
-  about 300 MiB; what is left is each pod's own fields (the Pod struct
-  alone is 568 bytes, then name, uid, container status), the status
-  mirror's index of reports, the caches' indexes and the controllers'
-  queues. The
-  RSS adds the collector's headroom (GOGC=100 lets the heap reach twice
-  the live data) and about 70 MiB of the binary's file-backed pages:
-  package initialisation touches most of its 35 MB of code and 35 MB of
-  read-only data. Of the binary's 1,632 packages about 500 are the cloud
-  key services (AWS, GCP, Azure, Vault, gRPC) that the SOPS library links
-  for every key type although Capstan uses age only; an age-only SOPS
-  reader and writer of our own, and a control-plane build without the
-  Podman bindings (as bin/capstan-node is without the control plane),
-  would take most of those pages away.
+  use at 30,000 pods from 181 MB to 127 MB; what is left is each pod's own
+  fields (the Pod struct alone is 568 bytes, then name, uid, container
+  status), the status mirror's index of reports, the caches' indexes and
+  the controllers' queues. The RSS adds the collector's headroom (GOGC=100
+  lets the heap reach twice the live data) and the binary's file-backed
+  pages: package initialisation touches most of the binary, so dropping
+  the SOPS library's cloud key services (562 packages, 37 MB of the
+  binary) took those pages from about 70 MiB to 42 MiB. Under 150 MB
+  needs the cache's pods compact (encoded, with a small index, decoded on
+  demand) and a control-plane build without the Podman bindings, as
+  bin/capstan-node is without the control plane.
 `
