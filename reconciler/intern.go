@@ -82,6 +82,7 @@ func (in *interner) pod(p *manifests.Pod) {
 			p.OwnerReferences = shared
 		} else {
 			bounded(in.owners)
+			p.OwnerReferences = slices.Clip(p.OwnerReferences)
 			in.owners[string(in.key)] = p.OwnerReferences
 		}
 	}
@@ -104,6 +105,7 @@ func (in *interner) pod(p *manifests.Pod) {
 		} else {
 			bounded(in.specs)
 		}
+		p.Spec.Containers, p.Spec.InitContainers, p.Spec.Volumes = slices.Clip(p.Spec.Containers), slices.Clip(p.Spec.InitContainers), slices.Clip(p.Spec.Volumes)
 		in.specs[ref.UID] = podParts{p.Spec.Containers, p.Spec.InitContainers, p.Spec.Volumes}
 	}
 
@@ -168,6 +170,7 @@ func (in *interner) conditions(cs []manifests.Condition) []manifests.Condition {
 		return shared
 	}
 	bounded(in.conds)
+	cs = slices.Clip(cs) // an append to a shared slice must copy it
 	in.conds[string(in.key)] = cs
 	return cs
 }

@@ -12,7 +12,8 @@ import (
 const internPodJSON = `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"NAME","namespace":"default","labels":{"app":"web"},"uid":"UID",
 "creationTimestamp":"2026-11-22T04:29:39Z","ownerReferences":[{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"web","uid":"rs-1","controller":true}]},
 "spec":{"containers":[{"name":"main","image":"IMAGE","resources":{"requests":{"cpu":"50m"}}}],"nodeName":"n1"},
-"status":{"phase":"Running","conditions":[{"type":"Ready","status":"True","lastTransitionTime":"2026-11-22T04:29:40Z"}],
+"status":{"phase":"Running","conditions":[{"type":"PodScheduled","status":"True","lastTransitionTime":"2026-11-22T04:29:40Z"},
+{"type":"Initialized","status":"True","lastTransitionTime":"2026-11-22T04:29:40Z"},{"type":"Ready","status":"True","lastTransitionTime":"2026-11-22T04:29:40Z"}],
 "containerStatuses":[{"name":"main","state":{"running":{"startedAt":"2026-11-22T04:29:40Z"}},"ready":true,"restartCount":0,"image":"IMAGE","containerID":"podman://UID"}]}}`
 
 func internTestPod(t *testing.T, name, image string) (*manifests.Pod, []byte) {
@@ -61,6 +62,12 @@ func TestInternSharesAlikeParts(t *testing.T) {
 	same("conditions of one second", &a.Status.Conditions[0], &b.Status.Conditions[0], true)
 	same("creation times of one second", a.CreationTimestamp, b.CreationTimestamp, true)
 	same("container statuses (their own IDs)", &a.Status.ContainerStatuses[0], &b.Status.ContainerStatuses[0], false)
+	// A shared slice has no room to spare: an append to it must copy,
+	// never write into what other pods hold.
+	if cap(b.Status.Conditions) != len(b.Status.Conditions) || cap(b.Spec.Containers) != len(b.Spec.Containers) || cap(b.OwnerReferences) != len(b.OwnerReferences) {
+		t.Errorf("shared slices with spare capacity: conditions %d/%d, containers %d/%d, owners %d/%d",
+			len(b.Status.Conditions), cap(b.Status.Conditions), len(b.Spec.Containers), cap(b.Spec.Containers), len(b.OwnerReferences), cap(b.OwnerReferences))
+	}
 }
 
 // sameMap reports whether a and b are one map (a write to one shows in the
