@@ -6,8 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +20,7 @@ import (
 	"github.com/capstan-io/capstan/reconciler"
 	"github.com/capstan-io/capstan/schema"
 	"github.com/capstan-io/capstan/sources/git"
+	"github.com/capstan-io/capstan/sources/git/gittest"
 )
 
 // trustCluster is a bus, a sync with a signature policy and SOPS keys, a
@@ -93,34 +92,8 @@ func settings(color string) string {
 // signingKey makes an OpenPGP key with the real gpg and returns the git
 // options that sign with it, and its armored public key.
 func signingKey(t *testing.T) (gitArgs []string, armored, fpr string) {
-	t.Helper()
-	if _, err := exec.LookPath("gpg"); err != nil {
-		t.Skip("gpg not installed")
-	}
-	home, err := os.MkdirTemp("", "gpg") // the agent's socket path must be short
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = exec.Command("gpgconf", "--homedir", home, "--kill", "gpg-agent").Run()
-		os.RemoveAll(home)
-	})
-	t.Setenv("GNUPGHOME", home)
-	gpg := func(args ...string) string {
-		out, err := exec.Command("gpg", append([]string{"--batch", "--pinentry-mode", "loopback", "--passphrase", ""}, args...)...).Output()
-		if err != nil {
-			t.Fatalf("gpg %v: %v", args, err)
-		}
-		return string(out)
-	}
-	gpg("--quick-gen-key", "Ada <ada@example.com>", "ed25519", "sign", "never")
-	for _, l := range strings.Split(gpg("--with-colons", "--list-keys"), "\n") {
-		if f := strings.Split(l, ":"); f[0] == "fpr" {
-			fpr = f[9]
-			break
-		}
-	}
-	return []string{"-c", "gpg.format=openpgp", "-c", "user.signingkey=" + fpr, "-c", "commit.gpgsign=true"}, gpg("--armor", "--export", fpr), fpr
+	fpr, armored = gittest.OpenPGPKey(t, "Ada <ada@example.com>")
+	return []string{"-c", "gpg.format=openpgp", "-c", "user.signingkey=" + fpr, "-c", "commit.gpgsign=true"}, armored, fpr
 }
 
 func TestSignaturePolicyKeepsLastGoodRevision(t *testing.T) {

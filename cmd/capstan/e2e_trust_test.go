@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/capstan-io/capstan/bus/natsbus"
+	"github.com/capstan-io/capstan/sources/git/gittest"
 )
 
 // The end-to-end tests of trust: commits signed with OpenPGP and SSH keys
@@ -29,34 +30,7 @@ import (
 // trustGPG makes an OpenPGP key with the real gpg, in a home the test's git
 // commands use, and returns its fingerprint and armored public key.
 func trustGPG(t *testing.T) (fpr, armored string) {
-	t.Helper()
-	if _, err := exec.LookPath("gpg"); err != nil {
-		t.Skip("gpg not installed")
-	}
-	home, err := os.MkdirTemp("", "gpg") // the agent's socket path must be short
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = exec.Command("gpgconf", "--homedir", home, "--kill", "gpg-agent").Run()
-		os.RemoveAll(home)
-	})
-	t.Setenv("GNUPGHOME", home)
-	gpg := func(args ...string) string {
-		out, err := exec.Command("gpg", append([]string{"--batch", "--pinentry-mode", "loopback", "--passphrase", ""}, args...)...).Output()
-		if err != nil {
-			t.Fatalf("gpg %v: %v", args, err)
-		}
-		return string(out)
-	}
-	gpg("--quick-gen-key", "Olga OpenPGP <olga@example.com>", "ed25519", "sign", "never")
-	for _, l := range strings.Split(gpg("--with-colons", "--list-keys"), "\n") {
-		if f := strings.Split(l, ":"); f[0] == "fpr" {
-			fpr = f[9]
-			break
-		}
-	}
-	return fpr, gpg("--armor", "--export", fpr)
+	return gittest.OpenPGPKey(t, "Olga OpenPGP <olga@example.com>")
 }
 
 // trustSSH makes an SSH key with the real ssh-keygen: the private key's
