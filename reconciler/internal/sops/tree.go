@@ -246,36 +246,20 @@ func joinComments(lines []string) string {
 	return "#" + strings.Join(lines, "\n#")
 }
 
-func addHeadComment(n *yaml.Node, lines []string) {
+// addComment adds comment lines to one of a node's comment fields: before
+// what it holds (a head comment), or after it (a line or foot comment).
+func addComment(field *string, lines []string, before bool) {
 	if len(lines) == 0 {
 		return
 	}
-	if n.HeadComment != "" {
-		n.HeadComment = joinComments(lines) + "\n" + n.HeadComment
-	} else {
-		n.HeadComment = joinComments(lines)
-	}
-}
-
-func addLineComment(n *yaml.Node, lines []string) {
-	if len(lines) == 0 {
-		return
-	}
-	if n.LineComment != "" {
-		n.LineComment += "\n" + joinComments(lines)
-	} else {
-		n.LineComment = joinComments(lines)
-	}
-}
-
-func addFootComment(n *yaml.Node, lines []string) {
-	if len(lines) == 0 {
-		return
-	}
-	if n.FootComment != "" {
-		n.FootComment += "\n" + joinComments(lines)
-	} else {
-		n.FootComment = joinComments(lines)
+	c := joinComments(lines)
+	switch {
+	case *field == "":
+		*field = c
+	case before:
+		*field = c + "\n" + *field
+	default:
+		*field += "\n" + c
 	}
 }
 
@@ -297,21 +281,21 @@ func yamlMappingNode(m mapping) *yaml.Node {
 			continue
 		}
 		if first {
-			addHeadComment(n, head)
+			addComment(&n.HeadComment, head, true)
 			head, first = nil, false
 		}
 		k := yamlValueNode(e.key)
-		addHeadComment(k, head)
+		addComment(&k.HeadComment, head, true)
 		v := yamlValueNode(e.value)
-		addLineComment(v, inline)
+		addComment(&v.LineComment, inline, false)
 		head, inline = nil, nil
 		n.Content = append(n.Content, k, v)
 	}
 	rest := append(head, inline...)
 	if first {
-		addHeadComment(n, rest)
+		addComment(&n.HeadComment, rest, true)
 	} else {
-		addFootComment(n.Content[len(n.Content)-2], rest)
+		addComment(&n.Content[len(n.Content)-2].FootComment, rest, false)
 	}
 	return n
 }
@@ -331,20 +315,20 @@ func yamlSequenceNode(s sequence) *yaml.Node {
 			continue
 		}
 		if first {
-			addHeadComment(n, head)
+			addComment(&n.HeadComment, head, true)
 			head, first = nil, false
 		}
 		item := yamlValueNode(v)
-		addHeadComment(item, head)
-		addLineComment(item, inline)
+		addComment(&item.HeadComment, head, true)
+		addComment(&item.LineComment, inline, false)
 		head, inline = nil, nil
 		n.Content = append(n.Content, item)
 	}
 	rest := append(head, inline...)
 	if first {
-		addHeadComment(n, rest)
+		addComment(&n.HeadComment, rest, true)
 	} else {
-		addFootComment(n.Content[len(n.Content)-1], rest)
+		addComment(&n.Content[len(n.Content)-1].FootComment, rest, false)
 	}
 	return n
 }
