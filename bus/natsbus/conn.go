@@ -185,8 +185,9 @@ func setup(ctx context.Context, nc *nats.Conn, opts Options) (*Conn, error) {
 		{&c.Leases, jetstream.KeyValueConfig{Bucket: bus.BucketLeases, TTL: opts.LeaseTTL, LimitMarkerTTL: opts.LeaseTTL}},
 		{&c.Notified, jetstream.KeyValueConfig{Bucket: bus.BucketNotified, TTL: opts.NotifiedTTL}},
 	}
-	shards := make([]*KV, AssignmentShards)
-	for i := range shards {
+	// The assignments buckets come last, without a destination: together
+	// they are one sharded store.
+	for i := range AssignmentShards {
 		buckets = append(buckets, struct {
 			dst *bus.Store
 			cfg jetstream.KeyValueConfig
@@ -216,11 +217,9 @@ func setup(ctx context.Context, nc *nats.Conn, opts Options) (*Conn, error) {
 	for i, b := range buckets {
 		if b.dst != nil {
 			*b.dst = kvs[i]
-		} else {
-			shards[i-(len(buckets)-AssignmentShards)] = kvs[i]
 		}
 	}
-	c.Assignments = NewSharded(shards)
+	c.Assignments = NewSharded(kvs[len(kvs)-AssignmentShards:])
 	streams := []jetstream.StreamConfig{{
 		Name:              StreamEvents,
 		Subjects:          []string{"capstan.events.>"},
