@@ -669,6 +669,11 @@ type sourceJSON struct {
 	Metadata struct {
 		Name string `json:"name"`
 	} `json:"metadata"`
+	Spec struct {
+		Verify *struct {
+			Mode string `json:"mode"`
+		} `json:"verify"`
+	} `json:"spec"`
 	Status struct {
 		AppliedRevision   string      `json:"appliedRevision"`
 		AttemptedRevision string      `json:"attemptedRevision"`
