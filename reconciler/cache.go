@@ -1,6 +1,7 @@
 package reconciler
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -38,12 +39,27 @@ type Cache struct {
 	handlers []Handler
 	synced   chan struct{}
 	intern   *interner
+
+	echoMu sync.Mutex
+	echoes map[string]*echo // key -> an object this process is writing
+}
+
+// echo is an object this process wrote, held until the watch brings its
+// bytes back: the cache then takes the object as it is instead of
+// decoding what it encoded itself. A bind or a mirrored status is a whole
+// pod written and read back, and decoding pods was the largest single
+// part of the control plane's CPU in a burst (docs/BENCHMARKS.md).
+type echo struct {
+	data []byte
+	obj  manifests.Object
+	rev  uint64 // once the write returned: the revision it took
 }
 
 // NewCache returns a cache of store; call AddHandler before Run.
 func NewCache(store bus.Store, log *slog.Logger) *Cache {
 	return &Cache{store: store, log: log, byKind: map[string]map[string]*Cached{}, kindOf: map[string]string{},
-		byOwner: map[string]map[string]*Cached{}, byNode: map[string]map[string]*Cached{}, synced: make(chan struct{}), intern: newInterner()}
+		byOwner: map[string]map[string]*Cached{}, byNode: map[string]map[string]*Cached{}, synced: make(chan struct{}), intern: newInterner(),
+		echoes: map[string]*echo{}}
 }
 
 // AddHandler registers h; it must be called before Run.
@@ -65,20 +81,70 @@ func (c *Cache) Run(ctx context.Context) error {
 				close(c.synced)
 			}
 		case bus.OpPut:
-			obj, err := manifests.Decode(e.Value)
-			if err != nil {
-				c.log.Warn("skip undecodable object", "key", e.Key, "err", err)
-				return
+			obj := c.echoed(e)
+			if obj == nil {
+				var err error
+				if obj, err = manifests.Decode(e.Value); err != nil {
+					c.log.Warn("skip undecodable object", "key", e.Key, "err", err)
+					return
+				}
+				if p, ok := obj.(*manifests.Pod); ok {
+					c.intern.pod(p) // pods are most of what the cache holds
+				}
 			}
 			obj.GetObjectMeta().ResourceVersion = strconv.FormatUint(e.Revision, 10)
-			if p, ok := obj.(*manifests.Pod); ok {
-				c.intern.pod(p) // pods are most of what the cache holds
-			}
 			c.set(e.Key, obj, e.Revision)
 		case bus.OpDelete:
+			c.echoMu.Lock()
+			delete(c.echoes, e.Key)
+			c.echoMu.Unlock()
 			c.set(e.Key, nil, e.Revision)
 		}
 	})
+}
+
+// expect tells the cache that obj, encoded as data, is being written at
+// key, and returns the function to call with the write's outcome. When
+// the watch brings back exactly data, the cache takes obj itself rather
+// than a decoding of data; the writer must not touch obj afterwards, and
+// obj must be what decoding data gives (a shallow copy of a cached object
+// with some fields set is: its other parts are already as decoded and
+// shared, as cached objects are never modified in place). A failed write
+// forgets obj, and so does any later revision of the key.
+func (c *Cache) expect(key string, data []byte, obj manifests.Object) func(rev uint64, err error) {
+	x := &echo{data: data, obj: obj}
+	c.echoMu.Lock()
+	c.echoes[key] = x
+	c.echoMu.Unlock()
+	return func(rev uint64, err error) {
+		c.echoMu.Lock()
+		defer c.echoMu.Unlock()
+		if c.echoes[key] != x {
+			return // taken, or replaced by a newer write
+		}
+		if err != nil {
+			delete(c.echoes, key)
+		} else {
+			x.rev = rev
+		}
+	}
+}
+
+// echoed returns the object expected for e, if e carries its bytes.
+func (c *Cache) echoed(e bus.Entry) manifests.Object {
+	c.echoMu.Lock()
+	defer c.echoMu.Unlock()
+	x := c.echoes[e.Key]
+	switch {
+	case x == nil:
+		return nil
+	case bytes.Equal(x.data, e.Value):
+		delete(c.echoes, e.Key)
+		return x.obj
+	case x.rev != 0 && e.Revision >= x.rev:
+		delete(c.echoes, e.Key) // its revision went by (a watch started again)
+	}
+	return nil
 }
 
 func (c *Cache) set(key string, obj manifests.Object, rev uint64) {

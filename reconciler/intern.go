@@ -109,7 +109,18 @@ func (in *interner) pod(p *manifests.Pod) {
 		in.specs[ref.UID] = podParts{p.Spec.Containers, p.Spec.InitContainers, p.Spec.Volumes}
 	}
 
-	st := &p.Status
+	in.statusLocked(&p.Status)
+}
+
+// status is pod's part for a status only, as the status mirror writes it:
+// st and what it holds must be the caller's alone, not yet shared.
+func (in *interner) status(st *manifests.PodStatus) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.statusLocked(st)
+}
+
+func (in *interner) statusLocked(st *manifests.PodStatus) {
 	st.Phase, st.HostIP = str(st.Phase), str(st.HostIP)
 	st.Reason = str(st.Reason)
 	st.StartTime, st.ObservedAt = in.time(st.StartTime), in.time(st.ObservedAt)

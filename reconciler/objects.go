@@ -57,6 +57,24 @@ func UpdateObject(ctx context.Context, s bus.Store, obj manifests.Object, rev ui
 	return n, nil
 }
 
+// updateEchoed is UpdateObject for an object the cache takes back as it
+// is when the watch returns it (Cache.expect): obj is the cache's after
+// the call, and the caller must not touch it again.
+func updateEchoed(ctx context.Context, s bus.Store, cache *Cache, obj manifests.Object, rev uint64) (uint64, error) {
+	b, err := Encode(obj)
+	if err != nil {
+		return 0, err
+	}
+	key := manifests.KeyOf(obj)
+	done := cache.expect(key, b, obj)
+	n, err := s.Update(ctx, key, b, rev)
+	done(n, err)
+	if err != nil {
+		return 0, fmt.Errorf("update %s: %w", key, err)
+	}
+	return n, nil
+}
+
 // DeleteObject deletes key if the stored revision is still rev (0: any).
 func DeleteObject(ctx context.Context, s bus.Store, key string, rev uint64) error {
 	if err := s.Delete(ctx, key, rev); err != nil {

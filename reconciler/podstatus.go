@@ -110,7 +110,8 @@ func (s *statusMirror) reconcile(ctx context.Context, podKey string) error {
 		return nil
 	}
 	st := pod.Status
-	if hasReport && rep.r.UID == pod.UID && rep.r.Node == pod.Spec.NodeName {
+	fresh := hasReport && rep.r.UID == pod.UID && rep.r.Node == pod.Spec.NodeName
+	if fresh {
 		st = rep.r.Status
 		if sc := manifests.FindCondition(pod.Status.Conditions, "PodScheduled"); sc != nil {
 			st.Conditions = append([]manifests.Condition{*sc}, st.Conditions...)
@@ -124,8 +125,14 @@ func (s *statusMirror) reconcile(ctx context.Context, podKey string) error {
 	// it sees (nil and empty differ to it, not to JSON) is hashed.
 	if !reflect.DeepEqual(st, pod.Status) && manifests.Hash(st) != manifests.Hash(pod.Status) {
 		upd := *pod // shallow: only the status changes, and it is new
+		if fresh {
+			// The report's status is this reconcile's alone: shared
+			// with the cached pods as the cache shares what it decodes,
+			// so that the cache can take upd back as it is.
+			s.cp.objects.intern.status(&st)
+		}
 		upd.Status = st
-		if _, err := UpdateObject(ctx, s.cp.Objects, &upd, c.Rev); err != nil {
+		if _, err := updateEchoed(ctx, s.cp.Objects, s.cp.objects, &upd, c.Rev); err != nil {
 			if errors.Is(err, bus.ErrNotFound) {
 				return nil
 			}

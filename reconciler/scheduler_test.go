@@ -8,7 +8,7 @@ import (
 
 func TestFit(t *testing.T) {
 	n := &NodeInfo{Name: "n", Ready: true, Labels: map[string]string{"disk": "ssd"}, AllocCPU: 1000, AllocMem: 1 << 30, AllocPods: 3,
-		UsedCPU: 600, UsedMem: 512 << 20, Pods: 2, HostPorts: map[string]int{"tcp/80": 1}, Owners: map[string]int{}}
+		UsedCPU: 600, UsedMem: 512 << 20, Pods: 2, HostPorts: map[string]int{"tcp/80": 1}}
 	cases := []struct {
 		name string
 		r    PodRequest
@@ -98,11 +98,11 @@ func TestSchedulerSpreadsReplicas(t *testing.T) {
 		n := s.nodes[best]
 		n.UsedCPU += r.CPU
 		n.Pods++
-		n.Owners["rs-1"]++
+		s.addOwner("rs-1", n, 1)
 	}
 	for name, n := range s.nodes {
-		if n.Owners["rs-1"] != 3 {
-			t.Fatalf("node %s has %d replicas, want 3 on each of 4 nodes", name, n.Owners["rs-1"])
+		if got := s.sameOwner("rs-1", n); got != 3 {
+			t.Fatalf("node %s has %d replicas, want 3 on each of 4 nodes", name, got)
 		}
 	}
 }
@@ -113,11 +113,22 @@ func BenchmarkSchedulerChoose(b *testing.B) {
 		n := s.node(fmt.Sprintf("n%d", i))
 		n.Ready, n.AllocCPU, n.AllocMem, n.AllocPods = true, 4000, 8<<30, 110
 	}
-	r := PodRequest{CPU: 100, Mem: 64 << 20, Owner: "x"}
-	b.ResetTimer()
+	// Pods of 100 owners, each already spread over the nodes, as in the
+	// scale benchmark.
+	owners := make([]string, 100)
+	for i := range owners {
+		owners[i] = fmt.Sprintf("0b7f5a8e-1c2d-4e5f-8a9b-%012d", i)
+		for _, n := range s.order {
+			s.addOwner(owners[i], n, 1)
+		}
+	}
+	i := 0
 	for b.Loop() {
+		r := PodRequest{CPU: 1, Mem: 1 << 20, Owner: owners[i%len(owners)]}
 		best, _ := s.choose(r)
 		s.nodes[best].UsedCPU += 1
+		s.addOwner(r.Owner, s.nodes[best], 1)
+		i++
 	}
 }
 
@@ -148,11 +159,11 @@ func TestSchedulerLargeClusterSpreads(t *testing.T) {
 		n := s.nodes[best]
 		n.UsedCPU += r.CPU
 		n.Pods++
-		n.Owners["rs-1"]++
+		s.addOwner("rs-1", n, 1)
 	}
 	lo, hi := 3000, 0
 	for _, n := range s.nodes {
-		lo, hi = min(lo, n.Owners["rs-1"]), max(hi, n.Owners["rs-1"])
+		lo, hi = min(lo, s.sameOwner("rs-1", n)), max(hi, s.sameOwner("rs-1", n))
 	}
 	if lo != 3 || hi != 3 {
 		t.Fatalf("replicas per node range from %d to %d, want 3 on each of 1000 nodes", lo, hi)

@@ -288,34 +288,68 @@ func cpuTime(pid int) time.Duration {
 }
 
 // cpuSplit measures the CPU time each named process uses between its
-// creation and done().
+// creation and done(), and samples it every 200 ms meanwhile, so that the
+// share of a shorter window (the binds) can be told too.
 type cpuSplit struct {
-	names []string
-	pids  []int
-	start []time.Duration
-	t0    time.Time
+	mu      sync.Mutex
+	names   []string
+	pids    []int
+	start   []time.Duration
+	t0      time.Time
+	samples []cpuSample
+	stop    chan struct{}
+}
+
+// cpuSample is each process's CPU time at one moment (in names' order; a
+// process added later is missing from earlier samples).
+type cpuSample struct {
+	at   time.Time
+	used []time.Duration
 }
 
 func newCPUSplit(procs map[string]int) *cpuSplit {
-	c := &cpuSplit{t0: time.Now()}
+	c := &cpuSplit{t0: time.Now(), stop: make(chan struct{})}
 	for _, n := range slices.Sorted(maps.Keys(procs)) {
 		c.names = append(c.names, n)
 		c.pids = append(c.pids, procs[n])
 		c.start = append(c.start, cpuTime(procs[n]))
 	}
+	go func() {
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-c.stop:
+				return
+			case <-t.C:
+			}
+			c.mu.Lock()
+			smp := cpuSample{at: time.Now()}
+			for _, pid := range c.pids {
+				smp.used = append(smp.used, cpuTime(pid))
+			}
+			c.samples = append(c.samples, smp)
+			c.mu.Unlock()
+		}
+	}()
 	return c
 }
 
 // add counts one more process, from now: one started after newCPUSplit.
 func (c *cpuSplit) add(name string, pid int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.names = append(c.names, name)
 	c.pids = append(c.pids, pid)
 	c.start = append(c.start, cpuTime(pid))
 }
 
-// done returns "name 1.2 s (35 %%)" per process, the share being of one
-// core over the wall time since newCPUSplit.
+// done stops the sampling and returns "name 1.2 s (35 %%)" per process,
+// the share being of one core over the wall time since newCPUSplit.
 func (c *cpuSplit) done() string {
+	close(c.stop)
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	wall := time.Since(c.t0)
 	var parts []string
 	for i, n := range c.names {
@@ -323,6 +357,35 @@ func (c *cpuSplit) done() string {
 		parts = append(parts, fmt.Sprintf("%s %.1f s (%.0f%% of a core)", n, used.Seconds(), 100*used.Seconds()/wall.Seconds()))
 	}
 	return fmt.Sprintf("CPU over %.1f s: %s", wall.Seconds(), strings.Join(parts, ", "))
+}
+
+// between returns each process's share of a core from the last sample at
+// or before from to the first at or after to, or "" without such samples.
+func (c *cpuSplit) between(from, to time.Time) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	a, b := -1, -1
+	for i, smp := range c.samples {
+		if !smp.at.After(from) {
+			a = i
+		}
+		if b < 0 && !smp.at.Before(to) {
+			b = i
+		}
+	}
+	if a < 0 || b < 0 || b <= a {
+		return ""
+	}
+	wall := c.samples[b].at.Sub(c.samples[a].at)
+	var parts []string
+	for i, n := range c.names {
+		if i >= len(c.samples[a].used) {
+			continue
+		}
+		used := c.samples[b].used[i] - c.samples[a].used[i]
+		parts = append(parts, fmt.Sprintf("%s %.0f%%", n, 100*used.Seconds()/wall.Seconds()))
+	}
+	return fmt.Sprintf("CPU while binding (%.1f s), in shares of one core: %s", wall.Seconds(), strings.Join(parts, ", "))
 }
 
 // proc is a capstan (or bus) process the benchmarks started.

@@ -1,0 +1,13 @@
+package reconciler
+
+// Hooks for the external tests (package reconciler_test).
+
+// UpdateEchoed is updateEchoed.
+var UpdateEchoed = updateEchoed
+
+// PendingEchoes is how many written objects c still waits to see back.
+func PendingEchoes(c *Cache) int {
+	c.echoMu.Lock()
+	defer c.echoMu.Unlock()
+	return len(c.echoes)
+}
