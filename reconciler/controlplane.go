@@ -213,10 +213,12 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 			c.queue.Add(key)
 		}
 		if ref := obj.GetObjectMeta().Controller(); ref != nil {
-			if c, ok := byKind[ref.Kind]; ok {
+			if c, ok := byKind[ref.Kind]; ok && !(replicaKinds[ref.Kind] && boundOnly(old, cur)) {
 				c.queue.Add(ownerKey(obj))
 			}
-			gcCtl.queue.Add(key)
+			if old == nil || cur == nil || !sameController(old, cur) {
+				gcCtl.queue.Add(key) // it only checks that the controller exists
+			}
 		}
 		if kind == "Pod" {
 			assignCtl.queue.Add(key)

@@ -23,6 +23,9 @@ import (
 // at tens of thousands of pods a second copy of every status was a fifth
 // of the control plane's heap. The rare paths that need a mirrored report
 // again (a pod shown NodeLost whose node is back) read it from the bus.
+// A report is held as written and decoded by the worker that mirrors it:
+// the watch is one goroutine for every report of the cluster, and a
+// report a newer one replaced before it was mirrored is never decoded.
 type statusMirror struct {
 	cp      *ControlPlane
 	mu      sync.Mutex
@@ -33,7 +36,7 @@ type statusMirror struct {
 type report struct {
 	key string
 	rev uint64
-	r   *manifests.PodStatusReport // nil once mirrored
+	raw []byte // the report as written; nil once mirrored
 }
 
 func newStatusMirror(cp *ControlPlane) *statusMirror {
@@ -58,10 +61,7 @@ func (s *statusMirror) watch(ctx context.Context, q *Queue) error {
 				delete(s.reports, pk)
 			}
 		} else {
-			var r manifests.PodStatusReport
-			if err := json.Unmarshal(e.Value, &r); err == nil {
-				s.reports[pk] = report{key: e.Key, rev: e.Revision, r: &r}
-			}
+			s.reports[pk] = report{key: e.Key, rev: e.Revision, raw: e.Value}
 		}
 		s.mu.Unlock()
 		if synced {
@@ -88,31 +88,38 @@ func (s *statusMirror) reconcile(ctx context.Context, podKey string) error {
 	pod := c.Obj.(*manifests.Pod)
 	node, nodeKnown := s.cp.nodes.Get(pod.Spec.NodeName)
 	nodeReady := nodeKnown && manifests.IsNodeReady(node.Obj.(*manifests.Node))
-	if hasReport && rep.r == nil {
+	var r *manifests.PodStatusReport
+	if hasReport && rep.raw != nil {
+		r = new(manifests.PodStatusReport)
+		if err := json.Unmarshal(rep.raw, r); err != nil {
+			s.cp.Log.Warn("skip undecodable status report", "key", rep.key, "err", err)
+			s.mirrored(podKey, rep.rev) // not decoded again
+			r, hasReport = nil, false
+		}
+	} else if hasReport {
 		// Mirrored already: the pod shows it, unless the pod is
 		// terminating (its report decides when it is gone) or shown
 		// NodeLost while its node is back.
 		if pod.DeletionTimestamp == nil && (!nodeReady || !shownNodeLost(pod)) {
 			hasReport = false
 		} else {
-			r, err := s.fetch(ctx, rep)
-			if err != nil {
+			var err error
+			if r, err = s.fetch(ctx, rep); err != nil {
 				return err
 			}
-			rep.r = r
 		}
-		hasReport = hasReport && rep.r != nil
+		hasReport = hasReport && r != nil
 	}
-	if done, err := s.cp.finishDeletion(ctx, c, rep.r); done || err != nil {
+	if done, err := s.cp.finishDeletion(ctx, c, r); done || err != nil {
 		return err
 	}
 	if pod.Spec.NodeName == "" {
 		return nil
 	}
 	st := pod.Status
-	fresh := hasReport && rep.r.UID == pod.UID && rep.r.Node == pod.Spec.NodeName
+	fresh := hasReport && r.UID == pod.UID && r.Node == pod.Spec.NodeName
 	if fresh {
-		st = rep.r.Status
+		st = r.Status
 		if sc := manifests.FindCondition(pod.Status.Conditions, "PodScheduled"); sc != nil {
 			st.Conditions = append([]manifests.Condition{*sc}, st.Conditions...)
 		}
@@ -151,7 +158,7 @@ func (s *statusMirror) mirrored(podKey string, rev uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if cur, ok := s.reports[podKey]; ok && cur.rev == rev {
-		cur.r = nil
+		cur.raw = nil
 		s.reports[podKey] = cur
 	}
 }
