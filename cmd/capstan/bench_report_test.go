@@ -177,7 +177,7 @@ const methodText = `## Running it
 
 Variables: BENCH_ROUNDS (20), BENCH_PARALLEL (50), BENCH_CONCURRENCY (8),
 BENCH_NODES (1000), BENCH_PODS (30000, the issue's scale), BENCH_LOSS_PODS (300),
-BENCH_MANIFESTS (10000), BENCH_ONLY, BENCH_NODE_ARGS (extra flags for the real node daemons).
+BENCH_SCHED_ROUNDS (3), BENCH_MANIFESTS (10000), BENCH_ONLY, BENCH_NODE_ARGS (extra flags for the real node daemons).
 
 The harness is a build-tagged test (` + "`//go:build bench`" + `) in cmd/capstan, so it
 can reuse the end-to-end helpers (git repositories, Podman checks) and run
@@ -200,7 +200,13 @@ on pods already pending: the control plane runs with
 rate is a row of its own), then restarts with every controller, and the
 rate is the pods bound from its first bind to its last. The simulated
 nodes take each bound pod and report it Running meanwhile, as real nodes
-would; kube-scheduler's benchmark has no kubelets.
+would; kube-scheduler's benchmark has no kubelets. The figure is the
+median of BENCH_SCHED_ROUNDS rounds (3): after the first, profiled and
+followed until every pod runs, each round deletes the last one's
+ReplicaSets, waits for their pods to go, and binds the pods of new ones.
+The harness decodes a pod's first version only and scans later ones for
+its node and phase, so that it takes as little as it can of the CPU the
+processes measured share with it (the row gives its share).
 `
 
 const analysisText = `## Where the time and memory go

@@ -37,18 +37,19 @@ import (
 // benchConfig is read from the environment (the Makefile passes its
 // variables through); the defaults fit about ten minutes on two cores.
 type benchConfig struct {
-	only      map[string]bool // empty: all
-	bin       string
-	outDir    string // bench/
-	docs      string // docs/BENCHMARKS.md
-	micro     string // output of the Go micro-benchmarks, when run
-	rounds    int    // commit to running
-	parallel  int    // parallel start: pods
-	conc      int    // parallel start: raw Podman concurrency
-	nodes     int    // simulated nodes
-	pods      int    // scheduler throughput: pods
-	lossPods  int    // node loss: pods on the killed nodes
-	manifests int    // sync: files
+	only        map[string]bool // empty: all
+	bin         string
+	outDir      string // bench/
+	docs        string // docs/BENCHMARKS.md
+	micro       string // output of the Go micro-benchmarks, when run
+	rounds      int    // commit to running
+	parallel    int    // parallel start: pods
+	conc        int    // parallel start: raw Podman concurrency
+	nodes       int    // simulated nodes
+	pods        int    // scheduler throughput: pods
+	lossPods    int    // node loss: pods on the killed nodes
+	schedRounds int    // scheduler throughput: rounds, for the median
+	manifests   int    // sync: files
 }
 
 func envInt(name string, def int) int {
@@ -67,18 +68,19 @@ func envStr(name, def string) string {
 
 func loadBenchConfig() benchConfig {
 	c := benchConfig{
-		only:      map[string]bool{},
-		bin:       envStr("CAPSTAN_BIN", filepath.Join("..", "..", "bin", "capstan")),
-		outDir:    envStr("BENCH_OUT", filepath.Join("..", "..", "bench")),
-		docs:      envStr("BENCH_DOCS", filepath.Join("..", "..", "docs", "BENCHMARKS.md")),
-		micro:     os.Getenv("BENCH_MICRO"),
-		rounds:    envInt("BENCH_ROUNDS", 20),
-		parallel:  envInt("BENCH_PARALLEL", 50),
-		conc:      envInt("BENCH_CONCURRENCY", 8),
-		nodes:     envInt("BENCH_NODES", 1000),
-		pods:      envInt("BENCH_PODS", 30000),
-		lossPods:  envInt("BENCH_LOSS_PODS", 300),
-		manifests: envInt("BENCH_MANIFESTS", 10000),
+		only:        map[string]bool{},
+		bin:         envStr("CAPSTAN_BIN", filepath.Join("..", "..", "bin", "capstan")),
+		outDir:      envStr("BENCH_OUT", filepath.Join("..", "..", "bench")),
+		docs:        envStr("BENCH_DOCS", filepath.Join("..", "..", "docs", "BENCHMARKS.md")),
+		micro:       os.Getenv("BENCH_MICRO"),
+		rounds:      envInt("BENCH_ROUNDS", 20),
+		parallel:    envInt("BENCH_PARALLEL", 50),
+		conc:        envInt("BENCH_CONCURRENCY", 8),
+		nodes:       envInt("BENCH_NODES", 1000),
+		pods:        envInt("BENCH_PODS", 30000),
+		lossPods:    envInt("BENCH_LOSS_PODS", 300),
+		schedRounds: envInt("BENCH_SCHED_ROUNDS", 3),
+		manifests:   envInt("BENCH_MANIFESTS", 10000),
 	}
 	for s := range strings.SplitSeq(os.Getenv("BENCH_ONLY"), ",") {
 		if s = strings.TrimSpace(s); s != "" {
@@ -121,14 +123,28 @@ type results struct {
 	mu        sync.Mutex
 }
 
-func (r *results) add(f figure) {
+func (r *results) add(f figure) { r.insert(-1, f) }
+
+// insert adds f as the i-th figure (at the end for -1): a figure taken
+// later than those after it.
+func (r *results) insert(i int, f figure) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if f.Baseline != nil && *f.Baseline != 0 {
 		ratio := f.Value / *f.Baseline
 		f.Ratio = &ratio
 	}
-	r.Figures = append(r.Figures, f)
+	if i < 0 || i > len(r.Figures) {
+		i = len(r.Figures)
+	}
+	r.Figures = slices.Insert(r.Figures, i, f)
+}
+
+// next is the index the next figure added takes.
+func (r *results) next() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.Figures)
 }
 
 func (r *results) note(format string, args ...any) {
@@ -351,11 +367,14 @@ func (c *cpuSplit) done() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	wall := time.Since(c.t0)
+	final := cpuSample{at: time.Now()} // so that a window ending now has a sample after it
 	var parts []string
 	for i, n := range c.names {
-		used := cpuTime(c.pids[i]) - c.start[i]
+		final.used = append(final.used, cpuTime(c.pids[i]))
+		used := final.used[i] - c.start[i]
 		parts = append(parts, fmt.Sprintf("%s %.1f s (%.0f%% of a core)", n, used.Seconds(), 100*used.Seconds()/wall.Seconds()))
 	}
+	c.samples = append(c.samples, final)
 	return fmt.Sprintf("CPU over %.1f s: %s", wall.Seconds(), strings.Join(parts, ", "))
 }
 
