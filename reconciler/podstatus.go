@@ -127,10 +127,7 @@ func (s *statusMirror) reconcile(ctx context.Context, podKey string) error {
 	if !nodeReady {
 		st = nodeLostStatus(st, pod.Status)
 	}
-	// Most reports change nothing the pod shows: a deep comparison finds
-	// that without the two encodings a hash takes, and only a difference
-	// it sees (nil and empty differ to it, not to JSON) is hashed.
-	if !reflect.DeepEqual(st, pod.Status) && manifests.Hash(st) != manifests.Hash(pod.Status) {
+	if statusDiffers(st, pod.Status) {
 		upd := *pod // shallow: only the status changes, and it is new
 		if fresh {
 			// The report's status is this reconcile's alone: shared
@@ -177,6 +174,22 @@ func (s *statusMirror) fetch(ctx context.Context, rep report) (*manifests.PodSta
 		return nil, fmt.Errorf("decode status report %s: %w", rep.key, err)
 	}
 	return &r, nil
+}
+
+// statusDiffers reports whether a and b encode differently. Most reports
+// change nothing the pod shows, and a deep comparison finds that without
+// the two encodings a hash takes; a difference it sees (nil and empty
+// differ to it, not to JSON) is hashed, unless a field that encodes as
+// it is (the phase, the number of conditions or of container statuses)
+// already differs, as it does for most of the statuses that are written.
+func statusDiffers(a, b manifests.PodStatus) bool {
+	switch {
+	case reflect.DeepEqual(a, b):
+		return false
+	case a.Phase != b.Phase || len(a.Conditions) != len(b.Conditions) || len(a.ContainerStatuses) != len(b.ContainerStatuses):
+		return true
+	}
+	return manifests.Hash(a) != manifests.Hash(b)
 }
 
 // shownNodeLost reports whether the pod shows a condition nodeLostStatus

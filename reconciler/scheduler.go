@@ -213,8 +213,12 @@ func (s *scheduler) account(key string, pod *manifests.Pod) {
 	if pod == nil || pod.Spec.NodeName == "" || manifests.IsPodTerminal(pod) {
 		return
 	}
-	r := requestOf(pod)
-	n := s.node(pod.Spec.NodeName)
+	s.place(key, pod.Spec.NodeName, requestOf(pod))
+}
+
+// place counts r on node for the pod at key, which takes no room yet.
+func (s *scheduler) place(key, node string, r PodRequest) {
+	n := s.node(node)
 	n.UsedCPU += r.CPU
 	n.UsedMem += r.Mem
 	n.Pods++
@@ -222,7 +226,7 @@ func (s *scheduler) account(key string, pod *manifests.Pod) {
 		n.HostPorts[p]++
 	}
 	s.addOwner(r.Owner, n, 1)
-	s.placed[key] = placement{node: pod.Spec.NodeName, req: r}
+	s.placed[key] = placement{node: node, req: r}
 }
 
 func (s *scheduler) onObject(q *Queue) Handler {
@@ -373,9 +377,8 @@ func (s *scheduler) reconcile(ctx context.Context, key string) error {
 	node, why := s.choose(r)
 	if node != "" {
 		// Assume the bind so the next pod sees the room taken.
-		assumed := *pod
-		assumed.Spec.NodeName = node
-		s.account(key, &assumed)
+		s.account(key, pod) // a pending pod takes none
+		s.place(key, node, r)
 		s.binding[key] = true
 	}
 	s.mu.Unlock()
