@@ -244,31 +244,37 @@ sample for its timestamp alone, every 15 s (only changed values now, or a
 minute-old one); the scheduler's binds waited a round trip each, 32 at a
 time (asynchronous now, up to 1,024 in flight); the SOPS library linked
 every cloud key service into the binary (an age-only codec of our own
-now).
+now); the scheduler looked an owner's pods up in a map per node for
+every node it scored, a tenth of the control plane's CPU at 1,000 nodes
+(one slice per owner now); the objects cache decoded the control plane's
+own binds and mirrored statuses when its watch brought them back, the
+largest single part of its CPU in a burst (it takes the object written
+when the bytes are the ones it wrote); a bind queued the pod's
+ReplicaSet, whose reconcile lists its pods twice, for nothing (a bind
+alone no longer does); the status mirror's watch, one goroutine for every
+report of the cluster, decoded each (its workers do now, and a report
+replaced before it is mirrored is never decoded); the harness decoded
+every version of every pod, a fifth of a core while binding (it scans
+later versions for the node and phase).
 
-Still short of the targets:
+Still short of the targets, or close to them:
 
-- **Scheduler throughput.** Measured on pending pods, binds were
-  latency-bound, not CPU-bound: 32 workers each waited for its write, and
-  under a burst a round trip is tens of milliseconds, so 1,100 binds/s.
-  Binds are asynchronous now (up to 1,024 in flight, as kube-scheduler's
-  binding cycle), which tripled the rate at 30,000 pods. What is left is
-  CPU: both cores are busy (the CPU split in the table) with the bus, the
-  control plane and the simulated nodes, each pod costing about seven bus
-  writes (the row says which streams) and as many JSON decodes of a whole
-  pod, in three processes. Binding faster moved the queue downstream: the
-  assigner and the nodes take the bound pods later (the fan-out p99 under
-  the burst), and the last pod runs no sooner. In the control plane's
-  profile, decoding the objects cache's events is the largest part (about
-  a quarter), then the status mirror, the binds, the assigner and the
-  ReplicaSet controller; choosing a node is under a twentieth. 5,000
-  binds/s at this scale on two shared cores needs the per-pod work cut
-  further: status kept beside the pod rather than rewritten into it (a
-  full-pod write and decode less per status change), a generated codec
-  instead of reflection, and the simulated nodes' relist (about half of
-  their CPU) made incremental.
+- **Scheduler throughput** is CPU-bound: while binding, the shares of
+  one core in its row add up to both cores, the control plane taking
+  about one. The same code on this shared machine, minutes apart, gave
+  medians of three rounds from 4,600 to 7,400 pods/s and single rounds
+  from 3,600 to 9,800, as the neighbours' load swung; the target is met
+  when the machine is quiet and missed when it is not. Each pod costs the
+  bus about seven writes (the row says which streams), the control plane
+  about four JSON encodings (the bind, the status, the assignment, the
+  event) and two decodes (the node's reports), the simulated nodes a
+  decode and two or three encodings, and the harness a scan. Margin on a loaded machine needs that
+  cut further: status kept beside the pod rather than rewritten into it
+  (a full-pod write and decode less per status change), a generated
+  codec instead of reflection, and the simulated nodes' relist made
+  incremental.
 - **Control plane RSS.** Sharing in the objects cache took the heap in
-  use at 30,000 pods from 181 MB to 127 MB; what is left is each pod's own
+  use at 30,000 pods from 181 MB to 110-130 MB; what is left is each pod's own
   fields (the Pod struct alone is 568 bytes, then name, uid, container
   status), the status mirror's index of reports, the caches' indexes and
   the controllers' queues. The RSS adds the collector's headroom (GOGC=100
