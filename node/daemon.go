@@ -65,6 +65,7 @@ type Daemon struct {
 	objects  map[string]podObjects     // "<ns>/<name>" -> its assignment's ConfigMaps and Secrets
 	volMu    sync.Mutex                // serialises writes of pod volumes
 	inflight map[string]bool           // pod uid or runtime pod id -> busy
+	backlog  []waitingSync             // pods the last relist wanted synced while MaxParallel were busy
 	attempts map[string]int            // "<uid>/<container>" -> highest attempt seen
 	waiting  map[string]map[string]manifests.ContainerStateWaiting
 	reported map[string]reportedStatus // "<ns>/<name>" -> last report
@@ -415,6 +416,7 @@ func (d *Daemon) relist(ctx context.Context) {
 		d.specs[pod.UID+"/"+h] = pod
 	}
 	d.specHashes = known
+	d.backlog = d.backlog[:0] // this relist decides again
 	d.mu.Unlock()
 	wanted := map[string]bool{}
 	terminating := map[string]bool{}
@@ -455,8 +457,10 @@ func (d *Daemon) relist(ctx context.Context) {
 				d.spawn(ctx, pod.UID, func(ctx context.Context) { d.killPod(ctx, pod, rp) })
 			}
 		} else {
-			if d.needsWork(pod, rp, now) {
-				d.spawn(ctx, pod.UID, func(ctx context.Context) { d.syncPod(ctx, pod, rp) })
+			if d.needsWork(pod, rp, now) && d.spawn(ctx, pod.UID, func(ctx context.Context) { d.syncPod(ctx, pod, rp) }) {
+				d.mu.Lock()
+				d.backlog = append(d.backlog, waitingSync{key: key, pod: pod, rp: rp})
+				d.mu.Unlock()
 			}
 			wantProbes(pod, rp, probes)
 		}
@@ -578,11 +582,12 @@ func portsBusy(pod *manifests.Pod, busy map[string]bool) bool {
 // spawn runs fn for id unless work for id is already running. Work is
 // cancelled with the daemon: whatever it left half done, the next relist
 // after a restart finishes.
-func (d *Daemon) spawn(ctx context.Context, id string, fn func(ctx context.Context)) {
+func (d *Daemon) spawn(ctx context.Context, id string, fn func(ctx context.Context)) (full bool) {
 	d.mu.Lock()
 	if d.inflight[id] || len(d.inflight) >= d.MaxParallel {
+		full = !d.inflight[id]
 		d.mu.Unlock()
-		return // the next relist tries again
+		return full // the next relist tries again
 	}
 	d.inflight[id] = true
 	d.mu.Unlock()
@@ -590,9 +595,39 @@ func (d *Daemon) spawn(ctx context.Context, id string, fn func(ctx context.Conte
 		fn(ctx)
 		d.mu.Lock()
 		delete(d.inflight, id)
+		next, ok := d.nextWaiting()
 		d.mu.Unlock()
+		if ok {
+			d.spawn(ctx, next.pod.UID, func(ctx context.Context) { d.syncPod(ctx, next.pod, next.rp) })
+		}
 		d.poke()
 	})
+	return false
+}
+
+// waitingSync is a pod the last relist wanted to sync while MaxParallel
+// were busy.
+type waitingSync struct {
+	key string
+	pod *manifests.Pod
+	rp  *PodInfo
+}
+
+// nextWaiting takes the first pod waiting for a slot that is still
+// assigned as it was (d.mu held). A slot that frees starts it at once:
+// waiting for the relist the end of a sync pokes left the slot idle for a
+// relist's time (a list of the node's pods from Podman, then a report of
+// each), and 50 pods started at once took a fifth longer than through
+// Podman directly (docs/BENCHMARKS.md).
+func (d *Daemon) nextWaiting() (waitingSync, bool) {
+	for len(d.backlog) > 0 {
+		w := d.backlog[0]
+		d.backlog = d.backlog[1:]
+		if d.desired[w.key] == w.pod && !d.inflight[w.pod.UID] {
+			return w, true
+		}
+	}
+	return waitingSync{}, false
 }
 
 func (d *Daemon) needsWork(pod *manifests.Pod, rp *PodInfo, now time.Time) bool {

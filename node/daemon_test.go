@@ -32,7 +32,9 @@ type world struct {
 	d    *node.Daemon
 }
 
-func newWorld(t *testing.T) *world {
+// newWorld starts a daemon on the fake runtime; each of configure may
+// change it before it runs.
+func newWorld(t *testing.T, configure ...func(*node.Daemon)) *world {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := natsbus.NewServer(natsbus.ServerOptions{DataDir: t.TempDir(), Port: -1})
@@ -51,6 +53,9 @@ func newWorld(t *testing.T) *world {
 	d := &node.Daemon{Name: "n1", Runtime: rt, Nodes: conn.Nodes, Assignments: conn.Assignments, Status: conn.Status,
 		Events: conn.Events, Log: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		RelistInterval: 50 * time.Millisecond, UsageInterval: 100 * time.Millisecond}
+	for _, c := range configure {
+		c(d)
+	}
 	done := make(chan struct{}, 2)
 	go func() { _ = d.Run(ctx); done <- struct{}{} }()
 	go func() { _ = d.ServeLogs(ctx, conn.NC); done <- struct{}{} }()
@@ -684,5 +689,50 @@ func TestRemoteExec(t *testing.T) {
 	_, err = node.RemoteExec(w.ctx, w.conn.NC, "n2", node.ExecRequest{Namespace: "default", Pod: "exec", Command: []string{"true"}}, &stdout, &stderr)
 	if !errors.Is(err, node.ErrNoNode) {
 		t.Errorf("exec on a node that does not answer: %v, want ErrNoNode", err)
+	}
+}
+
+// slowList is the fake runtime with a slow ListPods, as Podman's is
+// under load, counting the lists.
+type slowList struct {
+	*fake.Runtime
+	delay time.Duration
+	lists atomic.Int64
+}
+
+func (s *slowList) ListPods(ctx context.Context, match map[string]string) ([]node.PodInfo, error) {
+	s.lists.Add(1)
+	time.Sleep(s.delay)
+	return s.Runtime.ListPods(ctx, match)
+}
+
+// A slot that frees starts the next pod waiting for one, without a relist
+// in between: with one slot, six pods start with fewer relists than pods.
+// Waiting for the relist each finished sync pokes made every start after
+// the first wait for a whole list of the node's pods.
+func TestDaemonFreedSlotStartsTheNextPod(t *testing.T) {
+	var rt *slowList
+	w := newWorld(t, func(d *node.Daemon) {
+		rt = &slowList{Runtime: d.Runtime.(*fake.Runtime), delay: 200 * time.Millisecond}
+		d.Runtime, d.MaxParallel, d.RelistInterval = rt, 1, time.Hour
+	})
+	var pods []*manifests.Pod
+	for i := range 6 {
+		p := newPod(fmt.Sprintf("p%d", i), nil)
+		pods = append(pods, p)
+		w.assign(p)
+	}
+	var lists int64
+	eventually(t, 30*time.Second, "six pods started", func() error {
+		lists = rt.lists.Load() // before looking: the lists that began before all had started
+		for _, p := range pods {
+			if cs := w.containers(p, "app"); len(cs) == 0 || cs[0].State != node.StateRunning {
+				return fmt.Errorf("%s not running", p.Name)
+			}
+		}
+		return nil
+	})
+	if lists >= int64(len(pods)) {
+		t.Fatalf("%d lists of the node's pods before %d pods had started one at a time: each waited for a relist", lists, len(pods))
 	}
 }
