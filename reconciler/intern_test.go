@@ -3,6 +3,8 @@ package reconciler
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -78,4 +80,35 @@ func sameMap(a, b map[string]string) bool {
 	_, ok := b[probe]
 	delete(a, probe)
 	return ok
+}
+
+// BenchmarkCacheHeapPerPod fills a cache with 30,000 running pods of 100
+// ReplicaSets on 1,000 nodes, decoded and interned as the watch delivers
+// them, and reports the heap they take with the cache's indexes.
+func BenchmarkCacheHeapPerPod(b *testing.B) {
+	const pods = 30000
+	var perPod float64
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		c := NewCache(nil, nil)
+		for i := range pods {
+			name := fmt.Sprintf("burst-%03d-%05d", i/300, i)
+			src := strings.NewReplacer("NAME", name, "UID", fmt.Sprintf("0b7f5a8e-1c2d-4e5f-8a9b-%012d", i), "IMAGE", "localhost/capstan-test:latest",
+				"rs-1", fmt.Sprintf("1b7f5a8e-1c2d-4e5f-8a9b-%012d", i/300), `"n1"`, fmt.Sprintf(`"sim-%04d"`, i%1000),
+				"04:29:40", fmt.Sprintf("04:%02d:%02d", 29+i/3000, i/50%60)).Replace(internPodJSON)
+			obj, err := manifests.Decode([]byte(src))
+			if err != nil {
+				b.Fatal(err)
+			}
+			c.intern.pod(obj.(*manifests.Pod))
+			c.set("Pod.default."+name, obj, uint64(i+1))
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		perPod = float64(after.HeapAlloc-before.HeapAlloc) / pods
+		runtime.KeepAlive(c)
+	}
+	b.ReportMetric(perPod, "heap-B/pod")
 }

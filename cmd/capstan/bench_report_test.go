@@ -255,7 +255,10 @@ alone no longer does); the status mirror's watch, one goroutine for every
 report of the cluster, decoded each (its workers do now, and a report
 replaced before it is mirrored is never decoded); the harness decoded
 every version of every pod, a fifth of a core while binding (it scans
-later versions for the node and phase).
+later versions for the node and phase); a node started the next of its
+pods waiting for a slot only after the relist the last one's end poked,
+so 50 pods at once took 1.16-1.31 times as long as through Podman (a
+freed slot starts the next pod now: 1.04-1.08).
 
 Still short of the targets, or close to them:
 
@@ -273,16 +276,23 @@ Still short of the targets, or close to them:
   (a full-pod write and decode less per status change), a generated
   codec instead of reflection, and the simulated nodes' relist made
   incremental.
-- **Control plane RSS.** Sharing in the objects cache took the heap in
-  use at 30,000 pods from 181 MB to 110-130 MB; what is left is each pod's own
-  fields (the Pod struct alone is 568 bytes, then name, uid, container
-  status), the status mirror's index of reports, the caches' indexes and
-  the controllers' queues. The RSS adds the collector's headroom (GOGC=100
-  lets the heap reach twice the live data) and the binary's file-backed
-  pages: package initialisation touches most of the binary, so dropping
-  the SOPS library's cloud key services (562 packages, 37 MB of the
-  binary) took those pages from about 70 MiB to 42 MiB. Under 150 MB
-  needs the cache's pods compact (encoded, with a small index, decoded on
-  demand) and a control-plane build without the Podman bindings, as
-  bin/capstan-node is without the control plane.
+- **Control plane RSS.** The row says where it goes as the Go runtime
+  sees it. The collector lets the heap grow to twice what was live at its
+  last pass (GOGC=100) and keeps what it freed until the heap shrinks, so
+  the RSS is about twice the live heap (about 90 MiB at 30,000 pods) plus
+  the binary's file-backed pages (40-50 MiB: package initialisation
+  touches most of the binary; dropping the SOPS library's cloud key
+  services took them from about 70 MiB). Sharing in the objects cache
+  took the live heap at 30,000 pods from 181 MB to about 90; the cache is
+  36 MB of it (1.2 KB a pod with its indexes: BenchmarkCacheHeapPerPod
+  fills a cache with 30,000 running pods as the watch delivers them; the
+  Pod struct alone is 568 bytes), the rest is the other controllers' state per pod
+  (the scheduler's placements, the assigner's digests, the status
+  mirror's report keys, each watch's revisions) and the queues. Under
+  150 MB means a live heap near 45 MB, about 1.5 KB a pod for everything:
+  the cache's pods compact (encoded, with a small index, decoded on
+  demand), the controllers' per-pod state folded into one index, and a
+  control-plane build without the Podman bindings, as bin/capstan-node is
+  without the control plane. Trading CPU for memory (a lower GOGC, or a
+  memory limit) would only move the cost to the scheduler's row.
 `
