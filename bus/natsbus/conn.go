@@ -246,5 +246,28 @@ func setup(ctx context.Context, nc *nats.Conn, opts Options) (*Conn, error) {
 	return c, nil
 }
 
+// legacyBuckets are buckets an older Capstan wrote that nothing reads
+// now: "assignments", the one bucket of assignments before they were
+// sharded over sixteen (docs/ARCHITECTURE.md).
+var legacyBuckets = []string{bus.BucketAssignments}
+
+// DropLegacy deletes the buckets an older Capstan left that nothing reads
+// any more, and returns the names of those it found. The control plane
+// calls it when it starts.
+func (c *Conn) DropLegacy(ctx context.Context) ([]string, error) {
+	var dropped []string
+	for _, b := range legacyBuckets {
+		err := c.JS.DeleteKeyValue(ctx, b)
+		switch {
+		case errors.Is(err, jetstream.ErrBucketNotFound):
+		case err != nil:
+			return dropped, fmt.Errorf("natsbus: delete the legacy bucket %s: %w", b, err)
+		default:
+			dropped = append(dropped, b)
+		}
+	}
+	return dropped, nil
+}
+
 // Close closes the connection; watches end and close their channels.
 func (c *Conn) Close() { c.NC.Close() }

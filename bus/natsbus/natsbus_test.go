@@ -169,6 +169,31 @@ func TestBucketsAndStreams(t *testing.T) {
 	c2.Close()
 }
 
+// A bus an older Capstan wrote keeps its one assignments bucket until the
+// control plane drops it; the sharded buckets stay.
+func TestDropLegacy(t *testing.T) {
+	c := connect(t, startServer(t, t.TempDir(), false), Options{})
+	ctx := testCtx(t)
+	old, err := c.JS.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bus.BucketAssignments})
+	require_NoError(t, err)
+	_, err = old.Put(ctx, "n1.default.web", []byte("{}"))
+	require_NoError(t, err)
+	dropped, err := c.DropLegacy(ctx)
+	require_NoError(t, err)
+	if !slices.Equal(dropped, []string{bus.BucketAssignments}) {
+		t.Fatalf("dropped %v, want the assignments bucket", dropped)
+	}
+	if _, err := c.JS.KeyValue(ctx, bus.BucketAssignments); !errors.Is(err, jetstream.ErrBucketNotFound) {
+		t.Fatalf("the legacy bucket is still there: %v", err)
+	}
+	if _, err := c.JS.KeyValue(ctx, AssignmentsBucket(0)); err != nil {
+		t.Fatalf("a sharded assignments bucket went with it: %v", err)
+	}
+	if dropped, err := c.DropLegacy(ctx); err != nil || len(dropped) != 0 {
+		t.Fatalf("dropping again: %v, %v; want nothing and no error", dropped, err)
+	}
+}
+
 func TestEvents(t *testing.T) {
 	c := connect(t, startServer(t, t.TempDir(), false), Options{EventsPerObject: 5})
 	ctx := testCtx(t)

@@ -118,6 +118,11 @@ func (f *stackFlags) startBus(ctx context.Context, log *slog.Logger) (*natsbus.C
 		}
 		return nil, nil, err
 	}
+	if dropped, err := conn.DropLegacy(ctx); err != nil {
+		log.Warn("the buckets of an older Capstan stay", "err", err)
+	} else if len(dropped) > 0 {
+		log.Info("deleted the buckets of an older Capstan that nothing reads", "buckets", dropped)
+	}
 	return conn, func() {
 		conn.Close()
 		if srv != nil {
