@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/capstan-io/capstan/bus"
-	"github.com/capstan-io/capstan/bus/natsbus"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler"
 )
@@ -23,23 +22,13 @@ import (
 // when they change, appear or go, at once (the resync is an hour away, so
 // only the reference index can re-queue the pod).
 func TestAssignmentCarriesReferencedObjects(t *testing.T) {
+	conn := startBus(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := natsbus.NewServer(natsbus.ServerOptions{DataDir: t.TempDir(), Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	conn, err := natsbus.Connect(ctx, srv.ClientURL(), natsbus.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	cp := &reconciler.ControlPlane{Objects: conn.Objects, Assignments: conn.Assignments, Status: conn.Status,
 		Nodes: conn.Nodes, Events: conn.Events, Log: logger(t), ResyncPeriod: time.Hour}
 	done := make(chan struct{})
 	go func() { _ = cp.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; conn.Close(); srv.Shutdown() })
+	t.Cleanup(func() { cancel(); <-done })
 
 	cm := func(ns, name, v string) *manifests.ConfigMap {
 		return &manifests.ConfigMap{TypeMeta: manifests.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},

@@ -116,18 +116,8 @@ type cluster struct {
 }
 
 func startCluster(t *testing.T, r *repo, opts ...func(*reconciler.ControlPlane)) *cluster {
+	conn := startBus(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := natsbus.NewServer(natsbus.ServerOptions{DataDir: t.TempDir(), Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	conn, err := natsbus.Connect(ctx, srv.ClientURL(), natsbus.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	log := logger(t)
 	src, err := git.New(git.Options{URL: r.dir, Interval: time.Hour, CacheDir: t.TempDir()}, log)
 	if err != nil {
@@ -152,8 +142,6 @@ func startCluster(t *testing.T, r *repo, opts ...func(*reconciler.ControlPlane))
 		cancel()
 		<-done
 		<-done
-		conn.Close()
-		srv.Shutdown()
 	})
 	return c
 }

@@ -33,18 +33,8 @@ type trustCluster struct {
 
 func startTrustCluster(t *testing.T, src *git.Source, sops *reconciler.Sops) *trustCluster {
 	t.Helper()
+	conn := startBus(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := natsbus.NewServer(natsbus.ServerOptions{DataDir: t.TempDir(), Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	conn, err := natsbus.Connect(ctx, srv.ClientURL(), natsbus.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	log := logger(t)
 	cp := &reconciler.ControlPlane{Objects: conn.Objects, Assignments: conn.Assignments, Status: conn.Status,
 		Nodes: conn.Nodes, Events: conn.Events, Log: log, ResyncPeriod: 500 * time.Millisecond, Sops: sops}
@@ -63,8 +53,6 @@ func startTrustCluster(t *testing.T, src *git.Source, sops *reconciler.Sops) *tr
 		for range 3 {
 			<-done
 		}
-		conn.Close()
-		srv.Shutdown()
 	})
 	return &trustCluster{ctx: ctx, conn: conn, rt: rt}
 }
