@@ -265,8 +265,8 @@ Still short of the targets, or close to them:
 - **Scheduler throughput** is CPU-bound: while binding, the shares of
   one core in its row add up to both cores, the control plane taking
   about one. The same code on this shared machine, minutes apart, gave
-  medians of three rounds from 4,600 to 7,400 pods/s and single rounds
-  from 3,600 to 9,800, as the neighbours' load swung; the target is met
+  medians of three rounds from 4,600 to 8,400 pods/s and single rounds
+  from 4,000 to 10,000, as the neighbours' load swung; the target is met
   when the machine is quiet and missed when it is not. Each pod costs the
   bus about seven writes (the row says which streams), the control plane
   about four JSON encodings (the bind, the status, the assignment, the
