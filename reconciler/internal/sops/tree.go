@@ -263,50 +263,42 @@ func addComment(field *string, lines []string, before bool) {
 	}
 }
 
-// yamlMappingNode builds the node of a mapping. Comments before the first
-// key become the mapping's head comment, later ones the head comment of
-// the next key, inline ones the line comment of the next value; comments
-// after the last key become its foot comment.
+// yamlMappingNode builds the node of a mapping (comments placed as
+// withComments says).
 func yamlMappingNode(m mapping) *yaml.Node {
 	n := &yaml.Node{Kind: yaml.MappingNode}
-	var head, inline []string
-	first := true
-	for _, e := range m {
-		if e.comment != nil {
-			if e.comment.inline {
-				inline = append(inline, e.comment.text)
-			} else {
-				head = append(head, e.comment.text)
-			}
-			continue
-		}
-		if first {
-			addComment(&n.HeadComment, head, true)
-			head, first = nil, false
-		}
-		k := yamlValueNode(e.key)
-		addComment(&k.HeadComment, head, true)
-		v := yamlValueNode(e.value)
-		addComment(&v.LineComment, inline, false)
-		head, inline = nil, nil
+	withComments(n, len(m), func(i int) *comment { return m[i].comment }, func(i int) (*yaml.Node, *yaml.Node) {
+		k, v := yamlValueNode(m[i].key), yamlValueNode(m[i].value)
 		n.Content = append(n.Content, k, v)
-	}
-	rest := append(head, inline...)
-	if first {
-		addComment(&n.HeadComment, rest, true)
-	} else {
-		addComment(&n.Content[len(n.Content)-2].FootComment, rest, false)
-	}
+		return k, v
+	})
 	return n
 }
 
-// yamlSequenceNode is yamlMappingNode for a sequence.
+// yamlSequenceNode builds the node of a sequence (comments placed as
+// withComments says).
 func yamlSequenceNode(s sequence) *yaml.Node {
 	n := &yaml.Node{Kind: yaml.SequenceNode}
+	withComments(n, len(s), func(i int) *comment { c, _ := s[i].(*comment); return c }, func(i int) (*yaml.Node, *yaml.Node) {
+		item := yamlValueNode(s[i])
+		n.Content = append(n.Content, item)
+		return item, item
+	})
+	return n
+}
+
+// withComments adds the children of a mapping or sequence node n, whose
+// items are 0..count-1: commentAt says which are comment lines, and add
+// appends the nodes of any other and returns the node that takes the head
+// comments before it and the one that takes inline comments. Comments
+// before the first item become n's head comment, later ones the head
+// comment of the next item, inline ones the line comment of its value;
+// comments after the last item become that item's foot comment.
+func withComments(n *yaml.Node, count int, commentAt func(i int) *comment, add func(i int) (head, line *yaml.Node)) {
 	var head, inline []string
-	first := true
-	for _, v := range s {
-		if c, ok := v.(*comment); ok {
+	var last *yaml.Node
+	for i := range count {
+		if c := commentAt(i); c != nil {
 			if c.inline {
 				inline = append(inline, c.text)
 			} else {
@@ -314,23 +306,21 @@ func yamlSequenceNode(s sequence) *yaml.Node {
 			}
 			continue
 		}
-		if first {
+		if last == nil {
 			addComment(&n.HeadComment, head, true)
-			head, first = nil, false
+			head = nil
 		}
-		item := yamlValueNode(v)
-		addComment(&item.HeadComment, head, true)
-		addComment(&item.LineComment, inline, false)
-		head, inline = nil, nil
-		n.Content = append(n.Content, item)
+		h, l := add(i)
+		addComment(&h.HeadComment, head, true)
+		addComment(&l.LineComment, inline, false)
+		head, inline, last = nil, nil, h
 	}
 	rest := append(head, inline...)
-	if first {
+	if last == nil {
 		addComment(&n.HeadComment, rest, true)
 	} else {
-		addComment(&n.Content[len(n.Content)-1].FootComment, rest, false)
+		addComment(&last.FootComment, rest, false)
 	}
-	return n
 }
 
 func yamlValueNode(v any) *yaml.Node {
