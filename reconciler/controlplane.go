@@ -216,8 +216,8 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 			if c, ok := byKind[ref.Kind]; ok && !(replicaKinds[ref.Kind] && boundOnly(old, cur)) {
 				c.queue.Add(ownerKey(obj))
 			}
-			if old == nil || cur == nil || !sameController(old, cur) {
-				gcCtl.queue.Add(key) // it only checks that the controller exists
+			if cur != nil && (old == nil || !sameController(old, cur)) {
+				gcCtl.queue.Add(key) // it only checks that a live object's controller exists
 			}
 		}
 		if kind == "Pod" {

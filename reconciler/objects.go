@@ -46,20 +46,13 @@ func CreateObject(ctx context.Context, s bus.Store, obj manifests.Object) (uint6
 
 // UpdateObject writes obj if the stored revision is still rev.
 func UpdateObject(ctx context.Context, s bus.Store, obj manifests.Object, rev uint64) (uint64, error) {
-	b, err := Encode(obj)
-	if err != nil {
-		return 0, err
-	}
-	n, err := s.Update(ctx, manifests.KeyOf(obj), b, rev)
-	if err != nil {
-		return 0, fmt.Errorf("update %s: %w", manifests.KeyOf(obj), err)
-	}
-	return n, nil
+	return updateEchoed(ctx, s, nil, obj, rev)
 }
 
 // updateEchoed is UpdateObject for an object the cache takes back as it
 // is when the watch returns it (Cache.expect): obj is the cache's after
-// the call, and the caller must not touch it again.
+// the call, and the caller must not touch it again. A nil cache takes
+// nothing back.
 func updateEchoed(ctx context.Context, s bus.Store, cache *Cache, obj manifests.Object, rev uint64) (uint64, error) {
 	b, err := Encode(obj)
 	if err != nil {

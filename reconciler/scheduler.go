@@ -147,13 +147,16 @@ type ownerSpread struct {
 	total  int
 }
 
-// sameOwner is how many pods of owner the node holds.
-func (s *scheduler) sameOwner(owner string, n *NodeInfo) int {
-	if sp := s.spread[owner]; sp != nil && n.idx < len(sp.onNode) {
-		return int(sp.onNode[n.idx])
+// on is how many of the owner's pods n holds (none for a nil spread).
+func (sp *ownerSpread) on(n *NodeInfo) int {
+	if sp == nil || n.idx >= len(sp.onNode) {
+		return 0
 	}
-	return 0
+	return int(sp.onNode[n.idx])
 }
+
+// sameOwner is how many pods of owner the node holds.
+func (s *scheduler) sameOwner(owner string, n *NodeInfo) int { return s.spread[owner].on(n) }
 
 // addOwner counts delta more pods of owner on n; an owner with none left
 // is forgotten.
@@ -305,10 +308,7 @@ func (s *scheduler) choose(r PodRequest) (string, string) {
 	best, bestScore := "", int64(0)
 	reasons := map[string]int{}
 	want, found, at := feasibleToFind(len(s.order)), 0, 0
-	var same []int32
-	if sp := s.spread[r.Owner]; sp != nil {
-		same = sp.onNode
-	}
+	same := s.spread[r.Owner] // looked up once, not per node
 	for i := range s.order {
 		n := s.order[(s.next+i)%len(s.order)]
 		if why := Fit(n, r); why != "" {
@@ -317,11 +317,7 @@ func (s *scheduler) choose(r PodRequest) (string, string) {
 		}
 		// Ties go to the first in the search, which starts after the
 		// last node chosen: equal nodes take pods in turn.
-		sameOwner := 0
-		if n.idx < len(same) {
-			sameOwner = int(same[n.idx])
-		}
-		if sc := Score(n, r, sameOwner); best == "" || sc > bestScore {
+		if sc := Score(n, r, same.on(n)); best == "" || sc > bestScore {
 			best, bestScore, at = n.Name, sc, i
 		}
 		if found++; found == want {
