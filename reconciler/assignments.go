@@ -29,6 +29,7 @@ type assigner struct {
 	// the moment a pod moves between nodes (a slice, not a map per pod:
 	// at tens of thousands of pods the maps were a tenth of the heap).
 	byPod  map[string][]assignment
+	nodes  map[string]string // node names, each held once
 	synced chan struct{}
 	// refs indexes the ConfigMaps and Secrets pods reference: object key
 	// -> pod keys, and pod key -> the object keys it references.
@@ -36,24 +37,55 @@ type assigner struct {
 	podRef map[string][]string
 }
 
+// assignment is one assignment on the bus of a pod: its key is the
+// node's name (shared by all the node's pods) and the pod's key.
 type assignment struct {
-	key  string
+	node string
 	rev  uint64
-	hash string
+	hash digest
 }
 
 func newAssigner(cp *ControlPlane) *assigner {
-	return &assigner{cp: cp, byPod: map[string][]assignment{}, synced: make(chan struct{}),
+	return &assigner{cp: cp, byPod: map[string][]assignment{}, nodes: map[string]string{}, synced: make(chan struct{}),
 		refs: map[string]map[string]bool{}, podRef: map[string][]string{}}
 }
 
 // podKeyOfAssignment maps <node>.<ns>.<name> to Pod.<ns>.<name>.
 func podKeyOfAssignment(key string) (string, bool) {
-	_, rest, ok := strings.Cut(key, ".")
+	_, pk, ok := splitAssignmentKey(key)
+	return pk, ok
+}
+
+// splitAssignmentKey maps <node>.<ns>.<name> to its node and
+// Pod.<ns>.<name>.
+func splitAssignmentKey(key string) (node, podKey string, ok bool) {
+	node, rest, ok := strings.Cut(key, ".")
 	if !ok || !strings.Contains(rest, ".") {
-		return "", false
+		return "", "", false
 	}
-	return "Pod." + rest, true
+	return node, "Pod." + rest, true
+}
+
+// assignmentKeyOf is the key of pod key pk's assignment on node.
+func assignmentKeyOf(node, pk string) string {
+	return node + "." + strings.TrimPrefix(pk, "Pod.")
+}
+
+// held returns pk as the objects cache holds it, and node once for all
+// its pods: the keys a watch delivers are parts of the message's subject,
+// which they would keep alive with the rest of it.
+func (a *assigner) held(node, pk string) (string, string) {
+	if c, ok := a.cp.objects.Get(pk); ok {
+		pk = c.Key
+	} else {
+		pk = strings.Clone(pk)
+	}
+	n, ok := a.nodes[node]
+	if !ok {
+		n = strings.Clone(node)
+		a.nodes[n] = n
+	}
+	return n, pk
 }
 
 func (a *assigner) watch(ctx context.Context, q *Queue) error {
@@ -70,14 +102,15 @@ func (a *assigner) watch(ctx context.Context, q *Queue) error {
 			}
 			continue
 		}
-		pk, ok := podKeyOfAssignment(e.Key)
+		node, pk, ok := splitAssignmentKey(e.Key)
 		if !ok {
 			continue
 		}
 		a.mu.Lock()
-		as := slices.DeleteFunc(a.byPod[pk], func(x assignment) bool { return x.key == e.Key })
+		node, pk = a.held(node, pk)
+		as := slices.DeleteFunc(a.byPod[pk], func(x assignment) bool { return x.node == node })
 		if e.Op != bus.OpDelete {
-			as = append(as, assignment{key: e.Key, rev: e.Revision, hash: assignmentDigest(e.Value)})
+			as = append(as, assignment{node: node, rev: e.Revision, hash: assignmentDigest(e.Value)})
 		}
 		if len(as) == 0 {
 			delete(a.byPod, pk)
@@ -272,7 +305,7 @@ func (a *assigner) reconcile(ctx context.Context, podKey string) error {
 	a.mu.Lock()
 	have := make(map[string]assignment, len(a.byPod[podKey]))
 	for _, v := range a.byPod[podKey] {
-		have[v.key] = v
+		have[assignmentKeyOf(v.node, podKey)] = v
 	}
 	a.mu.Unlock()
 	for k, v := range have {

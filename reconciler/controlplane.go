@@ -345,23 +345,51 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	return nil
 }
 
+// resyncLoop re-queues every controller's keys once per ResyncPeriod,
+// spread over the period: each tick re-queues the keys of one slot of
+// resyncSlots (by a hash of the key), so at tens of thousands of pods a
+// resync is a trickle and not one burst that fills every queue at once
+// (a full queue keeps its map's size, docs/BENCHMARKS.md).
 func (cp *ControlPlane) resyncLoop(ctx context.Context, ctls []*controller) error {
-	t := time.NewTicker(cp.ResyncPeriod)
+	slots := resyncSlots(cp.ResyncPeriod)
+	t := time.NewTicker(cp.ResyncPeriod / time.Duration(slots))
 	defer t.Stop()
-	for {
+	for tick := uint32(0); ; tick++ {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			for _, c := range ctls {
-				if c.resync != nil {
-					for _, k := range c.resync() {
-						c.queue.Add(k)
-					}
+			resyncSlot(ctls, tick%slots, slots)
+		}
+	}
+}
+
+// resyncSlot re-queues the keys of one slot of slots.
+func resyncSlot(ctls []*controller, slot, slots uint32) {
+	for _, c := range ctls {
+		if c.resync != nil {
+			for _, k := range c.resync() {
+				if slots == 1 || keySlot(k, slots) == slot {
+					c.queue.Add(k)
 				}
 			}
 		}
 	}
+}
+
+// resyncSlots is how many ticks a resync period is spread over: one a
+// second, up to 30; a period under two seconds (tests) is one tick.
+func resyncSlots(period time.Duration) uint32 {
+	return uint32(min(max(period/time.Second, 1), 30))
+}
+
+// keySlot is key's resync slot (FNV-1a).
+func keySlot(key string, slots uint32) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(key); i++ {
+		h = (h ^ uint32(key[i])) * 16777619
+	}
+	return h % slots
 }
 
 func (cp *ControlPlane) keysOf(kind string) func() []string {

@@ -20,10 +20,16 @@ type Queue struct {
 	failures   map[string]int
 	timers     map[string]*pending
 	closed     bool
+	// peak is the most keys queued since queued was last made anew.
+	peak int
 
 	// BaseDelay and MaxDelay bound the per-key back-off.
 	BaseDelay, MaxDelay time.Duration
 }
+
+// shrinkAfter is the peak of queued keys past which a queue that empties
+// makes its map anew.
+const shrinkAfter = 1024
 
 // NewQueue returns an empty queue with a back-off from 100 ms to 30 s.
 func NewQueue() *Queue {
@@ -59,6 +65,7 @@ func (q *Queue) addLocked(key string) {
 		return
 	}
 	q.queued[key] = true
+	q.peak = max(q.peak, len(q.queued))
 	q.order = append(q.order, key)
 	q.cond.Signal()
 }
@@ -133,6 +140,11 @@ func (q *Queue) Get() (key string, ok bool) {
 	}
 	key, q.order = q.order[0], q.order[1:]
 	delete(q.queued, key)
+	if len(q.queued) == 0 && q.peak > shrinkAfter {
+		// A Go map keeps the room of its peak: a queue a burst filled
+		// with every pod of the cluster would hold it for good.
+		q.queued, q.peak, q.order = map[string]bool{}, 0, nil
+	}
 	q.processing[key] = true
 	return key, true
 }

@@ -3,6 +3,8 @@ package reconciler
 import (
 	"context"
 	"errors"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -147,5 +149,76 @@ func TestParseControllers(t *testing.T) {
 	}
 	if _, err := ParseControllers([]string{"*", "-shceduler"}); err == nil || !strings.Contains(err.Error(), `"-shceduler"`) {
 		t.Errorf("a misspelt name: %v", err)
+	}
+}
+
+// A queue a burst filled gives its room back once it has drained: at
+// tens of thousands of pods every controller's queue holds every pod for
+// a moment, and a Go map keeps the size of its peak.
+func TestQueueGivesBackABurstsRoom(t *testing.T) {
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	q := NewQueue()
+	defer q.Close()
+	before := heap()
+	for i := range 100_000 {
+		q.Add("Pod.default.web-" + strconv.Itoa(i))
+	}
+	full := heap()
+	for q.Len() > 0 {
+		k, _ := q.Get()
+		q.Done(k)
+	}
+	after := heap()
+	t.Logf("heap: %d KiB empty, %d KiB with 100,000 keys queued, %d KiB drained", before>>10, full>>10, after>>10)
+	if full < before+2<<20 {
+		t.Fatalf("100,000 queued keys took only %d KiB: the measure is broken", (full-before)>>10)
+	}
+	if after > before+512<<10 {
+		t.Fatalf("the drained queue still holds %d KiB", (after-before)>>10)
+	}
+	q.Add("a") // and it still works
+	if k, _ := q.Get(); k != "a" {
+		t.Fatalf("got %q after the shrink", k)
+	}
+}
+
+// A resync is spread over its period: each slot re-queues a part of the
+// keys, and the slots together re-queue every key once.
+func TestResyncIsSpreadOverSlots(t *testing.T) {
+	keys := make([]string, 1000)
+	for i := range keys {
+		keys[i] = "Pod.default.web-" + strconv.Itoa(i)
+	}
+	c := &controller{queue: NewQueue(), resync: func() []string { return keys }}
+	defer c.queue.Close()
+	const slots = 30
+	seen := map[string]int{}
+	for slot := range uint32(slots) {
+		resyncSlot([]*controller{c}, slot, slots)
+		n := c.queue.Len()
+		if n == 0 || n > 3*len(keys)/slots {
+			t.Fatalf("slot %d re-queued %d of %d keys", slot, n, len(keys))
+		}
+		for c.queue.Len() > 0 {
+			k, _ := c.queue.Get()
+			seen[k]++
+			c.queue.Done(k)
+		}
+	}
+	for _, k := range keys {
+		if seen[k] != 1 {
+			t.Fatalf("%s re-queued %d times over the period", k, seen[k])
+		}
+	}
+	if got := resyncSlots(500 * time.Millisecond); got != 1 {
+		t.Fatalf("a period under a second is %d slots, want 1", got)
+	}
+	if got := resyncSlots(30 * time.Second); got != 30 {
+		t.Fatalf("30s is %d slots, want 30", got)
 	}
 }

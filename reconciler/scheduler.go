@@ -123,17 +123,20 @@ type scheduler struct {
 	// owner uid per node scored (a tenth of the control plane's CPU at
 	// 1,000 nodes).
 	spread  map[string]*ownerSpread
-	next    int                  // where choose starts its next search in order
-	placed  map[string]placement // pod key -> what it takes where
+	next    int // where choose starts its next search in order
 	pending map[string]bool
+	// assumed holds the binds decided and not yet seen in the cache: the
+	// pod is counted on its node from the decision on. Every other pod is
+	// counted from the cache's events alone (account), so the scheduler
+	// keeps nothing per bound pod.
+	assumed map[string]placement
 	// Binds are written asynchronously, as kube-scheduler's binding
 	// cycle: a worker decides and assumes, and the write goes out on its
 	// own while the worker takes the next pod. With one write per worker,
 	// the rate was the workers over a round trip, and a round trip under
 	// a burst is tens of milliseconds (docs/BENCHMARKS.md).
-	queue    *Queue          // the scheduler's, to retry a failed bind
-	binding  map[string]bool // pods whose bind is in flight
-	inflight chan struct{}   // bounds the binds in flight
+	queue    *Queue        // the scheduler's, to retry a failed bind
+	inflight chan struct{} // bounds the binds in flight
 	binds    sync.WaitGroup
 }
 
@@ -184,8 +187,8 @@ type placement struct {
 }
 
 func newScheduler(cp *ControlPlane) *scheduler {
-	return &scheduler{cp: cp, nodes: map[string]*NodeInfo{}, spread: map[string]*ownerSpread{}, placed: map[string]placement{}, pending: map[string]bool{},
-		binding: map[string]bool{}, inflight: make(chan struct{}, maxBindsInFlight)}
+	return &scheduler{cp: cp, nodes: map[string]*NodeInfo{}, spread: map[string]*ownerSpread{}, pending: map[string]bool{},
+		assumed: map[string]placement{}, inflight: make(chan struct{}, maxBindsInFlight)}
 }
 
 func (s *scheduler) node(name string) *NodeInfo {
@@ -198,29 +201,50 @@ func (s *scheduler) node(name string) *NodeInfo {
 	return n
 }
 
-func (s *scheduler) account(key string, pod *manifests.Pod) {
-	if old, ok := s.placed[key]; ok {
-		if pod != nil && !manifests.IsPodTerminal(pod) && pod.Spec.NodeName == old.node {
-			return
-		}
-		n := s.node(old.node)
-		n.UsedCPU -= old.req.CPU
-		n.UsedMem -= old.req.Mem
-		n.Pods--
-		for _, p := range old.req.HostPorts {
-			n.HostPorts[p]--
-		}
-		s.addOwner(old.req.Owner, n, -1)
-		delete(s.placed, key)
+// counted is the node a pod's request counts on: its own while bound and
+// not finished, none otherwise.
+func counted(p *manifests.Pod) string {
+	if p == nil || manifests.IsPodTerminal(p) {
+		return ""
 	}
-	if pod == nil || pod.Spec.NodeName == "" || manifests.IsPodTerminal(pod) {
-		return
-	}
-	s.place(key, pod.Spec.NodeName, requestOf(pod))
+	return p.Spec.NodeName
 }
 
-// place counts r on node for the pod at key, which takes no room yet.
-func (s *scheduler) place(key, node string, r PodRequest) {
+// account moves a pod's request from where old counted it to where cur
+// does, as the cache tells of the change. A pod whose bind is assumed
+// counts where it was assumed until the cache shows it bound there, or
+// bound elsewhere, finished or gone.
+func (s *scheduler) account(key string, old, cur *manifests.Pod) {
+	from, to := counted(old), counted(cur)
+	if a, ok := s.assumed[key]; ok {
+		switch {
+		case to == a.node && sameRequest(a.req, requestOf(cur)):
+			delete(s.assumed, key) // landed: counted since the decision
+			return
+		case to == "" && cur != nil && !manifests.IsPodTerminal(cur):
+			return // still pending in the cache: the bind is on its way
+		}
+		delete(s.assumed, key)
+		s.unplace(a.node, a.req)
+	}
+	if from == to && (from == "" || sameRequest(requestOf(old), requestOf(cur))) {
+		return
+	}
+	if from != "" {
+		s.unplace(from, requestOf(old))
+	}
+	if to != "" {
+		s.place(to, requestOf(cur))
+	}
+}
+
+// sameRequest reports whether a and b take the same room and spread.
+func sameRequest(a, b PodRequest) bool {
+	return a.CPU == b.CPU && a.Mem == b.Mem && a.Owner == b.Owner && slices.Equal(a.HostPorts, b.HostPorts)
+}
+
+// place counts r on node.
+func (s *scheduler) place(node string, r PodRequest) {
 	n := s.node(node)
 	n.UsedCPU += r.CPU
 	n.UsedMem += r.Mem
@@ -229,7 +253,20 @@ func (s *scheduler) place(key, node string, r PodRequest) {
 		n.HostPorts[p]++
 	}
 	s.addOwner(r.Owner, n, 1)
-	s.placed[key] = placement{node: node, req: r}
+}
+
+// unplace takes r off node.
+func (s *scheduler) unplace(node string, r PodRequest) {
+	n := s.node(node)
+	n.UsedCPU -= r.CPU
+	n.UsedMem -= r.Mem
+	n.Pods--
+	for _, p := range r.HostPorts {
+		if n.HostPorts[p]--; n.HostPorts[p] <= 0 {
+			delete(n.HostPorts, p)
+		}
+	}
+	s.addOwner(r.Owner, n, -1)
 }
 
 func (s *scheduler) onObject(q *Queue) Handler {
@@ -237,12 +274,15 @@ func (s *scheduler) onObject(q *Queue) Handler {
 		if (cur != nil && cur.GetTypeMeta().Kind != "Pod") || (cur == nil && old.GetTypeMeta().Kind != "Pod") {
 			return
 		}
-		var pod *manifests.Pod
+		var pod, was *manifests.Pod
 		if cur != nil {
 			pod = cur.(*manifests.Pod)
 		}
+		if old != nil {
+			was = old.(*manifests.Pod)
+		}
 		s.mu.Lock()
-		s.account(key, pod)
+		s.account(key, was, pod)
 		if pod != nil && pod.Spec.NodeName == "" && !manifests.IsPodTerminal(pod) && pod.DeletionTimestamp == nil {
 			s.pending[key] = true
 			s.mu.Unlock()
@@ -366,16 +406,15 @@ func (s *scheduler) reconcile(ctx context.Context, key string) error {
 	}
 	r := requestOf(pod)
 	s.mu.Lock()
-	if s.binding[key] {
+	if _, ok := s.assumed[key]; ok {
 		s.mu.Unlock()
 		return nil // on its way; a failure queues it again
 	}
 	node, why := s.choose(r)
 	if node != "" {
 		// Assume the bind so the next pod sees the room taken.
-		s.account(key, pod) // a pending pod takes none
-		s.place(key, node, r)
-		s.binding[key] = true
+		s.place(node, r)
+		s.assumed[key] = placement{node: node, req: r}
 	}
 	s.mu.Unlock()
 
@@ -401,14 +440,14 @@ func (s *scheduler) reconcile(ctx context.Context, key string) error {
 	select {
 	case s.inflight <- struct{}{}:
 	case <-ctx.Done():
-		s.bound(key, pod, ctx.Err())
+		s.bound(key, node, ctx.Err())
 		return nil
 	}
 	s.binds.Go(func() {
 		defer func() { <-s.inflight }()
 		// The cache takes upd back as it is, not decoded again.
 		_, err := updateEchoed(ctx, s.cp.Objects, s.cp.objects, &upd, c.Rev)
-		s.bound(key, pod, err)
+		s.bound(key, node, err)
 		switch {
 		case err == nil:
 			s.cp.event(ctx, pod, "Normal", "Scheduled", fmt.Sprintf("Successfully assigned %s/%s to %s", pod.Namespace, pod.Name, node))
@@ -425,13 +464,17 @@ func (s *scheduler) reconcile(ctx context.Context, key string) error {
 	return nil
 }
 
-// bound ends the bind of key: on failure the assumption is undone (the
-// node's room given back) until the pod is scheduled again.
-func (s *scheduler) bound(key string, pod *manifests.Pod, err error) {
+// bound ends the bind of key to node: on failure the assumption is
+// undone (the node's room given back) until the pod is scheduled again.
+// On success the cache's event ends it (account).
+func (s *scheduler) bound(key, node string, err error) {
+	if err == nil {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.binding, key)
-	if err != nil {
-		s.account(key, pod)
+	if a, ok := s.assumed[key]; ok && a.node == node {
+		delete(s.assumed, key)
+		s.unplace(a.node, a.req)
 	}
 }

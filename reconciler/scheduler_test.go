@@ -1,9 +1,12 @@
 package reconciler
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/capstan-io/capstan/manifests"
 )
 
 func TestFit(t *testing.T) {
@@ -167,5 +170,128 @@ func TestSchedulerLargeClusterSpreads(t *testing.T) {
 	}
 	if lo != 3 || hi != 3 {
 		t.Fatalf("replicas per node range from %d to %d, want 3 on each of 1000 nodes", lo, hi)
+	}
+}
+
+// TestSchedulerAccountsFromEvents drives the scheduler's accounting with
+// random sequences of what the cache and the bind writes tell it, and
+// checks after every step that each node counts exactly the pods a
+// simple model puts there: a pod counts on the node the cache shows it
+// bound to, unless it has finished; a pod the cache still shows pending
+// counts where its bind was assumed, until the write fails or the cache
+// shows the pod bound, finished or gone.
+func TestSchedulerAccountsFromEvents(t *testing.T) {
+	type modelPod struct {
+		cached  *manifests.Pod // nil: not in the cache
+		assumed string
+		req     PodRequest // the request assumed
+	}
+	nodes := []string{"a", "b", "c"}
+	rng := rand.New(rand.NewPCG(3, 5))
+	for iter := range 300 {
+		s := newScheduler(nil)
+		for _, name := range nodes {
+			n := s.node(name)
+			n.Ready, n.AllocCPU, n.AllocMem, n.AllocPods = true, 1<<20, 1<<40, 1000
+		}
+		pods := map[string]*modelPod{}
+		event := func(key string, cur *manifests.Pod) {
+			m := pods[key]
+			old := m.cached
+			m.cached = cur
+			if m.assumed != "" && (cur == nil || cur.Spec.NodeName != "" || manifests.IsPodTerminal(cur)) {
+				m.assumed = ""
+			}
+			s.account(key, old, cur)
+		}
+		pod := func(key, node string, phase, cpu string) *manifests.Pod {
+			p := &manifests.Pod{}
+			p.Name = key
+			p.OwnerReferences = []manifests.OwnerReference{{UID: "rs-" + cpu, Controller: true}}
+			p.Spec.NodeName = node
+			p.Spec.Containers = []manifests.Container{{Name: "c", Resources: manifests.ResourceRequirements{Requests: manifests.ResourceList{"cpu": manifests.Quantity(cpu + "m")}}}}
+			p.Status.Phase = phase
+			return p
+		}
+		for step := range 60 {
+			key := fmt.Sprintf("p%d", rng.IntN(6))
+			m := pods[key]
+			if m == nil {
+				m = &modelPod{}
+				pods[key] = m
+			}
+			cpu := []string{"100", "250"}[rng.IntN(2)]
+			node := nodes[rng.IntN(len(nodes))]
+			var what string
+			switch op := rng.IntN(8); {
+			case op == 0 || m.cached == nil:
+				what = "created or updated pending"
+				event(key, pod(key, "", manifests.PodPending, cpu))
+			case op == 1 && m.assumed == "" && m.cached.Spec.NodeName == "" && !manifests.IsPodTerminal(m.cached):
+				what = "assumed on " + node
+				s.place(node, requestOf(m.cached))
+				s.assumed[key] = placement{node: node, req: requestOf(m.cached)}
+				m.assumed, m.req = node, requestOf(m.cached)
+			case op == 2 && m.assumed != "":
+				what = "bind landed on " + m.assumed
+				landed := *m.cached
+				landed.Spec.NodeName = m.assumed
+				event(key, &landed)
+			case op == 3 && m.assumed != "":
+				what = "bind failed"
+				s.bound(key, m.assumed, errors.New("conflict"))
+				m.assumed = ""
+			case op == 4:
+				what = "bound by another to " + node
+				event(key, pod(key, node, manifests.PodRunning, cpu))
+			case op == 5:
+				what = "finished"
+				event(key, pod(key, m.cached.Spec.NodeName, manifests.PodSucceeded, cpu))
+			case op == 6:
+				what = "deleted"
+				event(key, nil)
+				delete(pods, key)
+			default:
+				what = "bind write returned"
+				if m.assumed != "" {
+					s.bound(key, m.assumed, nil)
+				}
+			}
+			want := map[string]int64{}
+			wantPods := map[string]int64{}
+			wantOwner := map[string]map[string]int{}
+			for _, m := range pods {
+				var on string
+				var r PodRequest
+				switch {
+				case m.cached != nil && counted(m.cached) != "":
+					on, r = m.cached.Spec.NodeName, requestOf(m.cached)
+				case m.assumed != "":
+					on, r = m.assumed, m.req
+				default:
+					continue
+				}
+				want[on] += r.CPU
+				wantPods[on]++
+				if wantOwner[r.Owner] == nil {
+					wantOwner[r.Owner] = map[string]int{}
+				}
+				wantOwner[r.Owner][on]++
+			}
+			for _, name := range nodes {
+				n := s.nodes[name]
+				if n.UsedCPU != want[name] || n.Pods != wantPods[name] {
+					t.Fatalf("iter %d step %d (%s %s): node %s counts %dm in %d pods, want %dm in %d", iter, step, key, what, name, n.UsedCPU, n.Pods, want[name], wantPods[name])
+				}
+				for _, owner := range []string{"rs-100", "rs-250"} {
+					if got := s.sameOwner(owner, n); got != wantOwner[owner][name] {
+						t.Fatalf("iter %d step %d (%s %s): node %s counts %d pods of %s, want %d", iter, step, key, what, name, got, owner, wantOwner[owner][name])
+					}
+				}
+			}
+		}
+		if len(s.assumed) > len(pods) {
+			t.Fatalf("iter %d: %d assumptions for %d pods", iter, len(s.assumed), len(pods))
+		}
 	}
 }

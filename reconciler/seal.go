@@ -3,7 +3,6 @@ package reconciler
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -45,15 +44,22 @@ func (a *assigner) sealSecrets(out *manifests.Assignment, node string) error {
 // An assignment without sealed Secrets (most) is digested as it is: the
 // encoding is deterministic, and decoding and re-encoding every assignment
 // the watch delivers cost more than the control plane's writes.
-func assignmentDigest(value []byte) string {
+func assignmentDigest(value []byte) digest {
 	if !bytes.Contains(value, []byte(`"sealedSecrets":`)) {
-		sum := sha256.Sum256(value)
-		return hex.EncodeToString(sum[:10])
+		return digest(sha256.Sum256(value))
 	}
 	var a manifests.Assignment
 	if err := json.Unmarshal(value, &a); err != nil {
-		return manifests.Hash(string(value))
+		return digest(sha256.Sum256(value))
 	}
 	a.SealedSecrets = nil
-	return manifests.Hash(a)
+	b, err := json.Marshal(a)
+	if err != nil {
+		return digest(sha256.Sum256(value))
+	}
+	return digest(sha256.Sum256(b))
 }
+
+// digest is an assignment's digest, held for every bound pod: an array,
+// not the hex string it was (a second allocation per pod).
+type digest [sha256.Size]byte
