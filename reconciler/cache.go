@@ -73,7 +73,7 @@ func (c *Cache) Synced() <-chan struct{} { return c.synced }
 // (bus.Reflect), so the cache never goes stale silently.
 func (c *Cache) Run(ctx context.Context) error {
 	synced := false
-	return bus.Reflect(ctx, c.store, ">", c.log, func(e bus.Entry) {
+	return bus.ReflectInto(ctx, c.store, ">", c.log, c, func(e bus.Entry) {
 		switch e.Op {
 		case bus.OpSynced:
 			if !synced {
@@ -101,6 +101,29 @@ func (c *Cache) Run(ctx context.Context) error {
 			c.set(e.Key, nil, e.Revision)
 		}
 	})
+}
+
+// Revision is the revision of the object cached at key (bus.Revisions:
+// the watch keeps no copy of its own).
+func (c *Cache) Revision(key string) (uint64, bool) {
+	o, ok := c.Get(key)
+	if !ok {
+		return 0, false
+	}
+	return o.Rev, true
+}
+
+// Known lists the cached keys with their revisions (bus.Revisions).
+func (c *Cache) Known() map[string]uint64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make(map[string]uint64, len(c.kindOf))
+	for _, m := range c.byKind {
+		for k, o := range m {
+			out[k] = o.Rev
+		}
+	}
+	return out
 }
 
 // expect tells the cache that obj, encoded as data, is being written at
@@ -257,6 +280,20 @@ func (c *Cache) OnNode(node string) []*Cached {
 	out := make([]*Cached, 0, len(c.byNode[node]))
 	for _, o := range c.byNode[node] {
 		out = append(out, o)
+	}
+	return out
+}
+
+// Keys returns the keys of the cached objects of kind that keep takes;
+// keep runs under the cache's read lock.
+func (c *Cache) Keys(kind string, keep func(*Cached) bool) []string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var out []string
+	for _, o := range c.byKind[kind] {
+		if keep(o) {
+			out = append(out, o.Key)
+		}
 	}
 	return out
 }

@@ -156,8 +156,9 @@ type controller struct {
 	name      string
 	queue     *Queue
 	reconcile func(ctx context.Context, key string) error
-	// resync lists the keys to re-queue every ResyncPeriod.
-	resync func() []string
+	// resync lists the keys to re-queue every ResyncPeriod, those keep
+	// takes of them: one slot of the period's (resyncLoop).
+	resync func(keep func(key string) bool) []string
 	// workers overrides ControlPlane.Workers.
 	workers int
 	// stop, if set, waits for work the reconciles left running.
@@ -327,7 +328,7 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	// the world.
 	for _, c := range ctls {
 		if c.resync != nil {
-			for _, k := range c.resync() {
+			for _, k := range c.resync(all) {
 				c.queue.Add(k)
 			}
 		}
@@ -368,10 +369,8 @@ func (cp *ControlPlane) resyncLoop(ctx context.Context, ctls []*controller) erro
 func resyncSlot(ctls []*controller, slot, slots uint32) {
 	for _, c := range ctls {
 		if c.resync != nil {
-			for _, k := range c.resync() {
-				if slots == 1 || keySlot(k, slots) == slot {
-					c.queue.Add(k)
-				}
+			for _, k := range c.resync(func(k string) bool { return slots == 1 || keySlot(k, slots) == slot }) {
+				c.queue.Add(k)
 			}
 		}
 	}
@@ -392,27 +391,21 @@ func keySlot(key string, slots uint32) uint32 {
 	return h % slots
 }
 
-func (cp *ControlPlane) keysOf(kind string) func() []string {
-	return func() []string {
-		objs := cp.objects.List(kind, "")
-		keys := make([]string, len(objs))
-		for i, o := range objs {
-			keys[i] = o.Key
-		}
-		return keys
+func (cp *ControlPlane) keysOf(kind string) func(keep func(string) bool) []string {
+	return func(keep func(string) bool) []string {
+		return cp.objects.Keys(kind, func(c *Cached) bool { return keep(c.Key) })
 	}
 }
 
+// all keeps every key.
+func all(string) bool { return true }
+
 // terminatingPods lists the pods being deleted, so that one whose node
 // went away without a word is still deleted by the next resync.
-func (cp *ControlPlane) terminatingPods() []string {
-	var keys []string
-	for _, c := range cp.objects.List("Pod", "") {
-		if c.Obj.GetObjectMeta().DeletionTimestamp != nil {
-			keys = append(keys, c.Key)
-		}
-	}
-	return keys
+func (cp *ControlPlane) terminatingPods(keep func(string) bool) []string {
+	return cp.objects.Keys("Pod", func(c *Cached) bool {
+		return c.Obj.GetObjectMeta().DeletionTimestamp != nil && keep(c.Key)
+	})
 }
 
 // event records an event for obj, best effort.

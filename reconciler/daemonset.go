@@ -213,7 +213,7 @@ func (cp *ControlPlane) daemonSetOnNode(q *Queue, _ string, old, cur manifests.O
 			return
 		}
 	}
-	for _, k := range cp.keysOf("DaemonSet")() {
+	for _, k := range cp.keysOf("DaemonSet")(all) {
 		q.Add(k)
 	}
 }

@@ -33,14 +33,12 @@ func (cp *ControlPlane) reconcileGC(ctx context.Context, key string) error {
 	return err
 }
 
-func (cp *ControlPlane) ownedKeys() []string {
+func (cp *ControlPlane) ownedKeys(keep func(string) bool) []string {
 	var keys []string
 	for _, k := range ownedKinds {
-		for _, c := range cp.objects.List(k, "") {
-			if c.Obj.GetObjectMeta().Controller() != nil {
-				keys = append(keys, c.Key)
-			}
-		}
+		keys = append(keys, cp.objects.Keys(k, func(c *Cached) bool {
+			return c.Obj.GetObjectMeta().Controller() != nil && keep(c.Key)
+		})...)
 	}
 	return keys
 }

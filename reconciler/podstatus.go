@@ -45,7 +45,7 @@ func newStatusMirror(cp *ControlPlane) *statusMirror {
 
 func (s *statusMirror) watch(ctx context.Context, q *Queue) error {
 	synced := false
-	return bus.Reflect(ctx, s.cp.Status, ">", s.cp.Log, func(e bus.Entry) {
+	return bus.ReflectInto(ctx, s.cp.Status, ">", s.cp.Log, s, func(e bus.Entry) {
 		if e.Op == bus.OpSynced {
 			synced = true
 			close(s.synced)
@@ -68,6 +68,32 @@ func (s *statusMirror) watch(ctx context.Context, q *Queue) error {
 			q.Add(pk)
 		}
 	})
+}
+
+// Revision is the revision of the report held at key, the latest of its
+// pod's (bus.Revisions: the watch keeps no copy of its own).
+func (s *statusMirror) Revision(key string) (uint64, bool) {
+	pk, ok := podKeyOfAssignment(key)
+	if !ok {
+		return 0, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cur, ok := s.reports[pk]; ok && cur.key == key {
+		return cur.rev, true
+	}
+	return 0, false
+}
+
+// Known lists the reports held, by key (bus.Revisions).
+func (s *statusMirror) Known() map[string]uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]uint64, len(s.reports))
+	for _, r := range s.reports {
+		out[r.key] = r.rev
+	}
+	return out
 }
 
 func (s *statusMirror) reconcile(ctx context.Context, podKey string) error {

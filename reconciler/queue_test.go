@@ -194,7 +194,15 @@ func TestResyncIsSpreadOverSlots(t *testing.T) {
 	for i := range keys {
 		keys[i] = "Pod.default.web-" + strconv.Itoa(i)
 	}
-	c := &controller{queue: NewQueue(), resync: func() []string { return keys }}
+	c := &controller{queue: NewQueue(), resync: func(keep func(string) bool) []string {
+		var out []string
+		for _, k := range keys {
+			if keep(k) {
+				out = append(out, k)
+			}
+		}
+		return out
+	}}
 	defer c.queue.Close()
 	const slots = 30
 	seen := map[string]int{}

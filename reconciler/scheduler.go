@@ -329,12 +329,14 @@ func (s *scheduler) onNode(q *Queue) Handler {
 	}
 }
 
-func (s *scheduler) pendingKeys() []string {
+func (s *scheduler) pendingKeys(keep func(string) bool) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	keys := make([]string, 0, len(s.pending))
+	var keys []string
 	for k := range s.pending {
-		keys = append(keys, k)
+		if keep(k) {
+			keys = append(keys, k)
+		}
 	}
 	return keys
 }
