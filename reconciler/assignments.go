@@ -29,7 +29,6 @@ type assigner struct {
 	// the moment a pod moves between nodes (a slice, not a map per pod:
 	// at tens of thousands of pods the maps were a tenth of the heap).
 	byPod  map[string][]assignment
-	nodes  map[string]string // node names, each held once
 	synced chan struct{}
 	// refs indexes the ConfigMaps and Secrets pods reference: object key
 	// -> pod keys, and pod key -> the object keys it references.
@@ -46,7 +45,7 @@ type assignment struct {
 }
 
 func newAssigner(cp *ControlPlane) *assigner {
-	return &assigner{cp: cp, byPod: map[string][]assignment{}, nodes: map[string]string{}, synced: make(chan struct{}),
+	return &assigner{cp: cp, byPod: map[string][]assignment{}, synced: make(chan struct{}),
 		refs: map[string]map[string]bool{}, podRef: map[string][]string{}}
 }
 
@@ -71,21 +70,15 @@ func assignmentKeyOf(node, pk string) string {
 	return node + "." + strings.TrimPrefix(pk, "Pod.")
 }
 
-// held returns pk as the objects cache holds it, and node once for all
-// its pods: the keys a watch delivers are parts of the message's subject,
-// which they would keep alive with the rest of it.
-func (a *assigner) held(node, pk string) (string, string) {
-	if c, ok := a.cp.objects.Get(pk); ok {
+// heldKeys returns pk as the objects cache holds it, and node once for
+// all its pods: a controller holding a key per pod holds no copy of its
+// own, and none of the watch message's subject a key it was cut from
+// would keep alive.
+func (cp *ControlPlane) heldKeys(node, pk string) (string, string) {
+	if c, ok := cp.objects.Get(pk); ok {
 		pk = c.Key
-	} else {
-		pk = strings.Clone(pk)
 	}
-	n, ok := a.nodes[node]
-	if !ok {
-		n = strings.Clone(node)
-		a.nodes[n] = n
-	}
-	return n, pk
+	return str(node), pk
 }
 
 func (a *assigner) watch(ctx context.Context, q *Queue) error {
@@ -107,7 +100,7 @@ func (a *assigner) watch(ctx context.Context, q *Queue) error {
 			continue
 		}
 		a.mu.Lock()
-		node, pk = a.held(node, pk)
+		node, pk = a.cp.heldKeys(node, pk)
 		as := slices.DeleteFunc(a.byPod[pk], func(x assignment) bool { return x.node == node })
 		if e.Op != bus.OpDelete {
 			as = append(as, assignment{node: node, rev: e.Revision, hash: assignmentDigest(e.Value)})

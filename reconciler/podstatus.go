@@ -34,10 +34,13 @@ type statusMirror struct {
 }
 
 type report struct {
-	key string
-	rev uint64
-	raw []byte // the report as written; nil once mirrored
+	node string // the node that wrote it: its key is node.<ns>.<name>
+	rev  uint64
+	raw  []byte // the report as written; nil once mirrored
 }
+
+// key is the report's key, for pod key pk.
+func (r report) key(pk string) string { return assignmentKeyOf(r.node, pk) }
 
 func newStatusMirror(cp *ControlPlane) *statusMirror {
 	return &statusMirror{cp: cp, reports: map[string]report{}, synced: make(chan struct{})}
@@ -51,17 +54,18 @@ func (s *statusMirror) watch(ctx context.Context, q *Queue) error {
 			close(s.synced)
 			return
 		}
-		pk, ok := podKeyOfAssignment(e.Key)
+		node, pk, ok := splitAssignmentKey(e.Key)
 		if !ok {
 			return
 		}
+		node, pk = s.cp.heldKeys(node, pk)
 		s.mu.Lock()
 		if e.Op == bus.OpDelete {
-			if cur, ok := s.reports[pk]; ok && cur.key == e.Key {
+			if cur, ok := s.reports[pk]; ok && cur.node == node {
 				delete(s.reports, pk)
 			}
 		} else {
-			s.reports[pk] = report{key: e.Key, rev: e.Revision, raw: e.Value}
+			s.reports[pk] = report{node: node, rev: e.Revision, raw: e.Value}
 		}
 		s.mu.Unlock()
 		if synced {
@@ -73,13 +77,13 @@ func (s *statusMirror) watch(ctx context.Context, q *Queue) error {
 // Revision is the revision of the report held at key, the latest of its
 // pod's (bus.Revisions: the watch keeps no copy of its own).
 func (s *statusMirror) Revision(key string) (uint64, bool) {
-	pk, ok := podKeyOfAssignment(key)
+	node, pk, ok := splitAssignmentKey(key)
 	if !ok {
 		return 0, false
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if cur, ok := s.reports[pk]; ok && cur.key == key {
+	if cur, ok := s.reports[pk]; ok && cur.node == node {
 		return cur.rev, true
 	}
 	return 0, false
@@ -90,8 +94,8 @@ func (s *statusMirror) Known() map[string]uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make(map[string]uint64, len(s.reports))
-	for _, r := range s.reports {
-		out[r.key] = r.rev
+	for pk, r := range s.reports {
+		out[assignmentKeyOf(r.node, pk)] = r.rev
 	}
 	return out
 }
@@ -105,7 +109,7 @@ func (s *statusMirror) reconcile(ctx context.Context, podKey string) error {
 		if hasReport {
 			// The pod is gone; its node removes its report when it stops
 			// the pod, but a node that is gone for good cannot.
-			if err := s.cp.Status.Delete(ctx, rep.key, rep.rev); err != nil && !errors.Is(err, bus.ErrNotFound) && !errors.Is(err, bus.ErrConflict) {
+			if err := s.cp.Status.Delete(ctx, rep.key(podKey), rep.rev); err != nil && !errors.Is(err, bus.ErrNotFound) && !errors.Is(err, bus.ErrConflict) {
 				return err
 			}
 		}
@@ -118,7 +122,7 @@ func (s *statusMirror) reconcile(ctx context.Context, podKey string) error {
 	if hasReport && rep.raw != nil {
 		r = new(manifests.PodStatusReport)
 		if err := json.Unmarshal(rep.raw, r); err != nil {
-			s.cp.Log.Warn("skip undecodable status report", "key", rep.key, "err", err)
+			s.cp.Log.Warn("skip undecodable status report", "key", rep.key(podKey), "err", err)
 			s.mirrored(podKey, rep.rev) // not decoded again
 			r, hasReport = nil, false
 		}
@@ -130,7 +134,7 @@ func (s *statusMirror) reconcile(ctx context.Context, podKey string) error {
 			hasReport = false
 		} else {
 			var err error
-			if r, err = s.fetch(ctx, rep); err != nil {
+			if r, err = s.fetch(ctx, rep.key(podKey)); err != nil {
 				return err
 			}
 		}
@@ -187,17 +191,17 @@ func (s *statusMirror) mirrored(podKey string, rev uint64) {
 }
 
 // fetch reads a mirrored report again from the bus (nil if it is gone).
-func (s *statusMirror) fetch(ctx context.Context, rep report) (*manifests.PodStatusReport, error) {
-	e, err := s.cp.Status.Get(ctx, rep.key)
+func (s *statusMirror) fetch(ctx context.Context, key string) (*manifests.PodStatusReport, error) {
+	e, err := s.cp.Status.Get(ctx, key)
 	if errors.Is(err, bus.ErrNotFound) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read status report %s: %w", rep.key, err)
+		return nil, fmt.Errorf("read status report %s: %w", key, err)
 	}
 	var r manifests.PodStatusReport
 	if err := json.Unmarshal(e.Value, &r); err != nil {
-		return nil, fmt.Errorf("decode status report %s: %w", rep.key, err)
+		return nil, fmt.Errorf("decode status report %s: %w", key, err)
 	}
 	return &r, nil
 }

@@ -14,27 +14,55 @@ type Queue struct {
 	mu         sync.Mutex
 	cond       *sync.Cond
 	order      []string
-	queued     map[string]bool
+	queued     peakMap[string, bool]
 	processing map[string]bool
 	dirty      map[string]bool
 	failures   map[string]int
 	timers     map[string]*pending
 	closed     bool
-	// peak is the most keys queued since queued was last made anew.
-	peak int
 
 	// BaseDelay and MaxDelay bound the per-key back-off.
 	BaseDelay, MaxDelay time.Duration
 }
 
-// shrinkAfter is the peak of queued keys past which a queue that empties
-// makes its map anew.
+// peakMap is a map that gives a burst's room back: a Go map keeps the
+// size of its peak, and a burst puts every pod of the cluster in the
+// queues and the scheduler's maps for a moment. Emptied after holding
+// more than shrinkAfter keys, it starts anew.
+type peakMap[K comparable, V any] struct {
+	m    map[K]V
+	peak int
+}
+
+// shrinkAfter is the peak past which an emptied peakMap starts anew.
 const shrinkAfter = 1024
+
+func (p *peakMap[K, V]) set(k K, v V) {
+	if p.m == nil {
+		p.m = map[K]V{}
+	}
+	p.m[k] = v
+	p.peak = max(p.peak, len(p.m))
+}
+
+func (p *peakMap[K, V]) get(k K) (V, bool) {
+	v, ok := p.m[k]
+	return v, ok
+}
+
+// del deletes k, and reports whether the map started anew.
+func (p *peakMap[K, V]) del(k K) bool {
+	delete(p.m, k)
+	if len(p.m) == 0 && p.peak > shrinkAfter {
+		p.m, p.peak = nil, 0
+		return true
+	}
+	return false
+}
 
 // NewQueue returns an empty queue with a back-off from 100 ms to 30 s.
 func NewQueue() *Queue {
 	q := &Queue{
-		queued:     map[string]bool{},
 		processing: map[string]bool{},
 		dirty:      map[string]bool{},
 		failures:   map[string]int{},
@@ -61,11 +89,10 @@ func (q *Queue) addLocked(key string) {
 		q.dirty[key] = true
 		return
 	}
-	if q.queued[key] {
+	if _, ok := q.queued.get(key); ok {
 		return
 	}
-	q.queued[key] = true
-	q.peak = max(q.peak, len(q.queued))
+	q.queued.set(key, true)
 	q.order = append(q.order, key)
 	q.cond.Signal()
 }
@@ -139,11 +166,8 @@ func (q *Queue) Get() (key string, ok bool) {
 		return "", false
 	}
 	key, q.order = q.order[0], q.order[1:]
-	delete(q.queued, key)
-	if len(q.queued) == 0 && q.peak > shrinkAfter {
-		// A Go map keeps the room of its peak: a queue a burst filled
-		// with every pod of the cluster would hold it for good.
-		q.queued, q.peak, q.order = map[string]bool{}, 0, nil
+	if q.queued.del(key) {
+		q.order = nil // and the order's array, as long as the burst
 	}
 	q.processing[key] = true
 	return key, true

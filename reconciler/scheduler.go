@@ -124,12 +124,12 @@ type scheduler struct {
 	// 1,000 nodes).
 	spread  map[string]*ownerSpread
 	next    int // where choose starts its next search in order
-	pending map[string]bool
+	pending peakMap[string, bool]
 	// assumed holds the binds decided and not yet seen in the cache: the
 	// pod is counted on its node from the decision on. Every other pod is
 	// counted from the cache's events alone (account), so the scheduler
 	// keeps nothing per bound pod.
-	assumed map[string]placement
+	assumed peakMap[string, placement]
 	// Binds are written asynchronously, as kube-scheduler's binding
 	// cycle: a worker decides and assumes, and the write goes out on its
 	// own while the worker takes the next pod. With one write per worker,
@@ -187,8 +187,8 @@ type placement struct {
 }
 
 func newScheduler(cp *ControlPlane) *scheduler {
-	return &scheduler{cp: cp, nodes: map[string]*NodeInfo{}, spread: map[string]*ownerSpread{}, pending: map[string]bool{},
-		assumed: map[string]placement{}, inflight: make(chan struct{}, maxBindsInFlight)}
+	return &scheduler{cp: cp, nodes: map[string]*NodeInfo{}, spread: map[string]*ownerSpread{},
+		inflight: make(chan struct{}, maxBindsInFlight)}
 }
 
 func (s *scheduler) node(name string) *NodeInfo {
@@ -216,15 +216,15 @@ func counted(p *manifests.Pod) string {
 // bound elsewhere, finished or gone.
 func (s *scheduler) account(key string, old, cur *manifests.Pod) {
 	from, to := counted(old), counted(cur)
-	if a, ok := s.assumed[key]; ok {
+	if a, ok := s.assumed.get(key); ok {
 		switch {
 		case to == a.node && sameRequest(a.req, requestOf(cur)):
-			delete(s.assumed, key) // landed: counted since the decision
+			s.assumed.del(key) // landed: counted since the decision
 			return
 		case to == "" && cur != nil && !manifests.IsPodTerminal(cur):
 			return // still pending in the cache: the bind is on its way
 		}
-		delete(s.assumed, key)
+		s.assumed.del(key)
 		s.unplace(a.node, a.req)
 	}
 	if from == to && (from == "" || sameRequest(requestOf(old), requestOf(cur))) {
@@ -284,12 +284,12 @@ func (s *scheduler) onObject(q *Queue) Handler {
 		s.mu.Lock()
 		s.account(key, was, pod)
 		if pod != nil && pod.Spec.NodeName == "" && !manifests.IsPodTerminal(pod) && pod.DeletionTimestamp == nil {
-			s.pending[key] = true
+			s.pending.set(key, true)
 			s.mu.Unlock()
 			q.Add(key)
 			return
 		}
-		delete(s.pending, key)
+		s.pending.del(key)
 		s.mu.Unlock()
 	}
 }
@@ -317,8 +317,8 @@ func (s *scheduler) onNode(q *Queue) Handler {
 				return
 			}
 		}
-		keys := make([]string, 0, len(s.pending))
-		for k := range s.pending {
+		keys := make([]string, 0, len(s.pending.m))
+		for k := range s.pending.m {
 			keys = append(keys, k)
 		}
 		s.mu.Unlock()
@@ -333,7 +333,7 @@ func (s *scheduler) pendingKeys(keep func(string) bool) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var keys []string
-	for k := range s.pending {
+	for k := range s.pending.m {
 		if keep(k) {
 			keys = append(keys, k)
 		}
@@ -408,7 +408,7 @@ func (s *scheduler) reconcile(ctx context.Context, key string) error {
 	}
 	r := requestOf(pod)
 	s.mu.Lock()
-	if _, ok := s.assumed[key]; ok {
+	if _, ok := s.assumed.get(key); ok {
 		s.mu.Unlock()
 		return nil // on its way; a failure queues it again
 	}
@@ -416,7 +416,7 @@ func (s *scheduler) reconcile(ctx context.Context, key string) error {
 	if node != "" {
 		// Assume the bind so the next pod sees the room taken.
 		s.place(node, r)
-		s.assumed[key] = placement{node: node, req: r}
+		s.assumed.set(key, placement{node: node, req: r})
 	}
 	s.mu.Unlock()
 
@@ -475,8 +475,8 @@ func (s *scheduler) bound(key, node string, err error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if a, ok := s.assumed[key]; ok && a.node == node {
-		delete(s.assumed, key)
+	if a, ok := s.assumed.get(key); ok && a.node == node {
+		s.assumed.del(key)
 		s.unplace(a.node, a.req)
 	}
 }

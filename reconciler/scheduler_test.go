@@ -230,7 +230,7 @@ func TestSchedulerAccountsFromEvents(t *testing.T) {
 			case op == 1 && m.assumed == "" && m.cached.Spec.NodeName == "" && !manifests.IsPodTerminal(m.cached):
 				what = "assumed on " + node
 				s.place(node, requestOf(m.cached))
-				s.assumed[key] = placement{node: node, req: requestOf(m.cached)}
+				s.assumed.set(key, placement{node: node, req: requestOf(m.cached)})
 				m.assumed, m.req = node, requestOf(m.cached)
 			case op == 2 && m.assumed != "":
 				what = "bind landed on " + m.assumed
@@ -290,8 +290,8 @@ func TestSchedulerAccountsFromEvents(t *testing.T) {
 				}
 			}
 		}
-		if len(s.assumed) > len(pods) {
-			t.Fatalf("iter %d: %d assumptions for %d pods", iter, len(s.assumed), len(pods))
+		if len(s.assumed.m) > len(pods) {
+			t.Fatalf("iter %d: %d assumptions for %d pods", iter, len(s.assumed.m), len(pods))
 		}
 	}
 }
