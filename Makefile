@@ -15,9 +15,10 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-build: ## build bin/capstan, and bin/capstan-node (the node daemon alone, for hosts that only run pods)
+build: ## build bin/capstan, bin/capstan-node (the node daemon alone) and bin/capstan-server (the control plane and CLI, no Podman)
 	$(GO) build -tags "$(TAGS)" -o bin/capstan ./cmd/capstan
 	$(GO) build -tags "$(TAGS) nodeonly" -o bin/capstan-node ./cmd/capstan
+	$(GO) build -tags "$(TAGS) serveronly" -o bin/capstan-server ./cmd/capstan
 
 deps: ## install Podman, runc, busybox-static and friends when missing (Debian, root)
 	@if [ "$$(id -u)" = 0 ]; then scripts/install-deps.sh; \
@@ -44,10 +45,12 @@ bench: deps image build ## every benchmark of issue 6 (~10 min): a table, bench/
 lint: ## go vet, gofmt and staticcheck
 	$(GO) vet -tags "$(TAGS)" ./...
 	$(GO) vet -tags "$(TAGS) nodeonly" ./cmd/capstan
+	$(GO) vet -tags "$(TAGS) serveronly" ./cmd/capstan
 	$(GO) vet -tags "$(TAGS) bench" ./cmd/capstan
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) run $(STATICCHECK) -tags "$(TAGS)" ./...
 	$(GO) run $(STATICCHECK) -tags "$(TAGS) nodeonly" ./cmd/capstan
+	$(GO) run $(STATICCHECK) -tags "$(TAGS) serveronly" ./cmd/capstan
 	$(GO) run $(STATICCHECK) -tags "$(TAGS) bench" ./cmd/capstan
 
 tidy: ## go mod tidy

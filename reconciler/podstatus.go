@@ -30,13 +30,17 @@ type statusMirror struct {
 	cp      *ControlPlane
 	mu      sync.Mutex
 	reports map[string]report // pod key -> latest report
+	// unmirrored holds the latest reports not yet mirrored, as written:
+	// apart from reports, which holds a report's node and revision for
+	// as long as it exists, so that the map a burst fills empties after it.
+	unmirrored peakMap[string, []byte]
 	synced  chan struct{}
 }
 
 type report struct {
 	node string // the node that wrote it: its key is node.<ns>.<name>
 	rev  uint64
-	raw  []byte // the report as written; nil once mirrored
+	raw  []byte // the report as written, until it is mirrored (reconcile's copy)
 }
 
 // key is the report's key, for pod key pk.
@@ -63,9 +67,11 @@ func (s *statusMirror) watch(ctx context.Context, q *Queue) error {
 		if e.Op == bus.OpDelete {
 			if cur, ok := s.reports[pk]; ok && cur.node == node {
 				delete(s.reports, pk)
+				s.unmirrored.del(pk)
 			}
 		} else {
-			s.reports[pk] = report{node: node, rev: e.Revision, raw: e.Value}
+			s.reports[pk] = report{node: node, rev: e.Revision}
+			s.unmirrored.set(pk, e.Value)
 		}
 		s.mu.Unlock()
 		if synced {
@@ -103,6 +109,7 @@ func (s *statusMirror) Known() map[string]uint64 {
 func (s *statusMirror) reconcile(ctx context.Context, podKey string) error {
 	s.mu.Lock()
 	rep, hasReport := s.reports[podKey]
+	rep.raw, _ = s.unmirrored.get(podKey)
 	s.mu.Unlock()
 	c, ok := s.cp.objects.Get(podKey)
 	if !ok {
@@ -185,8 +192,7 @@ func (s *statusMirror) mirrored(podKey string, rev uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if cur, ok := s.reports[podKey]; ok && cur.rev == rev {
-		cur.raw = nil
-		s.reports[podKey] = cur
+		s.unmirrored.del(podKey)
 	}
 }
 

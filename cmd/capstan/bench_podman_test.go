@@ -99,6 +99,17 @@ func nodeBin(t *testing.T, cfg benchConfig) string {
 	return bin
 }
 
+// serverBin is the control plane's binary: bin/capstan-server, the
+// serveronly build that `make build` puts beside bin/capstan, without the
+// Podman bindings (docs/ARCHITECTURE.md).
+func serverBin(t *testing.T, cfg benchConfig) string {
+	bin := envStr("CAPSTAN_SERVER_BIN", filepath.Join(filepath.Dir(cfg.bin), "capstan-server"))
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("%s: %v (make bench builds it)", bin, err)
+	}
+	return bin
+}
+
 // startNode starts a node daemon process (logs in dir/<logName>.log) and
 // waits until it has registered: a Ready Node written after it started, so
 // a daemon taking over a node name is not mistaken for the one before.

@@ -177,7 +177,8 @@ const methodText = `## Running it
 
 Variables: BENCH_ROUNDS (20), BENCH_PARALLEL (50), BENCH_CONCURRENCY (8),
 BENCH_NODES (1000), BENCH_PODS (30000, the issue's scale), BENCH_LOSS_PODS (300),
-BENCH_SCHED_ROUNDS (3), BENCH_MANIFESTS (10000), BENCH_ONLY, BENCH_NODE_ARGS (extra flags for the real node daemons).
+BENCH_SCHED_ROUNDS (3), BENCH_MANIFESTS (10000), BENCH_ONLY, BENCH_NODE_ARGS (extra flags for the real node daemons),
+BENCH_CP_ENV (extra environment for the scale session's control plane, such as GOGC=100).
 
 The harness is a build-tagged test (` + "`//go:build bench`" + `) in cmd/capstan, so it
 can reuse the end-to-end helpers (git repositories, Podman checks) and run

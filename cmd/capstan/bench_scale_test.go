@@ -104,8 +104,11 @@ func benchScale(t *testing.T, cfg benchConfig, res *results) {
 	}
 	t.Cleanup(conn.Close)
 	pprofAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cpBin := serverBin(t, cfg)
+	// BENCH_CP_ENV adds environment to the control plane (GOGC=100, say,
+	// to compare with its default).
 	startCP := func(name string, extra ...string) *proc {
-		return startProc(t, dir, name, []string{PprofEnv + "=" + pprofAddr}, cfg.bin, append([]string{"server", "--nats-url", url,
+		return startProc(t, dir, name, append([]string{PprofEnv + "=" + pprofAddr}, strings.Fields(os.Getenv("BENCH_CP_ENV"))...), cpBin, append([]string{"server", "--nats-url", url,
 			"--data-dir", filepath.Join(dir, "cp"), "--node-grace-period", simNodeGrace.String(), "--pod-eviction-timeout", simEviction.String(),
 			"--log-level", "warn"}, extra...)...)
 	}
@@ -294,7 +297,7 @@ func benchScale(t *testing.T, cfg benchConfig, res *results) {
 	time.Sleep(3 * time.Second)
 	cpNow, cpPeak := rss(cp.pid())
 	cpAnon, cpFile := rssParts(cp.pid())
-	cpMem := memStats(pprofAddr)
+	cpMem := memStats(pprofAddr, cpGOGC())
 	simNow, _ := rss(sim.pid())
 	busNow, busPeak := rss(busProc.pid())
 	if top := fetchProfile(t, pprofAddr, "heap", filepath.Join(cfg.outDir, "control-plane.heap.pprof")); top != "" {
@@ -303,7 +306,7 @@ func benchScale(t *testing.T, cfg benchConfig, res *results) {
 	total := cfg.pods + cfg.lossPods
 	res.add(figure{Benchmark: "footprint", Metric: fmt.Sprintf("control plane RSS, %d nodes, %d pods", cfg.nodes+lostNodes, total), Value: mib(cpNow), Unit: "MiB",
 		Baseline: ptr(mib(cpIdle)), BaselineWhat: fmt.Sprintf("the control plane before the burst (%d pods)", cfg.lossPods),
-		Target: "under 150 MB", Met: ptr(float64(cpNow) < 150e6), Note: fmt.Sprintf("peak %.0f MiB (VmHWM); anonymous %.0f MiB, file-backed %.0f MiB; %s; the bus is a separate process: %.0f MiB, peak %.0f MiB",
+		Target: "under 150 MB", Met: ptr(float64(cpNow) < 150e6), Note: fmt.Sprintf("bin/capstan-server; peak %.0f MiB (VmHWM); anonymous %.0f MiB, file-backed %.0f MiB; %s; the bus is a separate process: %.0f MiB, peak %.0f MiB",
 			mib(cpPeak), mib(cpAnon), mib(cpFile), cpMem, mib(busNow), mib(busPeak))})
 	res.add(figure{Benchmark: "footprint", Metric: fmt.Sprintf("%d simulated nodes (one process), RSS", cfg.nodes), Value: mib(simNow), Unit: "MiB",
 		Baseline: ptr(mib(simIdle)), BaselineWhat: "the same process with no pods",
@@ -436,7 +439,7 @@ func benchScale(t *testing.T, cfg benchConfig, res *results) {
 		Baseline: ptr(680.0), BaselineWhat: "kube-scheduler CI floor (680-810 pods/s at 5,000 nodes; published, not run here)",
 		Target: "5,000 pods/s or more", Met: ptr(med >= 5000),
 		Note: fmt.Sprintf("rounds: %s pods/s, each from the first bind to the last; %s", strings.Join(each, "; "), schedFirst)})
-	res.note("scale session: the bus, the control plane (`capstan server --nats-url`, node grace %s, pod eviction timeout %s), %d simulated nodes (`capstan node --simulate`, heartbeat %s, relist 10 s, each +<20%% jitter) and %d more to lose (heartbeat %s) are separate processes.",
+	res.note("scale session: the bus, the control plane (`capstan-server server --nats-url`, the serveronly build, node grace %s, pod eviction timeout %s), %d simulated nodes (`capstan node --simulate`, heartbeat %s, relist 10 s, each +<20%% jitter) and %d more to lose (heartbeat %s) are separate processes.",
 		simNodeGrace, simEviction, cfg.nodes, simHeartbeat, lostNodes, lostHeartbeat)
 }
 
@@ -584,9 +587,20 @@ func fetchProfile(t *testing.T, addr, what, dst string) string {
 	return pprofTop(dst)
 }
 
+// cpGOGC says the control plane's GOGC: capstan server's default, or a
+// GOGC given in BENCH_CP_ENV, the control plane's extra environment.
+func cpGOGC() string {
+	for _, kv := range strings.Fields(os.Getenv("BENCH_CP_ENV")) {
+		if v, ok := strings.CutPrefix(kv, "GOGC="); ok {
+			return "GOGC=" + v + " (BENCH_CP_ENV)"
+		}
+	}
+	return fmt.Sprintf("GOGC=%d (capstan server's default --gc-percent)", defaultGCPercent)
+}
+
 // memStats returns where a capstan process's memory goes, as its runtime
 // sees it (the MemStats that /debug/pprof/heap?debug=1 ends with), or "".
-func memStats(addr string) string {
+func memStats(addr, gogc string) string {
 	resp, err := http.Get("http://" + addr + "/debug/pprof/heap?debug=1")
 	if err != nil {
 		return ""
@@ -612,8 +626,8 @@ func memStats(addr string) string {
 	if v["HeapInuse"] == 0 {
 		return ""
 	}
-	return fmt.Sprintf("its runtime: heap spans in use %.0f MiB, of which allocated %.0f MiB (the next collection at %.0f MiB, twice what was live at the last: GOGC=100), heap free but not yet returned to the system %.0f MiB, stacks %.0f MiB, the collector's and runtime's own %.0f MiB",
-		v["HeapInuse"], v["HeapAlloc"], v["NextGC"], v["HeapIdle"]-v["HeapReleased"], v["StackInuse"], v["MSpanInuse"]+v["MCacheInuse"]+v["BuckHashSys"]+v["GCSys"]+v["OtherSys"])
+	return fmt.Sprintf("its runtime: heap spans in use %.0f MiB, of which allocated %.0f MiB (the next collection at %.0f MiB: what was live at the last plus GOGC percent, %s), heap free but not yet returned to the system %.0f MiB, stacks %.0f MiB, the collector's and runtime's own %.0f MiB",
+		v["HeapInuse"], v["HeapAlloc"], v["NextGC"], gogc, v["HeapIdle"]-v["HeapReleased"], v["StackInuse"], v["MSpanInuse"]+v["MCacheInuse"]+v["BuckHashSys"]+v["GCSys"]+v["OtherSys"])
 }
 
 // pprofTop returns the first lines of `go tool pprof -top`.

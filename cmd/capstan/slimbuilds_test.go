@@ -22,6 +22,14 @@ var notOnNodes = []string{
 	"github.com/go-git/go-git/",
 }
 
+// notOnServers are the packages the serveronly build (bin/capstan-server)
+// must not link: the Podman runtime and the containers libraries under
+// it, two fifths of the default build's resident file pages.
+var notOnServers = []string{
+	"github.com/capstan-io/capstan/node/podman",
+	"github.com/containers/",
+}
+
 // notInAnyBuild are what neither build may link: the sops library and the
 // clients of the cloud key services it brought for every key type (some
 // 560 packages, a third of the binary), although Capstan uses age keys
@@ -35,10 +43,11 @@ var notInAnyBuild = []string{
 	"github.com/huaweicloud/",
 }
 
-// TestNodeOnlyDeps lists the nodeonly build's dependencies with go list (no
-// compile) and fails on any of notOnNodes; the default build must still
-// have them, so the check cannot pass by listing nothing.
-func TestNodeOnlyDeps(t *testing.T) {
+// TestSlimBuildsDeps lists the dependencies of the nodeonly and
+// serveronly builds with go list (no compile) and fails on any of
+// notOnNodes and notOnServers; the default build must still have them,
+// so the check cannot pass by listing nothing.
+func TestSlimBuildsDeps(t *testing.T) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		t.Skip("no go command")
@@ -73,7 +82,19 @@ func TestNodeOnlyDeps(t *testing.T) {
 			t.Errorf("the nodeonly build lacks %s", want)
 		}
 	}
+	server := deps(strings.TrimSpace(tags + " serveronly"))
+	if bad := forbidden(server, notOnServers, notInAnyBuild); len(bad) > 0 {
+		t.Errorf("the serveronly build links %d packages it must not, among them: %s", len(bad), strings.Join(bad[:min(len(bad), 10)], ", "))
+	}
+	for _, want := range []string{"github.com/capstan-io/capstan/reconciler", "github.com/capstan-io/capstan/sources/git", "github.com/nats-io/nats-server/v2/server"} {
+		if !slices.Contains(server, want) {
+			t.Errorf("the serveronly build lacks %s", want)
+		}
+	}
 	full := deps(tags)
+	if !slices.ContainsFunc(full, func(p string) bool { return strings.HasPrefix(p, "github.com/containers/podman/") }) {
+		t.Error("the default build lacks the Podman bindings")
+	}
 	for _, want := range []string{"github.com/capstan-io/capstan/reconciler", "github.com/capstan-io/capstan/schema", "github.com/capstan-io/capstan/sources/git", "github.com/capstan-io/capstan/reconciler/internal/sops", "filippo.io/age"} {
 		if !slices.Contains(full, want) {
 			t.Errorf("the default build lacks %s", want)
