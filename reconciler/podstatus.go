@@ -34,7 +34,7 @@ type statusMirror struct {
 	// apart from reports, which holds a report's node and revision for
 	// as long as it exists, so that the map a burst fills empties after it.
 	unmirrored peakMap[string, []byte]
-	synced  chan struct{}
+	synced     chan struct{}
 }
 
 type report struct {
