@@ -293,7 +293,9 @@ func (c *Cache) OnNode(node string) []*Cached {
 }
 
 // Keys returns the keys of the cached objects of kind that keep takes;
-// keep runs under the cache's read lock.
+// keep runs under the cache's read lock. A keep that looks at the key
+// before the object is cheaper: reading each object of 30,000 is a
+// cache miss each.
 func (c *Cache) Keys(kind string, keep func(*Cached) bool) []string {
 	c.mu.RLock()
 	defer c.mu.RUnlock()

@@ -404,7 +404,7 @@ func all(string) bool { return true }
 // went away without a word is still deleted by the next resync.
 func (cp *ControlPlane) terminatingPods(keep func(string) bool) []string {
 	return cp.objects.Keys("Pod", func(c *Cached) bool {
-		return c.Obj.GetObjectMeta().DeletionTimestamp != nil && keep(c.Key)
+		return keep(c.Key) && c.Obj.GetObjectMeta().DeletionTimestamp != nil
 	})
 }
 

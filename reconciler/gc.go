@@ -37,7 +37,7 @@ func (cp *ControlPlane) ownedKeys(keep func(string) bool) []string {
 	var keys []string
 	for _, k := range ownedKinds {
 		keys = append(keys, cp.objects.Keys(k, func(c *Cached) bool {
-			return c.Obj.GetObjectMeta().Controller() != nil && keep(c.Key)
+			return keep(c.Key) && c.Obj.GetObjectMeta().Controller() != nil
 		})...)
 	}
 	return keys
