@@ -259,41 +259,50 @@ every version of every pod, a fifth of a core while binding (it scans
 later versions for the node and phase); a node started the next of its
 pods waiting for a slot only after the relist the last one's end poked,
 so 50 pods at once took 1.16-1.31 times as long as through Podman (a
-freed slot starts the next pod now: 1.04-1.08).
+freed slot starts the next pod now: 1.04-1.13). For the control plane's
+memory: it ran from the full binary, whose Podman bindings were 20 MiB
+of its resident pages (bin/capstan-server now, 25-29 MiB file-backed
+against 49); at Go's default GOGC of 100 its heap grew to twice the
+objects cache before each collection (50 now, docs/ARCHITECTURE.md);
+every controller's queue and the scheduler's pending set kept the size of
+the burst's peak, 11 MB of empty maps (they start anew once emptied);
+the scheduler kept a placement per pod, the watches a revision per key,
+and each version of a pod's key kept its watch message's subject alive
+(one string per key, revisions asked of the cache and the mirror, only
+the binds in flight); every 30 s the resync queued all 30,000 pods at once
+(one slot of 30 a second now). Together the control plane's heap at
+30,000 pods went from about 110 MB in use to 60, and its RSS from 277 MiB
+to about 130.
 
 Still short of the targets, or close to them:
 
 - **Scheduler throughput** is CPU-bound: while binding, the shares of
   one core in its row add up to both cores, the control plane taking
   about one. The same code on this shared machine, minutes apart, gave
-  medians of three rounds from 4,600 to 8,400 pods/s and single rounds
-  from 4,000 to 10,000, as the neighbours' load swung; the target is met
-  when the machine is quiet and missed when it is not. Each pod costs the
-  bus about seven writes (the row says which streams), the control plane
+  single rounds from 2,800 to 11,300 pods/s as the neighbours' load
+  swung (in one run the raw JetStream baseline itself was a hundred times
+  slower, and nodes missed their heartbeats); the target is met when the
+  machine is quiet and missed when it is not. Each pod costs the bus
+  about seven writes (the row says which streams), the control plane
   about four JSON encodings (the bind, the status, the assignment, the
   event) and two decodes (the node's reports), the simulated nodes a
-  decode and two or three encodings, and the harness a scan. Margin on a loaded machine needs that
-  cut further: status kept beside the pod rather than rewritten into it
-  (a full-pod write and decode less per status change), a generated
-  codec instead of reflection, and the simulated nodes' relist made
-  incremental.
-- **Control plane RSS.** The row says where it goes as the Go runtime
-  sees it. The collector lets the heap grow to twice what was live at its
-  last pass (GOGC=100) and keeps what it freed until the heap shrinks, so
-  the RSS is about twice the live heap (about 90 MiB at 30,000 pods) plus
-  the binary's file-backed pages (40-50 MiB: package initialisation
-  touches most of the binary; dropping the SOPS library's cloud key
-  services took them from about 70 MiB). Sharing in the objects cache
-  took the live heap at 30,000 pods from 181 MB to about 90; the cache is
-  36 MB of it (1.2 KB a pod with its indexes: BenchmarkCacheHeapPerPod
-  fills a cache with 30,000 running pods as the watch delivers them; the
-  Pod struct alone is 568 bytes), the rest is the other controllers' state per pod
-  (the scheduler's placements, the assigner's digests, the status
-  mirror's report keys, each watch's revisions) and the queues. Under
-  150 MB means a live heap near 45 MB, about 1.5 KB a pod for everything:
-  the cache's pods compact (encoded, with a small index, decoded on
-  demand), the controllers' per-pod state folded into one index, and a
-  control-plane build without the Podman bindings, as bin/capstan-node is
-  without the control plane. Trading CPU for memory (a lower GOGC, or a
-  memory limit) would only move the cost to the scheduler's row.
+  decode and two or three encodings, and the harness a scan. Margin on a
+  loaded machine needs that cut further: status kept beside the pod
+  rather than rewritten into it (a full-pod write and decode less per
+  status change), a generated codec instead of reflection, and the
+  simulated nodes' relist made incremental. GOGC 50 makes the collector
+  run twice as often; in back-to-back runs at 100 and 50 on the loaded
+  machine the binds came out 3,739 and 4,528 pods/s, inside the noise.
+- **Control plane RSS** is met, with little margin. The row says where it
+  goes as the Go runtime sees it: a live heap of about 55-60 MB at 30,000
+  pods (the objects cache is 36 MB of it, 1.2 KB a pod with its indexes:
+  BenchmarkCacheHeapPerPod; the Pod struct alone is 568 bytes), up to
+  half again before each collection (GOGC 50), what the collector freed
+  and has not yet returned, and 25-29 MiB of the binary's pages. It is
+  read once the control plane has settled after the burst; 3 s after the
+  last pod ran, with the status reports behind the burst still held, it
+  was 137-150 MiB in the runs of this session, and the burst's peak
+  (VmHWM) is 160-210 MiB. More margin needs the cache's pods compact
+  (encoded, with a small index, decoded on demand) and the controllers'
+  per-pod state folded into one index.
 `
