@@ -49,12 +49,6 @@ func newAssigner(cp *ControlPlane) *assigner {
 		refs: map[string]map[string]bool{}, podRef: map[string][]string{}}
 }
 
-// podKeyOfAssignment maps <node>.<ns>.<name> to Pod.<ns>.<name>.
-func podKeyOfAssignment(key string) (string, bool) {
-	_, pk, ok := splitAssignmentKey(key)
-	return pk, ok
-}
-
 // splitAssignmentKey maps <node>.<ns>.<name> to its node and
 // Pod.<ns>.<name>.
 func splitAssignmentKey(key string) (node, podKey string, ok bool) {
