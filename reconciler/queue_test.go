@@ -204,7 +204,7 @@ func TestResyncIsSpreadOverSlots(t *testing.T) {
 		return out
 	}}
 	defer c.queue.Close()
-	const slots = 30
+	const slots = 10
 	seen := map[string]int{}
 	for slot := range uint32(slots) {
 		resyncSlot([]*controller{c}, slot, slots)
@@ -226,7 +226,7 @@ func TestResyncIsSpreadOverSlots(t *testing.T) {
 	if got := resyncSlots(500 * time.Millisecond); got != 1 {
 		t.Fatalf("a period under a second is %d slots, want 1", got)
 	}
-	if got := resyncSlots(30 * time.Second); got != 30 {
-		t.Fatalf("30s is %d slots, want 30", got)
+	if got := resyncSlots(30 * time.Second); got != 10 {
+		t.Fatalf("30s is %d slots, want 10", got)
 	}
 }

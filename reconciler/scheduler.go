@@ -227,7 +227,7 @@ func (s *scheduler) account(key string, old, cur *manifests.Pod) {
 		s.assumed.del(key)
 		s.unplace(a.node, a.req)
 	}
-	if from == to && (from == "" || sameRequest(requestOf(old), requestOf(cur))) {
+	if from == to && (from == "" || sameSpecRequest(old, cur)) {
 		return
 	}
 	if from != "" {
@@ -236,6 +236,19 @@ func (s *scheduler) account(key string, old, cur *manifests.Pod) {
 	if to != "" {
 		s.place(to, requestOf(cur))
 	}
+}
+
+// sameSpecRequest reports whether pods a and b ask the same. Most
+// versions of a pod share its containers (a status written is a shallow
+// copy; the cache shares a decoded pod's containers with its owner's
+// other pods), and then only the owner can differ: requestOf parses
+// every quantity, and a pod's status changes several times.
+func sameSpecRequest(a, b *manifests.Pod) bool {
+	if len(a.Spec.Containers) > 0 && len(a.Spec.Containers) == len(b.Spec.Containers) && &a.Spec.Containers[0] == &b.Spec.Containers[0] {
+		ra, rb := a.Controller(), b.Controller()
+		return (ra == nil) == (rb == nil) && (ra == nil || ra.UID == rb.UID)
+	}
+	return sameRequest(requestOf(a), requestOf(b))
 }
 
 // sameRequest reports whether a and b take the same room and spread.
