@@ -272,8 +272,9 @@ func (c *Cache) unindex(o *Cached) {
 func (c *Cache) Owned(uid, kind string) []*Cached {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	var out []*Cached
-	for _, o := range c.byOwner[uid] {
+	owned := c.byOwner[uid]
+	out := make([]*Cached, 0, len(owned)) // grown by append, twice as much
+	for _, o := range owned {
 		if kind == "" || o.Obj.GetTypeMeta().Kind == kind {
 			out = append(out, o)
 		}

@@ -164,7 +164,7 @@ func (s *statusMirror) reconcile(ctx context.Context, podKey string) error {
 	if !nodeReady {
 		st = nodeLostStatus(st, pod.Status)
 	}
-	if statusDiffers(st, pod.Status) {
+	if statusDiffers(&st, &pod.Status) {
 		upd := *pod // shallow: only the status changes, and it is new
 		if fresh {
 			// The report's status is this reconcile's alone: shared
@@ -218,14 +218,18 @@ func (s *statusMirror) fetch(ctx context.Context, key string) (*manifests.PodSta
 // differ to it, not to JSON) is hashed, unless a field that encodes as
 // it is (the phase, the number of conditions or of container statuses)
 // already differs, as it does for most of the statuses that are written.
-func statusDiffers(a, b manifests.PodStatus) bool {
+//
+// It takes pointers: a PodStatus passed to reflect.DeepEqual by value is
+// copied to the heap twice, 4% of what the control plane allocated in the
+// scale benchmark.
+func statusDiffers(a, b *manifests.PodStatus) bool {
 	switch {
 	case reflect.DeepEqual(a, b):
 		return false
 	case a.Phase != b.Phase || len(a.Conditions) != len(b.Conditions) || len(a.ContainerStatuses) != len(b.ContainerStatuses):
 		return true
 	}
-	return manifests.Hash(a) != manifests.Hash(b)
+	return manifests.Hash(*a) != manifests.Hash(*b)
 }
 
 // shownNodeLost reports whether the pod shows a condition nodeLostStatus

@@ -24,7 +24,7 @@ func TestStatusDiffers(t *testing.T) {
 		{"a container no longer ready", running, notReady, true},
 	}
 	for _, c := range cases {
-		if got := statusDiffers(c.a, c.b); got != c.want {
+		if got := statusDiffers(&c.a, &c.b); got != c.want {
 			t.Errorf("%s: statusDiffers = %v, want %v", c.name, got, c.want)
 		}
 	}
