@@ -301,8 +301,8 @@ Still short of the targets, or close to them:
   and has not yet returned, and 25-29 MiB of the binary's pages. It is
   read once the control plane has settled after the burst; 3 s after the
   last pod ran, with the status reports behind the burst still held, it
-  was 137-150 MiB in the runs of this session, and the burst's peak
-  (VmHWM) is 160-210 MiB. More margin needs the cache's pods compact
+  was 137-157 MiB in the runs of this session, and the burst's peak
+  (VmHWM) is 150-210 MiB. More margin needs the cache's pods compact
   (encoded, with a small index, decoded on demand) and the controllers'
   per-pod state folded into one index.
 `
