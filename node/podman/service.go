@@ -122,6 +122,11 @@ func EnsureService(ctx context.Context, opts ServiceOptions) (socketURI string, 
 	cmd := exec.Command(bin, "system", "service", "--time=0", uri)
 	cmd.Env = append(os.Environ(), "CONTAINERS_CONF="+conf)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// In the data dir: conmon, which the service starts for each
+	// container, writes a file named oom into its working directory when
+	// a container is killed for memory, and it would otherwise land in
+	// whatever directory the caller ran from.
+	cmd.Dir = dir
 	// Own process group, so a terminal's ^C reaches the caller, which stops
 	// the service itself; and a signal if the caller dies first.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}

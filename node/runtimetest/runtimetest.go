@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -642,6 +643,7 @@ func (s *suite) testOOMKilled(t *testing.T, h *harness) {
 	if !s.cfg.network {
 		t.Skip("the runtime runs no real process")
 	}
+	began := time.Now()
 	podID := h.createPod("oom")
 	limit := func(c *node.ContainerConfig) { c.MemoryLimit = 16 << 20 }
 	hog := h.shell(podID, "hog", "head -c 64m /dev/zero | tail", limit)
@@ -652,6 +654,11 @@ func (s *suite) testOOMKilled(t *testing.T, h *harness) {
 	c := h.waitState(hog, node.StateExited)
 	if !c.OOMKilled || c.ExitCode != 137 {
 		t.Errorf("a container over its memory limit: OOMKilled %v, exit code %d; want true, 137", c.OOMKilled, c.ExitCode)
+	}
+	// conmon writes a file named oom into its working directory: the
+	// runtime's service must not run in the caller's (node/podman).
+	if fi, err := os.Stat("oom"); err == nil && !fi.ModTime().Before(began) {
+		t.Error("the OOM kill left a file named oom in the working directory")
 	}
 	h.waitState(stubborn, node.StateRunning)
 	h.must(h.rt.StopContainer(h.ctx, stubborn, time.Second), "stop stubborn")
