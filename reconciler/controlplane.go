@@ -325,14 +325,8 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 		run("events", cp.recordEvents)
 	}
 	// Everything is level-triggered: queue all now that the caches hold
-	// the world.
-	for _, c := range ctls {
-		if c.resync != nil {
-			for _, k := range c.resync(all) {
-				c.queue.Add(k)
-			}
-		}
-	}
+	// the world (one slot of one: every key).
+	resyncSlot(ctls, 0, 1)
 	go func() { wg.Wait(); close(errs) }()
 	select {
 	case <-ctx.Done():

@@ -40,7 +40,6 @@ type statusMirror struct {
 type report struct {
 	node string // the node that wrote it: its key is node.<ns>.<name>
 	rev  uint64
-	raw  []byte // the report as written, until it is mirrored (reconcile's copy)
 }
 
 // key is the report's key, for pod key pk.
@@ -109,7 +108,7 @@ func (s *statusMirror) Known() map[string]uint64 {
 func (s *statusMirror) reconcile(ctx context.Context, podKey string) error {
 	s.mu.Lock()
 	rep, hasReport := s.reports[podKey]
-	rep.raw, _ = s.unmirrored.get(podKey)
+	raw, _ := s.unmirrored.get(podKey) // nil once mirrored
 	s.mu.Unlock()
 	c, ok := s.cp.objects.Get(podKey)
 	if !ok {
@@ -126,9 +125,9 @@ func (s *statusMirror) reconcile(ctx context.Context, podKey string) error {
 	node, nodeKnown := s.cp.nodes.Get(pod.Spec.NodeName)
 	nodeReady := nodeKnown && manifests.IsNodeReady(node.Obj.(*manifests.Node))
 	var r *manifests.PodStatusReport
-	if hasReport && rep.raw != nil {
+	if hasReport && raw != nil {
 		r = new(manifests.PodStatusReport)
-		if err := json.Unmarshal(rep.raw, r); err != nil {
+		if err := json.Unmarshal(raw, r); err != nil {
 			s.cp.Log.Warn("skip undecodable status report", "key", rep.key(podKey), "err", err)
 			s.mirrored(podKey, rep.rev) // not decoded again
 			r, hasReport = nil, false

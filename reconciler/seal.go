@@ -45,19 +45,16 @@ func (a *assigner) sealSecrets(out *manifests.Assignment, node string) error {
 // encoding is deterministic, and decoding and re-encoding every assignment
 // the watch delivers cost more than the control plane's writes.
 func assignmentDigest(value []byte) digest {
-	if !bytes.Contains(value, []byte(`"sealedSecrets":`)) {
-		return digest(sha256.Sum256(value))
+	if bytes.Contains(value, []byte(`"sealedSecrets":`)) {
+		var a manifests.Assignment
+		if json.Unmarshal(value, &a) == nil {
+			a.SealedSecrets = nil
+			if b, err := json.Marshal(a); err == nil {
+				value = b
+			}
+		}
 	}
-	var a manifests.Assignment
-	if err := json.Unmarshal(value, &a); err != nil {
-		return digest(sha256.Sum256(value))
-	}
-	a.SealedSecrets = nil
-	b, err := json.Marshal(a)
-	if err != nil {
-		return digest(sha256.Sum256(value))
-	}
-	return digest(sha256.Sum256(b))
+	return digest(sha256.Sum256(value))
 }
 
 // digest is an assignment's digest, held for every bound pod: an array,
