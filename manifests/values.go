@@ -78,6 +78,8 @@ var quantitySuffixes = map[string]*big.Rat{
 	"Ti": big.NewRat(1<<40, 1), "Pi": big.NewRat(1<<50, 1), "Ei": new(big.Rat).SetInt(new(big.Int).Lsh(big.NewInt(1), 60)),
 }
 
+var ratThousand = big.NewRat(1000, 1)
+
 // Rat parses the quantity as an exact rational number.
 func (q Quantity) Rat() (*big.Rat, error) {
 	s := strings.TrimSpace(string(q))
@@ -89,11 +91,11 @@ func (q Quantity) Rat() (*big.Rat, error) {
 		i--
 	}
 	num, suffix := s[:i], s[i:]
-	// An exponent such as 1e3 parses as a number with no suffix.
-	if strings.ContainsAny(suffix, "eE") && len(suffix) > 1 {
-		num, suffix = s, ""
-	}
 	mult, ok := quantitySuffixes[suffix]
+	if !ok && strings.ContainsAny(suffix, "eE") && len(suffix) > 1 {
+		// Not a suffix ("Ei" is one): an exponent, read as a number.
+		num, mult, ok = s, quantitySuffixes[""], true
+	}
 	if !ok {
 		return nil, fmt.Errorf("quantity %q: unknown suffix %q", s, suffix)
 	}
@@ -104,18 +106,59 @@ func (q Quantity) Rat() (*big.Rat, error) {
 	return r.Mul(r, mult), nil
 }
 
+// wholeMilli is how many thousandths one unit of a suffix is, for the
+// suffixes wholeMillis reads.
+var wholeMilli = map[string]int64{
+	"m": 1, "": 1000, "k": 1000_000, "M": 1000_000_000, "G": 1000_000_000_000, "T": 1000_000_000_000_000,
+	"Ki": 1000 << 10, "Mi": 1000 << 20, "Gi": 1000 << 30, "Ti": 1000 << 40,
+}
+
+// wholeMillis reads the quantities most manifests hold, a whole number
+// and a suffix of wholeMilli ("50m", "2", "128Mi"), in thousandths
+// without big.Rat: the scheduler reads every pod's requests as it comes,
+// and Rat was a tenth of its CPU. ok is false for anything else and when
+// the thousandths overflow; Rat reads those.
+func wholeMillis(s string) (int64, bool) {
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	if i == 0 || i > 18 { // 18 digits fit an int64
+		return 0, false
+	}
+	mult, ok := wholeMilli[s[i:]]
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(s[:i], 10, 64)
+	if err != nil || n > math.MaxInt64/mult {
+		return 0, false
+	}
+	return n * mult, true
+}
+
 // Milli returns the quantity in thousandths, rounded up: CPU in millicores.
 func (q Quantity) Milli() (int64, error) {
+	if m, ok := wholeMillis(string(q)); ok {
+		return m, nil
+	}
 	r, err := q.Rat()
 	if err != nil {
 		return 0, err
 	}
-	r.Mul(r, big.NewRat(1000, 1))
+	r.Mul(r, ratThousand)
 	return ceilRat(r), nil
 }
 
 // Value returns the quantity as a whole number, rounded up: memory in bytes.
 func (q Quantity) Value() (int64, error) {
+	if m, ok := wholeMillis(string(q)); ok {
+		v := m / 1000
+		if m%1000 != 0 {
+			v++ // rounded up, as ceilRat
+		}
+		return v, nil
+	}
 	r, err := q.Rat()
 	if err != nil {
 		return 0, err

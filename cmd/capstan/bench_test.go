@@ -153,6 +153,17 @@ func (r *results) note(format string, args ...any) {
 	r.Notes = append(r.Notes, fmt.Sprintf(format, args...))
 }
 
+// setProfile keeps a profile's top lines under name; safe from any
+// goroutine.
+func (r *results) setProfile(name, top string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.Profiles == nil {
+		r.Profiles = map[string]string{}
+	}
+	r.Profiles[name] = top
+}
+
 func ptr[T any](v T) *T { return &v }
 
 // ms converts a duration to float milliseconds.
