@@ -33,8 +33,8 @@ type Cache struct {
 	store    bus.Store
 	log      *slog.Logger
 	mu       sync.RWMutex
-	byKind   map[string]map[string]*Cached
-	kindOf   map[string]string
+	all      map[string]*Cached            // key -> object: Get is one lookup
+	byKind   map[string]map[string]*Cached // kind -> key -> object
 	byOwner  map[string]map[string]*Cached // controller owner uid -> key -> object
 	byNode   map[string]map[string]*Cached // a pod's spec.nodeName -> key -> pod
 	handlers []Handler
@@ -58,7 +58,7 @@ type echo struct {
 
 // NewCache returns a cache of store; call AddHandler before Run.
 func NewCache(store bus.Store, log *slog.Logger) *Cache {
-	return &Cache{store: store, log: log, byKind: map[string]map[string]*Cached{}, kindOf: map[string]string{},
+	return &Cache{store: store, log: log, all: map[string]*Cached{}, byKind: map[string]map[string]*Cached{},
 		byOwner: map[string]map[string]*Cached{}, byNode: map[string]map[string]*Cached{}, synced: make(chan struct{}), intern: newInterner(),
 		echoes: map[string]*echo{}}
 }
@@ -118,11 +118,9 @@ func (c *Cache) Revision(key string) (uint64, bool) {
 func (c *Cache) Known() map[string]uint64 {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	out := make(map[string]uint64, len(c.kindOf))
-	for _, m := range c.byKind {
-		for k, o := range m {
-			out[k] = o.Rev
-		}
+	out := make(map[string]uint64, len(c.all))
+	for k, o := range c.all {
+		out[k] = o.Rev
 	}
 	return out
 }
@@ -177,10 +175,14 @@ func (c *Cache) echoed(e bus.Entry) manifests.Object {
 
 func (c *Cache) set(key string, obj manifests.Object, rev uint64) {
 	c.mu.Lock()
-	kind, known := c.kindOf[key]
-	if obj != nil {
+	prev, had := c.all[key]
+	var kind string
+	switch {
+	case obj != nil:
 		kind = obj.GetTypeMeta().Kind
-	} else if !known {
+	case had:
+		kind = prev.Obj.GetTypeMeta().Kind
+	default:
 		c.mu.Unlock()
 		return
 	}
@@ -190,7 +192,7 @@ func (c *Cache) set(key string, obj manifests.Object, rev uint64) {
 		c.byKind[kind] = m
 	}
 	var old manifests.Object
-	if prev, ok := m[key]; ok {
+	if had {
 		if prev.Rev > rev {
 			c.mu.Unlock()
 			return // an older event than what we hold
@@ -207,11 +209,11 @@ func (c *Cache) set(key string, obj manifests.Object, rev uint64) {
 	}
 	if obj == nil {
 		delete(m, key)
-		delete(c.kindOf, key)
+		delete(c.all, key)
 	} else {
 		cur := &Cached{Key: key, Obj: obj, Rev: rev}
 		m[key] = cur
-		c.kindOf[key] = kind
+		c.all[key] = cur
 		c.index(cur)
 	}
 	c.mu.Unlock()
@@ -313,7 +315,7 @@ func (c *Cache) Keys(kind string, keep func(*Cached) bool) []string {
 func (c *Cache) Get(key string) (*Cached, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	o, ok := c.byKind[c.kindOf[key]][key]
+	o, ok := c.all[key]
 	return o, ok
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 
 	"github.com/capstan-io/capstan/bus"
@@ -81,14 +82,19 @@ func (s *statusMirror) watch(ctx context.Context, q *Queue) error {
 
 // Revision is the revision of the report held at key, the latest of its
 // pod's (bus.Revisions: the watch keeps no copy of its own).
+// The watch asks it of every report, and the handler builds the pod key
+// again: here it is built on the stack (a lookup by string(bytes) does
+// not allocate).
 func (s *statusMirror) Revision(key string) (uint64, bool) {
-	node, pk, ok := splitAssignmentKey(key)
-	if !ok {
+	node, rest, ok := strings.Cut(key, ".")
+	if !ok || !strings.Contains(rest, ".") {
 		return 0, false
 	}
+	var buf [128]byte
+	pk := append(append(buf[:0], "Pod."...), rest...)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if cur, ok := s.reports[pk]; ok && cur.node == node {
+	if cur, ok := s.reports[string(pk)]; ok && cur.node == node {
 		return cur.rev, true
 	}
 	return 0, false

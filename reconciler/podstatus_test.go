@@ -29,3 +29,19 @@ func TestStatusDiffers(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusMirrorRevision checks the revision the status watch asks of
+// every report: the node's own, none for another node's or a malformed
+// key, and no allocation.
+func TestStatusMirrorRevision(t *testing.T) {
+	s := newStatusMirror(nil)
+	s.reports["Pod.default.web-1"] = report{node: "n1", rev: 7}
+	for key, want := range map[string]uint64{"n1.default.web-1": 7, "n2.default.web-1": 0, "n1.default.web-2": 0, "n1": 0, "n1.default": 0} {
+		if rev, ok := s.Revision(key); rev != want || ok != (want != 0) {
+			t.Errorf("Revision(%q) = %d, %v; want %d", key, rev, ok, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { s.Revision("n1.default.web-1") }); n != 0 {
+		t.Errorf("Revision allocates %.0f times", n)
+	}
+}

@@ -177,8 +177,8 @@ const methodText = `## Running it
 
 Variables: BENCH_ROUNDS (20), BENCH_PARALLEL (50), BENCH_CONCURRENCY (8),
 BENCH_NODES (1000), BENCH_PODS (30000, the issue's scale), BENCH_LOSS_PODS (300),
-BENCH_SCHED_ROUNDS (3), BENCH_MANIFESTS (10000), BENCH_ONLY, BENCH_NODE_ARGS (extra flags for the real node daemons),
-BENCH_CP_ENV (extra environment for the scale session's control plane, such as GOGC=100).
+BENCH_SCHED_ROUNDS (5), BENCH_MANIFESTS (10000), BENCH_ONLY, BENCH_NODE_ARGS (extra flags for the real node daemons),
+BENCH_CP_ENV and BENCH_SIM_ENV (extra environment for the scale session's control plane and simulated nodes, such as GOGC=100).
 
 The harness is a build-tagged test (` + "`//go:build bench`" + `) in cmd/capstan, so it
 can reuse the end-to-end helpers (git repositories, Podman checks) and run
@@ -202,9 +202,11 @@ rate is a row of its own), then restarts with every controller, and the
 rate is the pods bound from its first bind to its last. The simulated
 nodes take each bound pod and report it Running meanwhile, as real nodes
 would; kube-scheduler's benchmark has no kubelets. The figure is the
-median of BENCH_SCHED_ROUNDS rounds (3): after the first, profiled and
+median of BENCH_SCHED_ROUNDS rounds (5): after the first, profiled and
 followed until every pod runs, each round deletes the last one's
-ReplicaSets, waits for their pods to go, and binds the pods of new ones.
+ReplicaSets, waits for their pods to go, and binds the pods of new ones;
+the second is profiled while it binds. Rounds of one run have differed
+by nearly two to one on this shared machine, hence five.
 The harness decodes a pod's first version only and scans later ones for
 its node and phase, so that it takes as little as it can of the CPU the
 processes measured share with it (the row gives its share).

@@ -159,7 +159,7 @@ func benchScale(t *testing.T, cfg benchConfig, res *results) {
 	}
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
 	simPprof := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	sim := startProc(t, dir, "simulated-nodes", []string{PprofEnv + "=" + simPprof}, cfg.bin, simArgs(cfg.nodes, "sim", simHeartbeat, "--simulate-report-seen")...)
+	sim := startProc(t, dir, "simulated-nodes", append([]string{PprofEnv + "=" + simPprof}, strings.Fields(os.Getenv("BENCH_SIM_ENV"))...), cfg.bin, simArgs(cfg.nodes, "sim", simHeartbeat, "--simulate-report-seen")...)
 	begin := time.Now()
 	waitFor(t, 3*time.Minute, fmt.Sprintf("%d simulated nodes Ready", cfg.nodes), func() error {
 		check(cp, lost, sim)

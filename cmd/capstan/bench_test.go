@@ -79,7 +79,7 @@ func loadBenchConfig() benchConfig {
 		nodes:       envInt("BENCH_NODES", 1000),
 		pods:        envInt("BENCH_PODS", 30000),
 		lossPods:    envInt("BENCH_LOSS_PODS", 300),
-		schedRounds: envInt("BENCH_SCHED_ROUNDS", 3),
+		schedRounds: envInt("BENCH_SCHED_ROUNDS", 5),
 		manifests:   envInt("BENCH_MANIFESTS", 10000),
 	}
 	for s := range strings.SplitSeq(os.Getenv("BENCH_ONLY"), ",") {
