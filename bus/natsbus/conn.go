@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -66,7 +67,21 @@ type Options struct {
 	// Logger receives connection events (disconnects, reconnects, errors);
 	// nil discards them.
 	Logger *slog.Logger
+
+	// Bind looks the buckets up instead of creating or updating them: for
+	// the clients of a bus the control plane has set up (the CLI, node
+	// daemons). Such a client needs no right to create or change streams,
+	// and a connection is one read-only lookup per bucket instead of a
+	// create and an update, each of which rewrote the stream's
+	// configuration. The bucket settings above are then the control
+	// plane's to choose; EventsPerObject still bounds what Events.List
+	// returns. A bucket not set up yet fails Connect with ErrNotSetUp.
+	Bind bool
 }
+
+// ErrNotSetUp is returned by a binding Connect (Options.Bind) when a bucket
+// does not exist yet: the control plane creates them when it starts.
+var ErrNotSetUp = errors.New("natsbus: the bus is not set up yet (the control plane creates its buckets when it starts)")
 
 func (o *Options) setDefaults() {
 	if o.Name == "" {
@@ -118,7 +133,7 @@ type Conn struct {
 
 // Connect connects to url (one or more comma-separated server URLs),
 // reconnecting forever once connected, and creates or updates the buckets
-// and streams. Credentials never appear in logs or errors.
+// and streams (or looks the buckets up: Options.Bind). Credentials never appear in logs or errors.
 func Connect(ctx context.Context, url string, opts Options) (*Conn, error) {
 	opts.setDefaults()
 	if opts.LeaseTTL < time.Second {
@@ -200,9 +215,18 @@ func setup(ctx context.Context, nc *nats.Conn, opts Options) (*Conn, error) {
 	var wg sync.WaitGroup
 	for i, b := range buckets {
 		wg.Go(func() {
-			b.cfg.Storage = jetstream.FileStorage
-			b.cfg.Replicas = opts.Replicas
-			kv, err := js.CreateOrUpdateKeyValue(ctx, b.cfg)
+			var kv jetstream.KeyValue
+			var err error
+			if opts.Bind {
+				if kv, err = js.KeyValue(ctx, b.cfg.Bucket); errors.Is(err, jetstream.ErrBucketNotFound) {
+					errs[i] = ErrNotSetUp // named below, with the others missing
+					return
+				}
+			} else {
+				b.cfg.Storage = jetstream.FileStorage
+				b.cfg.Replicas = opts.Replicas
+				kv, err = js.CreateOrUpdateKeyValue(ctx, b.cfg)
+			}
 			if err != nil {
 				errs[i] = fmt.Errorf("natsbus: bucket %s: %w", b.cfg.Bucket, err)
 				return
@@ -211,8 +235,17 @@ func setup(ctx context.Context, nc *nats.Conn, opts Options) (*Conn, error) {
 		})
 	}
 	wg.Wait()
+	var missing []string
+	for i, err := range errs {
+		if err == ErrNotSetUp {
+			missing, errs[i] = append(missing, buckets[i].cfg.Bucket), nil
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("%w: no bucket %s", ErrNotSetUp, strings.Join(missing, ", "))
 	}
 	for i, b := range buckets {
 		if b.dst != nil {
@@ -237,6 +270,9 @@ func setup(ctx context.Context, nc *nats.Conn, opts Options) (*Conn, error) {
 		Discard:  jetstream.DiscardOld,
 	}}
 	for _, cfg := range streams {
+		if opts.Bind {
+			break // publishing and reading need no handle on them
+		}
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return nil, fmt.Errorf("natsbus: stream %s: %w", cfg.Name, err)
 		}
@@ -244,6 +280,33 @@ func setup(ctx context.Context, nc *nats.Conn, opts Options) (*Conn, error) {
 	c.Events = &Events{js: js, limit: opts.EventsPerObject}
 	c.Audit = &Audit{js: js}
 	return c, nil
+}
+
+// ConnectBound is Connect with Options.Bind, for a client that may start
+// before its control plane (a node daemon): while the bus is not set up
+// it says so once and tries again every second, until ctx ends.
+func ConnectBound(ctx context.Context, url string, opts Options) (*Conn, error) {
+	opts.Bind = true
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	said := false
+	for {
+		c, err := Connect(ctx, url, opts)
+		if !errors.Is(err, ErrNotSetUp) {
+			return c, err
+		}
+		if !said {
+			log.Info("waiting for the control plane to set up the bus", "err", err)
+			said = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // legacyBuckets are buckets an older Capstan wrote that nothing reads

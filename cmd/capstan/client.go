@@ -27,7 +27,9 @@ import (
 func (g *globals) connect(ctx context.Context) (*natsbus.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	conn, err := natsbus.Connect(ctx, g.server, natsbus.Options{Name: "capstan-cli"})
+	// The CLI binds to the buckets the control plane set up: it never
+	// creates or rewrites them.
+	conn, err := natsbus.Connect(ctx, g.server, natsbus.Options{Name: "capstan-cli", Bind: true})
 	if err != nil {
 		return nil, fmt.Errorf("cannot reach the Capstan bus at %s (is `capstan up` running? set --server or CAPSTAN_SERVER): %w", redactURL(g.server), err)
 	}

@@ -120,7 +120,7 @@ func runSimulated(ctx context.Context, log *slog.Logger, o simOptions) error {
 	for i := range o.count {
 		if i%o.perConn == 0 {
 			var err error
-			conn, err = natsbus.Connect(g.ctx, o.server, natsbus.Options{
+			conn, err = natsbus.ConnectBound(g.ctx, o.server, natsbus.Options{
 				Name: fmt.Sprintf("capstan-sim-%d", i/o.perConn), CredentialsFile: o.creds, Logger: log})
 			if err != nil {
 				g.cancel()

@@ -174,7 +174,7 @@ func nodeCmd(gl *globals) *cobra.Command {
 				sim.dataDir, sim.server, sim.creds = f.dataDir, gl.server, creds
 				return runSimulated(cmd.Context(), log, sim)
 			}
-			conn, err := natsbus.Connect(cmd.Context(), gl.server, natsbus.Options{Name: "capstan-node-" + f.nodeName, CredentialsFile: creds, Logger: log})
+			conn, err := natsbus.ConnectBound(cmd.Context(), gl.server, natsbus.Options{Name: "capstan-node-" + f.nodeName, CredentialsFile: creds, Logger: log})
 			if err != nil {
 				return err
 			}
