@@ -9,10 +9,12 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/bus/natsbus"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/node"
@@ -734,5 +736,79 @@ func TestDaemonFreedSlotStartsTheNextPod(t *testing.T) {
 	})
 	if lists >= int64(len(pods)) {
 		t.Fatalf("%d lists of the node's pods before %d pods had started one at a time: each waited for a relist", lists, len(pods))
+	}
+}
+
+// TestDaemonFirstReport checks a new pod's first status: one that starts
+// at once is reported once, Running, with no Pending report before it;
+// one whose start takes longer is reported ContainerCreating before it
+// runs (after firstReportDelay, 1 s).
+func TestDaemonFirstReport(t *testing.T) {
+	type seen struct{ phase, waiting string }
+	collect := func(w *world) func() []seen {
+		ch, err := w.conn.Status.Watch(w.ctx, "n1.>")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mu sync.Mutex
+		var got []seen
+		go func() {
+			for e := range ch {
+				if e.Op != bus.OpPut {
+					continue
+				}
+				var r manifests.PodStatusReport
+				if json.Unmarshal(e.Value, &r) != nil {
+					continue
+				}
+				s := seen{phase: string(r.Status.Phase)}
+				if len(r.Status.ContainerStatuses) > 0 && r.Status.ContainerStatuses[0].State.Waiting != nil {
+					s.waiting = r.Status.ContainerStatuses[0].State.Waiting.Reason
+				}
+				mu.Lock()
+				got = append(got, s)
+				mu.Unlock()
+			}
+		}()
+		return func() []seen {
+			mu.Lock()
+			defer mu.Unlock()
+			return slices.Clone(got)
+		}
+	}
+
+	noUsage := func(d *node.Daemon) { d.UsageInterval = time.Hour } // no write for a usage sample
+	w := newWorld(t, noUsage)
+	reports := collect(w)
+	fast := newPod("fast", nil)
+	w.assign(fast)
+	w.status(fast, 10*time.Second, "Running", func(st manifests.PodStatus) error {
+		if st.Phase != manifests.PodRunning {
+			return fmt.Errorf("phase %s", st.Phase)
+		}
+		return nil
+	})
+	time.Sleep(300 * time.Millisecond) // any later report comes in
+	if got := reports(); len(got) != 1 || got[0].phase != string(manifests.PodRunning) {
+		t.Errorf("a pod that starts at once: reports %v, want one, Running", got)
+	}
+
+	w = newWorld(t, noUsage, func(d *node.Daemon) {
+		rt := fake.New(fake.Options{StartDelay: 5 * time.Second})
+		rt.AddImage(img)
+		d.Runtime = rt
+	})
+	reports = collect(w)
+	slow := newPod("slow", nil)
+	w.assign(slow)
+	w.status(slow, 20*time.Second, "Running", func(st manifests.PodStatus) error {
+		if st.Phase != manifests.PodRunning {
+			return fmt.Errorf("phase %s", st.Phase)
+		}
+		return nil
+	})
+	got := reports()
+	if len(got) < 2 || got[0] != (seen{phase: string(manifests.PodPending), waiting: "ContainerCreating"}) || got[len(got)-1].phase != string(manifests.PodRunning) {
+		t.Errorf("a pod that takes 5 s to start: reports %v, want ContainerCreating first, Running last", got)
 	}
 }

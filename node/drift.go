@@ -281,7 +281,7 @@ func (d *Daemon) checkDrift(ctx context.Context, desired map[string]*manifests.P
 			continue
 		}
 		d.mu.Lock()
-		busy := d.inflight[pod.UID] // creating or fixing containers: the list may be behind
+		_, busy := d.inflight[pod.UID] // creating or fixing containers: the list may be behind
 		policy := d.driftPolicy[key]
 		d.mu.Unlock()
 		if busy {

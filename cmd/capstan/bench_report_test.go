@@ -311,9 +311,15 @@ Still short of the targets, or close to them:
   was tried: the assignments then competed with the binds, which fell to
   2,352 pods/s, and the backlog was still 6.5 s at p50. Pods reach
   Running 30-50 s after the scheduler starts, most of that CPU going to
-  the status reports (two per pod), the mirror that writes them into the
-  pods, and the simulated nodes' relists. No target covers this; the
-  paced fan-out (p99 2-7 ms) is the target's.
+  the status reports, the mirror that writes them into the pods, and the
+  simulated nodes' relists (each relist of a node computes every one of
+  its pods' status, and a node relists on every change: quadratic in its
+  pods over a burst). A new pod's first report now waits up to a second
+  for its start (docs/ARCHITECTURE.md, the node daemon): the Pending
+  report a moment before Running was one status write and one Pod write
+  per pod; status writes went from 2.3-2.5 to 1.6 per pod (the starved
+  simulated nodes take longer than a second for some starts). No target
+  covers this; the paced fan-out (p99 2-7 ms) is the target's.
 - **Control plane RSS** is met, with little margin. The row says where it
   goes as the Go runtime sees it: a live heap of about 55-60 MB at 30,000
   pods (the objects cache is 36 MB of it, 1.2 KB a pod with its indexes:
