@@ -782,12 +782,13 @@ func TestDaemonFirstReport(t *testing.T) {
 	reports := collect(w)
 	fast := newPod("fast", nil)
 	w.assign(fast)
-	w.status(fast, 10*time.Second, "Running", func(st manifests.PodStatus) error {
+	running := func(st manifests.PodStatus) error {
 		if st.Phase != manifests.PodRunning {
 			return fmt.Errorf("phase %s", st.Phase)
 		}
 		return nil
-	})
+	}
+	w.status(fast, 10*time.Second, "Running", running)
 	time.Sleep(300 * time.Millisecond) // any later report comes in
 	if got := reports(); len(got) != 1 || got[0].phase != string(manifests.PodRunning) {
 		t.Errorf("a pod that starts at once: reports %v, want one, Running", got)
@@ -801,12 +802,7 @@ func TestDaemonFirstReport(t *testing.T) {
 	reports = collect(w)
 	slow := newPod("slow", nil)
 	w.assign(slow)
-	w.status(slow, 20*time.Second, "Running", func(st manifests.PodStatus) error {
-		if st.Phase != manifests.PodRunning {
-			return fmt.Errorf("phase %s", st.Phase)
-		}
-		return nil
-	})
+	w.status(slow, 20*time.Second, "Running", running)
 	got := reports()
 	if len(got) < 2 || got[0] != (seen{phase: string(manifests.PodPending), waiting: "ContainerCreating"}) || got[len(got)-1].phase != string(manifests.PodRunning) {
 		t.Errorf("a pod that takes 5 s to start: reports %v, want ContainerCreating first, Running last", got)
