@@ -65,6 +65,7 @@ type Daemon struct {
 	objects  map[string]podObjects     // "<ns>/<name>" -> its assignment's ConfigMaps and Secrets
 	volMu    sync.Mutex                // serialises writes of pod volumes
 	inflight map[string]time.Time      // pod uid or runtime pod id -> busy since
+	quiet    map[string]*time.Timer    // pod uid -> the poke that ends its first report's wait
 	backlog  []waitingSync             // pods the last relist wanted synced while MaxParallel were busy
 	attempts map[string]int            // "<uid>/<container>" -> highest attempt seen
 	waiting  map[string]map[string]manifests.ContainerStateWaiting
@@ -140,6 +141,7 @@ func (d *Daemon) defaults() {
 	d.Log = d.Log.With("node", d.Name)
 	d.desired = map[string]*manifests.Pod{}
 	d.inflight = map[string]time.Time{}
+	d.quiet = map[string]*time.Timer{}
 	d.attempts = map[string]int{}
 	d.waiting = map[string]map[string]manifests.ContainerStateWaiting{}
 	d.reported = map[string]reportedStatus{}
@@ -594,6 +596,10 @@ func (d *Daemon) spawn(ctx context.Context, id string, fn func(ctx context.Conte
 		fn(ctx)
 		d.mu.Lock()
 		delete(d.inflight, id)
+		if t := d.quiet[id]; t != nil {
+			t.Stop() // the poke below ends the wait
+			delete(d.quiet, id)
+		}
 		next, ok := d.nextWaiting()
 		d.mu.Unlock()
 		if ok {
@@ -1053,11 +1059,13 @@ const firstReportDelay = time.Second
 
 // startingQuietly reports whether the first status of the pod with uid
 // waits: its first start is under way and began under firstReportDelay
-// ago. The relist is poked when the delay ends.
+// ago. The relist is poked when the delay ends, by one timer per start
+// (a relist runs on every start's end, and a timer armed by each kept
+// the relists going back to back).
 func (d *Daemon) startingQuietly(uid string, now time.Time) bool {
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	since, busy := d.inflight[uid]
-	d.mu.Unlock()
 	if !busy {
 		return false
 	}
@@ -1065,7 +1073,9 @@ func (d *Daemon) startingQuietly(uid string, now time.Time) bool {
 	if left <= 0 {
 		return false
 	}
-	time.AfterFunc(left, d.poke)
+	if d.quiet[uid] == nil {
+		d.quiet[uid] = time.AfterFunc(left, d.poke)
+	}
 	return true
 }
 
