@@ -317,10 +317,12 @@ Still short of the targets, or close to them:
   pods over a burst). A new pod's first report now waits up to a second
   for its start (docs/ARCHITECTURE.md, the node daemon): the Pending
   report a moment before Running was one status write and one Pod write
-  per pod; status writes went from 2.3-2.5 to 1.6 per pod (the starved
-  simulated nodes take longer than a second for some starts). No target
-  covers this; the paced fan-out (p99 2-7 ms) is the target's.
-- **Control plane RSS** is met, with little margin. The row says where it
+  per pod; status writes went from 2.3-2.5 to 1.0-1.1 per pod and bus
+  writes from 7.5 to 5.4, and pods were all Running 25-28 s after the
+  scheduler's start instead of 35-50 (the backlog's p50 8.6 s instead of
+  10-16). No target covers this; the paced fan-out (p99 2-7 ms) is the
+  target's.
+- **Control plane RSS** is met, with some margin. The row says where it
   goes as the Go runtime sees it: a live heap of about 55-60 MB at 30,000
   pods (the objects cache is 36 MB of it, 1.2 KB a pod with its indexes:
   BenchmarkCacheHeapPerPod; the Pod struct alone is 568 bytes), up to
@@ -328,8 +330,9 @@ Still short of the targets, or close to them:
   and has not yet returned, and 25-29 MiB of the binary's pages. It is
   read once the control plane has settled after the burst; 3 s after the
   last pod ran, with the status reports behind the burst still held, it
-  was 137-157 MiB in the runs of this session, and the burst's peak
-  (VmHWM) is 150-210 MiB. More margin needs the cache's pods compact
+  was 136-157 MiB in the runs before the first report waited for the
+  start and 121-134 MiB since, and the burst's peak (VmHWM) 150-210 MiB
+  and 135-156 MiB. More margin needs the cache's pods compact
   (encoded, with a small index, decoded on demand) and the controllers'
   per-pod state folded into one index.
 `
