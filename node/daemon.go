@@ -1051,10 +1051,10 @@ func (d *Daemon) report(ctx context.Context, key string, pod *manifests.Pod, rp 
 // start through Podman takes a few hundred milliseconds, and the report
 // between was a status write, and a Pod write by the control plane's
 // mirror, per pod (in the benchmark's burst of 30,000 pods status writes
-// went from 2.3-2.5 per pod to 1.0-1.1). A start that takes longer (an image pull) is
-// reported ContainerCreating once the delay is over; one that fails is
-// reported as soon as it has. A pod waiting for a start slot is reported
-// at once: its wait has no bound.
+// went from 2.3-2.5 per pod to 1.0-1.1). A start that takes longer (an
+// image pull) is reported ContainerCreating once the delay is over; one
+// that fails is reported as soon as it has. A pod waiting for a start
+// slot is reported at once: its wait has no bound.
 const firstReportDelay = time.Second
 
 // startingQuietly reports whether the first status of the pod with uid
