@@ -52,11 +52,17 @@ func newAssigner(cp *ControlPlane) *assigner {
 // splitAssignmentKey maps <node>.<ns>.<name> to its node and
 // Pod.<ns>.<name>.
 func splitAssignmentKey(key string) (node, podKey string, ok bool) {
-	node, rest, ok := strings.Cut(key, ".")
-	if !ok || !strings.Contains(rest, ".") {
+	node, rest, ok := cutAssignmentKey(key)
+	if !ok {
 		return "", "", false
 	}
 	return node, "Pod." + rest, true
+}
+
+// cutAssignmentKey cuts <node>.<ns>.<name> into its node and <ns>.<name>.
+func cutAssignmentKey(key string) (node, rest string, ok bool) {
+	node, rest, ok = strings.Cut(key, ".")
+	return node, rest, ok && strings.Contains(rest, ".")
 }
 
 // assignmentKeyOf is the key of pod key pk's assignment on node.

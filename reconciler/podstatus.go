@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"strings"
 	"sync"
 
 	"github.com/capstan-io/capstan/bus"
@@ -86,8 +85,8 @@ func (s *statusMirror) watch(ctx context.Context, q *Queue) error {
 // again: here it is built on the stack (a lookup by string(bytes) does
 // not allocate).
 func (s *statusMirror) Revision(key string) (uint64, bool) {
-	node, rest, ok := strings.Cut(key, ".")
-	if !ok || !strings.Contains(rest, ".") {
+	node, rest, ok := cutAssignmentKey(key)
+	if !ok {
 		return 0, false
 	}
 	var buf [128]byte

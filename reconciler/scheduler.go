@@ -330,13 +330,9 @@ func (s *scheduler) onNode(q *Queue) Handler {
 				return
 			}
 		}
-		keys := make([]string, 0, len(s.pending.m))
-		for k := range s.pending.m {
-			keys = append(keys, k)
-		}
 		s.mu.Unlock()
 		// A node that came or went may make room for pending pods.
-		for _, k := range keys {
+		for _, k := range s.pendingKeys(all) {
 			q.Add(k)
 		}
 	}
