@@ -88,4 +88,7 @@ const (
 	// BucketNotified remembers which notices were sent where, so a
 	// restarted control plane does not send one again.
 	BucketNotified = "notified"
+	// BucketIdentities holds who has credentials on the bus: join
+	// tokens, nodes and people, with their public keys and revocations.
+	BucketIdentities = "identities"
 )

@@ -64,6 +64,15 @@ type Options struct {
 	// after its last write (bounding it); default 30 days.
 	NotifiedTTL time.Duration
 
+	// EventWriter names who records events on this connection (a node's
+	// name; empty for the control plane): the last token of their
+	// subjects, which a node's permissions hold to its own name.
+	EventWriter string
+
+	// NATSOptions are added to the connection's options: TLS and
+	// credentials (natsauth.ClientConfig.Options).
+	NATSOptions []nats.Option
+
 	// Logger receives connection events (disconnects, reconnects, errors);
 	// nil discards them.
 	Logger *slog.Logger
@@ -121,6 +130,8 @@ type Conn struct {
 	Objects, Assignments, Status, Nodes, Leases bus.Store
 	// Notified is the notifications' de-duplication memory.
 	Notified bus.Store
+	// Identities records the credentials issued on the bus (natsauth).
+	Identities bus.Store
 
 	Events bus.Events
 	Audit  bus.Audit
@@ -140,6 +151,7 @@ func Connect(ctx context.Context, url string, opts Options) (*Conn, error) {
 		return nil, errors.New("natsbus: lease TTL under 1s")
 	}
 	log := opts.Logger
+	deny := &denials{}
 	nopts := []nats.Option{
 		nats.Name(opts.Name),
 		nats.MaxReconnects(-1),
@@ -153,6 +165,11 @@ func Connect(ctx context.Context, url string, opts Options) (*Conn, error) {
 			log.Info("nats reconnected", "server", nc.ConnectedUrlRedacted())
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			deny.heard(err)
+			if errors.Is(err, nats.ErrPermissionViolation) {
+				log.Warn("the bus refused an operation to this identity", "err", err)
+				return
+			}
 			if sub != nil {
 				log.Error("nats subscription error", "subject", sub.Subject, "err", err)
 				return
@@ -160,6 +177,7 @@ func Connect(ctx context.Context, url string, opts Options) (*Conn, error) {
 			log.Error("nats error", "err", err)
 		}),
 	}
+	nopts = append(nopts, opts.NATSOptions...)
 	if opts.CredentialsFile != "" {
 		nopts = append(nopts, nats.UserCredentials(opts.CredentialsFile))
 	}
@@ -174,7 +192,7 @@ func Connect(ctx context.Context, url string, opts Options) (*Conn, error) {
 		// nats.Connect's errors name the failure, not the credentials.
 		return nil, fmt.Errorf("natsbus: connect: %w", err)
 	}
-	c, err := setup(ctx, nc, opts)
+	c, err := setup(ctx, nc, opts, deny)
 	if err != nil {
 		nc.Close()
 		return nil, err
@@ -183,7 +201,7 @@ func Connect(ctx context.Context, url string, opts Options) (*Conn, error) {
 	return c, nil
 }
 
-func setup(ctx context.Context, nc *nats.Conn, opts Options) (*Conn, error) {
+func setup(ctx context.Context, nc *nats.Conn, opts Options, deny *denials) (*Conn, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("natsbus: jetstream: %w", err)
@@ -199,6 +217,7 @@ func setup(ctx context.Context, nc *nats.Conn, opts Options) (*Conn, error) {
 		// An expired lease leaves a delete marker, so watchers see it go.
 		{&c.Leases, jetstream.KeyValueConfig{Bucket: bus.BucketLeases, TTL: opts.LeaseTTL, LimitMarkerTTL: opts.LeaseTTL}},
 		{&c.Notified, jetstream.KeyValueConfig{Bucket: bus.BucketNotified, TTL: opts.NotifiedTTL}},
+		{&c.Identities, jetstream.KeyValueConfig{Bucket: bus.BucketIdentities}},
 	}
 	// The assignments buckets come last, without a destination: together
 	// they are one sharded store.
@@ -231,7 +250,7 @@ func setup(ctx context.Context, nc *nats.Conn, opts Options) (*Conn, error) {
 				errs[i] = fmt.Errorf("natsbus: bucket %s: %w", b.cfg.Bucket, err)
 				return
 			}
-			kvs[i] = NewKV(kv)
+			kvs[i] = &KV{kv: kv, deny: deny}
 		})
 	}
 	wg.Wait()
@@ -277,8 +296,8 @@ func setup(ctx context.Context, nc *nats.Conn, opts Options) (*Conn, error) {
 			return nil, fmt.Errorf("natsbus: stream %s: %w", cfg.Name, err)
 		}
 	}
-	c.Events = &Events{js: js, limit: opts.EventsPerObject}
-	c.Audit = &Audit{js: js}
+	c.Events = &Events{js: js, deny: deny, limit: opts.EventsPerObject, writer: opts.EventWriter}
+	c.Audit = &Audit{js: js, deny: deny}
 	return c, nil
 }
 

@@ -388,7 +388,7 @@ func TestToken(t *testing.T) {
 			t.Errorf("token(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
-	if got := eventSubject("Pod", "", "a.b"); got != "capstan.events._.Pod.a=2Eb" {
+	if got := eventSubject("Pod", "", "a.b", "n1"); got != "capstan.events._.Pod.a=2Eb.n1" {
 		t.Errorf("eventSubject = %q", got)
 	}
 }

@@ -37,6 +37,10 @@ type ServerOptions struct {
 	Logger *slog.Logger
 	// Debug also passes the server's debug lines to Logger.
 	Debug bool
+	// ConfigFile is a nats-server configuration read first (Capstan's
+	// is natsauth's: operator mode and TLS); the options above win over
+	// it.
+	ConfigFile string
 }
 
 // Server is an embedded NATS server with JetStream. Create it with
@@ -58,23 +62,24 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	if opts.ServerName == "" {
 		opts.ServerName = "capstan"
 	}
-	sopts := &server.Options{
-		ServerName:        opts.ServerName,
-		Host:              opts.Host,
-		Port:              opts.Port,
-		NoSigs:            true,
-		NoLog:             opts.Logger == nil,
-		Debug:             opts.Debug,
-		JetStream:         true,
-		StoreDir:          opts.DataDir,
-		SyncAlways:        opts.SyncAlways,
-		SyncInterval:      opts.SyncInterval,
-		JetStreamMaxStore: opts.MaxStore,
-		// Every node watches its assignments through one consumer of the
-		// assignments stream; the server's default of 1,000 consumers per
-		// stream would cap a cluster at 1,000 nodes.
-		JetStreamLimits: server.JSLimitOpts{DefaultMaxConsumers: -1},
+	sopts := &server.Options{}
+	if opts.ConfigFile != "" {
+		var err error
+		if sopts, err = server.ProcessConfigFile(opts.ConfigFile); err != nil {
+			return nil, fmt.Errorf("natsbus: server configuration: %w", err)
+		}
 	}
+	sopts.ServerName = opts.ServerName
+	sopts.Host, sopts.Port = opts.Host, opts.Port
+	sopts.NoSigs = true
+	sopts.NoLog, sopts.Debug = opts.Logger == nil, opts.Debug
+	sopts.JetStream, sopts.StoreDir = true, opts.DataDir
+	sopts.SyncAlways, sopts.SyncInterval = opts.SyncAlways, opts.SyncInterval
+	sopts.JetStreamMaxStore = opts.MaxStore
+	// Every node watches its assignments through one consumer of the
+	// assignments stream; the server's default of 1,000 consumers per
+	// stream would cap a cluster at 1,000 nodes.
+	sopts.JetStreamLimits = server.JSLimitOpts{DefaultMaxConsumers: -1}
 	ns, err := server.NewServer(sopts)
 	if err != nil {
 		return nil, fmt.Errorf("natsbus: new server: %w", err)

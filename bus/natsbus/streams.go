@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -21,9 +22,13 @@ var (
 // capstan.events.<namespace or _>.<kind>.<name>, each token made safe by
 // token. It is safe for concurrent use.
 type Events struct {
-	js jetstream.JetStream
-	// limit bounds what List returns (the stream keeps as many per object).
+	js   jetstream.JetStream
+	deny *denials
+	// limit bounds what List returns (the stream keeps as many per object
+	// and writer).
 	limit int
+	// writer is the last token of the subjects Record publishes on.
+	writer string
 }
 
 // Record publishes ev, stamping it with the current time when it has none.
@@ -35,7 +40,10 @@ func (e *Events) Record(ctx context.Context, ev manifests.Event) error {
 	if err != nil {
 		return fmt.Errorf("record event: %w", err)
 	}
-	if _, err := e.js.Publish(ctx, eventSubject(ev.Kind, ev.Namespace, ev.Name), data); err != nil {
+	subj := eventSubject(ev.Kind, ev.Namespace, ev.Name, e.writer)
+	ctx, done := e.deny.guard(ctx, exactly(subj))
+	_, err = e.js.Publish(ctx, subj, data)
+	if err = done(err); err != nil {
 		return fmt.Errorf("record event of %s %s/%s: %w", ev.Kind, ev.Namespace, ev.Name, err)
 	}
 	return nil
@@ -45,11 +53,13 @@ func (e *Events) Record(ctx context.Context, ev manifests.Event) error {
 // per-object limit), oldest first.
 func (e *Events) List(ctx context.Context, kind, namespace, name string) ([]manifests.Event, error) {
 	cfg := jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{eventSubject(kind, namespace, name)},
+		// Every writer's events, and those written before writers were
+		// named.
+		FilterSubjects: []string{eventObjectSubject(kind, namespace, name) + ".*", eventObjectSubject(kind, namespace, name)},
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 	}
 	var out []manifests.Event
-	err := readStream(ctx, e.js, StreamEvents, cfg, func(data []byte) error {
+	err := readStream(ctx, e.js, e.deny, StreamEvents, cfg, func(data []byte) error {
 		var ev manifests.Event
 		if err := json.Unmarshal(data, &ev); err != nil {
 			return err
@@ -72,7 +82,8 @@ func (e *Events) List(ctx context.Context, kind, namespace, name string) ([]mani
 // Audit is bus.Audit over the audit stream: capstan.audit.<source>. It is
 // safe for concurrent use.
 type Audit struct {
-	js jetstream.JetStream
+	js   jetstream.JetStream
+	deny *denials
 }
 
 // Append publishes rec, stamping it with the current time when it has none.
@@ -84,7 +95,10 @@ func (a *Audit) Append(ctx context.Context, rec manifests.AuditRecord) error {
 	if err != nil {
 		return fmt.Errorf("append audit record: %w", err)
 	}
-	if _, err := a.js.Publish(ctx, auditSubject(rec.Source), data); err != nil {
+	subj := auditSubject(rec.Source)
+	ctx, done := a.deny.guard(ctx, exactly(subj))
+	_, err = a.js.Publish(ctx, subj, data)
+	if err = done(err); err != nil {
 		return fmt.Errorf("append audit record of %s: %w", rec.Source, err)
 	}
 	return nil
@@ -102,7 +116,7 @@ func (a *Audit) List(ctx context.Context, source string, since time.Time) ([]man
 		cfg.OptStartTime = &since
 	}
 	var out []manifests.AuditRecord
-	err := readStream(ctx, a.js, StreamAudit, cfg, func(data []byte) error {
+	err := readStream(ctx, a.js, a.deny, StreamAudit, cfg, func(data []byte) error {
 		var rec manifests.AuditRecord
 		if err := json.Unmarshal(data, &rec); err != nil {
 			return err
@@ -120,7 +134,9 @@ func (a *Audit) List(ctx context.Context, source string, since time.Time) ([]man
 
 // readStream passes fn every message cfg selects from stream, in order, up
 // to the last one stored when the read began.
-func readStream(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.OrderedConsumerConfig, fn func([]byte) error) error {
+func readStream(ctx context.Context, js jetstream.JetStream, deny *denials, stream string, cfg jetstream.OrderedConsumerConfig, fn func([]byte) error) (err error) {
+	ctx, done := deny.guard(ctx, func(s string) bool { return strings.HasPrefix(s, "$JS.API.CONSUMER.CREATE."+stream+".") })
+	defer func() { err = done(err) }()
 	cons, err := js.OrderedConsumer(ctx, stream, cfg)
 	if err != nil {
 		return err

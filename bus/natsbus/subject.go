@@ -42,9 +42,21 @@ func plain(c byte) bool {
 }
 
 // eventSubject is where the events of one object go.
-func eventSubject(kind, namespace, name string) string {
+func eventSubject(kind, namespace, name, writer string) string {
+	return eventObjectSubject(kind, namespace, name) + "." + token(writer)
+}
+
+// eventObjectSubject is the part of an event's subject naming the object;
+// its last token, the writer, follows (and was missing before writers
+// were named).
+func eventObjectSubject(kind, namespace, name string) string {
 	return "capstan.events." + token(namespace) + "." + token(kind) + "." + token(name)
 }
+
+// EventsSubjectOf is every subject writer may publish events on: its name
+// is the subject's last token, so the server's permissions can hold a
+// node to events under its own name.
+func EventsSubjectOf(writer string) string { return "capstan.events.*.*.*." + token(writer) }
 
 // auditSubject is where the audit records of one source go.
 func auditSubject(source string) string {

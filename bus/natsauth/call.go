@@ -1,0 +1,93 @@
+package natsauth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+)
+
+// Call sends a signed request (Sign) with req as JSON and decodes the
+// control plane's reply into reply; a reply carrying an error becomes
+// that error.
+func Call(ctx context.Context, nc *nats.Conn, creds Creds, subject string, req, reply any) error {
+	data, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	m := nats.NewMsg(subject)
+	m.Data = data
+	if err := Sign(m, creds); err != nil {
+		return err
+	}
+	return request(ctx, nc, m, reply)
+}
+
+func request(ctx context.Context, nc *nats.Conn, m *nats.Msg, reply any) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+	}
+	resp, err := nc.RequestMsgWithContext(ctx, m)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return errors.New("no control plane answered (is capstan server running?)")
+	case errors.Is(err, nats.ErrPermissionViolation):
+		return errors.New("these credentials may not do this")
+	case err != nil:
+		return err
+	}
+	var e struct {
+		Error string `json:"error"`
+	}
+	if json.Unmarshal(resp.Data, &e) == nil && e.Error != "" {
+		return errors.New(e.Error)
+	}
+	return json.Unmarshal(resp.Data, reply)
+}
+
+// Join exchanges a join token for a node's own credentials: it connects
+// as the token's bootstrap user, trusting only the CA the token pins, and
+// sends the node's new public key; the seed never leaves this process.
+// It returns the node's credentials and the bus CA certificate.
+func Join(ctx context.Context, url string, tok JoinToken, node string) (Creds, []byte, error) {
+	if exp := tok.Expires(); !exp.IsZero() && time.Now().After(exp) {
+		return Creds{}, nil, fmt.Errorf("the join token expired at %s; create another with capstan token create", exp.Format(time.RFC3339))
+	}
+	if err := CheckName(node); err != nil {
+		return Creds{}, nil, fmt.Errorf("node %w", err)
+	}
+	boot := tok.Creds()
+	nc, err := nats.Connect(url, nats.Secure(PinnedTLS(tok.CAHash)), nats.UserJWTAndSeed(boot.JWT, string(boot.Seed)),
+		nats.CustomInboxPrefix(InboxPrefix(RoleJoin, tok.ID)), nats.Name("capstan-join-"+node))
+	if err != nil {
+		return Creds{}, nil, explainJoin(err, url)
+	}
+	defer nc.Close()
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return Creds{}, nil, err
+	}
+	pub, _ := kp.PublicKey()
+	seed, _ := kp.Seed()
+	data, _ := json.Marshal(JoinRequest{Token: tok.ID, Secret: tok.Secret, Node: node, Key: pub})
+	m := nats.NewMsg(SubjectJoin)
+	m.Data = data
+	var out Issued
+	if err := request(ctx, nc, m, &out); err != nil {
+		return Creds{}, nil, fmt.Errorf("join the bus at %s: %w", url, err)
+	}
+	return Creds{JWT: out.JWT, Seed: seed}, []byte(out.CA), nil
+}
+
+func explainJoin(err error, url string) error {
+	if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) {
+		return fmt.Errorf("the bus at %s refused the join token (expired, already used or revoked, or for another bus)", url)
+	}
+	return Explain(err, url)
+}
