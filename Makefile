@@ -30,9 +30,15 @@ image: deps ## build the local demo/test image when missing
 test: deps image ## install what is missing, build, and run every test (end-to-end with real Podman) under -race
 	$(GO) build -tags "$(TAGS)" -o bin/capstan ./cmd/capstan
 	CAPSTAN_REQUIRE_PODMAN=1 $(GO) test -race -tags "$(TAGS)" -timeout $(TEST_TIMEOUT) -count=1 ./...
+	$(MAKE) fuzz FUZZTIME=3s
 
 test-unit: ## the tests that need no Podman (end-to-end ones skip)
 	$(GO) test -race -tags "$(TAGS)" -count=1 ./...
+
+FUZZTIME ?= 5s
+.PHONY: fuzz
+fuzz: ## run every fuzz target (scripts/fuzz.sh) for FUZZTIME (5s) each; a failing input is saved in its package's testdata/fuzz
+	FUZZTIME=$(FUZZTIME) TAGS="$(TAGS)" GO="$(GO)" scripts/fuzz.sh
 
 up: deps image build ## run Capstan on the bundled demo (a git repo made in $(DATA)/demo-repo)
 	scripts/demo-repo.sh $(DATA)/demo-repo

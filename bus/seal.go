@@ -47,7 +47,7 @@ func SealSecrets(a *manifests.Assignment, recipient string) error {
 }
 
 // OpenSecrets opens a.SealedSecrets with the node's identity into
-// a.Secrets.
+// a.Secrets, replacing them. On error it leaves a as it was.
 func OpenSecrets(a *manifests.Assignment, id age.Identity) error {
 	if len(a.SealedSecrets) == 0 {
 		return nil
@@ -60,9 +60,13 @@ func OpenSecrets(a *manifests.Assignment, id age.Identity) error {
 	if err != nil {
 		return fmt.Errorf("open sealed secrets: %w", err)
 	}
-	if err := json.Unmarshal(plain, &a.Secrets); err != nil {
+	// A fresh slice: decoding into a.Secrets would merge into what it held
+	// and leave it half-filled on error.
+	var secrets []manifests.Secret
+	if err := json.Unmarshal(plain, &secrets); err != nil {
 		return fmt.Errorf("open sealed secrets: %w", err)
 	}
+	a.Secrets = secrets
 	a.SealedSecrets = nil
 	return nil
 }
