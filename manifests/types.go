@@ -489,8 +489,12 @@ type Event struct {
 	Source    string `json:"source"` // the component that reported it
 }
 
-// AuditRecord is one sync attempt of a source.
+// AuditRecord is one entry of the audit stream: a sync attempt of a
+// source, or an action that did not come from a sync (Action).
 type AuditRecord struct {
+	// Action is what the record is (ActionSync, ActionDrift, ...); empty
+	// in records written before it existed, which are syncs.
+	Action    string         `json:"action,omitempty"`
 	Source    string         `json:"source"`
 	Revision  string         `json:"revision"`
 	Author    string         `json:"author,omitempty"`
@@ -504,7 +508,27 @@ type AuditRecord struct {
 	// Signature is the commit signature check, for a source with a
 	// signature policy.
 	Signature *CommitSignature `json:"signature,omitempty"`
+	// Actor is the identity that made a change not coming from a sync:
+	// "admin:alice", "operator:bob", "node:n2", "control-plane".
+	Actor string `json:"actor,omitempty"`
+	// Subject is what a non-object action was about: the identity
+	// credentials were issued to or revoked from, the node that joined.
+	Subject string `json:"subject,omitempty"`
 }
+
+// Audit record actions.
+const (
+	ActionSync               = "sync"       // a sync attempt (or a source removed from Git)
+	ActionWriteBack          = "write-back" // a commit written for scale or rollout undo
+	ActionDrift              = "drift"      // live state changed behind Git's back, and what was done
+	ActionCredentialsIssued  = "credentials-issued"
+	ActionCredentialsRevoked = "credentials-revoked"
+	ActionNodeJoin           = "node-join"
+	ActionNodeRevoked        = "node-revoked"
+)
+
+// IsSync reports whether r records a sync attempt.
+func (r *AuditRecord) IsSync() bool { return r.Action == "" || r.Action == ActionSync }
 
 // Commit signature statuses.
 const (

@@ -56,6 +56,11 @@ type ControlPlane struct {
 	// none of it: `capstan server --controllers=*,-scheduler` leaves pods
 	// pending.
 	Controllers []string
+	// Audit and Declarations let the orphan sweep (orphans.go) delete and
+	// record objects no source declares and no controller owns; without
+	// either (no sources in this process) it sweeps nothing.
+	Audit        bus.Audit
+	Declarations *Declarations
 
 	objects *Cache
 	nodes   *Cache
@@ -115,7 +120,7 @@ func (cp *ControlPlane) workloads() []workload {
 // ControllerNames lists the controllers Controllers can name.
 func ControllerNames() []string {
 	return []string{"scheduler", "assignments", "podstatus", "gc", "replicaset", "deployment", "job", "cronjob",
-		"horizontalpodautoscaler", "statefulset", "daemonset", "replicationcontroller", "service", "endpoints", "nodelifecycle"}
+		"horizontalpodautoscaler", "statefulset", "daemonset", "replicationcontroller", "service", "endpoints", "nodelifecycle", "orphans"}
 }
 
 // ParseControllers reads a Controllers list into the set of names to run,
@@ -186,7 +191,9 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	status := newStatusMirror(cp)
 	statusCtl := &controller{name: "podstatus", queue: NewQueue(), reconcile: status.reconcile, resync: cp.terminatingPods, workers: cp.PodWorkers}
 	gcCtl := &controller{name: "gc", queue: NewQueue(), reconcile: cp.reconcileGC, resync: cp.ownedKeys}
-	ctls := []*controller{schedCtl, assignCtl, statusCtl, gcCtl}
+	sweep := newOrphanSweep(cp)
+	orphanCtl := &controller{name: "orphans", queue: NewQueue(), reconcile: sweep.reconcile, resync: sweep.candidates}
+	ctls := []*controller{schedCtl, assignCtl, statusCtl, gcCtl, orphanCtl}
 
 	// The workload controllers: one per kind, queued when an object of
 	// their kind changes and when an object they control changes.
@@ -239,6 +246,7 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	ctls = append(ctls, svcCtls...)
 	cp.objects.AddHandler(sched.onObject(schedCtl.queue))
 	cp.objects.AddHandler(assign.onObject(assignCtl.queue)) // pods follow their ConfigMaps and Secrets
+	cp.objects.AddHandler(sweep.onObject(orphanCtl.queue))
 	cp.nodes.AddHandler(sched.onNode(schedCtl.queue))
 	cp.nodes.AddHandler(func(key string, old, cur manifests.Object) {
 		// A node's readiness shows on its pods.
@@ -320,6 +328,11 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	run("resync", func(ctx context.Context) error { return cp.resyncLoop(ctx, ctls) })
 	if enabled["nodelifecycle"] {
 		run("node lifecycle", cp.runNodeLifecycle)
+	}
+	if enabled["orphans"] && sweep.decl != nil {
+		run("orphan sweep triggers", func(ctx context.Context) error { return sweep.watch(ctx, orphanCtl.queue) })
+	} else if enabled["orphans"] {
+		cp.Log.Info("orphan sweep off: no sources or no audit stream in this process")
 	}
 	if cp.Events != nil {
 		run("events", cp.recordEvents)

@@ -73,6 +73,7 @@ func (s *Syncer) reportAppliedDrift(ctx context.Context, rev *sources.Revision, 
 		return err
 	}
 	s.applied, s.attempted, s.lastErr = objs, rev.ID, ""
+	s.tellDeclared()
 	s.writeStatus(ctx, rev.ID, "")
 	return nil
 }
@@ -455,7 +456,8 @@ const ActionAltered = "altered"
 func containerDriftRecord(source, rev string, d containerDrift) manifests.AuditRecord {
 	p := d.pod
 	where := fmt.Sprintf("container %s of pod %s/%s on node %s", d.container, p.Namespace, p.Name, p.Spec.NodeName)
-	rec := manifests.AuditRecord{Source: source, Revision: rev, Time: manifests.Now(), Result: ResultDriftCorrected}
+	rec := manifests.AuditRecord{Action: manifests.ActionDrift, Actor: "node:" + p.Spec.NodeName, Source: source, Revision: rev,
+		Time: manifests.Now(), Result: ResultDriftCorrected}
 	if d.change == nil {
 		rec.Message = where + " was removed or replaced outside Capstan; the node started it again"
 		rec.Changes = []manifests.ObjectChange{{Action: ActionRecreated, Kind: "Pod", Namespace: p.Namespace, Name: p.Name, Fields: []string{"containers." + d.container}}}

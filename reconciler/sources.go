@@ -89,6 +89,9 @@ type SourceManager struct {
 	// sources (the root first, then the declared ones by name) each time
 	// a source starts or stops; the webhook receiver's SetTargets.
 	Triggers func([]webhook.Target)
+	// Declarations, if set, is told what every source declares, for the
+	// control plane's orphan sweep (orphans.go).
+	Declarations *Declarations
 
 	cache   *Cache
 	kick    chan struct{}
@@ -183,9 +186,14 @@ func (m *SourceManager) Run(ctx context.Context) error {
 	}
 	// The root starts after the cache holds the declared Sources, so a
 	// Source its first pass prunes is seen leaving, and pruned in turn.
+	m.Declarations.setRoot(m.rootName())
 	if m.Root != nil {
 		root := m.Root
 		root.OnResult = m.resultHook(root.OnResult)
+		if root.Declarations == nil {
+			root.Declarations = m.Declarations
+		}
+		root.Declarations.starting(root.Name, root.reportsDrift())
 		m.wg.Go(func() {
 			if err := root.Run(ctx); err != nil {
 				m.Log.Error("root source stopped", "err", err)
@@ -195,8 +203,11 @@ func (m *SourceManager) Run(ctx context.Context) error {
 	m.publishTargets()
 	tick := time.NewTicker(5 * time.Second) // retries: Secrets missing, dependencies
 	defer tick.Stop()
-	for {
+	for first := true; ; first = false {
 		m.reconcile(ctx)
+		if first {
+			m.Declarations.managerReady()
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -266,6 +277,9 @@ func (m *SourceManager) reconcile(ctx context.Context) {
 	for name, src := range srcs {
 		if name == m.rootName() || src.Annotations[manifests.AnnotationSource] == "" {
 			continue // the root, or an old root's status object
+		}
+		if _, ok := m.known[name]; !ok {
+			m.Declarations.stopped(name) // until it runs: its objects are left alone
 		}
 		m.known[name] = src.Spec
 		m.runDeclared(ctx, src, srcs)
@@ -352,6 +366,7 @@ func (m *SourceManager) runDeclared(ctx context.Context, src *manifests.Source, 
 	m.mu.Lock()
 	m.runners[name] = r
 	m.mu.Unlock()
+	m.Declarations.starting(name, s.reportsDrift())
 	m.publishTargets()
 	m.Log.Info("starting source", "source", name, "url", src.Spec.URL, "path", src.Spec.Path)
 	m.wg.Go(func() {
@@ -401,7 +416,7 @@ func (m *SourceManager) newSyncer(ctx context.Context, src *manifests.Source) (*
 	}
 	s := &Syncer{Name: src.Name, Source: ss, Load: m.Load, Objects: m.Objects, Audit: m.Audit, Events: m.Events,
 		Log: m.Log, Resync: m.Resync, Declared: true,
-		NoPrune: src.Spec.Prune != nil && !*src.Spec.Prune, Drift: src.Spec.Drift}
+		NoPrune: src.Spec.Prune != nil && !*src.Spec.Prune, Drift: src.Spec.Drift, Declarations: m.Declarations}
 	s.OnResult = m.resultHook(nil)
 	if m.Prepare != nil {
 		if err := m.Prepare(s, src); err != nil {
@@ -490,6 +505,7 @@ func (m *SourceManager) stop(name string) bool {
 	if r == nil {
 		return false
 	}
+	m.Declarations.stopped(name)
 	m.publishTargets()
 	r.cancel()
 	<-r.done
@@ -506,25 +522,41 @@ func (m *SourceManager) stopAll() {
 }
 
 // removed prunes the objects of a Source that left Git, unless its prune
-// was off, and records it.
+// was off, and records it; kept objects are recorded as such, which is
+// how the orphan sweep tells them from objects no source declares.
 func (m *SourceManager) removed(ctx context.Context, name string, spec manifests.SourceSpec) {
 	if m.CredentialsDir != "" {
 		_ = os.RemoveAll(filepath.Join(m.CredentialsDir, name))
 	}
+	m.Declarations.stopped(name) // the sweep waits for the prune
+	s := &Syncer{Name: name, Objects: m.Objects, Log: m.Log.With("source", name), views: map[string]string{},
+		Declarations: m.Declarations}
+	var changes []manifests.ObjectChange
+	var err error
+	msg := "source removed from Git"
 	if spec.Prune != nil && !*spec.Prune {
-		m.Log.Info("source removed from Git; its objects are kept (prune off)", "source", name)
-		return
+		changes, err = s.keepAll(ctx)
+		msg += "; its objects are kept (prune off)"
+		m.Log.Info("source removed from Git; its objects are kept (prune off)", "source", name, "objects", len(changes))
+		if err != nil {
+			// Left stopped: the sweep never takes them for orphans.
+			m.Log.Error("list objects of removed source", "source", name, "err", err)
+		} else {
+			m.Declarations.forget(name)
+		}
+	} else {
+		defer m.Declarations.forget(name)
+		changes, err = s.apply(ctx, nil, true)
+		if err != nil {
+			// Not retried by this loop: the objects stay, annotated with
+			// a source that no longer exists, until the Source comes
+			// back (or the orphan sweep removes them).
+			m.Log.Error("prune objects of removed source", "source", name, "err", err)
+		}
+		m.Log.Info("source removed from Git; its objects pruned", "source", name, "changes", len(changes))
 	}
-	s := &Syncer{Name: name, Objects: m.Objects, Log: m.Log.With("source", name), views: map[string]string{}}
-	changes, err := s.apply(ctx, nil, true)
-	if err != nil {
-		// Not retried by this loop: the objects stay, annotated with a
-		// source that no longer exists, until the Source comes back.
-		m.Log.Error("prune objects of removed source", "source", name, "err", err)
-	}
-	m.Log.Info("source removed from Git; its objects pruned", "source", name, "changes", len(changes))
-	rec := manifests.AuditRecord{Source: name, Time: manifests.Now(), Result: ResultRemoved, Changes: changes,
-		Message: "source removed from Git"}
+	rec := manifests.AuditRecord{Action: manifests.ActionSync, Source: name, Time: manifests.Now(), Result: ResultRemoved, Changes: changes,
+		Message: msg}
 	if err != nil {
 		rec.Errors = []string{err.Error()}
 	}

@@ -33,6 +33,14 @@ import (
 // the test ends, set further by opts, and returns it.
 func runManager(t *testing.T, conn *natsbus.Conn, root *repo, path string, notify *reconciler.Notifiers, opts ...func(*reconciler.SourceManager)) *reconciler.SourceManager {
 	t.Helper()
+	m, stop := startManager(t, conn, root, path, notify, opts...)
+	t.Cleanup(stop)
+	return m
+}
+
+// startManager is runManager until stop is called.
+func startManager(t *testing.T, conn *natsbus.Conn, root *repo, path string, notify *reconciler.Notifiers, opts ...func(*reconciler.SourceManager)) (*reconciler.SourceManager, func()) {
+	t.Helper()
 	log := logger(t)
 	src, err := git.New(git.Options{URL: root.dir, Path: path, Interval: time.Hour, CacheDir: t.TempDir()}, log)
 	if err != nil {
@@ -64,16 +72,18 @@ func runManager(t *testing.T, conn *natsbus.Conn, root *repo, path string, notif
 		ndone = make(chan error, 1)
 		go func() { ndone <- notify.Run(ctx) }()
 	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager: %v", err)
-		}
-		if ndone != nil {
-			<-ndone
-		}
-	})
-	return m
+	var once sync.Once
+	return m, func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("manager: %v", err)
+			}
+			if ndone != nil {
+				<-ndone
+			}
+		})
+	}
 }
 
 func sourceYAML(name, url, path, extra string) string {

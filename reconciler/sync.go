@@ -70,6 +70,9 @@ type Syncer struct {
 	// OnResult, if set, is given every audit record the syncer makes, for
 	// notifications (sources.go). It must not block.
 	OnResult func(manifests.AuditRecord)
+	// Declarations, if set, is told what the source declares, for the
+	// orphan sweep (declarations.go); the source manager sets it.
+	Declarations *Declarations
 
 	// driftSeen is a digest of the drift last reported (drift.go).
 	driftSeen string
@@ -113,6 +116,7 @@ func (s *Syncer) Run(ctx context.Context) error {
 	full := true // the first pass reads everything, whatever the revision
 	for {
 		err := s.syncOnce(ctx, full)
+		s.Declarations.attempted(s.Name)
 		full = false
 		if err != nil {
 			if ctx.Err() != nil {
@@ -206,6 +210,7 @@ func (s *Syncer) syncOnce(ctx context.Context, full bool) error {
 	}
 	wasApplied := rev.ID == s.appliedID
 	s.applied, s.appliedID, s.attempted, s.lastErr = objs, rev.ID, rev.ID, ""
+	s.tellDeclared()
 	s.writeStatus(ctx, rev.ID, "")
 	switch {
 	case !wasApplied:
@@ -263,7 +268,9 @@ func DeclaredViews(declared, cur manifests.Object) (want, have []byte, err error
 
 // apply writes the difference between objs and the bucket and prunes what
 // this source declared before and no longer does.
-func (s *Syncer) apply(ctx context.Context, objs []manifests.Object, full bool) ([]manifests.ObjectChange, error) {
+func (s *Syncer) apply(ctx context.Context, objs []manifests.Object, full bool) (changes []manifests.ObjectChange, err error) {
+	s.Declarations.adding(s.Name, objs)
+	defer func() { s.Declarations.note(s.Name, changes) }()
 	if s.inventory == nil {
 		inv, err := s.listInventory(ctx)
 		if err != nil {
@@ -272,7 +279,6 @@ func (s *Syncer) apply(ctx context.Context, objs []manifests.Object, full bool) 
 		s.inventory = inv
 	}
 	manifests.SortObjects(objs)
-	var changes []manifests.ObjectChange
 	declared := map[string]bool{}
 	for _, loaded := range objs {
 		key := manifests.KeyOf(loaded)
@@ -458,7 +464,7 @@ func (s *Syncer) listInventory(ctx context.Context) (map[string]bool, error) {
 
 func (s *Syncer) audit(ctx context.Context, rev *sources.Revision, result string, errs []string, changes []manifests.ObjectChange) {
 	rec := manifests.AuditRecord{
-		Source: s.Name, Revision: rev.ID, Author: rev.Author.String(), Committer: rev.Committer.String(),
+		Action: manifests.ActionSync, Source: s.Name, Revision: rev.ID, Author: rev.Author.String(), Committer: rev.Committer.String(),
 		Message: rev.Message, Time: manifests.Now(), Result: result, Errors: errs, Changes: changes,
 	}
 	if !rev.Committer.When.IsZero() {

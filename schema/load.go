@@ -406,7 +406,11 @@ func (c *compiled) validate(d doc, kind string) ([]byte, []Error) {
 	v := c.defs[kind].Unify(d.v)
 	if err := v.Validate(cue.Concrete(true)); err != nil {
 		errs = append(errs, unknownFields(d, shapes[kind])...)
-		return nil, append(errs, c.cueErrors(d, err, true)...)
+		cerrs := c.cueErrors(d, err, true)
+		if kind == "Secret" {
+			hideSecretValues(cerrs) // secret_values.go
+		}
+		return nil, append(errs, cerrs...)
 	}
 	if len(errs) > 0 {
 		return nil, errs

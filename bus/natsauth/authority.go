@@ -129,7 +129,7 @@ func (a *Authority) AccountJWT() (string, error) {
 		ac.SigningKeys.Add(mustPublic(k))
 	}
 	for pub, at := range a.revocations {
-		ac.Revocations[pub] = at
+		ac.RevokeAt(pub, time.Unix(at, 0))
 	}
 	return ac.Encode(a.operator)
 }

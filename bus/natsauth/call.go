@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -33,14 +34,36 @@ func request(ctx context.Context, nc *nats.Conn, m *nats.Msg, reply any) error {
 		ctx, cancel = context.WithTimeout(ctx, 15*time.Second)
 		defer cancel()
 	}
-	resp, err := nc.RequestMsgWithContext(ctx, m)
-	switch {
-	case errors.Is(err, nats.ErrNoResponders):
-		return errors.New("no control plane answered (is capstan server running?)")
-	case errors.Is(err, nats.ErrPermissionViolation):
+	// By hand rather than nc.Request, to hear a refusal: the server
+	// answers a refused publish on the connection, after which a flush
+	// returns, instead of never replying.
+	inbox := nc.NewInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := sub.AutoUnsubscribe(1); err != nil {
+		return err
+	}
+	before := nc.LastError()
+	m.Reply = inbox
+	if err := nc.PublishMsg(m); err != nil {
+		return err
+	}
+	if err := nc.FlushWithContext(ctx); err != nil {
+		return err
+	}
+	if err := nc.LastError(); err != nil && err != before && errors.Is(err, nats.ErrPermissionViolation) &&
+		strings.Contains(err.Error(), `"`+m.Subject+`"`) {
 		return errors.New("these credentials may not do this")
+	}
+	resp, err := sub.NextMsgWithContext(ctx)
+	switch {
 	case err != nil:
 		return err
+	case len(resp.Data) == 0 && resp.Header.Get("Status") == "503":
+		return errors.New("no control plane answered (is capstan server running?)")
 	}
 	var e struct {
 		Error string `json:"error"`
@@ -90,4 +113,23 @@ func explainJoin(err error, url string) error {
 		return fmt.Errorf("the bus at %s refused the join token (expired, already used or revoked, or for another bus)", url)
 	}
 	return Explain(err, url)
+}
+
+// Renew asks the control plane to sign creds' key again with the current
+// signing key (after a rotation), and returns the renewed credentials.
+func Renew(ctx context.Context, nc *nats.Conn, creds Creds) (Creds, error) {
+	var out Issued
+	if err := Call(ctx, nc, creds, SubjectRenew, struct{}{}, &out); err != nil {
+		return Creds{}, fmt.Errorf("renew the credentials: %w", err)
+	}
+	renewed := Creds{JWT: out.JWT, Seed: creds.Seed}
+	if k, err := renewed.PublicKey(); err != nil || k != mustKey(creds) {
+		return Creds{}, errors.New("renew the credentials: the answer is for another key")
+	}
+	return renewed, nil
+}
+
+func mustKey(c Creds) string {
+	k, _ := c.PublicKey()
+	return k
 }

@@ -150,9 +150,32 @@ func (c *ClientConfig) Options() ([]nats.Option, error) {
 // ClientOptions connect over TLS trusting caPEM only, as the user in
 // creds, with replies in the user's own inbox.
 func ClientOptions(caPEM []byte, creds Creds) ([]nats.Option, error) {
+	return ClientOptionsFunc(caPEM, func() (Creds, error) { return creds, nil })
+}
+
+// CredsFile reads a .creds file at every call: for a connection whose
+// credentials are renewed on disk while it runs.
+func CredsFile(path string) func() (Creds, error) {
+	return func() (Creds, error) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return Creds{}, err
+		}
+		return ParseCreds(b)
+	}
+}
+
+// ClientOptionsFunc is ClientOptions with credentials read at every
+// (re)connection, so renewed ones are used once the connection is made
+// again. The identity (for the inbox) is the first call's.
+func ClientOptionsFunc(caPEM []byte, get func() (Creds, error)) ([]nats.Option, error) {
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(caPEM) {
 		return nil, errors.New("the bus CA certificate does not parse")
+	}
+	creds, err := get()
+	if err != nil {
+		return nil, err
 	}
 	uc, err := creds.Claims()
 	if err != nil {
@@ -166,7 +189,16 @@ func ClientOptions(caPEM []byte, creds Creds) ([]nats.Option, error) {
 	}
 	opts := []nats.Option{
 		nats.Secure(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}),
-		nats.UserJWTAndSeed(creds.JWT, string(creds.Seed)),
+		nats.UserJWT(func() (string, error) {
+			c, err := get()
+			return c.JWT, err
+		}, func(nonce []byte) ([]byte, error) {
+			c, err := get()
+			if err != nil {
+				return nil, err
+			}
+			return c.sign(nonce)
+		}),
 	}
 	if role != RoleControlPlane && role != RoleAdmin && uc.Name != "" {
 		opts = append(opts, nats.CustomInboxPrefix(InboxPrefix(role, uc.Name)))

@@ -36,6 +36,7 @@ const (
 	SubjectJoin       = "capstan.join"
 	SubjectAdmin      = "capstan.admin" // capstan.admin.<verb>
 	SubjectGitWrite   = "capstan.git.write"
+	SubjectRenew      = "capstan.renew" // any identity renewing its own credentials
 	SubjectSecretsAll = "capstan.secrets.>"
 	subjectLogs       = "capstan.logs"
 	subjectExec       = "capstan.exec"
@@ -47,6 +48,9 @@ const (
 	VerbCredentialsCreate = "credentials.create"
 	VerbCredentialsRevoke = "credentials.revoke"
 	VerbNodeRevoke        = "node.revoke"
+	VerbRotateServerCert  = "server-cert.rotate"
+	VerbRotateSigningKey  = "signing-key.rotate"
+	VerbRetireSigningKeys = "signing-keys.retire"
 )
 
 // AdminSubject is the subject of an admin request.
@@ -85,7 +89,7 @@ func Permissions(role, name string) (jwt.Permissions, error) {
 		p.Sub.Allow.Add(">")
 	case RoleViewer, RoleOperator:
 		p.Pub.Allow.Add(readSubjects...)
-		p.Pub.Allow.Add(inbox) // a streamed reply's cancel
+		p.Pub.Allow.Add(inbox, SubjectRenew) // a streamed reply's cancel; renewal
 		p.Sub.Allow.Add(inbox)
 		if role == RoleOperator {
 			p.Pub.Allow.Add(SubjectGitWrite, subjectLogs+".*", subjectExec+".*")
@@ -95,6 +99,7 @@ func Permissions(role, name string) (jwt.Permissions, error) {
 			return p, err
 		}
 		p.Pub.Allow.Add(nodePublish(name)...)
+		p.Pub.Allow.Add(SubjectRenew)
 		p.Sub.Allow.Add(inbox, subjectLogs+"."+name, subjectExec+"."+name,
 			"_INBOX.*.*.*.cancel") // a client giving up a logs or exec stream
 	case RoleJoin:

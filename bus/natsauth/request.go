@@ -89,3 +89,9 @@ func signedBytes(subject, at string, data []byte) []byte {
 	sum := sha256.Sum256(data)
 	return []byte(subject + "\n" + at + "\n" + hex.EncodeToString(sum[:]))
 }
+
+func natsMsg(subject string, data []byte) *nats.Msg {
+	m := nats.NewMsg(subject)
+	m.Data = data
+	return m
+}

@@ -9,13 +9,32 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
 	"github.com/capstan-io/capstan/bus"
+	"github.com/capstan-io/capstan/manifests"
 )
+
+// ActionTokenCreated is the history's action for a join token issued.
+const ActionTokenCreated = "token-created"
+
+// ActionServerCertRotated is the history's action for a new server
+// certificate.
+const ActionServerCertRotated = "server-cert-rotated"
+
+// Actions of signing-key rotations in the history.
+const (
+	ActionSigningKeyRotated  = "signing-key-rotated"
+	ActionSigningKeysRetired = "signing-keys-retired"
+)
+
+// RenewInterval is how often a node daemon renews its credentials.
+const RenewInterval = 10 * time.Minute
 
 // DefaultTokenTTL is how long a join token lives unless told.
 const DefaultTokenTTL = time.Hour
@@ -28,10 +47,14 @@ type Record struct {
 	Role string `json:"role,omitempty"`
 	// Key is the identity's public nkey (none for a token).
 	Key string `json:"key,omitempty"`
+	// SigningKey is the account signing key that signed the identity's
+	// current JWT.
+	SigningKey string `json:"signingKey,omitempty"`
 	// SecretHash is a token's secret, hashed.
 	SecretHash string    `json:"secretHash,omitempty"`
 	Expires    time.Time `json:"expires,omitzero"`
 	Used       time.Time `json:"used,omitzero"`
+	UsedBy     string    `json:"usedBy,omitempty"`
 	Issued     time.Time `json:"issued"`
 	IssuedBy   string    `json:"issuedBy,omitempty"`
 	Revoked    time.Time `json:"revoked,omitzero"`
@@ -52,9 +75,16 @@ type Service struct {
 	Identities bus.Store
 	// Push applies the account JWT to the servers after a revocation.
 	Push func(ctx context.Context) error
-	// Record appends one entry to the history; nil records nothing.
-	Record func(ctx context.Context, actor, action, detail string) error
-	Log    *slog.Logger
+	// Record appends one entry to the history (an action of manifests'
+	// Action constants, or ActionTokenCreated); nil records nothing.
+	Record func(ctx context.Context, actor, action, subject, detail string) error
+	// Rotated is called once a new signing key is current (the control
+	// plane re-issues its own credentials with it).
+	Rotated func()
+	// RotateServerCert issues a new server certificate and has the
+	// servers use it; it says what it did.
+	RotateServerCert func(ctx context.Context) (string, error)
+	Log              *slog.Logger
 }
 
 // Run serves the requests on nc until ctx ends.
@@ -68,6 +98,10 @@ func (s *Service) Run(ctx context.Context, nc *nats.Conn) error {
 		AdminSubject(VerbCredentialsCreate): s.admin(s.credentialsCreate),
 		AdminSubject(VerbCredentialsRevoke): s.admin(s.revoke("user")),
 		AdminSubject(VerbNodeRevoke):        s.admin(s.revoke("node")),
+		AdminSubject(VerbRotateServerCert):  s.admin(s.rotateServerCert),
+		AdminSubject(VerbRotateSigningKey):  s.admin(s.rotateSigningKey),
+		AdminSubject(VerbRetireSigningKeys): s.admin(s.retireSigningKeys),
+		SubjectRenew:                        s.renew,
 	}
 	var subs []*nats.Subscription
 	defer func() {
@@ -155,23 +189,23 @@ func (s *Service) join(ctx context.Context, m *nats.Msg) (any, error) {
 	}
 	switch {
 	case !tok.Used.IsZero():
-		return nil, fmt.Errorf("join: the join token was already used (by node %s); create another", tok.Name)
+		return nil, fmt.Errorf("join: the join token was already used (by node %s); create another", tok.UsedBy)
 	case !tok.Revoked.IsZero():
 		return nil, errors.New("join: the join token was revoked")
 	case time.Now().After(tok.Expires):
 		return nil, errors.New("join: the join token has expired; create another")
 	}
-	tok.Used, tok.Name = time.Now().UTC(), req.Node
+	tok.Used, tok.UsedBy = time.Now().UTC(), req.Node
 	b, _ := json.Marshal(tok)
 	if _, err := s.Identities.Update(ctx, key, b, e.Revision); err != nil {
 		return nil, errors.New("join: the join token was already used; create another")
 	}
-	jwt, err := s.issue(ctx, Record{Kind: "node", Name: req.Node, Role: RoleNode, Key: req.Key, IssuedBy: tok.IssuedBy}, true)
+	userJWT, err := s.issue(ctx, Record{Kind: "node", Name: req.Node, Role: RoleNode, Key: req.Key, IssuedBy: tok.IssuedBy}, true)
 	if err != nil {
 		return nil, err
 	}
-	s.record(ctx, "node:"+req.Node, "node-joined", fmt.Sprintf("node %s joined with a token issued by %s", req.Node, tok.IssuedBy))
-	return Issued{JWT: jwt, CA: string(s.CA), Server: s.Server}, nil
+	s.record(ctx, "node:"+req.Node, manifests.ActionNodeJoin, "node/"+req.Node, fmt.Sprintf("joined with join token %s, issued by %s", req.Token, tok.IssuedBy))
+	return Issued{JWT: userJWT, CA: string(s.CA), Server: s.Server}, nil
 }
 
 // issue signs rec's credentials and records them, revoking an earlier
@@ -189,22 +223,22 @@ func (s *Service) issue(ctx context.Context, rec Record, replace bool) (string, 
 			}
 		}
 	}
-	jwt, err := s.Authority.Issue(User{Name: rec.Name, Role: rec.Role, Key: rec.Key})
+	userJWT, err := s.Authority.Issue(User{Name: rec.Name, Role: rec.Role, Key: rec.Key})
 	if err != nil {
 		return "", err
 	}
-	rec.Issued = time.Now().UTC()
+	rec.Issued, rec.SigningKey = time.Now().UTC(), issuerOf(userJWT)
 	b, _ := json.Marshal(rec)
 	if _, err := s.Identities.Put(ctx, key, b); err != nil {
 		return "", fmt.Errorf("record the credentials of %s: %w", rec.Name, err)
 	}
-	return jwt, nil
+	return userJWT, nil
 }
 
 // Register records an identity issued outside the service (the admin
 // config that capstan up writes).
-func (s *Service) Register(ctx context.Context, rec Record) error {
-	rec.Issued = time.Now().UTC()
+func (s *Service) Register(ctx context.Context, rec Record, userJWT string) error {
+	rec.Issued, rec.SigningKey = time.Now().UTC(), issuerOf(userJWT)
 	b, _ := json.Marshal(rec)
 	_, err := s.Identities.Put(ctx, rec.Kind+"."+rec.Name, b)
 	return err
@@ -247,7 +281,7 @@ func (s *Service) tokenCreate(ctx context.Context, id Identity, data []byte) (an
 	if _, err := s.Identities.Create(ctx, "token."+tokID, b); err != nil {
 		return nil, fmt.Errorf("record the token: %w", err)
 	}
-	s.record(ctx, id.String(), "token-created", fmt.Sprintf("join token %s, valid until %s", tokID, exp.Format(time.RFC3339)))
+	s.record(ctx, id.String(), ActionTokenCreated, "token/"+tokID, "valid until "+exp.Format(time.RFC3339))
 	return TokenReply{Token: tok.String(), Expires: exp}, nil
 }
 
@@ -274,12 +308,12 @@ func (s *Service) credentialsCreate(ctx context.Context, id Identity, data []byt
 	if !nkeys.IsValidPublicUserKey(req.Key) {
 		return nil, errors.New("credentials create: not a user public key")
 	}
-	jwt, err := s.issue(ctx, Record{Kind: "user", Name: req.Name, Role: req.Role, Key: req.Key, IssuedBy: id.String()}, false)
+	userJWT, err := s.issue(ctx, Record{Kind: "user", Name: req.Name, Role: req.Role, Key: req.Key, IssuedBy: id.String()}, false)
 	if err != nil {
 		return nil, err
 	}
-	s.record(ctx, id.String(), "credentials-issued", fmt.Sprintf("%s credentials for %s", req.Role, req.Name))
-	return Issued{JWT: jwt, CA: string(s.CA), Server: s.Server}, nil
+	s.record(ctx, id.String(), manifests.ActionCredentialsIssued, req.Role+":"+req.Name, "")
+	return Issued{JWT: userJWT, CA: string(s.CA), Server: s.Server}, nil
 }
 
 // RevokeRequest names whose credentials to revoke.
@@ -317,9 +351,130 @@ func (s *Service) revoke(kind string) func(context.Context, Identity, []byte) (a
 				return nil, err
 			}
 		}
-		s.record(ctx, id.String(), kind+"-revoked", fmt.Sprintf("revoked the credentials of %s %s", kind, req.Name))
+		action, subject := manifests.ActionCredentialsRevoked, rec.Role+":"+req.Name
+		if kind == "node" {
+			action, subject = manifests.ActionNodeRevoked, "node/"+req.Name
+		}
+		s.record(ctx, id.String(), action, subject, "")
 		return RevokeReply{Revoked: kind + "/" + req.Name}, nil
 	}
+}
+
+// RotateReply says what a rotation did.
+type RotateReply struct {
+	Done string `json:"done"`
+}
+
+func (s *Service) rotateServerCert(ctx context.Context, id Identity, _ []byte) (any, error) {
+	if s.RotateServerCert == nil {
+		return nil, errors.New("this control plane cannot rotate the server certificate")
+	}
+	done, err := s.RotateServerCert(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("rotate the server certificate: %w", err)
+	}
+	s.record(ctx, id.String(), ActionServerCertRotated, "server-certificate", done)
+	return RotateReply{Done: done}, nil
+}
+
+// renew re-issues the credentials of the identity that signed the
+// request, for the same key, with the current signing key and its role's
+// current permissions.
+func (s *Service) renew(ctx context.Context, m *nats.Msg) (any, error) {
+	id, err := s.Authority.VerifyRequest(m)
+	if err != nil {
+		return nil, err
+	}
+	kind := "user"
+	if id.Role == RoleNode {
+		kind = "node"
+	}
+	key := kind + "." + id.Name
+	e, err := s.Identities.Get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("renew: %s has no record", id)
+	}
+	var rec Record
+	if err := json.Unmarshal(e.Value, &rec); err != nil || rec.Key != id.Key || !rec.Revoked.IsZero() {
+		return nil, fmt.Errorf("renew: %s holds no current credentials", id)
+	}
+	userJWT, err := s.Authority.Issue(User{Name: rec.Name, Role: rec.Role, Key: rec.Key})
+	if err != nil {
+		return nil, err
+	}
+	if signer := issuerOf(userJWT); signer != rec.SigningKey {
+		rec.SigningKey = signer
+		b, _ := json.Marshal(rec)
+		if _, err := s.Identities.Update(ctx, key, b, e.Revision); err != nil {
+			return nil, fmt.Errorf("renew: %w", err)
+		}
+	}
+	return Issued{JWT: userJWT}, nil
+}
+
+func (s *Service) rotateSigningKey(ctx context.Context, id Identity, _ []byte) (any, error) {
+	if err := s.Authority.RotateSigningKey(); err != nil {
+		return nil, err
+	}
+	if s.Push != nil {
+		if err := s.Push(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if s.Rotated != nil {
+		s.Rotated()
+	}
+	cur := s.Authority.SigningKeys()[0]
+	s.record(ctx, id.String(), ActionSigningKeyRotated, "signing-key/"+cur, "")
+	return RotateReply{Done: "new signing key " + cur + ": nodes renew their credentials within " + RenewInterval.String() +
+		", people with capstan credentials renew; then capstan auth retire-signing-keys"}, nil
+}
+
+// RetireRequest retires the old signing keys.
+type RetireRequest struct {
+	// Force retires them although identities still use them (they are
+	// refused from then on).
+	Force bool `json:"force"`
+}
+
+func (s *Service) retireSigningKeys(ctx context.Context, id Identity, data []byte) (any, error) {
+	var req RetireRequest
+	_ = json.Unmarshal(data, &req)
+	cur := s.Authority.SigningKeys()[0]
+	entries, err := s.Identities.List(ctx, ">")
+	if err != nil {
+		return nil, err
+	}
+	var stale []string
+	for _, e := range entries {
+		var rec Record
+		if json.Unmarshal(e.Value, &rec) != nil || rec.Kind == "token" || !rec.Revoked.IsZero() || rec.SigningKey == cur {
+			continue
+		}
+		stale = append(stale, rec.Kind+"/"+rec.Name)
+	}
+	if len(stale) > 0 && !req.Force {
+		return nil, fmt.Errorf("still signed by an old key: %s (they renew on their own within %s; --force refuses them from now on)", strings.Join(stale, ", "), RenewInterval)
+	}
+	if err := s.Authority.RetireSigningKeys(); err != nil {
+		return nil, err
+	}
+	if s.Push != nil {
+		if err := s.Push(ctx); err != nil {
+			return nil, err
+		}
+	}
+	s.record(ctx, id.String(), ActionSigningKeysRetired, "signing-key/"+cur, strings.Join(stale, ", "))
+	return RotateReply{Done: "only " + cur + " signs identities now"}, nil
+}
+
+// issuerOf is the key that signed a JWT.
+func issuerOf(userJWT string) string {
+	uc, err := jwt.DecodeUserClaims(userJWT)
+	if err != nil {
+		return ""
+	}
+	return uc.Issuer
 }
 
 func (s *Service) revokeKey(ctx context.Context, key string) error {
@@ -334,11 +489,11 @@ func (s *Service) revokeKey(ctx context.Context, key string) error {
 	return nil
 }
 
-func (s *Service) record(ctx context.Context, actor, action, detail string) {
+func (s *Service) record(ctx context.Context, actor, action, subject, detail string) {
 	if s.Record == nil {
 		return
 	}
-	if err := s.Record(ctx, actor, action, detail); err != nil {
+	if err := s.Record(ctx, actor, action, subject, detail); err != nil {
 		s.Log.Warn("record in the history", "action", action, "err", err)
 	}
 }

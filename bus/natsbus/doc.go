@@ -22,9 +22,10 @@
 //	nodes       1        none       <node>
 //	leases      1        15 s       <name>; an expired lease leaves a delete marker
 //	notified    1        30 days    a hash of <destination, source, event>: the last notice sent
+//	identities  1        none       token.<id>, node.<name>, user.<name>: who holds credentials
 //
 //	stream  subjects                                    limits
-//	events  capstan.events.<ns or _>.<kind>.<name>      1 h, 100 per object
+//	events  capstan.events.<ns or _>.<kind>.<name>.<writer>  1 h, 100 per object and writer
 //	audit   capstan.audit.<source>                      no age limit, 1 GiB, oldest dropped
 //
 // Subject tokens are made safe by escaping every byte other than letters,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -62,6 +63,23 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	if opts.ServerName == "" {
 		opts.ServerName = "capstan"
 	}
+	sopts, err := opts.serverOptions()
+	if err != nil {
+		return nil, err
+	}
+	ns, err := server.NewServer(sopts)
+	if err != nil {
+		return nil, fmt.Errorf("natsbus: new server: %w", err)
+	}
+	if opts.Logger != nil {
+		ns.SetLoggerV2(&slogAdapter{l: opts.Logger.With("component", "nats-server")}, opts.Debug, false, false)
+	}
+	return &Server{opts: opts, ns: ns}, nil
+}
+
+// serverOptions builds the server's options: the configuration file's,
+// then the fields of o.
+func (opts ServerOptions) serverOptions() (*server.Options, error) {
 	sopts := &server.Options{}
 	if opts.ConfigFile != "" {
 		var err error
@@ -80,14 +98,23 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	// assignments stream; the server's default of 1,000 consumers per
 	// stream would cap a cluster at 1,000 nodes.
 	sopts.JetStreamLimits = server.JSLimitOpts{DefaultMaxConsumers: -1}
-	ns, err := server.NewServer(sopts)
+	return sopts, nil
+}
+
+// Reload reads the configuration file again and applies what changed
+// (such as a renewed TLS certificate) without a restart: connections stay.
+func (s *Server) Reload() error {
+	sopts, err := s.opts.serverOptions()
 	if err != nil {
-		return nil, fmt.Errorf("natsbus: new server: %w", err)
+		return err
 	}
-	if opts.Logger != nil {
-		ns.SetLoggerV2(&slogAdapter{l: opts.Logger.With("component", "nats-server")}, opts.Debug, false, false)
+	if a, ok := s.ns.Addr().(*net.TCPAddr); ok {
+		sopts.Port = a.Port // a port picked at start (-1) stays
 	}
-	return &Server{opts: opts, ns: ns}, nil
+	if err := s.ns.ReloadOptions(sopts); err != nil {
+		return fmt.Errorf("natsbus: reload: %w", err)
+	}
+	return nil
 }
 
 // Start starts the server and returns once it accepts connections, or with

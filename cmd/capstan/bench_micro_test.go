@@ -24,9 +24,10 @@ type microResult struct {
 var microRuns = []struct {
 	pkg, bench, benchtime string
 }{
-	{"./reconciler", ".", "1s"},               // the scheduler's filter and score, the planners
-	{"./schema", "BenchmarkLoad", "3x"},       // the loader
-	{"./bus/natsbus", "BenchmarkKV", "2000x"}, // put-to-watch and async puts, SyncAlways off and on
+	{"./reconciler", ".", "1s"},                  // the scheduler's filter and score, the planners
+	{"./schema", "BenchmarkLoad", "3x"},          // the loader
+	{"./bus/natsbus", "BenchmarkKV", "2000x"},    // put-to-watch and async puts, SyncAlways off and on
+	{"./bus/natsauth", "BenchmarkAuth", "2000x"}, // put-to-watch with and without TLS and identities
 }
 
 // benchMicro runs the micro-benchmarks with `go test -bench` (from the
@@ -75,15 +76,7 @@ func parseBench(pkg, out string) []microResult {
 // benchSyncAlways reports the bus's SyncAlways on/off difference from
 // BenchmarkKV (run by benchMicro; run here when micro was skipped).
 func benchSyncAlways(t *testing.T, cfg benchConfig, res *results) {
-	find := func(name, unit string) (float64, bool) {
-		for _, m := range res.Micro {
-			if m.Name == name {
-				v, ok := m.Metrics[unit]
-				return v, ok
-			}
-		}
-		return 0, false
-	}
+	find := res.micro
 	if _, ok := find("BenchmarkKV/sync=false/put-to-watch", "p50-µs"); !ok {
 		cmd := exec.Command("go", "test", "-run", "^$", "-bench", "BenchmarkKV", "-benchtime", "2000x", "./bus/natsbus")
 		cmd.Dir = filepath.Join("..", "..")
@@ -107,4 +100,31 @@ func benchSyncAlways(t *testing.T, cfg benchConfig, res *results) {
 		res.add(figure{Benchmark: "bus durability", Metric: m.metric + ", SyncAlways on", Value: on, Unit: m.show,
 			Baseline: ptr(off), BaselineWhat: "SyncAlways off (the default)", Note: "BenchmarkKV in bus/natsbus, 2,000 puts of 512 B"})
 	}
+}
+
+// benchAuthCost reports what TLS and the identities cost put-to-watch,
+// from BenchmarkAuth (run by benchMicro).
+func benchAuthCost(t *testing.T, res *results) {
+	find := res.micro
+	for _, m := range []struct{ metric, unit string }{{"put-to-watch p50", "p50-µs"}, {"put-to-watch p99", "p99-µs"}} {
+		off, ok1 := find("BenchmarkAuth/auth=false", m.unit)
+		on, ok2 := find("BenchmarkAuth/auth=true", m.unit)
+		if !ok1 || !ok2 {
+			t.Errorf("BenchmarkAuth %s: no result", m.metric)
+			continue
+		}
+		res.add(figure{Benchmark: "bus security", Metric: m.metric + ", TLS and a node's identity", Value: on, Unit: "µs",
+			Baseline: ptr(off), BaselineWhat: "plain NATS, no identities", Note: "BenchmarkAuth in bus/natsauth, 2,000 status puts of 512 B"})
+	}
+}
+
+// micro is a micro-benchmark's metric, by the benchmark's name.
+func (res *results) micro(name, unit string) (float64, bool) {
+	for _, m := range res.Micro {
+		if m.Name == name {
+			v, ok := m.Metrics[unit]
+			return v, ok
+		}
+	}
+	return 0, false
 }

@@ -156,8 +156,12 @@ func benchPodman(t *testing.T, cfg benchConfig, res *results) {
 	port := freePort(t)
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	nodeName := "bench-" + randHex(3)
+	// The production bus: TLS and identities; the admin config lands in
+	// dir, and the node joins with a token.
+	config := filepath.Join(dir, "client.config")
+	t.Setenv("CAPSTAN_CONFIG", config)
 	startProc(t, dir, "server", nil, cfg.bin, "server", "--repo", repo.dir, "--data-dir", filepath.Join(dir, "server"),
-		"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--poll-interval", "1h")
+		"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--poll-interval", "1h", "--config", config)
 	nodeDir := filepath.Join(dir, "node")
 	raw := podmanSide{url: "unix://" + podman.SocketPath(filepath.Join(nodeDir, "podman"))}
 	t.Cleanup(func() {
@@ -173,11 +177,18 @@ func benchPodman(t *testing.T, cfg benchConfig, res *results) {
 	t.Cleanup(cancel)
 	waitFor(t, 30*time.Second, "bus up", func() error {
 		var err error
-		conn, err = natsbus.Connect(ctx, url, natsbus.Options{})
+		if _, err := os.Stat(config); err != nil {
+			return err
+		}
+		conn, err = natsbus.Connect(ctx, url, adminBus(t, natsbus.Options{}))
 		return err
 	})
 	t.Cleanup(conn.Close)
-	nodeArgs := []string{"--server", url, "--data-dir", nodeDir}
+	token, stderr, err := cliRun(ctx, "token", "create", "--config", config, "--server", url)
+	if err != nil {
+		t.Fatalf("capstan token create: %v: %s", err, stderr)
+	}
+	nodeArgs := []string{"--server", url, "--data-dir", nodeDir, "--token", strings.TrimSpace(token)}
 	// BENCH_NODE_ARGS adds flags to the node daemons, to compare settings
 	// (say --pod-network= for Podman's default network).
 	nodeArgs = append(nodeArgs, strings.Fields(os.Getenv("BENCH_NODE_ARGS"))...)

@@ -108,13 +108,13 @@ func benchScale(t *testing.T, cfg benchConfig, res *results) {
 	// BENCH_CP_ENV adds environment to the control plane (GOGC=100, say,
 	// to compare with its default).
 	startCP := func(name string, extra ...string) *proc {
-		return startProc(t, dir, name, append([]string{PprofEnv + "=" + pprofAddr}, strings.Fields(os.Getenv("BENCH_CP_ENV"))...), cpBin, append([]string{"server", "--nats-url", url,
+		return startProc(t, dir, name, append([]string{PprofEnv + "=" + pprofAddr}, strings.Fields(os.Getenv("BENCH_CP_ENV"))...), cpBin, append([]string{"server", "--nats-url", url, "--insecure-bus",
 			"--data-dir", filepath.Join(dir, "cp"), "--node-grace-period", simNodeGrace.String(), "--pod-eviction-timeout", simEviction.String(),
 			"--log-level", "warn"}, extra...)...)
 	}
 	cp := startCP("control-plane-setup")
 	simArgs := func(n int, prefix string, heartbeat time.Duration, extra ...string) []string {
-		return append([]string{"node", "--simulate", fmt.Sprint(n), "--simulate-prefix", prefix, "--server", url,
+		return append([]string{"node", "--simulate", fmt.Sprint(n), "--simulate-prefix", prefix, "--server", url, "--insecure-bus",
 			"--data-dir", filepath.Join(dir, prefix), "--simulate-heartbeat-interval", heartbeat.String(), "--log-level", "warn"}, extra...)
 	}
 	check := func(ps ...*proc) {

@@ -14,9 +14,11 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
 
+	"github.com/capstan-io/capstan/bus/natsauth"
 	"github.com/capstan-io/capstan/bus/natsbus"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/node"
@@ -27,23 +29,57 @@ import (
 func (g *globals) connect(ctx context.Context) (*natsbus.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
+	nopts, url, err := g.clientOptions()
+	if err != nil {
+		return nil, err
+	}
 	// The CLI binds to the buckets the control plane set up: it never
 	// creates or rewrites them.
-	conn, err := natsbus.Connect(ctx, g.server, natsbus.Options{Name: "capstan-cli", Bind: true})
+	conn, err := natsbus.Connect(ctx, url, natsbus.Options{Name: "capstan-cli", Bind: true, NATSOptions: nopts})
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach the Capstan bus at %s (is `capstan up` running? set --server or CAPSTAN_SERVER): %w", redactURL(g.server), err)
+		return nil, natsauth.Explain(err, redactURL(url))
 	}
 	return conn, nil
 }
 
-// redactURL drops userinfo from a URL for messages.
-func redactURL(u string) string {
-	if i := strings.Index(u, "://"); i >= 0 {
-		if j := strings.LastIndex(u[i+3:], "@"); j >= 0 {
-			return u[:i+3] + "***@" + u[i+3+j+1:]
-		}
+// clientOptions reads the client config: the connection's options and
+// the bus URL.
+func (g *globals) clientOptions() ([]nats.Option, string, error) {
+	if g.insecure {
+		return nil, g.serverURL(nil), nil
 	}
-	return u
+	cfg, err := natsauth.LoadClientConfig(g.configPath())
+	if err != nil {
+		return nil, "", err
+	}
+	nopts, err := cfg.Options()
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %w", g.configPath(), err)
+	}
+	return nopts, g.serverURL(cfg), nil
+}
+
+// signingCreds are the client config's credentials, or nil on a bus
+// without identities.
+func (g *globals) signingCreds() *natsauth.Creds {
+	c, err := g.creds()
+	if err != nil {
+		return nil
+	}
+	return &c
+}
+
+// creds are the client config's credentials, which sign requests to the
+// control plane.
+func (g *globals) creds() (natsauth.Creds, error) {
+	if g.insecure {
+		return natsauth.Creds{}, errors.New("--insecure-bus: no credentials to sign this request with")
+	}
+	cfg, err := natsauth.LoadClientConfig(g.configPath())
+	if err != nil {
+		return natsauth.Creds{}, err
+	}
+	return natsauth.ParseCreds([]byte(cfg.Creds))
 }
 
 // listObjects reads the objects of a kind: nodes from their bucket, the
@@ -125,6 +161,9 @@ func getCmd(g *globals) *cobra.Command {
 			objs, err := listObjects(cmd.Context(), conn, k, ns, name)
 			if err != nil {
 				return err
+			}
+			if k.Kind == "Secret" && (output == "json" || output == "yaml") {
+				objs = g.secretValues(cmd.Context(), conn, objs) // secrets_atrest.go
 			}
 			return printObjects(g.stdout, k, objs, output, all && k.Namespaced, name != "")
 		},
@@ -719,7 +758,7 @@ func describeCmd(g *globals) *cobra.Command {
 				return err
 			}
 			obj := objs[0]
-			b, err := json.Marshal(obj)
+			b, err := json.Marshal(shownObject(obj)) // a Secret's values hidden
 			if err != nil {
 				return err
 			}
@@ -810,8 +849,10 @@ func historyCmd(g *globals) *cobra.Command {
 		Use:   "history [KIND/NAME]",
 		Short: "Show every sync attempt, or every applied change of one object (history deployment/web)",
 		Long: `Without an argument, show every sync attempt: commit, author, result,
-errors and changes. With KIND/NAME, show every applied change of that one
-object: when, which commit, who, what action and which fields.`,
+errors and changes; and every action outside a sync (drift removed,
+write-backs of scale and rollout undo) with its actor. With KIND/NAME,
+show every applied change of that one object: when, which commit, who,
+what action and which fields.`,
 		Example: `  capstan history
   capstan history deployment/web --since 24h
   capstan history configmap/settings -n shop -o json`,
@@ -872,7 +913,7 @@ func printHistory(w io.Writer, recs []manifests.AuditRecord, output string) erro
 		if i > 0 {
 			fmt.Fprintln(w)
 		}
-		fmt.Fprintf(w, "%s  %s  %s  %s  %s\n", r.Time.Format(time.RFC3339), r.Source, shortRev(r.Revision), r.Result, r.Author)
+		fmt.Fprintln(w, recordHeader(r)) // history.go
 		if msg, _, _ := strings.Cut(r.Message, "\n"); msg != "" {
 			fmt.Fprintf(w, "    %s\n", msg)
 		}

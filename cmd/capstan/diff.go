@@ -164,6 +164,7 @@ func (d *differ) run(ctx context.Context) (*diffReport, error) {
 		if current, others, err = clusterObjects(ctx, conn.Objects, d.source); err != nil {
 			return nil, err
 		}
+		current = d.g.clusterSecretValues(ctx, conn, current) // secrets_atrest.go
 	} else {
 		rev, err := git.ReadRevision(d.repo, d.base, d.path)
 		if err != nil {
@@ -384,14 +385,14 @@ func diffObjects(declared, current []manifests.Object, others map[string]string,
 			changes = append(changes, objChange{Action: "created", Kind: kind, Namespace: ns, Name: name})
 			continue
 		}
-		want, have, err := reconciler.DeclaredViews(obj, c)
+		want, have, err := reconciler.DeclaredViews(obj, comparableSecret(obj, c))
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", key, err)
 		}
 		if string(want) == string(have) {
 			continue
 		}
-		changes = append(changes, objChange{Action: "updated", Kind: kind, Namespace: ns, Name: name, Fields: fieldChanges(have, want)})
+		changes = append(changes, objChange{Action: "updated", Kind: kind, Namespace: ns, Name: name, Fields: hideSecretFields(kind, fieldChanges(have, want))})
 	}
 	gone := slices.Clone(current)
 	manifests.SortObjects(gone)

@@ -14,7 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/capstan-io/capstan/bus/natsbus"
+	"github.com/capstan-io/capstan/bus/natsauth"
+	"github.com/capstan-io/capstan/bus/natsauth/natsauthtest"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler"
 	"github.com/capstan-io/capstan/schema"
@@ -276,19 +277,13 @@ func diffWantLines(t *testing.T, out string, lines ...string) {
 func TestDiffAgainstCluster(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	srv, err := natsbus.NewServer(natsbus.ServerOptions{DataDir: t.TempDir(), Port: -1})
-	if err != nil {
+	b := natsauthtest.Start(t)
+	conn := b.ControlPlane
+	config := filepath.Join(t.TempDir(), "config")
+	if err := b.Config(t, natsauth.RoleViewer, "reviewer").Save(config); err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	conn, err := natsbus.Connect(ctx, srv.ClientURL(), natsbus.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(conn.Close)
+	t.Setenv("CAPSTAN_CONFIG", config)
 
 	r := newGitRepo(t)
 	if err := os.Mkdir(filepath.Join(r.dir, "deploy"), 0o755); err != nil {
@@ -315,7 +310,7 @@ func TestDiffAgainstCluster(t *testing.T) {
 		}
 		return nil
 	})
-	server := []string{"--repo", r.dir, "--server", srv.ClientURL()}
+	server := []string{"--repo", r.dir, "--server", b.URL}
 
 	out, code := diffRun(t, append(server, "--ref", "main")...)
 	if code != 0 || !strings.Contains(out, "No changes.") {
@@ -372,7 +367,7 @@ func TestDiffAgainstCluster(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(work, "keep.yaml"), []byte(gitopsCM("keep", "v", pruneOffYAML)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, code = diffRun(t, work, "--server", srv.ClientURL())
+	out, code = diffRun(t, work, "--server", b.URL)
 	if code != 1 || !strings.Contains(out, "~ Deployment default/web updated\n    metadata.labels.tier: (none) -> \"front\"\n1 change: 1 updated\n") {
 		t.Fatalf("directory: exit %d:\n%s", code, out)
 	}

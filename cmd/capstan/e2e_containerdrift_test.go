@@ -79,7 +79,7 @@ func (e *e2e) liveMemoryLimit(id string) (int64, error) {
 func (e *e2e) assignedDriftMode(pod string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := natsbus.Connect(ctx, e.url, natsbus.Options{})
+	conn, err := natsbus.Connect(ctx, e.url, adminBus(e.t, natsbus.Options{}))
 	if err != nil {
 		return "", err
 	}

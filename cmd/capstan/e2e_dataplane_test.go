@@ -168,7 +168,7 @@ func (w *dpWorld) start() {
 		"--node-name", w.node, "--poll-interval", "1h", "--log-level", "debug"}, w.flags()...))
 	sock := "unix://" + podman.SocketPath(filepath.Join(w.dataDir, "podman"))
 	checkFor(t, 90*time.Second, "node "+w.node+" Ready", func() error { return w.nodeReady(w.node) })
-	run("capstan node", append([]string{"node", "--server", w.url, "--data-dir", t.TempDir(), "--node-name", w.nodeB,
+	run("capstan node", append([]string{"node", "--server", w.url, "--data-dir", t.TempDir(), "--node-name", w.nodeB, "--token", w.joinToken(),
 		"--node-address", "127.0.0.2", "--dataplane=false", "--podman-socket", sock, "--log-level", "debug"}, w.flags()...))
 	checkFor(t, 60*time.Second, "node "+w.nodeB+" Ready", func() error { return w.nodeReady(w.nodeB) })
 }

@@ -280,7 +280,7 @@ func (e *e2e) startStoppableNode(name string) *stoppableNode {
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &stoppableNode{name: name, cancel: cancel, done: make(chan error, 1), out: &syncBuffer{}}
 	sock := "unix://" + podman.SocketPath(filepath.Join(e.dataDir, "podman"))
-	args := []string{"node", "--server", e.url, "--data-dir", t.TempDir(), "--node-name", name,
+	args := []string{"node", "--server", e.url, "--data-dir", t.TempDir(), "--node-name", name, "--token", e.joinToken(),
 		"--node-address", "127.0.0.2", "--dataplane=false", "--podman-socket", sock, "--log-level", "debug"}
 	go func() { n.done <- Run(ctx, args, n.out, n.out) }()
 	e.root.Cleanup(func() {

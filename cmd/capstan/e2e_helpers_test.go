@@ -21,6 +21,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/capstan-io/capstan/bus/natsauth"
+	"github.com/capstan-io/capstan/bus/natsbus"
+	"github.com/capstan-io/capstan/internal/testwait"
 	"github.com/capstan-io/capstan/node/podman"
 )
 
@@ -105,21 +108,10 @@ func freePort(t *testing.T) int {
 	return 0
 }
 
-// checkFor calls fn every 200ms until it returns nil, and fails the test
-// with fn's last error when total passes.
+// checkFor waits for fn to return nil (internal/testwait).
 func checkFor(t *testing.T, total time.Duration, what string, fn func() error) {
 	t.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, total, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	testwait.For(t, total, what, fn)
 }
 
 // holdFor checks that fn keeps returning nil for d: a state that must not
@@ -236,6 +228,9 @@ func newE2E(t *testing.T) *e2e {
 		url:     fmt.Sprintf("nats://127.0.0.1:%d", port),
 		repo:    newGitRepo(t),
 	}
+	// Every command of the test (up, the CLI, extra nodes) finds the
+	// admin config that up writes here.
+	t.Setenv("CAPSTAN_CONFIG", filepath.Join(e.dataDir, "client.config"))
 	t.Logf("node %s, data dir %s, bus %s", e.node, e.dataDir, e.url)
 	// Registered first, so it runs last: after `up` has stopped.
 	t.Cleanup(e.removePods)
@@ -371,8 +366,13 @@ func (e *e2e) stopRun(u *upRun) error {
 func (e *e2e) cli(args ...string) (stdout, stderr string, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	return cliRun(ctx, append(args, "--server", e.url)...)
+}
+
+// cliRun runs a command of the CLI in this process.
+func cliRun(ctx context.Context, args ...string) (stdout, stderr string, err error) {
 	var out, errb bytes.Buffer
-	err = Run(ctx, append(args, "--server", e.url), &out, &errb)
+	err = Run(ctx, args, &out, &errb)
 	return out.String(), errb.String(), err
 }
 
@@ -611,6 +611,7 @@ func (e *e2e) readyPods(app string, n int, total time.Duration) []podJSON {
 }
 
 type auditJSON struct {
+	Action    string   `json:"action"`
 	Source    string   `json:"source"`
 	Revision  string   `json:"revision"`
 	Author    string   `json:"author"`
@@ -649,7 +650,7 @@ func (e *e2e) auditRecord(rev string, total time.Duration) auditJSON {
 		}
 		var found []auditJSON
 		for _, r := range h.Items {
-			if r.Revision == rev {
+			if r.Revision == rev && (r.Action == "" || r.Action == "sync") { // not drift or write-back records
 				found = append(found, r)
 			}
 		}
@@ -711,4 +712,31 @@ func (e *e2e) deploymentRow(name string) ([]string, error) {
 		}
 	}
 	return nil, fmt.Errorf("no row for %s in %q", name, out)
+}
+
+// joinToken asks the running control plane for a node's join token.
+func (e *e2e) joinToken() string {
+	e.t.Helper()
+	out, stderr, err := e.cli("token", "create", "--ttl", "10m")
+	if err != nil {
+		e.t.Fatalf("capstan token create: %v: %s", err, stderr)
+	}
+	return strings.TrimSpace(out)
+}
+
+// adminBus is natsbus.Options with the admin identity of the test's
+// client config (CAPSTAN_CONFIG), for a test reading or writing the bus
+// directly.
+func adminBus(t *testing.T, opts natsbus.Options) natsbus.Options {
+	t.Helper()
+	cfg, err := natsauth.LoadClientConfig(os.Getenv("CAPSTAN_CONFIG"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nopts, err := cfg.Options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.NATSOptions = append(opts.NATSOptions, nopts...)
+	return opts
 }

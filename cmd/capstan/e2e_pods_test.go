@@ -145,6 +145,9 @@ type lifecyclePodJSON struct {
 	Metadata struct {
 		Name string `json:"name"`
 	} `json:"metadata"`
+	Spec struct {
+		NodeName string `json:"nodeName"`
+	} `json:"spec"`
 	Status struct {
 		Phase                 string              `json:"phase"`
 		PodIP                 string              `json:"podIP"`

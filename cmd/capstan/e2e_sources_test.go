@@ -125,7 +125,7 @@ func (e *e2e) editOnBus(key string, change func(manifests.Object)) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := natsbus.Connect(ctx, e.url, natsbus.Options{})
+	conn, err := natsbus.Connect(ctx, e.url, adminBus(t, natsbus.Options{}))
 	if err != nil {
 		t.Fatal(err)
 	}

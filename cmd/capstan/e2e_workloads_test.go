@@ -167,11 +167,12 @@ func (e *e2e) startNode(name string) {
 	t := e.t
 	t.Helper()
 	dir := t.TempDir()
+	token := e.joinToken()
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &syncBuffer{}
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, []string{"node", "--server", e.url, "--node-name", name, "--data-dir", dir, "--log-level", "debug"}, out, out)
+		done <- Run(ctx, []string{"node", "--server", e.url, "--node-name", name, "--data-dir", dir, "--token", token, "--log-level", "debug"}, out, out)
 	}()
 	e.root.Cleanup(func() {
 		cancel()
@@ -269,7 +270,7 @@ func TestE2EStatefulSetAndDaemonSet(t *testing.T) {
 
 	// The claim's data survives the pod: a replacement of pod 0 goes back
 	// to its node and finds what the first one wrote.
-	conn, err := natsbus.Connect(context.Background(), e.url, natsbus.Options{Name: "e2e-workloads"})
+	conn, err := natsbus.Connect(context.Background(), e.url, adminBus(t, natsbus.Options{Name: "e2e-workloads"}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 	yamlv3 "gopkg.in/yaml.v3"
 
 	"github.com/capstan-io/capstan/bus"
+	"github.com/capstan-io/capstan/bus/natsauth"
 	"github.com/capstan-io/capstan/bus/natsbus"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler"
@@ -70,6 +71,8 @@ type gitWriteReply struct {
 	// template).
 	Done  string `json:"done,omitempty"`
 	Error string `json:"error,omitempty"`
+
+	source string // the source written to, for the audit record
 }
 
 func (r gitWriteRequest) check() error {
@@ -209,9 +212,14 @@ type writableSource interface {
 // gitWriter is the control plane's commit writer.
 type gitWriter struct {
 	Objects bus.Store
+	// Audit, if set, records every commit pushed (a write-back).
+	Audit   bus.Audit
 	Sources runningSources
 	// Signer signs every commit; nil leaves them unsigned.
 	Signer gogit.Signer
+	// Verify checks who signed a request (natsauth); nil takes the
+	// author the request names (a bus without identities).
+	Verify func(*nats.Msg) (natsauth.Identity, error)
 	Log    *slog.Logger
 
 	mu sync.Mutex // one write at a time: they are rare, and race on branches
@@ -225,7 +233,12 @@ func (w *gitWriter) Serve(ctx context.Context, nc *nats.Conn) error {
 			return
 		}
 		w.wg.Go(func() {
-			b, _ := json.Marshal(w.handle(ctx, m.Data))
+			actor, err := w.actor(m)
+			rep := gitWriteReply{Error: fmt.Sprint(err)}
+			if err == nil {
+				rep = w.handle(ctx, m.Data, actor)
+			}
+			b, _ := json.Marshal(rep)
 			if err := m.Respond(b); err != nil {
 				w.Log.Warn("answer git write", "err", err)
 			}
@@ -241,7 +254,7 @@ func (w *gitWriter) Serve(ctx context.Context, nc *nats.Conn) error {
 }
 
 // handle makes the commit a request asks for.
-func (w *gitWriter) handle(ctx context.Context, data []byte) gitWriteReply {
+func (w *gitWriter) handle(ctx context.Context, data []byte, actor string) gitWriteReply {
 	var req gitWriteRequest
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -268,8 +281,48 @@ func (w *gitWriter) handle(ctx context.Context, data []byte) gitWriteReply {
 	}
 	if rep.Commit != "" {
 		w.Log.Info("git write", "object", what, "author", req.Author, "commit", rep.Commit, "where", rep.Where, "message", rep.Message)
+		if actor == "" {
+			actor = req.Author // unverified, on a bus without identities
+		}
+		w.record(ctx, actor, req, rep)
 	}
 	return rep
+}
+
+// actor is who signed a request: only operators and admins may ask for
+// a write-back (the server's permissions say so too).
+func (w *gitWriter) actor(m *nats.Msg) (string, error) {
+	if w.Verify == nil {
+		return "", nil
+	}
+	id, err := w.Verify(m)
+	if err != nil {
+		return "", err
+	}
+	switch id.Role {
+	case natsauth.RoleOperator, natsauth.RoleAdmin, natsauth.RoleControlPlane:
+		return id.String(), nil
+	}
+	return "", fmt.Errorf("%s may not ask for a write-back: operators and admins only", id)
+}
+
+// record appends a pushed commit to the audit stream as a write-back
+// by actor.
+func (w *gitWriter) record(ctx context.Context, actor string, req gitWriteRequest, rep gitWriteReply) {
+	if w.Audit == nil {
+		return
+	}
+	k, _ := manifests.LookupKind(req.Kind)
+	field := "spec.replicas"
+	if req.Undo {
+		field = "spec.template"
+	}
+	err := reconciler.RecordAction(ctx, w.Audit, reconciler.ActionRecord{Action: manifests.ActionWriteBack, Actor: actor,
+		Source: rep.source, Revision: rep.Commit, Message: rep.Message,
+		Changes: []manifests.ObjectChange{{Action: reconciler.ActionCommitted, Kind: k.Kind, Namespace: nsFor(k, req.Namespace), Name: req.Name, Fields: []string{field}}}})
+	if err != nil {
+		w.Log.Error("write audit record", "commit", rep.Commit, "err", err)
+	}
 }
 
 func (w *gitWriter) write(ctx context.Context, req gitWriteRequest) (gitWriteReply, error) {
@@ -329,7 +382,7 @@ func (w *gitWriter) write(ctx context.Context, req gitWriteRequest) (gitWriteRep
 		t.Trigger()
 	}
 	return gitWriteReply{Commit: res.Commit, File: file, Message: plan.msg,
-		Where: fmt.Sprintf("%s (branch %s, pushed by the control plane)", spec.URL, res.Branch)}, nil
+		Where: fmt.Sprintf("%s (branch %s, pushed by the control plane)", spec.URL, res.Branch), source: name}, nil
 }
 
 // credentialsOf says where a source's credentials come from.
@@ -349,15 +402,24 @@ func (w *gitWriter) credentialsOf(ctx context.Context, name string) string {
 }
 
 // requestWrite asks the control plane to write the commit.
-func requestWrite(ctx context.Context, nc *nats.Conn, req gitWriteRequest) (gitWriteReply, error) {
+func requestWrite(ctx context.Context, nc *nats.Conn, creds *natsauth.Creds, req gitWriteRequest) (gitWriteReply, error) {
 	b, err := json.Marshal(req)
 	if err != nil {
 		return gitWriteReply{}, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, gitWriteTimeout+10*time.Second)
 	defer cancel()
-	m, err := nc.RequestWithContext(ctx, gitWriteSubject, b)
+	msg := nats.NewMsg(gitWriteSubject)
+	msg.Data = b
+	if creds != nil {
+		if err := natsauth.Sign(msg, *creds); err != nil {
+			return gitWriteReply{}, err
+		}
+	}
+	m, err := nc.RequestMsgWithContext(ctx, msg)
 	switch {
+	case errors.Is(err, natsbus.ErrPermission), errors.Is(err, nats.ErrPermissionViolation):
+		return gitWriteReply{}, exitError{code: 1, msg: "error: these credentials may not ask for a write-back (operators and admins only)"}
 	case errors.Is(err, nats.ErrNoResponders):
 		return gitWriteReply{}, exitError{code: 1, msg: "error: no control plane on this bus writes commits (is `capstan up`/`server` older than this CLI?): " +
 			"give --git-direct to clone and push from here with your own credentials"}
@@ -398,6 +460,9 @@ type commitSigner = gogit.Signer
 // runGitWriter starts the control plane's commit writer for the sources
 // the manager runs.
 func (f *stackFlags) runGitWriter(g *group, conn *natsbus.Conn, m *reconciler.SourceManager, log *slog.Logger) {
-	w := &gitWriter{Objects: conn.Objects, Sources: m, Signer: f.signer, Log: log.With("component", "git-write")}
+	w := &gitWriter{Objects: conn.Objects, Audit: conn.Audit, Sources: m, Signer: f.signer, Log: log.With("component", "git-write")}
+	if f.trust != nil {
+		w.Verify = f.trust.setup.Authority.VerifyRequest
+	}
 	g.Go("git writes", func(ctx context.Context) error { return w.Serve(ctx, conn.NC) })
 }

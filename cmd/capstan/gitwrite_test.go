@@ -24,7 +24,7 @@ func TestGitWriteRequestRefused(t *testing.T) {
 		`not json`: "bad request",
 	}
 	for body, want := range cases {
-		rep := w.handle(t.Context(), []byte(body))
+		rep := w.handle(t.Context(), []byte(body), "")
 		if !strings.Contains(rep.Error, want) || !strings.HasPrefix(rep.Error, "bad request: ") || rep.Commit != "" {
 			t.Errorf("%s: reply %+v, want an error with %q", body, rep, want)
 		}

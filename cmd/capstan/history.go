@@ -34,18 +34,21 @@ func parseObjectRef(arg, ns string) (*objectRef, error) {
 }
 
 // objectChangeRecord is one applied change of one object, with the sync
-// attempt that made it.
+// attempt (or the action: a drift removal, a write-back) that made it.
 type objectChangeRecord struct {
-	Time      *manifests.Time `json:"time"`
-	Source    string          `json:"source"`
-	Revision  string          `json:"revision"`
-	Author    string          `json:"author,omitempty"`
-	Committer string          `json:"committer,omitempty"`
-	Message   string          `json:"message,omitempty"`
-	CommitAt  *manifests.Time `json:"commitTime,omitempty"`
-	Result    string          `json:"result"`
-	Action    string          `json:"action"` // created, updated, deleted, kept
-	Fields    []string        `json:"fields,omitempty"`
+	Time *manifests.Time `json:"time"`
+	// RecordAction and Actor are the record's (manifests.AuditRecord).
+	RecordAction string          `json:"recordAction,omitempty"`
+	Actor        string          `json:"actor,omitempty"`
+	Source       string          `json:"source"`
+	Revision     string          `json:"revision"`
+	Author       string          `json:"author,omitempty"`
+	Committer    string          `json:"committer,omitempty"`
+	Message      string          `json:"message,omitempty"`
+	CommitAt     *manifests.Time `json:"commitTime,omitempty"`
+	Result       string          `json:"result"`
+	Action       string          `json:"action"` // created, updated, deleted, kept
+	Fields       []string        `json:"fields,omitempty"`
 }
 
 // objectHistory picks the changes of one object out of the audit records,
@@ -58,7 +61,7 @@ func objectHistory(recs []manifests.AuditRecord, ref objectRef) []objectChangeRe
 			if c.Kind != ref.Kind || c.Namespace != ref.Namespace || c.Name != ref.Name {
 				continue
 			}
-			out = append(out, objectChangeRecord{Time: r.Time, Source: r.Source, Revision: r.Revision, Author: r.Author,
+			out = append(out, objectChangeRecord{Time: r.Time, RecordAction: r.Action, Actor: r.Actor, Source: r.Source, Revision: r.Revision, Author: r.Author,
 				Committer: r.Committer, Message: r.Message, CommitAt: r.CommitAt, Result: r.Result, Action: c.Action, Fields: c.Fields})
 		}
 	}
@@ -86,14 +89,33 @@ func printObjectHistory(w io.Writer, ref objectRef, changes []objectChangeRecord
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tREVISION\tRESULT\tACTION\tAUTHOR\tMESSAGE\tFIELDS")
+	fmt.Fprintln(tw, "TIME\tREVISION\tRESULT\tACTION\tAUTHOR\tACTOR\tMESSAGE\tFIELDS")
 	for _, c := range changes {
 		msg, _, _ := strings.Cut(c.Message, "\n")
 		if r := []rune(msg); len(r) > 50 {
 			msg = string(r[:49]) + "…"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Time.Format(time.RFC3339), shortRev(c.Revision), c.Result, c.Action,
-			orNone(c.Author), orNone(msg), strings.Join(c.Fields, ", "))
+		actor := orNone(c.Actor)
+		if a := c.RecordAction; a != "" && a != manifests.ActionSync {
+			actor += " (" + a + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Time.Format(time.RFC3339), shortRev(c.Revision), c.Result, c.Action,
+			orNone(c.Author), actor, orNone(msg), strings.Join(c.Fields, ", "))
 	}
 	return tw.Flush()
+}
+
+// recordHeader is a record's first line in `capstan history`: time,
+// source, revision, result, then the commit's author for a sync, or the
+// action and who did it.
+func recordHeader(r manifests.AuditRecord) string {
+	line := fmt.Sprintf("%s  %s  %s  %s  ", r.Time.Format(time.RFC3339), orNone(r.Source), shortRev(r.Revision), r.Result)
+	if r.IsSync() {
+		return line + r.Author
+	}
+	line += r.Action + " by " + orNone(r.Actor)
+	if r.Subject != "" {
+		line += " for " + r.Subject
+	}
+	return line
 }

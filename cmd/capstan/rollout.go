@@ -161,6 +161,9 @@ func rolloutHistoryCmd(g *globals) *cobra.Command {
 			subjects := map[string]string{}
 			if recs, err := conn.Audit.List(cmd.Context(), "", time.Time{}); err == nil {
 				for _, r := range recs {
+					if !r.IsSync() {
+						continue // a drift or write-back record's message is not the commit's
+					}
 					subject, _, _ := strings.Cut(r.Message, "\n")
 					subjects[r.Revision] = subject
 				}
@@ -256,6 +259,7 @@ applies the commit.`,
 				return err
 			}
 			defer conn.Close()
+			w.busCreds = g.signingCreds()
 			res, err := writeCommit(cmd.Context(), conn, obj, gitWriteRequest{Undo: true, ToRevision: toRevision}, w)
 			if err != nil {
 				return err

@@ -8,11 +8,15 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/capstan-io/capstan/bus/natsauth"
 )
 
 // globals are the flags every command shares.
 type globals struct {
 	server   string
+	config   string
+	insecure bool
 	logLevel string
 	stdout   io.Writer
 	stderr   io.Writer
@@ -29,11 +33,10 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	def := os.Getenv("CAPSTAN_SERVER")
-	if def == "" {
-		def = "nats://127.0.0.1:4222"
-	}
-	root.PersistentFlags().StringVar(&g.server, "server", def, "NATS URL of the Capstan bus (env CAPSTAN_SERVER)")
+	root.PersistentFlags().StringVar(&g.server, "server", os.Getenv("CAPSTAN_SERVER"), "NATS URLs of the Capstan bus, comma-separated (env CAPSTAN_SERVER; default: the client config's, else "+defaultServer+")")
+	root.PersistentFlags().StringVar(&g.config, "config", "", "client config: bus URL, CA and credentials (env CAPSTAN_CONFIG; default "+natsauth.DefaultConfigPath()+"); capstan up and server write it")
+	root.PersistentFlags().BoolVar(&g.insecure, "insecure-bus", false, "run or reach the bus without TLS or authentication: for benchmarks and labs only")
+	_ = root.PersistentFlags().MarkHidden("insecure-bus")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.AddCommand(commands(g)...) // root_full.go, or root_nodeonly.go in the nodeonly build
 	root.SetArgs(args)

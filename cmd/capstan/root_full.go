@@ -12,7 +12,10 @@ const (
 // commands are the full binary's: the all-in-one, the control plane, the
 // node daemon and the client commands.
 func commands(g *globals) []*cobra.Command {
-	return []*cobra.Command{upCmd(g), serverCmd(g), nodeCmd(g),
+	node := nodeCmd(g)
+	node.AddCommand(nodeRevokeCmd(g))
+	return []*cobra.Command{upCmd(g), serverCmd(g), node,
+		tokenCmd(g), credentialsCmd(g), authCmd(g),
 		getCmd(g), describeCmd(g), logsCmd(g), historyCmd(g), validateCmd(g),
 		execCmd(g),
 		diffCmd(g),

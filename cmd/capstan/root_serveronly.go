@@ -13,7 +13,10 @@ const (
 // docs/ARCHITECTURE.md): the control plane and the client commands; up
 // and node, which run pods, are in capstan and capstan-node.
 func commands(g *globals) []*cobra.Command {
-	return []*cobra.Command{serverCmd(g),
+	node := &cobra.Command{Use: "node", Short: "Nodes' identities (the node daemon is capstan-node)"}
+	node.AddCommand(nodeRevokeCmd(g))
+	return []*cobra.Command{serverCmd(g), node,
+		tokenCmd(g), credentialsCmd(g), authCmd(g),
 		getCmd(g), describeCmd(g), logsCmd(g), historyCmd(g), validateCmd(g),
 		execCmd(g),
 		diffCmd(g),

@@ -27,6 +27,7 @@ import (
 	"github.com/spf13/cobra"
 	yamlv3 "gopkg.in/yaml.v3"
 
+	"github.com/capstan-io/capstan/bus/natsauth"
 	"github.com/capstan-io/capstan/bus/natsbus"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler"
@@ -52,6 +53,9 @@ type gitWriteFlags struct {
 	username     string
 	signingKey   string
 	signer       commitSigner // loaded from signingKey
+	// busCreds sign the request to the control plane, which records who
+	// asked; nil on a bus without identities.
+	busCreds *natsauth.Creds
 }
 
 func (w *gitWriteFlags) add(cmd *cobra.Command) {
@@ -92,6 +96,7 @@ the cluster until the sync applies the commit.`,
 				fmt.Fprintf(g.stderr, "warning: HorizontalPodAutoscaler %s owns the replica count; Git's count is only its starting point\n", owner)
 			}
 			target := strings.ToLower(obj.GetTypeMeta().Kind) + "/" + obj.GetObjectMeta().Name
+			w.busCreds = g.signingCreds()
 			res, err := writeCommit(cmd.Context(), conn, obj, gitWriteRequest{Replicas: &replicas}, w)
 			if err != nil {
 				return err
@@ -187,7 +192,7 @@ func writeCommit(ctx context.Context, conn *natsbus.Conn, obj manifests.Object, 
 			return commitResult{}, err
 		}
 		req.Author = fmt.Sprintf("%s <%s>", sig.Name, sig.Email)
-		rep, err := requestWrite(ctx, conn.NC, req)
+		rep, err := requestWrite(ctx, conn.NC, w.busCreds, req)
 		return commitResult{commit: rep.Commit, file: rep.File, where: rep.Where, msg: rep.Message, done: rep.Done}, err
 	}
 	plan, err := planWrite(ctx, conn.Objects, obj, req)

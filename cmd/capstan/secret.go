@@ -20,10 +20,11 @@ import (
 
 func secretCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "secret",
-		Short: "Write Secrets that can be committed: encrypted with SOPS and age",
+		Use:     "secret",
+		Aliases: []string{"secrets"},
+		Short:   "Write Secrets that can be committed (SOPS and age); rotate the key that encrypts them at rest",
 	}
-	cmd.AddCommand(secretEncryptCmd(g))
+	cmd.AddCommand(secretEncryptCmd(g), secretRotateKeyCmd(g)) // secrets_atrest.go
 	return cmd
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/capstan-io/capstan/bus"
+	"github.com/capstan-io/capstan/bus/natsauth"
 	"github.com/capstan-io/capstan/bus/natsbus"
 	"github.com/capstan-io/capstan/node"
 	"github.com/capstan-io/capstan/node/fake"
@@ -42,6 +43,10 @@ type simOptions struct {
 	dataDir    string
 	server     string
 	creds      string
+	// config is the client config whose identity (an admin's) the
+	// simulated nodes share, unless creds or insecure.
+	config   string
+	insecure bool
 }
 
 // SeenSubject carries a seenReport per assignment a simulated node's watch
@@ -103,6 +108,18 @@ func runSimulated(ctx context.Context, log *slog.Logger, o simOptions) error {
 	if o.prefix == "" {
 		o.prefix = "sim"
 	}
+	// One connection serves many simulated nodes, so it cannot be a
+	// node's identity: the simulator runs as the admin of the client config.
+	var nopts []nats.Option
+	if !o.insecure && o.creds == "" {
+		cfg, err := natsauth.LoadClientConfig(o.config)
+		if err != nil {
+			return fmt.Errorf("simulated nodes use an admin's client config: %w", err)
+		}
+		if nopts, err = cfg.Options(); err != nil {
+			return err
+		}
+	}
 	g := newGroup(ctx, log)
 	var conns []*natsbus.Conn
 	defer func() {
@@ -121,7 +138,7 @@ func runSimulated(ctx context.Context, log *slog.Logger, o simOptions) error {
 		if i%o.perConn == 0 {
 			var err error
 			conn, err = natsbus.ConnectBound(g.ctx, o.server, natsbus.Options{
-				Name: fmt.Sprintf("capstan-sim-%d", i/o.perConn), CredentialsFile: o.creds, Logger: log})
+				Name: fmt.Sprintf("capstan-sim-%d", i/o.perConn), CredentialsFile: o.creds, NATSOptions: nopts, Logger: log})
 			if err != nil {
 				g.cancel()
 				_ = g.Wait()

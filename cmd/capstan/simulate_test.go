@@ -7,13 +7,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/capstan-io/capstan/bus/natsbus"
+	"github.com/capstan-io/capstan/bus/natsauth"
+	"github.com/capstan-io/capstan/bus/natsauth/natsauthtest"
 	"github.com/capstan-io/capstan/manifests"
 )
 
@@ -21,21 +23,14 @@ import (
 // registers Ready, runs the pod assigned to it (any image, after the start
 // delay), reports it Running, and reports the assignment as seen.
 func TestSimulatedNodes(t *testing.T) {
-	srv, err := natsbus.NewServer(natsbus.ServerOptions{DataDir: t.TempDir(), Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := srv.Start(ctx); err != nil {
+	bus := natsauthtest.Start(t)
+	conn := bus.ControlPlane
+	config := filepath.Join(t.TempDir(), "config")
+	if err := bus.Config(t, natsauth.RoleAdmin, "sim").Save(config); err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Shutdown()
-	conn, err := natsbus.Connect(ctx, srv.ClientURL(), natsbus.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	seen := make(chan seenReport, 4)
 	sub, err := conn.NC.Subscribe(SeenSubject, func(m *nats.Msg) {
 		var r seenReport
@@ -52,7 +47,7 @@ func TestSimulatedNodes(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- runSimulated(runCtx, slog.New(slog.DiscardHandler), simOptions{count: 3, perConn: 2, prefix: "hollow",
-			startDelay: 50 * time.Millisecond, relist: 200 * time.Millisecond, reportSeen: true, dataDir: t.TempDir(), server: srv.ClientURL()})
+			startDelay: 50 * time.Millisecond, relist: 200 * time.Millisecond, reportSeen: true, dataDir: t.TempDir(), server: bus.URL, config: config})
 	}()
 	poll := func(what string, fn func() error) {
 		t.Helper()

@@ -35,7 +35,10 @@ import (
 type stackFlags struct {
 	nodeStack
 
+	gl           *globals
+	trust        *busTrust // the bus's identities (trust.go); nil with --insecure-bus
 	listen       string
+	tlsSANs      []string
 	natsURL      string
 	syncAlways   bool
 	repo, branch string
@@ -63,12 +66,15 @@ type stackFlags struct {
 	verify         *git.VerifyOptions
 	sops           *reconciler.Sops
 	objects        bus.Store // for declared sources' trusted keys
+
+	declared *reconciler.Declarations // what the sources declare, for the orphan sweep
 }
 
 func (f *stackFlags) busFlags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.dataDir, "data-dir", defaultDataDir(), "where the bus, the git cache and the Podman service keep their files")
 	cmd.Flags().StringVar(&f.listen, "listen", "127.0.0.1:4222", "address of the embedded NATS server (clients connect here)")
-	cmd.Flags().StringVar(&f.natsURL, "nats-url", "", "use this external NATS cluster (with JetStream) instead of the embedded server")
+	cmd.Flags().StringVar(&f.natsURL, "nats-url", "", "use this external NATS cluster (with JetStream, configured with capstan auth server-config) instead of the embedded server")
+	cmd.Flags().StringSliceVar(&f.tlsSANs, "tls-san", nil, "extra host names or IP addresses for the bus's server certificate (loopback, this host's name and --listen's address are always in it)")
 	cmd.Flags().BoolVar(&f.syncAlways, "sync-always", false, "fsync every bus write before acknowledging it (slower; see docs/ARCHITECTURE.md)")
 	cmd.Flags().DurationVar(&f.nodeGrace, "node-grace-period", 40*time.Second, "missed-heartbeat time after which a node is NotReady")
 	cmd.Flags().StringSliceVar(&f.controllers, "controllers", []string{"*"}, "controllers to run, as kube-controller-manager: * is all, -name leaves one out ("+strings.Join(reconciler.ControllerNames(), ", ")+")")
@@ -112,46 +118,6 @@ func (f *stackFlags) sourceFlags(cmd *cobra.Command) {
 	f.gitSigningFlag(cmd)
 }
 
-// startBus starts the embedded server (unless an external one is given)
-// and connects to it.
-func (f *stackFlags) startBus(ctx context.Context, log *slog.Logger) (*natsbus.Conn, func(), error) {
-	url := f.natsURL
-	var srv *natsbus.Server
-	if url == "" {
-		host, port, err := splitHostPort(f.listen)
-		if err != nil {
-			return nil, nil, err
-		}
-		srv, err = natsbus.NewServer(natsbus.ServerOptions{DataDir: filepath.Join(f.dataDir, "bus"), Host: host, Port: port, SyncAlways: f.syncAlways})
-		if err != nil {
-			return nil, nil, err
-		}
-		if err := srv.Start(ctx); err != nil {
-			return nil, nil, err
-		}
-		url = srv.ClientURL()
-		log.Info("embedded NATS server ready", "url", url, "store", filepath.Join(f.dataDir, "bus"))
-	}
-	conn, err := natsbus.Connect(ctx, url, natsbus.Options{Logger: log})
-	if err != nil {
-		if srv != nil {
-			srv.Shutdown()
-		}
-		return nil, nil, err
-	}
-	if dropped, err := conn.DropLegacy(ctx); err != nil {
-		log.Warn("the buckets of an older Capstan stay", "err", err)
-	} else if len(dropped) > 0 {
-		log.Info("deleted the buckets of an older Capstan that nothing reads", "buckets", dropped)
-	}
-	return conn, func() {
-		conn.Close()
-		if srv != nil {
-			srv.Shutdown()
-		}
-	}, nil
-}
-
 func splitHostPort(addr string) (string, int, error) {
 	i := strings.LastIndex(addr, ":")
 	if i < 0 {
@@ -181,12 +147,15 @@ func (f *stackFlags) source(log *slog.Logger) (sources.Source, error) {
 }
 
 func (f *stackFlags) runControlPlane(g *group, conn *natsbus.Conn, log *slog.Logger) {
+	if f.repo != "" || f.dir != "" { // runSync follows: the sources fill it
+		f.declared = reconciler.NewDeclarations()
+	}
 	cp := &reconciler.ControlPlane{
 		Objects: conn.Objects, Assignments: conn.Assignments, Status: conn.Status, Nodes: conn.Nodes,
 		Events: conn.Events, Log: log.With("component", "control-plane"),
 		NodeGracePeriod: f.nodeGrace, PodEvictionTimeout: f.eviction,
 		ServiceCIDR: f.serviceCIDR.Value.String(), ServiceCIDRv6: f.v6Range(),
-		Sops: f.sops, Controllers: f.controllers,
+		Sops: f.sops, Controllers: f.controllers, Audit: conn.Audit, Declarations: f.declared,
 	}
 	g.Go("control plane", cp.Run)
 }
@@ -201,7 +170,7 @@ func (f *stackFlags) runSync(g *group, conn *natsbus.Conn, src sources.Source, l
 	m := &reconciler.SourceManager{Root: s, Objects: conn.Objects, Audit: conn.Audit, Events: conn.Events,
 		Load: reconciler.LoadSopsSecrets(schema.Load, f.sops), Log: log.With("component", "sources"), Resync: f.resync, Notify: notify,
 		CredentialsDir: filepath.Join(f.dataDir, "sources"), Open: f.openSource(log.With("component", "source")), Sops: f.sops,
-		Triggers: f.webhookTargets()}
+		Triggers: f.webhookTargets(), Declarations: f.declared}
 	g.Go("sources", m.Run)
 	g.Go("notifications", notify.Run)
 	f.runGitWriter(g, conn, m, log)
@@ -230,7 +199,7 @@ func (f *stackFlags) openSource(log *slog.Logger) reconciler.OpenFunc {
 }
 
 func serverCmd(gl *globals) *cobra.Command {
-	f := &stackFlags{}
+	f := &stackFlags{gl: gl}
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the bus (embedded unless --nats-url), the control plane and the git source, without a node",
@@ -269,15 +238,26 @@ func (f *stackFlags) run(ctx context.Context, log *slog.Logger, src sources.Sour
 	if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
 		return err
 	}
-	conn, closeBus, err := f.startBus(ctx, log)
+	conn, trust, closeBus, err := f.startBus(ctx, log) // trust.go
 	if err != nil {
 		return err
 	}
 	defer closeBus()
+	f.trust = trust
+	cpConn, serveSecrets, err := f.secretsAtRest(conn, log) // atrest.go: Secret values encrypted at rest
+	if err != nil {
+		return err
+	}
 	g := newGroup(ctx, log)
-	f.runControlPlane(g, conn, log)
+	g.Go("secrets", serveSecrets)
+	if err := f.runTrust(g, conn, trust, log); err != nil {
+		g.cancel()
+		_ = g.Wait()
+		return err
+	}
+	f.runControlPlane(g, cpConn, log)
 	if src != nil {
-		f.runSync(g, conn, src, log)
+		f.runSync(g, cpConn, src, log)
 	}
 	if hook != nil {
 		g.Go("webhook", hook.Run)

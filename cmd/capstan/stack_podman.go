@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/capstan-io/capstan/bus/natsauth"
 	"github.com/capstan-io/capstan/bus/natsbus"
 	"github.com/capstan-io/capstan/node"
 	"github.com/capstan-io/capstan/node/dataplane"
@@ -159,11 +160,11 @@ func (s *service) stop() error {
 
 func nodeCmd(gl *globals) *cobra.Command {
 	f := &stackFlags{}
-	var creds string
+	var creds, token string
 	var sim simOptions
 	cmd := &cobra.Command{
 		Use:   "node",
-		Short: "Run the node daemon for this host against a Capstan bus (--server)",
+		Short: "Run the node daemon for this host against a Capstan bus (--server; --token the first time)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := gl.logger()
@@ -171,15 +172,26 @@ func nodeCmd(gl *globals) *cobra.Command {
 				return err
 			}
 			if cmd.Flags().Changed("simulate") { // simulate.go
-				sim.dataDir, sim.server, sim.creds = f.dataDir, gl.server, creds
+				sim.dataDir, sim.server, sim.creds, sim.insecure = f.dataDir, gl.serverURL(nil), creds, gl.insecure
+				sim.config = gl.configPath()
 				return runSimulated(cmd.Context(), log, sim)
 			}
-			conn, err := natsbus.ConnectBound(cmd.Context(), gl.server, natsbus.Options{Name: "capstan-node-" + f.nodeName, CredentialsFile: creds, Logger: log})
+			url := gl.serverURL(nil)
+			nopts, err := nodeIdentity(cmd.Context(), f.dataDir, url, token, creds, f.nodeName, gl.insecure, log)
 			if err != nil {
 				return err
 			}
+			conn, err := natsbus.ConnectBound(cmd.Context(), url, natsbus.Options{Name: "capstan-node-" + f.nodeName,
+				NATSOptions: nopts, EventWriter: f.nodeName, Logger: log})
+			if err != nil {
+				return natsauth.Explain(err, redactURL(url))
+			}
 			defer conn.Close()
 			g := newGroup(cmd.Context(), log)
+			if !gl.insecure {
+				path := nodeCredsPath(f.dataDir, creds)
+				g.Go("renew credentials", func(ctx context.Context) error { return renewCreds(ctx, conn.NC, path, log) })
+			}
 			stop, err := f.runNode(g.ctx, g, conn, log)
 			if err != nil {
 				return err
@@ -189,7 +201,8 @@ func nodeCmd(gl *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&f.dataDir, "data-dir", defaultDataDir(), "where the Podman service keeps its files")
-	cmd.Flags().StringVar(&creds, "creds", "", "NATS credentials file: this node's own identity on the bus")
+	cmd.Flags().StringVar(&creds, "creds", "", "NATS credentials file of this node's identity (default <data-dir>/"+nodeCredsFile+", written when the node joins with --token)")
+	cmd.Flags().StringVar(&token, "token", "", "join token (capstan token create): exchanged once for this node's own credentials")
 	f.nodeFlags(cmd)
 	cmd.Flags().IntVar(&sim.count, "simulate", 0, "run this many simulated nodes (sim-0000...) over an in-memory runtime, for scale tests")
 	cmd.Flags().DurationVar(&sim.startDelay, "simulate-start-delay", 0, "how long a simulated node takes to start a container")

@@ -5,7 +5,7 @@ package main
 import "github.com/spf13/cobra"
 
 func upCmd(gl *globals) *cobra.Command {
-	f := &stackFlags{}
+	f := &stackFlags{gl: gl}
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run everything in one process: bus, control plane, this node, and the git source",

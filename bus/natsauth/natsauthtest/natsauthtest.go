@@ -6,6 +6,7 @@ package natsauthtest
 import (
 	"context"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 
 	"github.com/nats-io/nats.go"
@@ -20,9 +21,11 @@ type Bus struct {
 	Setup  *natsauth.Setup
 	Server *natsbus.Server
 	URL    string
-	// ControlPlane is connected as the control plane.
+	// ControlPlane is connected as the control plane, with credentials
+	// read at every reconnection (RenewControlPlane).
 	ControlPlane *natsbus.Conn
 	dataDir      string
+	cp           atomic.Pointer[natsauth.Creds]
 }
 
 // Start starts the server in a temporary directory; it stops at the end
@@ -43,8 +46,39 @@ func Start(t testing.TB) *Bus {
 	}
 	t.Cleanup(srv.Shutdown)
 	b := &Bus{Setup: setup, Server: srv, URL: srv.ClientURL(), dataDir: dir}
-	b.ControlPlane = b.Connect(t, natsauth.RoleControlPlane, "control-plane", natsbus.Options{})
+	if err := b.RenewControlPlane(); err != nil {
+		t.Fatal(err)
+	}
+	ca, err := setup.PKI.CAPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nopts, err := natsauth.ClientOptionsFunc(ca, func() (natsauth.Creds, error) { return *b.cp.Load(), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := natsbus.Connect(context.Background(), b.URL, natsbus.Options{NATSOptions: nopts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cp.Close)
+	b.ControlPlane = cp
 	return b
+}
+
+// RenewControlPlane issues the control plane's credentials with the
+// current signing key (as the control plane does after a rotation) and,
+// once connected, reconnects with them.
+func (b *Bus) RenewControlPlane() error {
+	c, err := b.Setup.Authority.NewCreds("control-plane", natsauth.RoleControlPlane, 0)
+	if err != nil {
+		return err
+	}
+	b.cp.Store(&c)
+	if b.ControlPlane != nil {
+		return b.ControlPlane.NC.ForceReconnect()
+	}
+	return nil
 }
 
 // Config makes a client config for a new identity.

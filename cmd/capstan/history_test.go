@@ -1,0 +1,151 @@
+//go:build !nodeonly
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/capstan-io/capstan/manifests"
+	"github.com/capstan-io/capstan/reconciler"
+)
+
+func historyRecords() []manifests.AuditRecord {
+	at := func(s string) *manifests.Time { t, _ := time.Parse(time.RFC3339, s); return manifests.NewTime(t) }
+	return []manifests.AuditRecord{
+		{Action: manifests.ActionSync, Source: "root", Revision: "0123456789abcdef0123", Author: "Ada <ada@example.com>",
+			Message: "deploy web\n\nbody", Time: at("2025-06-01T10:00:00Z"), Result: reconciler.ResultApplied,
+			Changes: []manifests.ObjectChange{{Action: "created", Kind: "Deployment", Namespace: "default", Name: "web"}}},
+		// Written before records had an action: a sync.
+		{Source: "root", Revision: "fedcba9876543210fedc", Author: "Ada <ada@example.com>", Time: at("2025-06-01T10:01:00Z"),
+			Result: reconciler.ResultRejected, Errors: []string{"web.yaml:3:1: bad"}},
+		{Action: manifests.ActionDrift, Actor: reconciler.ActorControlPlane, Source: "", Time: at("2025-06-01T10:02:00Z"),
+			Result: reconciler.ResultDriftCorrected, Message: "Pod default/evil was written outside any sync (bus revision 42 at 2025-06-01T10:01:59Z, writer unknown), no controller owns it, and it claims no source: deleted",
+			Changes: []manifests.ObjectChange{{Action: "deleted", Kind: "Pod", Namespace: "default", Name: "evil"}}},
+		{Action: manifests.ActionWriteBack, Actor: "Sam <sam@example.com>", Source: "apps", Revision: "aaaabbbbccccdddd", Time: at("2025-06-01T10:03:00Z"),
+			Result: reconciler.ResultCommitted, Message: "scale deployment/web to 3 replicas",
+			Changes: []manifests.ObjectChange{{Action: reconciler.ActionCommitted, Kind: "Deployment", Namespace: "default", Name: "web", Fields: []string{"spec.replicas"}}}},
+		{Action: manifests.ActionCredentialsIssued, Actor: "admin:alice", Subject: "operator:bob", Time: at("2025-06-01T10:04:00Z"),
+			Result: reconciler.ResultIssued},
+	}
+}
+
+// TestHistoryOutput: sync records print as before (the commit's author);
+// the others name their action and actor (and subject).
+func TestHistoryOutput(t *testing.T) {
+	var b bytes.Buffer
+	if err := printHistory(&b, historyRecords(), "table"); err != nil {
+		t.Fatal(err)
+	}
+	want := `2025-06-01T10:00:00Z  root  0123456789ab  Applied  Ada <ada@example.com>
+    deploy web
+    created deployment default/web
+
+2025-06-01T10:01:00Z  root  fedcba987654  Rejected  Ada <ada@example.com>
+    error: web.yaml:3:1: bad
+
+2025-06-01T10:02:00Z  <none>  <none>  DriftCorrected  drift by control-plane
+    Pod default/evil was written outside any sync (bus revision 42 at 2025-06-01T10:01:59Z, writer unknown), no controller owns it, and it claims no source: deleted
+    deleted pod default/evil
+
+2025-06-01T10:03:00Z  apps  aaaabbbbcccc  Committed  write-back by Sam <sam@example.com>
+    scale deployment/web to 3 replicas
+    committed deployment default/web: spec.replicas
+
+2025-06-01T10:04:00Z  <none>  <none>  Issued  credentials-issued by admin:alice for operator:bob
+`
+	if b.String() != want {
+		t.Fatalf("history:\n%s\nwant:\n%s", b.String(), want)
+	}
+
+	b.Reset()
+	if err := printHistory(&b, historyRecords(), "json"); err != nil {
+		t.Fatal(err)
+	}
+	var h struct{ Items []manifests.AuditRecord }
+	if err := json.Unmarshal(b.Bytes(), &h); err != nil || len(h.Items) != 5 || h.Items[2].Action != "drift" || h.Items[2].Actor != "control-plane" ||
+		h.Items[4].Subject != "operator:bob" {
+		t.Fatalf("json: %v %+v", err, h.Items)
+	}
+}
+
+// TestObjectHistoryOutput: `history pod/NAME` shows a drift removal of that
+// pod with its actor; sync rows keep their columns, ACTOR empty.
+func TestObjectHistoryOutput(t *testing.T) {
+	recs := historyRecords()
+	var b bytes.Buffer
+	pod := objectRef{Kind: "Pod", Namespace: "default", Name: "evil"}
+	if err := printObjectHistory(&b, pod, objectHistory(recs, pod), "table"); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if len(lines) != 2 || strings.Join(strings.Fields(lines[0]), " ") != "TIME REVISION RESULT ACTION AUTHOR ACTOR MESSAGE FIELDS" {
+		t.Fatalf("history pod/evil:\n%s", b.String())
+	}
+	if got := strings.Fields(lines[1]); len(got) < 7 || got[0] != "2025-06-01T10:02:00Z" || got[1] != "<none>" || got[2] != "DriftCorrected" ||
+		got[3] != "deleted" || got[4] != "<none>" || got[5] != "control-plane" || got[6] != "(drift)" {
+		t.Fatalf("row %q", lines[1])
+	}
+
+	b.Reset()
+	web := objectRef{Kind: "Deployment", Namespace: "default", Name: "web"}
+	if err := printObjectHistory(&b, web, objectHistory(recs, web), "table"); err != nil {
+		t.Fatal(err)
+	}
+	lines = strings.Split(strings.TrimSpace(b.String()), "\n")
+	if len(lines) != 3 || !strings.Contains(strings.Join(strings.Fields(lines[1]), " "), "created Ada <ada@example.com> <none> deploy web") ||
+		!strings.Contains(lines[2], "committed") || !strings.Contains(lines[2], "Sam <sam@example.com> (write-back)") ||
+		!strings.HasSuffix(lines[2], "spec.replicas") {
+		t.Fatalf("history deployment/web:\n%s", b.String())
+	}
+
+	b.Reset()
+	if err := printObjectHistory(&b, pod, objectHistory(recs, pod), "json"); err != nil {
+		t.Fatal(err)
+	}
+	var h struct{ Items []objectChangeRecord }
+	if err := json.Unmarshal(b.Bytes(), &h); err != nil || len(h.Items) != 1 || h.Items[0].RecordAction != "drift" || h.Items[0].Actor != "control-plane" ||
+		h.Items[0].Action != "deleted" {
+		t.Fatalf("json: %v %+v", err, h.Items)
+	}
+}
+
+// auditSlice is a bus.Audit in memory.
+type auditSlice []manifests.AuditRecord
+
+func (a *auditSlice) Append(_ context.Context, rec manifests.AuditRecord) error {
+	*a = append(*a, rec)
+	return nil
+}
+
+func (a *auditSlice) List(context.Context, string, time.Time) ([]manifests.AuditRecord, error) {
+	return *a, nil
+}
+
+// TestGitWriteRecorded: a pushed commit is recorded as a write-back by
+// the author the request names.
+func TestGitWriteRecorded(t *testing.T) {
+	var audit auditSlice
+	w := &gitWriter{Audit: &audit, Log: slog.New(slog.DiscardHandler)}
+	n := int32(3)
+	w.record(t.Context(), "Sam <sam@example.com>", gitWriteRequest{Kind: "Deployment", Name: "web", Replicas: &n, Author: "Sam <sam@example.com>"},
+		gitWriteReply{Commit: "abc123", Message: "scale deployment/web to 3 replicas", source: "apps"})
+	w.record(t.Context(), "Sam <sam@example.com>", gitWriteRequest{Kind: "Deployment", Namespace: "shop", Name: "api", Undo: true},
+		gitWriteReply{Commit: "def456", Message: "roll back deployment/api to revision 1", source: "apps"})
+	if len(audit) != 2 {
+		t.Fatalf("%d records", len(audit))
+	}
+	r := audit[0]
+	if r.Action != manifests.ActionWriteBack || r.Actor != "Sam <sam@example.com>" || r.Source != "apps" || r.Revision != "abc123" ||
+		r.Result != reconciler.ResultCommitted || len(r.Changes) != 1 || r.Changes[0].Namespace != "default" || r.Changes[0].Fields[0] != "spec.replicas" {
+		t.Fatalf("scale record %+v", r)
+	}
+	if c := audit[1].Changes[0]; c.Namespace != "shop" || c.Name != "api" || c.Fields[0] != "spec.template" {
+		t.Fatalf("undo record %+v", audit[1])
+	}
+}
