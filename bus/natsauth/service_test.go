@@ -192,7 +192,11 @@ func TestRotateServerCert(t *testing.T) {
 	if err := b.Setup.PKI.IssueServerCert(natsauth.ServerHosts("127.0.0.1")); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Server.Reload(); err != nil {
+	cfgTLS, err := b.Setup.PKI.ServerTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Server.ReloadTLS(cfgTLS); err != nil {
 		t.Fatal(err)
 	}
 	if after := serial(connect(t, b, cfg)); after == before {

@@ -2,6 +2,7 @@ package natsbus
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -48,8 +49,9 @@ type ServerOptions struct {
 // NewServer, then Start it; Shutdown stops it. Its methods are safe for
 // concurrent use.
 type Server struct {
-	opts ServerOptions
-	ns   *server.Server
+	opts  ServerOptions
+	sopts *server.Options // what the server runs with
+	ns    *server.Server
 }
 
 // NewServer checks opts and builds the server without starting it.
@@ -74,7 +76,7 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	if opts.Logger != nil {
 		ns.SetLoggerV2(&slogAdapter{l: opts.Logger.With("component", "nats-server")}, opts.Debug, false, false)
 	}
-	return &Server{opts: opts, ns: ns}, nil
+	return &Server{opts: opts, sopts: sopts, ns: ns}, nil
 }
 
 // serverOptions builds the server's options: the configuration file's,
@@ -101,19 +103,23 @@ func (opts ServerOptions) serverOptions() (*server.Options, error) {
 	return sopts, nil
 }
 
-// Reload reads the configuration file again and applies what changed
-// (such as a renewed TLS certificate) without a restart: connections stay.
-func (s *Server) Reload() error {
-	sopts, err := s.opts.serverOptions()
-	if err != nil {
-		return err
+// ReloadTLS has the server use cfg for new connections (a renewed
+// certificate) without a restart: established connections stay.
+func (s *Server) ReloadTLS(cfg *tls.Config) error {
+	sopts := s.sopts.Clone()
+	sopts.TLSConfig = cfg
+	// The server derived these from the trusted operators at start; given
+	// both, it refuses the options.
+	if len(sopts.TrustedOperators) > 0 {
+		sopts.TrustedKeys = nil
 	}
 	if a, ok := s.ns.Addr().(*net.TCPAddr); ok {
 		sopts.Port = a.Port // a port picked at start (-1) stays
 	}
 	if err := s.ns.ReloadOptions(sopts); err != nil {
-		return fmt.Errorf("natsbus: reload: %w", err)
+		return fmt.Errorf("natsbus: reload TLS: %w", err)
 	}
+	s.sopts = sopts
 	return nil
 }
 

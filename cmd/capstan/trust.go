@@ -58,7 +58,11 @@ func (t *busTrust) rotateServerCert(context.Context) (string, error) {
 	if t.srv == nil {
 		return "issued a new server certificate in " + t.setup.PKI.Dir + ": reload the cluster's servers (nats-server --signal reload)", nil
 	}
-	if err := t.srv.Reload(); err != nil {
+	cfg, err := t.setup.PKI.ServerTLS()
+	if err != nil {
+		return "", err
+	}
+	if err := t.srv.ReloadTLS(cfg); err != nil {
 		return "", err
 	}
 	return "issued a new server certificate; the bus uses it for new connections", nil
