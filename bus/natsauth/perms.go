@@ -84,8 +84,15 @@ func Permissions(role, name string) (jwt.Permissions, error) {
 	var p jwt.Permissions
 	inbox := InboxPrefix(role, name) + ".>"
 	switch role {
-	case RoleControlPlane, RoleAdmin:
+	case RoleControlPlane:
 		p.Pub.Allow.Add(">")
+		p.Sub.Allow.Add(">")
+	case RoleAdmin:
+		// Everything a person may need, break-glass writes of objects
+		// included (the orphan sweep removes what no source declares);
+		// not what only the control plane writes, nor the streams' shape.
+		p.Pub.Allow.Add(">")
+		p.Pub.Deny.Add(adminDenied()...)
 		p.Sub.Allow.Add(">")
 	case RoleViewer, RoleOperator:
 		p.Pub.Allow.Add(readSubjects...)
@@ -109,6 +116,25 @@ func Permissions(role, name string) (jwt.Permissions, error) {
 		return p, fmt.Errorf("unknown role %q", role)
 	}
 	return p, nil
+}
+
+// adminDenied is what even an admin may not publish: the audit stream
+// (the history stays the control plane's), the assignments (the
+// scheduler's), and any change to a stream's existence, shape or
+// messages.
+func adminDenied() []string {
+	deny := []string{
+		"capstan.audit.>",
+		"$JS.API.STREAM.CREATE.>",
+		"$JS.API.STREAM.UPDATE.>",
+		"$JS.API.STREAM.DELETE.>",
+		"$JS.API.STREAM.PURGE.>",
+		"$JS.API.STREAM.MSG.DELETE.>",
+	}
+	for i := range natsbus.AssignmentShards {
+		deny = append(deny, "$KV."+natsbus.AssignmentsBucket(i)+".>")
+	}
+	return deny
 }
 
 // readSubjects let a client bind to the buckets and streams and read them

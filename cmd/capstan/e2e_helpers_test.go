@@ -726,9 +726,10 @@ func (e *e2e) joinToken() string {
 
 // adminBus is natsbus.Options with the admin identity of the test's
 // client config (CAPSTAN_CONFIG), for a test reading or writing the bus
-// directly.
+// directly. It binds to the buckets: no client may create or change them.
 func adminBus(t *testing.T, opts natsbus.Options) natsbus.Options {
 	t.Helper()
+	opts.Bind = true
 	cfg, err := natsauth.LoadClientConfig(os.Getenv("CAPSTAN_CONFIG"))
 	if err != nil {
 		t.Fatal(err)
