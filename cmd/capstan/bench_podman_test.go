@@ -260,7 +260,7 @@ func benchPodman(t *testing.T, cfg benchConfig, res *results) {
 		res.add(f)
 	}
 	res.note("the raw Podman baseline runs the podman CLI against the node's own Podman service (`podman --url unix://...`), so it includes two CLI process starts; Capstan talks to the same service through the Go bindings.")
-	res.note("commit to running: time from `git commit` returning to the new pod's Running status arriving on a watch of the objects bucket; the repository is local, so the git source is woken by fsnotify on its refs. Rolling update with maxSurge 1: the new pod starts before the old one stops.")
+	res.note("commit to running: time from `git commit` returning to the new pod's Running status arriving on a watch of the objects bucket; the repository is local, so the git source is woken by fsnotify on its refs. Rolling update with maxSurge 1: the new pod starts before the old one stops. The bus runs as in production: TLS, the node with its own identity (joined with a token).")
 
 	// Parallel start: the bench Deployment goes, then N pods in one commit.
 	repo.remove("bench.yaml")

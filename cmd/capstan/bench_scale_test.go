@@ -473,7 +473,7 @@ func benchScale(t *testing.T, cfg benchConfig, res *results) {
 		Baseline: ptr(680.0), BaselineWhat: "kube-scheduler CI floor (680-810 pods/s at 5,000 nodes; published, not run here)",
 		Target: "5,000 pods/s or more", Met: ptr(med >= 5000),
 		Note: fmt.Sprintf("rounds: %s pods/s, each from the first bind to the last; %s", strings.Join(each, "; "), schedFirst)})
-	res.note("scale session: the bus, the control plane (`capstan-server server --nats-url`, the serveronly build, node grace %s, pod eviction timeout %s), %d simulated nodes (`capstan node --simulate`, heartbeat %s, relist 10 s, each +<20%% jitter) and %d more to lose (heartbeat %s) are separate processes.",
+	res.note("scale session: the bus, the control plane (`capstan-server server --nats-url`, the serveronly build, node grace %s, pod eviction timeout %s), %d simulated nodes (`capstan node --simulate`, heartbeat %s, relist 10 s, each +<20%% jitter) and %d more to lose (heartbeat %s) are separate processes; the bus has no TLS or identities here (--insecure-bus: the simulated nodes share connections), their cost is BenchmarkAuth's.",
 		simNodeGrace, simEviction, cfg.nodes, simHeartbeat, lostNodes, lostHeartbeat)
 	res.note("control plane RSS: read once the control plane has settled after the scheduler's first round (under a fifth of a core over 5 s, at most 60 s after the last pod ran): the footprint of the cluster at rest. The note gives it 3 s after the last pod ran too, and the peak (VmHWM), which the burst sets.")
 }

@@ -638,7 +638,7 @@ func writeResults(t *testing.T, cfg benchConfig, res *results) {
 	t.Logf("wrote %s, %s", filepath.Join(cfg.outDir, "results.json"), cfg.docs)
 }
 
-var benchNames = []string{"commit to running", "parallel start", "scheduler throughput", "watch fan-out", "footprint", "sync", "node loss", "bus durability"}
+var benchNames = []string{"commit to running", "parallel start", "scheduler throughput", "watch fan-out", "footprint", "sync", "node loss", "bus durability", "bus security"}
 
 func benchOrder(name string) int {
 	if i := slices.Index(benchNames, name); i >= 0 {
