@@ -307,3 +307,38 @@ func writeCreds(t *testing.T, path string, c natsauth.Creds) {
 		t.Fatal(err)
 	}
 }
+
+// TestRefusedClients: credentials of another bus, and a certificate from
+// another CA, are refused with one line in the user's words.
+func TestRefusedClients(t *testing.T) {
+	a, b := natsauthtest.Start(t), natsauthtest.Start(t)
+	cases := []struct {
+		name string
+		cfg  *natsauth.ClientConfig
+		want string
+	}{
+		{"another bus's CA", a.Config(t, natsauth.RoleViewer, "vic"), "certificate from another CA"},
+		{"forged credentials", func() *natsauth.ClientConfig {
+			c := a.Config(t, natsauth.RoleAdmin, "mallory")
+			ca, _ := b.Setup.PKI.CAPEM()
+			c.CA = string(ca) // trusts b's certificate, but a's authority signed it
+			return c
+		}(), "refused these credentials"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			opts, err := c.cfg.Options()
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = nats.Connect(b.URL, append(opts, nats.MaxReconnects(0))...)
+			if err == nil {
+				t.Fatal("connected")
+			}
+			msg := natsauth.Explain(err, b.URL).Error()
+			if !strings.Contains(msg, c.want) || strings.Contains(msg, "\n") {
+				t.Errorf("told %q, want one line with %q", msg, c.want)
+			}
+		})
+	}
+}
