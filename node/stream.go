@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,6 +27,10 @@ const (
 	headerError  = "Capstan-Error"
 	headerStream = "Capstan-Stream"
 )
+
+// ErrDenied is returned when the bus refuses the request to this
+// identity (logs and exec are for operators and admins).
+var ErrDenied = errors.New("these credentials may not ask for this (operators and admins only)")
 
 // ErrNoNode is returned when no node daemon answers a request.
 var ErrNoNode = errors.New("no node daemon answered")
@@ -109,8 +114,18 @@ func callStream(ctx context.Context, nc *nats.Conn, subject, what string, req an
 	if err != nil {
 		return nil, err
 	}
+	before := nc.LastError()
 	if err := nc.PublishRequest(subject, inbox, b); err != nil {
 		return nil, err
+	}
+	// A refused publish gets no answer: the server says so on the
+	// connection, which a flush waits for.
+	if err := nc.FlushWithContext(ctx); err != nil {
+		return nil, err
+	}
+	if err := nc.LastError(); err != nil && err != before && errors.Is(err, nats.ErrPermissionViolation) &&
+		strings.Contains(err.Error(), `"`+subject+`"`) {
+		return nil, fmt.Errorf("%s: %w", what, ErrDenied)
 	}
 	first := time.NewTimer(5 * time.Second)
 	defer first.Stop()
