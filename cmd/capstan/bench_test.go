@@ -210,7 +210,7 @@ func TestBench(t *testing.T) {
 		{"scale", benchScale},   // scheduler, fan-out, control plane footprint, node loss
 		{"sync", benchSync},
 		{"syncalways", benchSyncAlways},
-		{"auth", func(t *testing.T, _ benchConfig, res *results) { benchAuthCost(t, res) }},
+		{"auth", func(t *testing.T, cfg benchConfig, res *results) { benchAuthCost(t, res); benchAuthCommit(t, cfg, res) }},
 	}
 	for _, s := range steps {
 		if !cfg.wants(s.name) {
