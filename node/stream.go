@@ -120,8 +120,8 @@ func callStream(ctx context.Context, nc *nats.Conn, subject, what string, req an
 	}
 	// A refused publish gets no answer: the server says so on the
 	// connection, which a flush waits for.
-	if err := nc.FlushWithContext(ctx); err != nil {
-		return nil, err
+	if err := nc.FlushTimeout(5 * time.Second); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	if err := nc.LastError(); err != nil && err != before && errors.Is(err, nats.ErrPermissionViolation) &&
 		strings.Contains(err.Error(), `"`+subject+`"`) {
