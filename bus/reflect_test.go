@@ -2,12 +2,14 @@ package bus_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/bus/memstore"
+	"github.com/capstan-io/capstan/internal/testwait"
 )
 
 // flaky wraps a store whose watches can be cut, as a lost NATS consumer is.
@@ -66,17 +68,14 @@ func TestReflectSurvivesALostWatch(t *testing.T) {
 	}()
 	wait := func(what string, ok func() bool) {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for time.Now().Before(deadline) {
+		testwait.For(t, 5*time.Second, what, func() error {
 			mu.Lock()
-			good := ok()
-			mu.Unlock()
-			if good {
-				return
+			defer mu.Unlock()
+			if !ok() {
+				return fmt.Errorf("events %+v", events)
 			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		t.Fatalf("timed out waiting for %s; events %+v", what, events)
+			return nil
+		})
 	}
 	wait("initial state", func() bool { return state["a.1"] && state["a.2"] && len(events) == 3 })
 

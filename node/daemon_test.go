@@ -15,7 +15,10 @@ import (
 	"time"
 
 	"github.com/capstan-io/capstan/bus"
+	"github.com/capstan-io/capstan/bus/natsauth"
+	"github.com/capstan-io/capstan/bus/natsauth/natsauthtest"
 	"github.com/capstan-io/capstan/bus/natsbus"
+	"github.com/capstan-io/capstan/internal/testwait"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/node"
 	"github.com/capstan-io/capstan/node/fake"
@@ -27,48 +30,43 @@ import (
 const img = "img"
 
 type world struct {
-	t    *testing.T
-	ctx  context.Context
+	t   *testing.T
+	ctx context.Context
+	bus *natsauthtest.Bus
+	// conn is the control plane's connection: the harness plays the
+	// control plane (assignments) and reads what the node wrote.
 	conn *natsbus.Conn
 	rt   *fake.Runtime
 	d    *node.Daemon
 }
 
-// newWorld starts a daemon on the fake runtime; each of configure may
-// change it before it runs.
+// newWorld starts a daemon on the fake runtime, connected as node n1 to a
+// production-configured bus; each of configure may change it before it
+// runs.
 func newWorld(t *testing.T, configure ...func(*node.Daemon)) *world {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := natsbus.NewServer(natsbus.ServerOptions{DataDir: t.TempDir(), Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	conn, err := natsbus.Connect(ctx, srv.ClientURL(), natsbus.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	b := natsauthtest.Start(t)
+	// The connection logs what the bus refuses this identity.
+	nc := b.Connect(t, natsauth.RoleNode, "n1", natsbus.Options{Logger: log})
 	rt := fake.New(fake.Options{})
 	rt.AddImage(img)
-	d := &node.Daemon{Name: "n1", Runtime: rt, Nodes: conn.Nodes, Assignments: conn.Assignments, Status: conn.Status,
-		Events: conn.Events, Log: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	d := &node.Daemon{Name: "n1", Runtime: rt, Nodes: nc.Nodes, Assignments: nc.Assignments, Status: nc.Status,
+		Events: nc.Events, Log: log,
 		RelistInterval: 50 * time.Millisecond, UsageInterval: 100 * time.Millisecond}
 	for _, c := range configure {
 		c(d)
 	}
 	done := make(chan struct{}, 2)
 	go func() { _ = d.Run(ctx); done <- struct{}{} }()
-	go func() { _ = d.ServeLogs(ctx, conn.NC); done <- struct{}{} }()
+	go func() { _ = d.ServeLogs(ctx, nc.NC); done <- struct{}{} }()
 	t.Cleanup(func() {
 		cancel()
 		<-done
 		<-done
-		conn.Close()
-		srv.Shutdown()
 	})
-	return &world{t: t, ctx: ctx, conn: conn, rt: rt, d: d}
+	return &world{t: t, ctx: ctx, bus: b, conn: b.ControlPlane, rt: rt, d: d}
 }
 
 type testWriter struct{ t *testing.T }
@@ -127,27 +125,11 @@ func (w *world) report(p *manifests.Pod) (manifests.PodStatusReport, error) {
 	return r, json.Unmarshal(e.Value, &r)
 }
 
-// eventually polls fn every 20 ms until it returns nil, failing after total.
-func eventually(t *testing.T, total time.Duration, what string, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v: %v", what, total, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // status waits until the pod's reported status satisfies fn.
 func (w *world) status(p *manifests.Pod, total time.Duration, what string, fn func(manifests.PodStatus) error) manifests.PodStatus {
 	w.t.Helper()
 	var st manifests.PodStatus
-	eventually(w.t, total, what, func() error {
+	testwait.For(w.t, total, what, func() error {
 		r, err := w.report(p)
 		if err != nil {
 			return err
@@ -347,7 +329,7 @@ func TestDaemonStartupProbeGates(t *testing.T) {
 		}
 		return nil
 	})
-	eventually(t, 5*time.Second, "two startup probes", func() error {
+	testwait.For(t, 5*time.Second, "two startup probes", func() error {
 		if n := w.execCount("started"); n < 2 {
 			return fmt.Errorf("%d startup probes", n)
 		}
@@ -364,7 +346,7 @@ func TestDaemonStartupProbeGates(t *testing.T) {
 		}
 		return nil
 	})
-	eventually(t, 5*time.Second, "liveness probes after startup", func() error {
+	testwait.For(t, 5*time.Second, "liveness probes after startup", func() error {
 		if w.execCount("alive") == 0 {
 			return errors.New("no liveness probe yet")
 		}
@@ -393,7 +375,8 @@ func TestDaemonInitContainers(t *testing.T) {
 	if cs, _ := containerStatus(st, "app"); cs.State.Waiting == nil || cs.State.Waiting.Reason != "PodInitializing" {
 		t.Fatalf("app while initializing: %+v", cs)
 	}
-	time.Sleep(200 * time.Millisecond) // a few relists: nothing else may start
+	// Deliberately bounded: a few relists pass, and nothing else may start.
+	time.Sleep(200 * time.Millisecond)
 	if n := len(w.containers(p, "second")) + len(w.containers(p, "app")); n != 0 {
 		t.Fatalf("%d later containers created while the first init container runs", n)
 	}
@@ -405,7 +388,7 @@ func TestDaemonInitContainers(t *testing.T) {
 	if err := w.rt.Exit(first[0].ID, 1); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "first retried", func() error {
+	testwait.For(t, 5*time.Second, "first retried", func() error {
 		if inst := w.containers(p, "first"); len(inst) != 2 || inst[1].State != node.StateRunning {
 			return fmt.Errorf("instances %+v", inst)
 		}
@@ -414,7 +397,7 @@ func TestDaemonInitContainers(t *testing.T) {
 	if err := w.rt.Exit(w.containers(p, "first")[1].ID, 0); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "second running", func() error {
+	testwait.For(t, 5*time.Second, "second running", func() error {
 		if inst := w.containers(p, "second"); len(inst) != 1 || inst[0].State != node.StateRunning {
 			return fmt.Errorf("instances %+v", inst)
 		}
@@ -441,7 +424,8 @@ func TestDaemonInitContainers(t *testing.T) {
 	if cs, _ := containerStatus(st, "first"); cs.RestartCount != 1 {
 		t.Errorf("first init container restart count %d, want 1", cs.RestartCount)
 	}
-	// Completed init containers are kept and never run again.
+	// Completed init containers are kept and never run again: a few
+	// relists pass (deliberately bounded), with no new instance.
 	time.Sleep(200 * time.Millisecond)
 	if n := len(w.containers(p, "first")) + len(w.containers(p, "second")); n != 3 {
 		t.Errorf("init instances after initialization: %d, want 3", n)
@@ -464,6 +448,7 @@ func TestDaemonInitContainerFailsPodWithNever(t *testing.T) {
 	if cs, _ := containerStatus(st, "setup"); cs.State.Terminated == nil || cs.State.Terminated.ExitCode != 3 {
 		t.Errorf("init container: %+v", cs)
 	}
+	// Deliberately bounded: a few relists pass, and nothing may start.
 	time.Sleep(200 * time.Millisecond)
 	if n := len(w.containers(p, "app")); n != 0 {
 		t.Errorf("app containers created after a failed init container: %d", n)
@@ -527,7 +512,7 @@ func TestDaemonRemovalRunsPreStopWithinGrace(t *testing.T) {
 	})
 	begin := time.Now()
 	w.unassign(p)
-	eventually(t, 10*time.Second, "pod removed", func() error {
+	testwait.For(t, 10*time.Second, "pod removed", func() error {
 		if pods, _ := w.rt.ListPods(w.ctx, map[string]string{node.LabelUID: p.UID}); len(pods) != 0 {
 			return errors.New("pod still there")
 		}
@@ -559,12 +544,13 @@ func TestDaemonActiveDeadline(t *testing.T) {
 	if cond(st, "Ready") != "False" {
 		t.Errorf("a pod past its deadline is ready: %s", js(st))
 	}
-	eventually(t, 5*time.Second, "container stopped", func() error {
+	testwait.For(t, 5*time.Second, "container stopped", func() error {
 		if inst := w.containers(p, "app"); len(inst) != 1 || inst[0].State != node.StateExited {
 			return fmt.Errorf("instances %+v", inst)
 		}
 		return nil
 	})
+	// Deliberately bounded: several relists pass, and no restart comes.
 	time.Sleep(300 * time.Millisecond)
 	if n := len(w.containers(p, "app")); n != 1 {
 		t.Errorf("container restarted past the deadline: %d instances", n)
@@ -578,7 +564,7 @@ func TestDaemonOOMKilled(t *testing.T) {
 	w := newWorld(t)
 	p := newPod("oom", func(p *manifests.Pod) { p.Spec.RestartPolicy = manifests.RestartNever })
 	w.assign(p)
-	eventually(t, 5*time.Second, "running", func() error {
+	testwait.For(t, 5*time.Second, "running", func() error {
 		if inst := w.containers(p, "app"); len(inst) != 1 || inst[0].State != node.StateRunning {
 			return fmt.Errorf("instances %+v", inst)
 		}
@@ -603,7 +589,7 @@ func TestDaemonUsage(t *testing.T) {
 	})
 	w.assign(p)
 	var names []string
-	eventually(t, 5*time.Second, "two running containers", func() error {
+	testwait.For(t, 5*time.Second, "two running containers", func() error {
 		names = nil
 		for _, c := range slices.Concat(w.containers(p, "app"), w.containers(p, "side")) {
 			if c.State == node.StateRunning {
@@ -632,7 +618,7 @@ func TestDaemonUsage(t *testing.T) {
 		}
 	}()
 	var first manifests.PodStatusReport
-	eventually(t, 5*time.Second, "usage reported", func() error {
+	testwait.For(t, 5*time.Second, "usage reported", func() error {
 		r, err := w.report(p)
 		if err != nil || r.Usage == nil {
 			return fmt.Errorf("no usage: %v", err)
@@ -647,7 +633,7 @@ func TestDaemonUsage(t *testing.T) {
 		t.Errorf("cpu %dm, want about 1000m (two containers at half a core)", first.Usage.CPUMilli)
 	}
 	// A new sample rewrites the report, but not the status.
-	eventually(t, 5*time.Second, "a later usage sample", func() error {
+	testwait.For(t, 5*time.Second, "a later usage sample", func() error {
 		r, err := w.report(p)
 		if err != nil || r.Usage == nil || !r.Usage.Time.After(first.Usage.Time.Time) {
 			return errors.New("no new sample")
@@ -672,23 +658,26 @@ func TestRemoteExec(t *testing.T) {
 		return nil
 	})
 	var stdout, stderr bytes.Buffer
+	// The request comes from a person's CLI: an operator's identity, the
+	// least one allowed to ask for exec.
+	ops := w.bus.Raw(t, natsauth.RoleOperator, "ops")
 	// Without -c the pod's only app container: init containers do not count.
-	code, err := node.RemoteExec(w.ctx, w.conn.NC, "n1", node.ExecRequest{Namespace: "default", Pod: "exec",
+	code, err := node.RemoteExec(w.ctx, ops, "n1", node.ExecRequest{Namespace: "default", Pod: "exec",
 		Command: []string{"sh", "-c", "echo hi; echo oops >&2; exit 4"}}, &stdout, &stderr)
 	if err != nil || code != 4 || stdout.String() != "hi\n" || stderr.String() != "oops\n" {
 		t.Fatalf("exec: code %d err %v stdout %q stderr %q", code, err, stdout.String(), stderr.String())
 	}
 	// The exited init container is found, but cannot run anything.
-	_, err = node.RemoteExec(w.ctx, w.conn.NC, "n1", node.ExecRequest{Namespace: "default", Pod: "exec", Container: "setup",
+	_, err = node.RemoteExec(w.ctx, ops, "n1", node.ExecRequest{Namespace: "default", Pod: "exec", Container: "setup",
 		Command: []string{"true"}}, &stdout, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "not running") {
 		t.Errorf("exec in an exited container: %v", err)
 	}
-	_, err = node.RemoteExec(w.ctx, w.conn.NC, "n1", node.ExecRequest{Namespace: "default", Pod: "nope", Command: []string{"true"}}, &stdout, &stderr)
+	_, err = node.RemoteExec(w.ctx, ops, "n1", node.ExecRequest{Namespace: "default", Pod: "nope", Command: []string{"true"}}, &stdout, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "not running on node") {
 		t.Errorf("exec in a missing pod: %v", err)
 	}
-	_, err = node.RemoteExec(w.ctx, w.conn.NC, "n2", node.ExecRequest{Namespace: "default", Pod: "exec", Command: []string{"true"}}, &stdout, &stderr)
+	_, err = node.RemoteExec(w.ctx, ops, "n2", node.ExecRequest{Namespace: "default", Pod: "exec", Command: []string{"true"}}, &stdout, &stderr)
 	if !errors.Is(err, node.ErrNoNode) {
 		t.Errorf("exec on a node that does not answer: %v, want ErrNoNode", err)
 	}
@@ -725,7 +714,7 @@ func TestDaemonFreedSlotStartsTheNextPod(t *testing.T) {
 		w.assign(p)
 	}
 	var lists int64
-	eventually(t, 30*time.Second, "six pods started", func() error {
+	testwait.For(t, 30*time.Second, "six pods started", func() error {
 		lists = rt.lists.Load() // before looking: the lists that began before all had started
 		for _, p := range pods {
 			if cs := w.containers(p, "app"); len(cs) == 0 || cs[0].State != node.StateRunning {
@@ -789,7 +778,8 @@ func TestDaemonFirstReport(t *testing.T) {
 		return nil
 	}
 	w.status(fast, 10*time.Second, "Running", running)
-	time.Sleep(300 * time.Millisecond) // any later report comes in
+	// Deliberately bounded: any later report would come in by now.
+	time.Sleep(300 * time.Millisecond)
 	if got := reports(); len(got) != 1 || got[0].phase != string(manifests.PodRunning) {
 		t.Errorf("a pod that starts at once: reports %v, want one, Running", got)
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/capstan-io/capstan/internal/testwait"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/node"
 	"github.com/capstan-io/capstan/node/fake"
@@ -59,7 +60,7 @@ func TestDaemonGracefulTermination(t *testing.T) {
 	p.DeletionGracePeriodSeconds = manifests.Ptr(int64(5))
 	w.assign(p)
 	var notReadyAt time.Time
-	eventually(t, 5*time.Second, "reported terminating", func() error {
+	testwait.For(t, 5*time.Second, "reported terminating", func() error {
 		r, err := w.report(p)
 		if err != nil {
 			return err
@@ -71,7 +72,7 @@ func TestDaemonGracefulTermination(t *testing.T) {
 		notReadyAt = time.Now()
 		return nil
 	})
-	eventually(t, 10*time.Second, "reported removed", func() error {
+	testwait.For(t, 10*time.Second, "reported removed", func() error {
 		r, err := w.report(p)
 		if err != nil {
 			return err
@@ -99,7 +100,7 @@ func TestDaemonGracefulTermination(t *testing.T) {
 	}
 	// The report goes with the assignment.
 	w.unassign(p)
-	eventually(t, 5*time.Second, "report deleted", func() error {
+	testwait.For(t, 5*time.Second, "report deleted", func() error {
 		if _, err := w.report(p); err == nil {
 			return errors.New("report still there")
 		}
@@ -116,7 +117,7 @@ func TestDaemonTerminatingNeverStarted(t *testing.T) {
 		p.DeletionGracePeriodSeconds = manifests.Ptr(int64(30))
 	})
 	w.assign(p)
-	eventually(t, 5*time.Second, "reported removed", func() error {
+	testwait.For(t, 5*time.Second, "reported removed", func() error {
 		r, err := w.report(p)
 		if err != nil {
 			return err

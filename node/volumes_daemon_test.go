@@ -11,24 +11,16 @@ import (
 	"time"
 
 	"github.com/capstan-io/capstan/bus/memstore"
+	"github.com/capstan-io/capstan/internal/testwait"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/node"
 	"github.com/capstan-io/capstan/node/fake"
 )
 
+// waitFor waits up to 10 s until fn returns nil (testwait.For).
 func waitFor(t *testing.T, what string, fn func() error) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.For(t, 10*time.Second, what, fn)
 }
 
 func fileIs(p, want string) func() error {

@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/capstan-io/capstan/bus"
+	"github.com/capstan-io/capstan/bus/natsauth"
+	"github.com/capstan-io/capstan/bus/natsauth/natsauthtest"
+	"github.com/capstan-io/capstan/bus/natsbus"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler"
 )
@@ -22,7 +25,10 @@ import (
 // when they change, appear or go, at once (the resync is an hour away, so
 // only the reference index can re-queue the pod).
 func TestAssignmentCarriesReferencedObjects(t *testing.T) {
-	conn := startBus(t)
+	b := natsauthtest.Start(t)
+	conn := b.ControlPlane
+	// The test plays the node n1 with its own identity.
+	n1 := b.Connect(t, natsauth.RoleNode, "n1", natsbus.Options{Logger: logger(t)})
 	ctx, cancel := context.WithCancel(context.Background())
 	cp := &reconciler.ControlPlane{Objects: conn.Objects, Assignments: conn.Assignments, Status: conn.Status,
 		Nodes: conn.Nodes, Events: conn.Events, Log: logger(t), ResyncPeriod: time.Hour}
@@ -61,7 +67,7 @@ func TestAssignmentCarriesReferencedObjects(t *testing.T) {
 	}
 	nodeObj, _ := json.Marshal(&manifests.Node{TypeMeta: manifests.TypeMeta{APIVersion: "v1", Kind: "Node"},
 		ObjectMeta: manifests.ObjectMeta{Name: "n1", Annotations: map[string]string{manifests.AnnotationAgeRecipient: id.Recipient().String()}}})
-	if _, err := conn.Nodes.Put(ctx, "n1", nodeObj); err != nil {
+	if _, err := n1.Nodes.Put(ctx, "n1", nodeObj); err != nil {
 		t.Fatal(err)
 	}
 	create(cm("default", "env-cm", "1"))
@@ -86,7 +92,7 @@ func TestAssignmentCarriesReferencedObjects(t *testing.T) {
 	// Every put of the pod's assignment, in order.
 	wctx, wcancel := context.WithCancel(ctx)
 	defer wcancel()
-	ch, err := conn.Assignments.Watch(wctx, "n1.default.p")
+	ch, err := n1.Assignments.Watch(wctx, "n1.default.p")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,8 @@ import (
 
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/bus/atrest"
+	"github.com/capstan-io/capstan/bus/natsauth"
+	"github.com/capstan-io/capstan/bus/natsauth/natsauthtest"
 	"github.com/capstan-io/capstan/bus/natsbus"
 	"github.com/capstan-io/capstan/internal/testwait"
 	"github.com/capstan-io/capstan/manifests"
@@ -79,7 +81,8 @@ func TestSecretsEncryptedAtRest(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	conn := startBus(t)
+	b := natsauthtest.Start(t)
+	conn := b.ControlPlane
 	keyFile := filepath.Join(t.TempDir(), atrest.KeyFileName)
 	keys, err := atrest.LoadKeyFile(keyFile)
 	if err != nil {
@@ -94,9 +97,11 @@ func TestSecretsEncryptedAtRest(t *testing.T) {
 		Events: conn.Events, Log: log, Resync: time.Second}
 	rt := fake.New(fake.Options{})
 	rt.AddImage("img:1")
-	// The node has the bucket as it is: it never holds the key.
-	d := &node.Daemon{Name: "n1", Runtime: rt, Nodes: conn.Nodes, Assignments: conn.Assignments, Status: conn.Status,
-		Events: conn.Events, Log: log, DataDir: t.TempDir(), HeartbeatInterval: 300 * time.Millisecond, RelistInterval: 100 * time.Millisecond}
+	// The node has the bucket as it is: it never holds the key. It runs
+	// as its own identity, as in production.
+	nc := b.Connect(t, natsauth.RoleNode, "n1", natsbus.Options{Logger: log})
+	d := &node.Daemon{Name: "n1", Runtime: rt, Nodes: nc.Nodes, Assignments: nc.Assignments, Status: nc.Status,
+		Events: nc.Events, Log: log, DataDir: t.TempDir(), HeartbeatInterval: 300 * time.Millisecond, RelistInterval: 100 * time.Millisecond}
 	stopServing, err := store.Subscribe(ctx, conn.NC)
 	if err != nil {
 		t.Fatal(err)

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/capstan-io/capstan/bus"
+	"github.com/capstan-io/capstan/internal/testwait"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler"
 )
@@ -86,13 +88,17 @@ func TestCacheTakesItsOwnWritesBack(t *testing.T) {
 // waitCached waits until the cache holds key at revision rev or later.
 func waitCached(t *testing.T, cache *reconciler.Cache, key string, rev uint64) *reconciler.Cached {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if c, ok := cache.Get(key); ok && c.Rev >= rev {
-			return c
+	var c *reconciler.Cached
+	testwait.For(t, 10*time.Second, fmt.Sprintf("the cache reaches %s at revision %d", key, rev), func() error {
+		got, ok := cache.Get(key)
+		if !ok {
+			return errors.New("not cached")
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("the cache did not reach %s at revision %d", key, rev)
-	return nil
+		if got.Rev < rev {
+			return fmt.Errorf("cached at revision %d", got.Rev)
+		}
+		c = got
+		return nil
+	})
+	return c
 }

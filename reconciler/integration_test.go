@@ -2,6 +2,7 @@ package reconciler_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,7 +13,10 @@ import (
 	"time"
 
 	"github.com/capstan-io/capstan/bus"
+	"github.com/capstan-io/capstan/bus/natsauth"
+	"github.com/capstan-io/capstan/bus/natsauth/natsauthtest"
 	"github.com/capstan-io/capstan/bus/natsbus"
+	"github.com/capstan-io/capstan/internal/testwait"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/node"
 	"github.com/capstan-io/capstan/node/fake"
@@ -25,17 +29,10 @@ import (
 // NATS server and real git repositories; the node daemons use the fake
 // runtime (the real Podman path is covered end to end in cmd/capstan).
 
+// checkFor waits until fn returns nil (testwait.For).
 func checkFor(t *testing.T, total time.Duration, fn func() error) {
 	t.Helper()
-	deadline := time.Now().Add(total)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = fn(); err == nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("condition not met within %s: %v", total, err)
+	testwait.For(t, total, "condition", fn)
 }
 
 func logger(t *testing.T) *slog.Logger {
@@ -107,8 +104,11 @@ spec:
 }
 
 type cluster struct {
-	t     *testing.T
-	ctx   context.Context
+	t   *testing.T
+	ctx context.Context
+	// bus is the production-configured server; conn is the control
+	// plane's connection to it, which the harness uses too.
+	bus   *natsauthtest.Bus
 	conn  *natsbus.Conn
 	repo  *repo
 	nodes map[string]context.CancelFunc
@@ -116,7 +116,8 @@ type cluster struct {
 }
 
 func startCluster(t *testing.T, r *repo, opts ...func(*reconciler.ControlPlane)) *cluster {
-	conn := startBus(t)
+	b := natsauthtest.Start(t)
+	conn := b.ControlPlane
 	ctx, cancel := context.WithCancel(context.Background())
 	log := logger(t)
 	src, err := git.New(git.Options{URL: r.dir, Interval: time.Hour, CacheDir: t.TempDir()}, log)
@@ -134,7 +135,7 @@ func startCluster(t *testing.T, r *repo, opts ...func(*reconciler.ControlPlane))
 		Events: conn.Events, Log: log, Resync: 2 * time.Second}
 	go func() { _ = cp.Run(ctx); done <- struct{}{} }()
 	go func() { _ = sy.Run(ctx); done <- struct{}{} }()
-	c := &cluster{t: t, ctx: ctx, conn: conn, repo: r, nodes: map[string]context.CancelFunc{}, rts: map[string]*fake.Runtime{}}
+	c := &cluster{t: t, ctx: ctx, bus: b, conn: conn, repo: r, nodes: map[string]context.CancelFunc{}, rts: map[string]*fake.Runtime{}}
 	t.Cleanup(func() {
 		for _, stop := range c.nodes {
 			stop()
@@ -146,20 +147,44 @@ func startCluster(t *testing.T, r *repo, opts ...func(*reconciler.ControlPlane))
 	return c
 }
 
+// nodeConn connects as node name, the identity a node daemon has in
+// production.
+func (c *cluster) nodeConn(name string) *natsbus.Conn {
+	c.t.Helper()
+	return c.bus.Connect(c.t, natsauth.RoleNode, name, natsbus.Options{Logger: logger(c.t)})
+}
+
 func (c *cluster) addNode(name string) *fake.Runtime {
 	rt := fake.New(fake.Options{})
 	for _, img := range []string{"img:1", "img:2"} {
 		rt.AddImage(img)
 	}
+	nc := c.nodeConn(name)
 	ctx, cancel := context.WithCancel(c.ctx)
-	d := &node.Daemon{Name: name, Runtime: rt, Nodes: c.conn.Nodes, Assignments: c.conn.Assignments,
-		Status: c.conn.Status, Events: c.conn.Events, Log: logger(c.t), HeartbeatInterval: 300 * time.Millisecond,
+	d := &node.Daemon{Name: name, Runtime: rt, Nodes: nc.Nodes, Assignments: nc.Assignments,
+		Status: nc.Status, Events: nc.Events, Log: logger(c.t), HeartbeatInterval: 300 * time.Millisecond,
 		RelistInterval: 100 * time.Millisecond}
 	done := make(chan struct{})
 	go func() { _ = d.Run(ctx); close(done) }()
 	c.nodes[name] = func() { cancel(); <-done }
 	c.rts[name] = rt
 	return rt
+}
+
+// nodeReady says whether the node's record on the bus is Ready.
+func (c *cluster) nodeReady(name string) error {
+	e, err := c.conn.Nodes.Get(c.ctx, name)
+	if err != nil {
+		return fmt.Errorf("node %s: %w", name, err)
+	}
+	var n manifests.Node
+	if err := json.Unmarshal(e.Value, &n); err != nil {
+		return err
+	}
+	if !manifests.IsNodeReady(&n) {
+		return fmt.Errorf("node %s not ready: %+v", name, n.Status.Conditions)
+	}
+	return nil
 }
 
 func (c *cluster) pods(app string) []*manifests.Pod {
@@ -185,7 +210,10 @@ func (c *cluster) pods(app string) []*manifests.Pod {
 // reconcile of a converged state is a no-op.
 func (c *cluster) quiet(d time.Duration) {
 	c.t.Helper()
-	time.Sleep(time.Second) // let the last status writes land
+	// A bounded settle, deliberately: the status writes still in flight
+	// when the pods turned ready have no end to observe. The window below
+	// is the check.
+	time.Sleep(time.Second)
 	ctx, cancel := context.WithTimeout(c.ctx, d)
 	defer cancel()
 	ch, err := c.conn.Objects.Watch(ctx, ">")
@@ -252,12 +280,16 @@ func TestControllersLeaveOneOut(t *testing.T) {
 		}
 		return nil
 	})
-	time.Sleep(2 * time.Second) // the node is Ready and several resyncs pass
-	for _, p := range c.pods("web") {
-		if p.Spec.NodeName != "" {
-			t.Errorf("pod %s bound to %s with the scheduler left out", p.Name, p.Spec.NodeName)
+	checkFor(t, 10*time.Second, func() error { return c.nodeReady("n1") })
+	// The node is Ready: through several resyncs, no pod is bound.
+	holdFor(t, 1500*time.Millisecond, func() error {
+		for _, p := range c.pods("web") {
+			if p.Spec.NodeName != "" {
+				return fmt.Errorf("pod %s bound to %s with the scheduler left out", p.Name, p.Spec.NodeName)
+			}
 		}
-	}
+		return nil
+	})
 }
 
 func TestCommitToRunningPods(t *testing.T) {

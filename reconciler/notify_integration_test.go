@@ -3,6 +3,7 @@ package reconciler_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -10,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/capstan-io/capstan/bus/natsauth"
+	"github.com/capstan-io/capstan/bus/natsauth/natsauthtest"
 	"github.com/capstan-io/capstan/bus/natsbus"
+	"github.com/capstan-io/capstan/internal/testwait"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler"
 )
@@ -19,7 +23,8 @@ import (
 // sent again by a control plane restarted on the same bus, while a new
 // failure is; the memory is bounded by the bucket's TTL.
 func TestNotifierDeduplicationSurvivesRestart(t *testing.T) {
-	conn := startBus(t)
+	b := natsauthtest.Start(t)
+	conn := b.ControlPlane
 	var mu sync.Mutex
 	var got []string // revision/reason of each message received
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -33,18 +38,20 @@ func TestNotifierDeduplicationSurvivesRestart(t *testing.T) {
 		mu.Unlock()
 	}))
 	t.Cleanup(hook.Close)
+	// received waits for n messages and returns those received.
 	received := func(n int) []string {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
+		var out []string
+		testwait.For(t, 10*time.Second, fmt.Sprintf("%d messages", n), func() error {
 			mu.Lock()
-			out := append([]string(nil), got...)
+			out = append([]string(nil), got...)
 			mu.Unlock()
-			if len(out) >= n || time.Now().After(deadline) {
-				return out
+			if len(out) < n {
+				return fmt.Errorf("received %v", out)
 			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			return nil
+		})
+		return out
 	}
 	spec := manifests.NotifierSpec{Type: manifests.NotifierGeneric, Address: hook.URL}
 	failure := func(rev string) reconciler.Notice {
@@ -55,10 +62,7 @@ func TestNotifierDeduplicationSurvivesRestart(t *testing.T) {
 	// bus; stop ends it as a restart would.
 	start := func() (*reconciler.Notifiers, func()) {
 		ctx, cancel := context.WithCancel(context.Background())
-		c, err := natsbus.Connect(ctx, conn.NC.ConnectedUrl(), natsbus.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := b.Connect(t, natsauth.RoleControlPlane, "control-plane", natsbus.Options{})
 		ns := &reconciler.Notifiers{State: c.Notified, RetryDelay: 10 * time.Millisecond, Log: logger(t)}
 		ns.Set("hook", spec, nil)
 		done := make(chan error, 1)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/capstan-io/capstan/internal/testwait"
 	"github.com/capstan-io/capstan/manifests"
 )
 
@@ -62,11 +63,15 @@ func (f *forge) requests() []recorded {
 // more come for a short while.
 func (f *forge) waitRequests(t *testing.T, n int) []recorded {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for len(f.requests()) < n && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	time.Sleep(100 * time.Millisecond) // a duplicate would arrive by now
+	testwait.For(t, 5*time.Second, fmt.Sprintf("%d requests", n), func() error {
+		if got := len(f.requests()); got < n {
+			return fmt.Errorf("%d requests", got)
+		}
+		return nil
+	})
+	// Deliberately bounded: nothing more may come, and a duplicate would
+	// arrive by now.
+	time.Sleep(100 * time.Millisecond)
 	got := f.requests()
 	if len(got) != n {
 		t.Fatalf("%d requests, want %d: %+v", len(got), n, got)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/capstan-io/capstan/bus"
+	"github.com/capstan-io/capstan/bus/natsauth/natsauthtest"
 	"github.com/capstan-io/capstan/bus/natsbus"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/node/fake"
@@ -140,7 +141,8 @@ func goneOrGoing(conn *natsbus.Conn, key string) error {
 // with prune off) survive resyncs and a restart of the control plane and
 // the sources, after which an orphan written meanwhile goes too.
 func TestOrphanSweep(t *testing.T) {
-	conn := startBus(t)
+	b := natsauthtest.Start(t)
+	conn := b.ControlPlane
 	apps := newRepo(t)
 	apps.write("api.yaml", deployment("api", 1, "img:1", ""))
 	apps.write("cm.yaml", configMap("app-cm", ""))
@@ -167,7 +169,7 @@ func TestOrphanSweep(t *testing.T) {
 	root.commit("root")
 
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &cluster{t: t, ctx: ctx, conn: conn, repo: root, nodes: map[string]context.CancelFunc{}, rts: map[string]*fake.Runtime{}}
+	c := &cluster{t: t, ctx: ctx, bus: b, conn: conn, repo: root, nodes: map[string]context.CancelFunc{}, rts: map[string]*fake.Runtime{}}
 	t.Cleanup(func() {
 		for _, stop := range c.nodes {
 			stop()

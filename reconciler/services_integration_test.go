@@ -2,6 +2,7 @@ package reconciler_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -85,6 +86,7 @@ func TestGracefulPodDeletion(t *testing.T) {
 	}
 	var mu sync.Mutex
 	byPod := map[string]*seen{}
+	synced := false // the watch has delivered the current state
 	ch, err := c.conn.Objects.Watch(c.ctx, ">")
 	if err != nil {
 		t.Fatal(err)
@@ -93,6 +95,8 @@ func TestGracefulPodDeletion(t *testing.T) {
 		for e := range ch {
 			mu.Lock()
 			switch {
+			case e.Op == bus.OpSynced:
+				synced = true
 			case strings.HasPrefix(e.Key, "Pod.default."):
 				name := strings.TrimPrefix(e.Key, "Pod.default.")
 				s := byPod[name]
@@ -125,7 +129,14 @@ func TestGracefulPodDeletion(t *testing.T) {
 			mu.Unlock()
 		}
 	}()
-	time.Sleep(200 * time.Millisecond) // the watch has delivered the current state
+	checkFor(t, 10*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if !synced {
+			return errors.New("the watch has not delivered the current state")
+		}
+		return nil
+	})
 
 	r.write("web.yaml", webApp(1, "img:1", ""))
 	r.commit("scale down")
@@ -469,15 +480,18 @@ func TestServiceAllocationSurvivesRestart(t *testing.T) {
 	stop()
 	stop = startCP()
 	defer func() { stop() }()
-	// Let the restarted control plane reconcile everything, more than once.
-	time.Sleep(2 * time.Second)
-	after, err := allocs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if before != after {
-		t.Errorf("allocations changed across a restart:\n before %s\n after  %s", before, after)
-	}
+	// The restarted control plane reconciles everything, more than once,
+	// and changes no allocation.
+	holdFor(t, 2*time.Second, func() error {
+		after, err := allocs()
+		if err != nil {
+			return err
+		}
+		if before != after {
+			return fmt.Errorf("allocations changed across a restart:\n before %s\n after  %s", before, after)
+		}
+		return nil
+	})
 	if s := get("headless"); s.Spec.ClusterIP != manifests.ClusterIPNone || len(s.Spec.ClusterIPs) != 0 {
 		t.Errorf("headless: %+v", s.Spec)
 	}
@@ -546,10 +560,12 @@ func TestServiceDualStack(t *testing.T) {
 	stop := startCP(v6)
 	dual := families(map[string]string{"web": "IPv4,IPv6", "single": "IPv4", "req": "IPv4,IPv6"})
 	_, rev := get("web")
-	time.Sleep(time.Second) // several syncs and resyncs
-	if _, again := get("web"); again != rev {
-		t.Errorf("web was rewritten (revision %d, then %d): the sync and the controller disagree", rev, again)
-	}
+	holdFor(t, time.Second, func() error { // several syncs and resyncs
+		if _, again := get("web"); again != rev {
+			return fmt.Errorf("web was rewritten (revision %d, then %d): the sync and the controller disagree", rev, again)
+		}
+		return nil
+	})
 	stop()
 
 	stop = startCP("")

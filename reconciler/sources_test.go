@@ -223,10 +223,12 @@ func TestDeclaredSourceIsItsOwnUnit(t *testing.T) {
 		return nil
 	})
 	// The stopped syncer does not bring its Source back.
-	time.Sleep(1500 * time.Millisecond)
-	if _, err := getSource(conn, "apps"); !errors.Is(err, bus.ErrNotFound) {
-		t.Fatalf("source apps came back: %v", err)
-	}
+	holdFor(t, 1500*time.Millisecond, func() error {
+		if _, err := getSource(conn, "apps"); !errors.Is(err, bus.ErrNotFound) {
+			return fmt.Errorf("source apps came back: %v", err)
+		}
+		return nil
+	})
 }
 
 // TestMonorepoSplitByPath: one repository, three sources by path; a bad
@@ -309,6 +311,8 @@ func TestDependsOnAndPruneOff(t *testing.T) {
 	})
 }
 
+// holdFor checks that fn holds (returns nil) throughout d: a bounded
+// "nothing happens" check, where time passing is the point.
 func holdFor(t *testing.T, d time.Duration, fn func() error) {
 	t.Helper()
 	deadline := time.Now().Add(d)
@@ -360,7 +364,7 @@ func TestDriftPolicies(t *testing.T) {
 	root := newRepo(t)
 	root.write("src.yaml", sourceYAML("apps", apps.dir, "", "  drift:\n    mode: correct\n"+ignore))
 	root.commit("correct")
-	runManager(t, conn, root, "", nil)
+	m := runManager(t, conn, root, "", nil)
 	waitConfigMap(t, conn, "watched", true, "apps")
 
 	// Correct mode: an ignored field keeps its live value, another is put back.
@@ -381,6 +385,10 @@ func TestDriftPolicies(t *testing.T) {
 	})
 
 	// Report mode: recorded once, left alone.
+	correcting, ok := m.Running("apps")
+	if !ok {
+		t.Fatal("source apps is not running")
+	}
 	root.write("src.yaml", sourceYAML("apps", apps.dir, "", "  drift:\n    mode: report\n"+ignore))
 	root.commit("report")
 	checkFor(t, 10*time.Second, func() error {
@@ -390,7 +398,13 @@ func TestDriftPolicies(t *testing.T) {
 		}
 		return nil
 	})
-	time.Sleep(time.Second) // the syncer restarts with the new policy
+	// The syncer restarts with the new policy: a new source runs.
+	checkFor(t, 10*time.Second, func() error {
+		if src, ok := m.Running("apps"); !ok || src == correcting {
+			return errors.New("the correcting syncer still runs, or none yet")
+		}
+		return nil
+	})
 	editConfigMap(t, conn, "watched", func(c *manifests.ConfigMap) { c.Data["k"] = "by hand" })
 	checkFor(t, 10*time.Second, func() error {
 		recs := driftRecords(t, conn, "apps", reconciler.ResultDriftDetected)

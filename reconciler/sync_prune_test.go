@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/capstan-io/capstan/bus"
+	"github.com/capstan-io/capstan/bus/natsauth/natsauthtest"
 	"github.com/capstan-io/capstan/bus/natsbus"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler"
@@ -17,27 +18,12 @@ import (
 	"github.com/capstan-io/capstan/sources/git"
 )
 
-// startBus starts an in-process NATS server and connects to it.
+// startBus starts an in-process NATS server configured as the production
+// bus (operator-mode identities, TLS) and returns the control plane's
+// connection to it: the code under test here is the control plane's.
 func startBus(t *testing.T) *natsbus.Conn {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := natsbus.NewServer(natsbus.ServerOptions{DataDir: t.TempDir(), Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	conn, err := natsbus.Connect(ctx, srv.ClientURL(), natsbus.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		conn.Close()
-		srv.Shutdown()
-		cancel()
-	})
-	return conn
+	return natsauthtest.Start(t).ControlPlane
 }
 
 // runSyncer runs a sync of r's main branch (named "root") on objects until
@@ -146,13 +132,12 @@ func TestPruneProtection(t *testing.T) {
 	}
 	holdKept := func(d time.Duration) {
 		t.Helper()
-		deadline := time.Now().Add(d)
-		for time.Now().Before(deadline) {
+		holdFor(t, d, func() error {
 			if ok, err := exists(conn, "keep"); !ok {
-				t.Fatalf("keep was pruned (%v)", err)
+				return fmt.Errorf("keep was pruned (%v)", err)
 			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			return nil
+		})
 		recs, err := auditOf(conn, removed)
 		if err != nil || len(recs) != 1 {
 			t.Fatalf("the kept object is reported again: %+v, %v", recs, err)

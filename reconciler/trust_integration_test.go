@@ -13,6 +13,8 @@ import (
 	"filippo.io/age"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/capstan-io/capstan/bus/natsauth"
+	"github.com/capstan-io/capstan/bus/natsauth/natsauthtest"
 	"github.com/capstan-io/capstan/bus/natsbus"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/node"
@@ -33,7 +35,8 @@ type trustCluster struct {
 
 func startTrustCluster(t *testing.T, src *git.Source, sops *reconciler.Sops) *trustCluster {
 	t.Helper()
-	conn := startBus(t)
+	b := natsauthtest.Start(t)
+	conn := b.ControlPlane
 	ctx, cancel := context.WithCancel(context.Background())
 	log := logger(t)
 	cp := &reconciler.ControlPlane{Objects: conn.Objects, Assignments: conn.Assignments, Status: conn.Status,
@@ -42,8 +45,9 @@ func startTrustCluster(t *testing.T, src *git.Source, sops *reconciler.Sops) *tr
 		Audit: conn.Audit, Events: conn.Events, Log: log, Resync: time.Second}
 	rt := fake.New(fake.Options{})
 	rt.AddImage("img:1")
-	d := &node.Daemon{Name: "n1", Runtime: rt, Nodes: conn.Nodes, Assignments: conn.Assignments, Status: conn.Status,
-		Events: conn.Events, Log: log, HeartbeatInterval: 300 * time.Millisecond, RelistInterval: 100 * time.Millisecond}
+	nc := b.Connect(t, natsauth.RoleNode, "n1", natsbus.Options{Logger: log})
+	d := &node.Daemon{Name: "n1", Runtime: rt, Nodes: nc.Nodes, Assignments: nc.Assignments, Status: nc.Status,
+		Events: nc.Events, Log: log, HeartbeatInterval: 300 * time.Millisecond, RelistInterval: 100 * time.Millisecond}
 	done := make(chan struct{}, 3)
 	for _, run := range []func(context.Context) error{cp.Run, sy.Run, d.Run} {
 		go func() { _ = run(ctx); done <- struct{}{} }()
@@ -135,10 +139,12 @@ func TestSignaturePolicyKeepsLastGoodRevision(t *testing.T) {
 		return nil
 	})
 	// Through several resyncs, nothing of the refused revision lands.
-	time.Sleep(2500 * time.Millisecond)
-	if v := c.configValue(t); v != "blue" {
-		t.Fatalf("color %q after an unsigned commit, want blue", v)
-	}
+	holdFor(t, 2500*time.Millisecond, func() error {
+		if v := c.configValue(t); v != "blue" {
+			return fmt.Errorf("color %q after an unsigned commit, want blue", v)
+		}
+		return nil
+	})
 	src2, _, _ := reconciler.GetObject(c.ctx, c.conn.Objects, manifests.Key("Source", "", "root"))
 	if st := src2.(*manifests.Source).Status; st.AppliedRevision != good || st.AttemptedRevision != bad || !strings.Contains(st.LastError, "is not signed") {
 		t.Errorf("source status %+v", st)

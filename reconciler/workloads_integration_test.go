@@ -430,15 +430,14 @@ func TestDeploymentRollsBackAfterProgressDeadline(t *testing.T) {
 	// Rolled back: img:1 runs in full, and the failed template is not
 	// tried again while Git still declares it.
 	c.readyPods("web", 2, "img:1", 15*time.Second)
-	deadline := time.Now().Add(4 * time.Second)
-	for time.Now().Before(deadline) {
+	holdFor(t, 4*time.Second, func() error {
 		for _, p := range c.pods("web") {
 			if p.Spec.Containers[0].Image != "img:1" {
-				t.Fatalf("failed template retried: pod %s runs %s", p.Name, p.Spec.Containers[0].Image)
+				return fmt.Errorf("failed template retried: pod %s runs %s", p.Name, p.Spec.Containers[0].Image)
 			}
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 	var sets []*manifests.ReplicaSet
 	entries, err := c.conn.Objects.List(c.ctx, "ReplicaSet.default.>")
 	if err != nil {

@@ -434,30 +434,45 @@ func TestE2EDataPlane(t *testing.T) {
 				})
 			}
 		})
+		stopLoad := sync.OnceFunc(func() { close(stop); wg.Wait() })
+		defer func() {
+			stopLoad()
+			if t.Failed() && failed.Load() > 0 {
+				mu.Lock()
+				defer mu.Unlock()
+				t.Logf("%d request(s) failed during the rollout:\n%s", failed.Load(), strings.Join(failures, "\n"))
+			}
+		}()
 		begin := time.Now()
 		w.repo.write("web.yaml", svcWebYAML("v2"))
 		w.repo.commit("web v2")
-		done := false
-		deadline := time.Now().Add(60 * time.Second)
-		for !done && time.Now().Before(deadline) {
+		checkFor(t, 60*time.Second, "the rollout to v2 finished", func() error {
 			ps, err := w.pods("web")
-			if err == nil && len(ps) == 2 && ps[0].ready() && ps[1].ready() {
-				seen, err := spread(clusterURL, 6)
-				done = err == nil && len(seen) == 2
-				for body := range seen {
-					done = done && strings.HasPrefix(body, "v2 ")
+			if err != nil {
+				return err
+			}
+			if len(ps) != 2 || !ps[0].ready() || !ps[1].ready() {
+				return fmt.Errorf("%d pods, not all ready", len(ps))
+			}
+			seen, err := spread(clusterURL, 6)
+			if err != nil {
+				return err
+			}
+			if len(seen) != 2 {
+				return fmt.Errorf("answers %v, want two", seen)
+			}
+			for body := range seen {
+				if !strings.HasPrefix(body, "v2 ") {
+					return fmt.Errorf("answer %q is not from v2", body)
 				}
 			}
-			time.Sleep(250 * time.Millisecond)
-		}
-		// A little more load on the finished rollout, then stop.
+			return nil
+		})
+		// Deliberately bounded: a little more load on the finished rollout,
+		// then stop.
 		time.Sleep(time.Second)
-		close(stop)
-		wg.Wait()
+		stopLoad()
 		t.Logf("rollout took %s; %d requests succeeded, %d failed", time.Since(begin).Round(time.Millisecond), ok.Load(), failed.Load())
-		if !done {
-			t.Errorf("the rollout did not finish within 60 s")
-		}
 		if failed.Load() > 0 {
 			t.Errorf("%d request(s) failed during the rollout:\n%s", failed.Load(), strings.Join(failures, "\n"))
 		}

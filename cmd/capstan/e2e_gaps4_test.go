@@ -470,21 +470,20 @@ func TestE2EServiceUDP(t *testing.T) {
 
 	seen := map[string]int{}
 	var lastErr error
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) && len(seen) < 2 {
+	checkFor(t, 60*time.Second, "UDP replies from both pods", func() error {
 		reply, err := udpAsk(addr)
 		if err != nil {
 			lastErr = err
-			time.Sleep(200 * time.Millisecond)
-			continue
+		} else {
+			if !names[reply] {
+				t.Fatalf("reply %q is none of the pods %v", reply, names)
+			}
+			seen[reply]++
 		}
-		if !names[reply] {
-			t.Fatalf("reply %q is none of the pods %v", reply, names)
+		if len(seen) < 2 {
+			return fmt.Errorf("replies came from %v, want both pods %v (last error: %v)", seen, names, lastErr)
 		}
-		seen[reply]++
-	}
-	if len(seen) < 2 {
-		t.Fatalf("within 60s, UDP replies came from %v, want both pods %v (last error: %v)", seen, names, lastErr)
-	}
+		return nil
+	})
 	t.Logf("replies: %v", seen)
 }

@@ -288,6 +288,7 @@ spec:
 	})
 
 	// Drift reported only: recorded once, left as is.
+	starts := e.sourceStarts("apps")
 	e.repo.write("apps-source.yaml", appsSourceYAML(apps.dir, "  drift:\n    mode: report\n"))
 	e.repo.commit("root: apps reports drift")
 	checkFor(t, 30*time.Second, "apps in report mode", func() error {
@@ -306,7 +307,13 @@ spec:
 		}
 		return nil
 	})
-	time.Sleep(2 * time.Second) // the manager restarts the apps sync with its new policy
+	// The manager restarts the apps sync with its new policy.
+	checkFor(t, 30*time.Second, "the apps sync restarted", func() error {
+		if n := e.sourceStarts("apps"); n <= starts {
+			return fmt.Errorf("started %d times, as before the change", n)
+		}
+		return nil
+	})
 	e.editOnBus(settingsKey, func(o manifests.Object) { o.(*manifests.ConfigMap).Data["greeting"] = "reported" })
 	checkFor(t, 30*time.Second, "drift reported", func() error {
 		recs, err := e.history("apps")
@@ -344,4 +351,16 @@ spec:
 	if err != nil || !strings.Contains(desc, "Health:     Ready") || !strings.Contains(desc, "Drift:      report") {
 		t.Fatalf("describe source apps: %q %v", desc, err)
 	}
+}
+
+// sourceStarts counts the times capstan up's source manager started the
+// declared source name's sync, from its log.
+func (e *e2e) sourceStarts(name string) int {
+	n := 0
+	for line := range strings.Lines(e.up.out.String()) {
+		if strings.Contains(line, `msg="starting source"`) && strings.Contains(line, " source="+name+" ") {
+			n++
+		}
+	}
+	return n
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/capstan-io/capstan/bus/natsauth"
 	"github.com/capstan-io/capstan/bus/natsauth/natsauthtest"
+	"github.com/capstan-io/capstan/internal/testwait"
 	"github.com/capstan-io/capstan/manifests"
 )
 
@@ -51,17 +52,7 @@ func TestSimulatedNodes(t *testing.T) {
 	}()
 	poll := func(what string, fn func() error) {
 		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			err := fn()
-			if err == nil {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: %v", what, err)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		testwait.For(t, 30*time.Second, what, fn)
 	}
 	for i := range 3 {
 		name := fmt.Sprintf("hollow-%04d", i)

@@ -20,26 +20,12 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/capstan-io/capstan/bus"
+	"github.com/capstan-io/capstan/bus/natsauth"
+	"github.com/capstan-io/capstan/bus/natsauth/natsauthtest"
 	"github.com/capstan-io/capstan/bus/natsbus"
+	"github.com/capstan-io/capstan/internal/testwait"
 	"github.com/capstan-io/capstan/manifests"
 )
-
-// checkFor calls fn until it returns nil, failing the test with its last
-// error after total.
-func checkFor(t *testing.T, total time.Duration, what string, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, total, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // addrs is an AddressSyncer that records what it is asked to hold.
 type addrs struct {
@@ -125,19 +111,11 @@ func put(t *testing.T, s bus.Store, obj manifests.Object) {
 func TestDataPlaneFollowsTheBus(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	srv, err := natsbus.NewServer(natsbus.ServerOptions{DataDir: t.TempDir(), Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
-	conn, err := natsbus.Connect(ctx, srv.ClientURL(), natsbus.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	// The harness writes the Services and slices as the control plane; the
+	// data plane reads them as its node, n1, does in production.
+	nb := natsauthtest.Start(t)
+	conn := nb.ControlPlane
+	n1 := nb.Connect(t, natsauth.RoleNode, "n1", natsbus.Options{})
 
 	a, b := backend(t, "a"), backend(t, "b")
 	web := svc("default", "web", manifests.ServiceNodePort, "127.77.0.20",
@@ -156,7 +134,7 @@ func TestDataPlaneFollowsTheBus(t *testing.T) {
 	}
 	held := &addrs{}
 	dnsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	dp := &DataPlane{Objects: conn.Objects, NodeAddress: "127.0.0.1", ServiceCIDR: "127.77.0.0/16",
+	dp := &DataPlane{Objects: n1.Objects, NodeAddress: "127.0.0.1", ServiceCIDR: "127.77.0.0/16",
 		ClusterDNS: "127.77.0.10", DNSListen: dnsAddr, ResolvConf: resolv, Addresses: held,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	done := make(chan error, 1)
@@ -164,7 +142,7 @@ func TestDataPlaneFollowsTheBus(t *testing.T) {
 
 	clusterAddr := fmt.Sprintf("127.77.0.20:%d", web.Spec.Ports[0].Port)
 	nodeAddr := fmt.Sprintf("127.0.0.1:%d", web.Spec.Ports[0].NodePort)
-	checkFor(t, 10*time.Second, "both endpoints through the cluster IP and the node port", func() error {
+	testwait.For(t, 10*time.Second, "both endpoints through the cluster IP and the node port", func() error {
 		seen := map[string]bool{}
 		for _, addr := range []string{clusterAddr, clusterAddr, nodeAddr, nodeAddr} {
 			id, err := reach(addr)
@@ -196,7 +174,7 @@ func TestDataPlaneFollowsTheBus(t *testing.T) {
 		}
 		return out, resp.Rcode, nil
 	}
-	checkFor(t, 10*time.Second, "the service's name", func() error {
+	testwait.For(t, 10*time.Second, "the service's name", func() error {
 		got, _, err := lookup("web.default.svc.cluster.local.")
 		if err != nil {
 			return err
@@ -211,7 +189,7 @@ func TestDataPlaneFollowsTheBus(t *testing.T) {
 	put(t, conn.Objects, slice("default", "web",
 		ep{addr: "127.0.0.1", ready: true, pod: "web-a", ports: map[string]int32{"http": int32(a.Port())}},
 		ep{addr: "127.0.0.1", ready: false, pod: "web-b", ports: map[string]int32{"http": int32(b.Port())}}))
-	checkFor(t, 10*time.Second, "only a", func() error {
+	testwait.For(t, 10*time.Second, "only a", func() error {
 		for range 4 {
 			if id, err := reach(clusterAddr); err != nil || id != "a" {
 				return fmt.Errorf("reached %q (%v)", id, err)
@@ -224,7 +202,7 @@ func TestDataPlaneFollowsTheBus(t *testing.T) {
 	if err := conn.Objects.Delete(ctx, manifests.KeyOf(web), 0); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 10*time.Second, "the service gone", func() error {
+	testwait.For(t, 10*time.Second, "the service gone", func() error {
 		if _, err := reach(clusterAddr); err == nil {
 			return fmt.Errorf("%s still answers", clusterAddr)
 		}

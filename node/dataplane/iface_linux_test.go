@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/capstan-io/capstan/internal/testwait"
 )
 
 // requireRoot skips a test that needs CAP_NET_ADMIN, or fails it when
@@ -92,18 +94,13 @@ func TestInterfaceHoldsAddresses(t *testing.T) {
 	}()
 	// The kernel installs the address's local route asynchronously: it
 	// must become reachable, not at the very first packet.
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	testwait.For(t, 15*time.Second, "dial "+ln.Addr().String(), func() error {
 		c, err := net.DialTimeout("tcp", ln.Addr().String(), 2*time.Second)
 		if err == nil {
 			c.Close()
-			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("dial %s: %v", ln.Addr(), err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err
+	})
 	ln.Close()
 
 	// An address not owned is never touched; owned ones not wanted go.
@@ -159,18 +156,13 @@ func TestInterfaceHoldsIPv6Addresses(t *testing.T) {
 	}()
 	// The kernel installs the address's local route asynchronously: it
 	// must become reachable, not at the very first packet.
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	testwait.For(t, 15*time.Second, "dial "+ln.Addr().String(), func() error {
 		c, err := net.DialTimeout("tcp", ln.Addr().String(), 2*time.Second)
 		if err == nil {
 			c.Close()
-			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("dial %s: %v", ln.Addr(), err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err
+	})
 	if err := i.Sync(context.Background(), nil); err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package dns
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/capstan-io/capstan/internal/testwait"
 )
 
 // serve runs s on loopback (UDP and TCP, one port) and returns the address.
@@ -51,15 +54,13 @@ func query(t *testing.T, server, name string, qtype uint16, network string) *dns
 	m.SetQuestion(dns.Fqdn(name), qtype)
 	c := &dns.Client{Net: network, Timeout: 3 * time.Second}
 	var resp *dns.Msg
-	var err error
-	for range 3 { // the server may still be starting
-		if resp, _, err = c.Exchange(m, server); err == nil {
-			return resp
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("query %s %s over %s: %v", name, dns.TypeToString[qtype], network, err)
-	return nil
+	// The server may still be starting.
+	testwait.For(t, 10*time.Second, fmt.Sprintf("query %s %s over %s", name, dns.TypeToString[qtype], network), func() error {
+		var err error
+		resp, _, err = c.Exchange(m, server)
+		return err
+	})
+	return resp
 }
 
 // answers renders the answer section's data, sorted.

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/capstan-io/capstan/internal/testwait"
 )
 
 // echoServer is a TCP backend on loopback: to each connection it first
@@ -80,19 +82,15 @@ func startProxy(t *testing.T, opts Options) *Proxy {
 		}
 	})
 	// Sync applies only once Run has started.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testwait.For(t, 5*time.Second, "Run starts", func() error {
 		p.mu.Lock()
-		started := p.ctx != nil
-		p.mu.Unlock()
-		if started {
-			return p
+		defer p.mu.Unlock()
+		if p.ctx == nil {
+			return errors.New("not started")
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("Run did not start")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
+	return p
 }
 
 func mustSync(t *testing.T, p *Proxy, fronts ...Frontend) {
@@ -379,13 +377,12 @@ func TestListenFailureIsReportedAndRetried(t *testing.T) {
 		t.Fatal("Sync on a taken port: no error")
 	}
 	taken.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for !p.Listening()[f.key()] {
-		if time.Now().After(deadline) {
-			t.Fatal("the listener was not opened again after the port was freed")
+	testwait.For(t, 5*time.Second, "the listener opened again after the port was freed", func() error {
+		if !p.Listening()[f.key()] {
+			return errors.New("not listening")
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	if id := ask(t, front); id != "x" {
 		t.Fatalf("reached %q", id)
 	}
@@ -413,13 +410,12 @@ func TestLeastConnectionsThroughProxy(t *testing.T) {
 		}
 		c.Close()
 		// Wait for the proxy to see it closed.
-		deadline := time.Now().Add(3 * time.Second)
-		for p.active(front) != 1 {
-			if time.Now().After(deadline) {
-				t.Fatalf("active connections stay %d", p.active(front))
+		testwait.For(t, 3*time.Second, "the proxy sees the connection closed", func() error {
+			if n := p.active(front); n != 1 {
+				return fmt.Errorf("%d active connections", n)
 			}
-			time.Sleep(5 * time.Millisecond)
-		}
+			return nil
+		})
 	}
 }
 

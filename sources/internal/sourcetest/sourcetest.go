@@ -4,23 +4,23 @@
 package sourcetest
 
 import (
+	"errors"
 	"testing"
 	"time"
+
+	"github.com/capstan-io/capstan/internal/testwait"
 )
 
-// Eventually polls cond every 10 ms until it returns true, and fails the
-// test with msg if that has not happened within timeout.
+// Eventually waits until cond returns true (testwait.For), and fails
+// the test with msg if that has not happened within timeout.
 func Eventually(t testing.TB, timeout time.Duration, msg string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", timeout, msg)
+	testwait.For(t, timeout, msg, func() error {
+		if !cond() {
+			return errors.New("not yet")
 		}
-		<-tick.C
-	}
+		return nil
+	})
 }
 
 // WaitSignal waits up to timeout for a value on ch and fails the test with
