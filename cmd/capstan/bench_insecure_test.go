@@ -28,6 +28,8 @@ func benchAuthCommit(t *testing.T, cfg benchConfig, res *results) {
 		repo *gitRepo
 		tr   *podTracker
 		ms   []float64
+		raw  podmanSide
+		node string
 	}
 	start := func(insecure bool) *side {
 		dir := t.TempDir()
@@ -86,6 +88,7 @@ func benchAuthCommit(t *testing.T, cfg benchConfig, res *results) {
 			}
 		})
 		startNode(t, ctx, conn, dir, name+"-node", nodeBin(t, cfg), nodeName, nodeArgs...)
+		s.raw, s.node = raw, nodeName
 		s.tr = trackPods(t, ctx, conn.Objects)
 		s.tr.wait(t, 3*time.Minute, name+" round 0 Running", func(p *benchPod) bool {
 			return hasLabel(p, "app", "bench-"+name) && hasLabel(p, "round", "0") && p.Status.Phase == "Running"
@@ -107,6 +110,23 @@ func benchAuthCommit(t *testing.T, cfg benchConfig, res *results) {
 			}
 			s.tr.wait(t, 2*time.Minute, fmt.Sprintf("%s round %d alone", s.name, i), func(p *benchPod) bool { return hasLabel(p, "app", app) }, 1)
 		}
+	}
+	// The pods go through Git, while the nodes still run (their Podman
+	// services stop with them).
+	for _, s := range sides {
+		s.repo.remove("bench.yaml")
+		s.repo.commit("done")
+		s.tr.wait(t, 2*time.Minute, s.name+" pods gone", func(p *benchPod) bool { return hasLabel(p, "app", "bench-"+s.name) }, 0)
+		waitFor(t, 2*time.Minute, s.name+" Podman pods removed", func() error {
+			ids, err := s.raw.podsOfNode(context.Background(), s.node)
+			if err != nil {
+				return err
+			}
+			if len(ids) > 0 {
+				return fmt.Errorf("%d pods left", len(ids))
+			}
+			return nil
+		})
 	}
 	for _, q := range []struct {
 		name string
