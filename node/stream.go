@@ -6,11 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/capstan-io/capstan/bus/natsbus"
 )
 
 // Logs and exec share one streaming protocol over NATS request/reply: the
@@ -114,18 +115,13 @@ func callStream(ctx context.Context, nc *nats.Conn, subject, what string, req an
 	if err != nil {
 		return nil, err
 	}
-	before := nc.LastError()
-	if err := nc.PublishRequest(subject, inbox, b); err != nil {
-		return nil, err
-	}
-	// A refused publish gets no answer: the server says so on the
-	// connection, which a flush waits for.
-	if err := nc.FlushTimeout(5 * time.Second); err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	if err := nc.LastError(); err != nil && err != before && errors.Is(err, nats.ErrPermissionViolation) &&
-		strings.Contains(err.Error(), `"`+subject+`"`) {
+	m := nats.NewMsg(subject)
+	m.Reply, m.Data = inbox, b
+	switch err := natsbus.PublishChecked(nc, m, 5*time.Second); {
+	case errors.Is(err, natsbus.ErrPermission):
 		return nil, fmt.Errorf("%s: %w", what, ErrDenied)
+	case err != nil:
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	first := time.NewTimer(5 * time.Second)
 	defer first.Stop()

@@ -5,10 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/capstan-io/capstan/bus/natsbus"
 	"github.com/nats-io/nkeys"
 )
 
@@ -46,17 +47,12 @@ func request(ctx context.Context, nc *nats.Conn, m *nats.Msg, reply any) error {
 	if err := sub.AutoUnsubscribe(1); err != nil {
 		return err
 	}
-	before := nc.LastError()
 	m.Reply = inbox
-	if err := nc.PublishMsg(m); err != nil {
-		return err
-	}
-	if err := nc.FlushWithContext(ctx); err != nil {
-		return err
-	}
-	if err := nc.LastError(); err != nil && err != before && errors.Is(err, nats.ErrPermissionViolation) &&
-		strings.Contains(err.Error(), `"`+m.Subject+`"`) {
+	switch err := natsbus.PublishChecked(nc, m, 5*time.Second); {
+	case errors.Is(err, natsbus.ErrPermission):
 		return errors.New("these credentials may not do this")
+	case err != nil:
+		return err
 	}
 	resp, err := sub.NextMsgWithContext(ctx)
 	switch {

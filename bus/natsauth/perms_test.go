@@ -197,40 +197,28 @@ func TestPermissions(t *testing.T) {
 // a refused publish is announced asynchronously, so it flushes and then
 // waits for either the refusal or a round trip that proves there was none.
 func publishChecked(ctx context.Context, nc *nats.Conn, subject string) error {
-	return checked(ctx, nc, subject, func() error { return nc.Publish(subject, []byte("{}")) })
+	m := nats.NewMsg(subject)
+	m.Data = []byte("{}")
+	return natsbus.PublishChecked(nc, m, 5*time.Second)
 }
 
 func subscribeChecked(ctx context.Context, nc *nats.Conn, subject string) error {
-	var sub *nats.Subscription
-	err := checked(ctx, nc, subject, func() error {
-		var err error
-		sub, err = nc.SubscribeSync(subject)
-		return err
-	})
-	if sub != nil {
-		if err == nil {
-			// A refused subscription is reported on the subscription.
-			if _, nerr := sub.NextMsg(200 * time.Millisecond); errors.Is(nerr, nats.ErrPermissionViolation) {
-				err = natsbus.ErrPermission
-			}
-		}
-		_ = sub.Unsubscribe()
-	}
-	return err
-}
-
-func checked(ctx context.Context, nc *nats.Conn, subject string, do func() error) error {
 	before := nc.LastError()
-	if err := do(); err != nil {
+	sub, err := nc.SubscribeSync(subject)
+	if err != nil {
 		return err
 	}
+	defer func() { _ = sub.Unsubscribe() }()
 	if err := nc.FlushWithContext(ctx); err != nil {
 		return err
 	}
-	// The server answers the flush's PING after processing the publish, so
-	// a refusal has arrived by now.
+	// The server answers the flush after the subscription, so a refusal
+	// has arrived: on the connection, or on the subscription.
 	if err := nc.LastError(); err != nil && err != before && errors.Is(err, nats.ErrPermissionViolation) &&
 		strings.Contains(err.Error(), `"`+subject+`"`) {
+		return natsbus.ErrPermission
+	}
+	if _, err := sub.NextMsg(200 * time.Millisecond); errors.Is(err, nats.ErrPermissionViolation) {
 		return natsbus.ErrPermission
 	}
 	return nil

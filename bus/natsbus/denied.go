@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 )
@@ -102,4 +103,26 @@ func consumerOf(stream, filter string) func(string) bool {
 	return func(s string) bool {
 		return s == prefix || (strings.HasPrefix(s, prefix+".") && (strings.HasSuffix(s, "."+filter) || strings.Count(s, ".") == strings.Count(prefix, ".")+1))
 	}
+}
+
+// PublishChecked publishes m and flushes, waiting at most timeout. The
+// server answers the flush after it has processed the publish, so a
+// refusal of m's subject has arrived by then: PublishChecked returns
+// ErrPermission instead of leaving the caller to wait for a reply that
+// never comes. For connections made without natsbus (a request to a
+// node or to the control plane).
+func PublishChecked(nc *nats.Conn, m *nats.Msg, timeout time.Duration) error {
+	before := nc.LastError()
+	if err := nc.PublishMsg(m); err != nil {
+		return err
+	}
+	if err := nc.FlushTimeout(timeout); err != nil {
+		return err
+	}
+	if err := nc.LastError(); err != nil && err != before && errors.Is(err, nats.ErrPermissionViolation) {
+		if r := publishDenied.FindStringSubmatch(err.Error()); r != nil && r[1] == m.Subject {
+			return fmt.Errorf("%w: publish to %s", ErrPermission, m.Subject)
+		}
+	}
+	return nil
 }
