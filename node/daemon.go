@@ -66,6 +66,7 @@ type Daemon struct {
 	volMu    sync.Mutex                // serialises writes of pod volumes
 	inflight map[string]time.Time      // pod uid or runtime pod id -> busy since
 	quiet    map[string]*time.Timer    // pod uid -> the poke that ends its first report's wait
+	blocked  map[string]bool           // pod uid -> its last sync stopped at a missing reference or image
 	backlog  []waitingSync             // pods the last relist wanted synced while MaxParallel were busy
 	attempts map[string]int            // "<uid>/<container>" -> highest attempt seen
 	waiting  map[string]map[string]manifests.ContainerStateWaiting
@@ -142,6 +143,7 @@ func (d *Daemon) defaults() {
 	d.desired = map[string]*manifests.Pod{}
 	d.inflight = map[string]time.Time{}
 	d.quiet = map[string]*time.Timer{}
+	d.blocked = map[string]bool{}
 	d.attempts = map[string]int{}
 	d.waiting = map[string]map[string]manifests.ContainerStateWaiting{}
 	d.reported = map[string]reportedStatus{}
@@ -601,11 +603,18 @@ func (d *Daemon) spawn(ctx context.Context, id string, fn func(ctx context.Conte
 			delete(d.quiet, id)
 		}
 		next, ok := d.nextWaiting()
+		// A sync stopped by a missing ConfigMap or image waits for the
+		// next relist tick or assignment change: poking here retried it
+		// back to back.
+		blocked := d.blocked[id]
+		delete(d.blocked, id)
 		d.mu.Unlock()
 		if ok {
 			d.spawn(ctx, next.pod.UID, func(ctx context.Context) { d.syncPod(ctx, next.pod, next.rp) })
 		}
-		d.poke()
+		if !blocked {
+			d.poke()
+		}
 	})
 	return false
 }
@@ -670,7 +679,13 @@ func (d *Daemon) setWaiting(pod *manifests.Pod, container string, w *manifests.C
 
 func (d *Daemon) syncPod(ctx context.Context, pod *manifests.Pod, rp *PodInfo) {
 	log := d.Log.With("pod", pod.Namespace+"/"+pod.Name)
+	block := func() {
+		d.mu.Lock()
+		d.blocked[pod.UID] = true
+		d.mu.Unlock()
+	}
 	if !d.preparePod(ctx, pod) { // ConfigMaps, Secrets and volumes (volumes.go)
+		block()
 		return
 	}
 	for _, c := range slices.Concat(pod.Spec.InitContainers, pod.Spec.Containers) {
@@ -678,6 +693,7 @@ func (d *Daemon) syncPod(ctx context.Context, pod *manifests.Pod, rp *PodInfo) {
 		switch {
 		case err != nil:
 			log.Warn("check image", "image", c.Image, "err", err)
+			block()
 			return
 		case !ok:
 			msg := fmt.Sprintf("image %q is not present on node %s and cannot be pulled", c.Image, d.Name)
@@ -686,6 +702,7 @@ func (d *Daemon) syncPod(ctx context.Context, pod *manifests.Pod, rp *PodInfo) {
 				d.event(ctx, pod, "Warning", "ErrImageNeverPull", msg)
 			}
 			d.setWaiting(pod, c.Name, &manifests.ContainerStateWaiting{Reason: "ErrImageNeverPull", Message: msg})
+			block()
 			return
 		}
 		d.setWaiting(pod, c.Name, nil)
@@ -1066,8 +1083,8 @@ func (d *Daemon) startingQuietly(uid string, now time.Time) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	since, busy := d.inflight[uid]
-	if !busy {
-		return false
+	if !busy || len(d.waiting[uid]) > 0 {
+		return false // a pod waiting for a reason says so at once
 	}
 	left := firstReportDelay - now.Sub(since)
 	if left <= 0 {
