@@ -5,11 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/capstan-io/capstan/bus"
+	"github.com/capstan-io/capstan/bus/natsauth/natsauthtest"
 	"github.com/capstan-io/capstan/internal/testwait"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler"
@@ -20,10 +22,10 @@ import (
 // written, with the write's revision, and encodes as what the bus holds;
 // a failed write is forgotten, and someone else's write is decoded.
 func TestCacheTakesItsOwnWritesBack(t *testing.T) {
-	conn := startBus(t)
+	conn := natsauthtest.Start(t).ControlPlane
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	cache := reconciler.NewCache(conn.Objects, logger(t))
+	cache := reconciler.NewCache(conn.Objects, slog.New(slog.DiscardHandler))
 	go func() { _ = cache.Run(ctx) }()
 	<-cache.Synced()
 

@@ -5,13 +5,10 @@ import (
 	"errors"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/capstan-io/capstan/manifests"
 )
 
 func TestQueueDeduplicatesAndSerialisesKeys(t *testing.T) {
@@ -62,21 +59,6 @@ func TestQueueRetriesWithBackoff(t *testing.T) {
 	}
 }
 
-func TestChangedFields(t *testing.T) {
-	a := []byte(`{"spec":{"replicas":1,"template":{"spec":{"containers":[{"image":"a","name":"c"}]}}},"metadata":{"name":"x"}}`)
-	b := []byte(`{"spec":{"replicas":2,"template":{"spec":{"containers":[{"image":"b","name":"c"}]}},"paused":true},"metadata":{"name":"x"}}`)
-	got := ChangedFields(a, b)
-	want := []string{"spec.paused", "spec.replicas", "spec.template.spec.containers[0].image"}
-	if len(got) != len(want) {
-		t.Fatalf("got %v, want %v", got, want)
-	}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Fatalf("got %v, want %v", got, want)
-		}
-	}
-}
-
 func TestQueueAddAfterKeepsTheSoonerAdd(t *testing.T) {
 	q := NewQueue()
 	defer q.Close()
@@ -94,61 +76,6 @@ func TestQueueAddAfterKeepsTheSoonerAdd(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("a later AddAfter postponed a sooner one")
-	}
-}
-
-func TestCacheIndexesFollowChanges(t *testing.T) {
-	c := NewCache(nil, nil)
-	owner := manifests.OwnerReference{Kind: "ReplicaSet", Name: "rs", UID: "u1", Controller: true}
-	pod := func(node string, owners ...manifests.OwnerReference) *manifests.Pod {
-		return &manifests.Pod{TypeMeta: manifests.TypeMeta{Kind: "Pod"},
-			ObjectMeta: manifests.ObjectMeta{Name: "p", Namespace: "default", OwnerReferences: owners},
-			Spec:       manifests.PodSpec{NodeName: node}}
-	}
-	c.set("Pod.default.p", pod("", owner), 1)
-	if len(c.Owned("u1", "Pod")) != 1 || len(c.Owned("u1", "ReplicaSet")) != 0 || len(c.OnNode("n1")) != 0 {
-		t.Fatal("a new pod is not indexed by its owner only")
-	}
-	c.set("Pod.default.p", pod("n1", owner), 2) // bound
-	if len(c.OnNode("n1")) != 1 || len(c.Owned("u1", "")) != 1 {
-		t.Fatal("a bound pod is not indexed by its node")
-	}
-	c.set("Pod.default.p", pod("n2"), 3) // orphaned and moved
-	if len(c.OnNode("n1")) != 0 || len(c.OnNode("n2")) != 1 || len(c.Owned("u1", "")) != 0 {
-		t.Fatal("indexes keep an object's old owner or node")
-	}
-	c.set("Pod.default.p", nil, 4)
-	if len(c.OnNode("n2")) != 0 {
-		t.Fatal("a deleted pod stays indexed")
-	}
-	if _, ok := c.Get("Pod.default.p"); ok {
-		t.Fatal("a deleted pod stays cached")
-	}
-}
-
-func TestParseControllers(t *testing.T) {
-	all, err := ParseControllers(nil)
-	if err != nil || len(all) != len(ControllerNames()) {
-		t.Fatalf("empty list: %v, %v", all, err)
-	}
-	for _, n := range ControllerNames() {
-		if !all[n] {
-			t.Errorf("empty list leaves %s out", n)
-		}
-	}
-	got, err := ParseControllers([]string{"*", "-scheduler", "-nodelifecycle"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got["scheduler"] || got["nodelifecycle"] || !got["replicaset"] || !got["gc"] {
-		t.Errorf("*,-scheduler,-nodelifecycle: %v", got)
-	}
-	only, err := ParseControllers([]string{"scheduler"})
-	if err != nil || len(only) != 1 || !only["scheduler"] {
-		t.Errorf("scheduler alone: %v, %v", only, err)
-	}
-	if _, err := ParseControllers([]string{"*", "-shceduler"}); err == nil || !strings.Contains(err.Error(), `"-shceduler"`) {
-		t.Errorf("a misspelt name: %v", err)
 	}
 }
 
@@ -184,49 +111,5 @@ func TestQueueGivesBackABurstsRoom(t *testing.T) {
 	q.Add("a") // and it still works
 	if k, _ := q.Get(); k != "a" {
 		t.Fatalf("got %q after the shrink", k)
-	}
-}
-
-// A resync is spread over its period: each slot re-queues a part of the
-// keys, and the slots together re-queue every key once.
-func TestResyncIsSpreadOverSlots(t *testing.T) {
-	keys := make([]string, 1000)
-	for i := range keys {
-		keys[i] = "Pod.default.web-" + strconv.Itoa(i)
-	}
-	c := &controller{queue: NewQueue(), resync: func(keep func(string) bool) []string {
-		var out []string
-		for _, k := range keys {
-			if keep(k) {
-				out = append(out, k)
-			}
-		}
-		return out
-	}}
-	defer c.queue.Close()
-	const slots = 10
-	seen := map[string]int{}
-	for slot := range uint32(slots) {
-		resyncSlot([]*controller{c}, slot, slots)
-		n := c.queue.Len()
-		if n == 0 || n > 3*len(keys)/slots {
-			t.Fatalf("slot %d re-queued %d of %d keys", slot, n, len(keys))
-		}
-		for c.queue.Len() > 0 {
-			k, _ := c.queue.Get()
-			seen[k]++
-			c.queue.Done(k)
-		}
-	}
-	for _, k := range keys {
-		if seen[k] != 1 {
-			t.Fatalf("%s re-queued %d times over the period", k, seen[k])
-		}
-	}
-	if got := resyncSlots(500 * time.Millisecond); got != 1 {
-		t.Fatalf("a period under a second is %d slots, want 1", got)
-	}
-	if got := resyncSlots(30 * time.Second); got != 10 {
-		t.Fatalf("30s is %d slots, want 10", got)
 	}
 }
