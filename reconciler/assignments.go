@@ -11,6 +11,8 @@ import (
 
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/manifests"
+	"github.com/capstan-io/capstan/reconciler/cache"
+	"github.com/capstan-io/capstan/reconciler/workqueue"
 )
 
 // assigner keeps the assignments bucket equal to the bound pods: one entry
@@ -78,10 +80,10 @@ func (cp *ControlPlane) heldKeys(node, pk string) (string, string) {
 	if c, ok := cp.objects.Get(pk); ok {
 		pk = c.Key
 	}
-	return str(node), pk
+	return cache.Str(node), pk
 }
 
-func (a *assigner) watch(ctx context.Context, q *Queue) error {
+func (a *assigner) watch(ctx context.Context, q *workqueue.Queue) error {
 	ch, err := a.cp.Assignments.Watch(ctx, ">")
 	if err != nil {
 		return fmt.Errorf("watch assignments: %w", err)
@@ -195,7 +197,7 @@ func refKeys(pod *manifests.Pod) []string {
 
 // onObject keeps the reference index and queues the pods that reference a
 // ConfigMap or Secret when it changes (created, updated or deleted).
-func (a *assigner) onObject(q *Queue) Handler {
+func (a *assigner) onObject(q *workqueue.Queue) cache.Handler {
 	return func(key string, old, cur manifests.Object) {
 		obj := cur
 		if obj == nil {

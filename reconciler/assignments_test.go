@@ -5,11 +5,12 @@ import (
 
 	"context"
 	"encoding/json"
-	"filippo.io/age"
 	"fmt"
 	"slices"
 	"testing"
 	"time"
+
+	"filippo.io/age"
 
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/bus/natsauth"
@@ -17,6 +18,7 @@ import (
 	"github.com/capstan-io/capstan/bus/natsbus"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler"
+	"github.com/capstan-io/capstan/reconciler/cache"
 )
 
 // TestAssignmentCarriesReferencedObjects runs the control plane on a real
@@ -46,7 +48,7 @@ func TestAssignmentCarriesReferencedObjects(t *testing.T) {
 	}
 	create := func(obj manifests.Object) {
 		t.Helper()
-		if _, err := reconciler.CreateObject(ctx, conn.Objects, obj); err != nil {
+		if _, err := cache.CreateObject(ctx, conn.Objects, obj); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -56,7 +58,7 @@ func TestAssignmentCarriesReferencedObjects(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := reconciler.UpdateObject(ctx, conn.Objects, obj, e.Revision); err != nil {
+		if _, err := cache.UpdateObject(ctx, conn.Objects, obj, e.Revision); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -156,7 +158,7 @@ func TestAssignmentCarriesReferencedObjects(t *testing.T) {
 	// The missing one appears, then a referenced one goes.
 	create(cm("default", "later-cm", "l"))
 	next("[cm default/env-cm=2 cm default/later-cm=l cm default/projected-cm=p secret default/vol-secret=s2]")
-	if err := reconciler.DeleteObject(ctx, conn.Objects, manifests.Key("ConfigMap", "default", "projected-cm"), 0); err != nil {
+	if err := cache.DeleteObject(ctx, conn.Objects, manifests.Key("ConfigMap", "default", "projected-cm"), 0); err != nil {
 		t.Fatal(err)
 	}
 	next("[cm default/env-cm=2 cm default/later-cm=l secret default/vol-secret=s2]")

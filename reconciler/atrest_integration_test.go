@@ -23,6 +23,7 @@ import (
 	"github.com/capstan-io/capstan/node"
 	"github.com/capstan-io/capstan/node/fake"
 	"github.com/capstan-io/capstan/reconciler"
+	"github.com/capstan-io/capstan/reconciler/cache"
 	"github.com/capstan-io/capstan/schema"
 	"github.com/capstan-io/capstan/sources/git"
 )
@@ -274,7 +275,7 @@ func TestSecretsEncryptedAtRest(t *testing.T) {
 // rawSecret reads a Secret as the bucket holds it.
 func rawSecret(t *testing.T, objects bus.Store, key string) *manifests.Secret {
 	t.Helper()
-	obj, _, err := reconciler.GetObject(context.Background(), objects, key)
+	obj, _, err := cache.GetObject(context.Background(), objects, key)
 	if err != nil {
 		t.Fatal(err)
 	}

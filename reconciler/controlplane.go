@@ -12,6 +12,10 @@ import (
 
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/manifests"
+	"github.com/capstan-io/capstan/reconciler/cache"
+	"github.com/capstan-io/capstan/reconciler/events"
+	"github.com/capstan-io/capstan/reconciler/scheduler"
+	"github.com/capstan-io/capstan/reconciler/workqueue"
 )
 
 // ControlPlane runs every controller of the cluster state: ReplicaSets,
@@ -62,11 +66,11 @@ type ControlPlane struct {
 	Audit        bus.Audit
 	Declarations *Declarations
 
-	objects *Cache
-	nodes   *Cache
+	objects *cache.Cache
+	nodes   *cache.Cache
 	exp     *expectations
-	queues  map[string]*Queue // workload kind -> its controller's queue
-	events  chan manifests.Event
+	queues  map[string]*workqueue.Queue // workload kind -> its controller's queue
+	rec     *events.Recorder
 }
 
 func (cp *ControlPlane) defaults() {
@@ -99,7 +103,7 @@ type workload struct {
 	kind      string
 	reconcile func(ctx context.Context, key string) error
 	// onNode, if set, is told of node changes (a DaemonSet follows nodes).
-	onNode func(q *Queue, key string, old, cur manifests.Object)
+	onNode func(q *workqueue.Queue, key string, old, cur manifests.Object)
 }
 
 // workloads lists the workload controllers. Add a new kind's controller
@@ -159,7 +163,7 @@ func (cp *ControlPlane) requeue(kind, key string, d time.Duration) {
 // controller is one keyed work loop.
 type controller struct {
 	name      string
-	queue     *Queue
+	queue     *workqueue.Queue
 	reconcile func(ctx context.Context, key string) error
 	// resync lists the keys to re-queue every ResyncPeriod, those keep
 	// takes of them: one slot of the period's (resyncLoop).
@@ -177,36 +181,35 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cp.events = make(chan manifests.Event, 4096)
-	cp.objects = NewCache(cp.Objects, cp.Log)
-	cp.nodes = NewCache(cp.Nodes, cp.Log)
+	cp.rec = events.NewRecorder(cp.Events, "control-plane", cp.Log)
+	cp.objects = cache.New(cp.Objects, cp.Log)
+	cp.nodes = cache.New(cp.Nodes, cp.Log)
 	cp.exp = newExpectations()
 
-	sched := newScheduler(cp)
-	schedCtl := &controller{name: "scheduler", queue: NewQueue(), reconcile: sched.reconcile, resync: sched.pendingKeys, workers: cp.PodWorkers,
-		stop: sched.binds.Wait}
-	sched.queue = schedCtl.queue
+	sched := scheduler.New(cp.Objects, cp.objects, cp.event, cp.Log)
+	schedCtl := &controller{name: "scheduler", queue: sched.Queue(), reconcile: sched.Reconcile, resync: sched.PendingKeys, workers: cp.PodWorkers,
+		stop: sched.Wait}
 	assign := newAssigner(cp)
-	assignCtl := &controller{name: "assignments", queue: NewQueue(), reconcile: assign.reconcile, resync: cp.keysOf("Pod"), workers: cp.PodWorkers}
+	assignCtl := &controller{name: "assignments", queue: workqueue.New(), reconcile: assign.reconcile, resync: cp.keysOf("Pod"), workers: cp.PodWorkers}
 	status := newStatusMirror(cp)
-	statusCtl := &controller{name: "podstatus", queue: NewQueue(), reconcile: status.reconcile, resync: cp.terminatingPods, workers: cp.PodWorkers}
-	gcCtl := &controller{name: "gc", queue: NewQueue(), reconcile: cp.reconcileGC, resync: cp.ownedKeys}
+	statusCtl := &controller{name: "podstatus", queue: workqueue.New(), reconcile: status.reconcile, resync: cp.terminatingPods, workers: cp.PodWorkers}
+	gcCtl := &controller{name: "gc", queue: workqueue.New(), reconcile: cp.reconcileGC, resync: cp.ownedKeys}
 	sweep := newOrphanSweep(cp)
-	orphanCtl := &controller{name: "orphans", queue: NewQueue(), reconcile: sweep.reconcile, resync: sweep.candidates}
+	orphanCtl := &controller{name: "orphans", queue: workqueue.New(), reconcile: sweep.reconcile, resync: sweep.candidates}
 	ctls := []*controller{schedCtl, assignCtl, statusCtl, gcCtl, orphanCtl}
 
 	// The workload controllers: one per kind, queued when an object of
 	// their kind changes and when an object they control changes.
 	byKind := map[string]*controller{}
 	for _, w := range cp.workloads() {
-		c := &controller{name: strings.ToLower(w.kind), queue: NewQueue(), reconcile: w.reconcile, resync: cp.keysOf(w.kind)}
+		c := &controller{name: strings.ToLower(w.kind), queue: workqueue.New(), reconcile: w.reconcile, resync: cp.keysOf(w.kind)}
 		byKind[w.kind] = c
 		ctls = append(ctls, c)
 		if w.onNode != nil {
 			cp.nodes.AddHandler(func(key string, old, cur manifests.Object) { w.onNode(c.queue, key, old, cur) })
 		}
 	}
-	cp.queues = map[string]*Queue{}
+	cp.queues = map[string]*workqueue.Queue{}
 	for k, c := range byKind {
 		cp.queues[k] = c.queue
 	}
@@ -222,7 +225,7 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 		}
 		if ref := obj.GetObjectMeta().Controller(); ref != nil {
 			if c, ok := byKind[ref.Kind]; ok && !(replicaKinds[ref.Kind] && boundOnly(old, cur)) {
-				c.queue.Add(ownerKey(obj))
+				c.queue.Add(cache.OwnerKey(obj))
 			}
 			if cur != nil && (old == nil || !sameController(old, cur)) {
 				gcCtl.queue.Add(key) // it only checks that a live object's controller exists
@@ -244,10 +247,10 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 		return err
 	}
 	ctls = append(ctls, svcCtls...)
-	cp.objects.AddHandler(sched.onObject(schedCtl.queue))
+	cp.objects.AddHandler(sched.OnObject(schedCtl.queue))
 	cp.objects.AddHandler(assign.onObject(assignCtl.queue)) // pods follow their ConfigMaps and Secrets
 	cp.objects.AddHandler(sweep.onObject(orphanCtl.queue))
-	cp.nodes.AddHandler(sched.onNode(schedCtl.queue))
+	cp.nodes.AddHandler(sched.OnNode(schedCtl.queue))
 	cp.nodes.AddHandler(func(key string, old, cur manifests.Object) {
 		// A node's readiness shows on its pods.
 		// A node's key seals its pods' Secrets: a new key re-seals them.
@@ -315,7 +318,7 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 				workers = c.workers
 			}
 			c.queue.RunWorkers(ctx, workers, c.reconcile, func(key string, err error) {
-				if !errors.Is(err, bus.ErrConflict) && !errors.Is(err, errUnschedulable) {
+				if !errors.Is(err, bus.ErrConflict) && !errors.Is(err, scheduler.ErrUnschedulable) {
 					cp.Log.Warn("reconcile failed", "controller", c.name, "key", key, "err", err)
 				}
 			})
@@ -334,9 +337,7 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	} else if enabled["orphans"] {
 		cp.Log.Info("orphan sweep off: no sources or no audit stream in this process")
 	}
-	if cp.Events != nil {
-		run("events", cp.recordEvents)
-	}
+	run("events", cp.rec.Run)
 	// Everything is level-triggered: queue all now that the caches hold
 	// the world (one slot of one: every key).
 	resyncSlot(ctls, 0, 1)
@@ -403,7 +404,7 @@ func keySlot(key string, slots uint32) uint32 {
 
 func (cp *ControlPlane) keysOf(kind string) func(keep func(string) bool) []string {
 	return func(keep func(string) bool) []string {
-		return cp.objects.Keys(kind, func(c *Cached) bool { return keep(c.Key) })
+		return cp.objects.Keys(kind, func(c *cache.Cached) bool { return keep(c.Key) })
 	}
 }
 
@@ -413,49 +414,21 @@ func all(string) bool { return true }
 // terminatingPods lists the pods being deleted, so that one whose node
 // went away without a word is still deleted by the next resync.
 func (cp *ControlPlane) terminatingPods(keep func(string) bool) []string {
-	return cp.objects.Keys("Pod", func(c *Cached) bool {
+	return cp.objects.Keys("Pod", func(c *cache.Cached) bool {
 		return keep(c.Key) && c.Obj.GetObjectMeta().DeletionTimestamp != nil
 	})
 }
 
 // event records an event for obj, best effort.
 func (cp *ControlPlane) event(ctx context.Context, obj manifests.Object, typ, reason, msg string) {
-	if cp.Events == nil {
-		return
+	rec := cp.rec
+	if rec == nil { // not running (tests): record at once
+		rec = events.NewRecorder(cp.Events, "control-plane", cp.Log)
 	}
-	m := obj.GetObjectMeta()
-	ev := manifests.Event{Time: manifests.Now(), Kind: obj.GetTypeMeta().Kind, Namespace: m.Namespace, Name: m.Name,
-		Type: typ, Reason: reason, Message: msg, Source: "control-plane"}
-	if cp.events == nil { // not running: record at once
-		if err := cp.Events.Record(ctx, ev); err != nil {
-			cp.Log.Debug("record event", "err", err)
-		}
-		return
-	}
-	select {
-	case cp.events <- ev:
-	default:
-		cp.Log.Debug("event dropped: recorder busy", "reason", reason)
-	}
-}
-
-// recordEvents writes queued events to the events stream, off the
-// controllers' paths: an event is best effort and costs a bus round trip,
-// which a scheduler binding thousands of pods a second cannot wait for.
-func (cp *ControlPlane) recordEvents(ctx context.Context) error {
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case ev := <-cp.events:
-			if err := cp.Events.Record(ctx, ev); err != nil && ctx.Err() == nil {
-				cp.Log.Debug("record event", "err", err)
-			}
-		}
-	}
+	rec.Event(ctx, obj, typ, reason, msg)
 }
 
 // podsOwnedBy returns the cached pods controlled by owner.
-func (cp *ControlPlane) podsOwnedBy(owner manifests.Object) []*Cached {
+func (cp *ControlPlane) podsOwnedBy(owner manifests.Object) []*cache.Cached {
 	return cp.objects.Owned(owner.GetObjectMeta().UID, "Pod")
 }

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/capstan-io/capstan/reconciler/workqueue"
 )
 
 func TestChangedFields(t *testing.T) {
@@ -55,7 +57,7 @@ func TestResyncIsSpreadOverSlots(t *testing.T) {
 	for i := range keys {
 		keys[i] = "Pod.default.web-" + strconv.Itoa(i)
 	}
-	c := &controller{queue: NewQueue(), resync: func(keep func(string) bool) []string {
+	c := &controller{queue: workqueue.New(), resync: func(keep func(string) bool) []string {
 		var out []string
 		for _, k := range keys {
 			if keep(k) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/manifests"
+	"github.com/capstan-io/capstan/reconciler/cache"
 )
 
 // AnnotationCronJobScheduledTime is set on a Job a CronJob made: the
@@ -184,7 +185,7 @@ func CronJobName(cronJob string, scheduled time.Time) string {
 }
 
 type ownedJob struct {
-	c   *Cached
+	c   *cache.Cached
 	job *manifests.Job
 }
 
@@ -197,7 +198,7 @@ func (cp *ControlPlane) reconcileCronJob(ctx context.Context, key string) error 
 	now := time.Now()
 	var active, succeeded, failed []ownedJob
 	for _, jc := range cp.objects.List("Job", cj.Namespace) {
-		if !isControlledBy(jc.Obj, cj) {
+		if !cache.IsControlledBy(jc.Obj, cj) {
 			continue
 		}
 		j := jc.Obj.(*manifests.Job)
@@ -263,7 +264,7 @@ func (cp *ControlPlane) reconcileCronJob(ctx context.Context, key string) error 
 		if _, exists := cp.objects.Get(manifests.Key("Job", cj.Namespace, name)); !exists {
 			if plan.ReplaceActive {
 				for _, a := range active {
-					if err := DeleteObject(ctx, cp.Objects, a.c.Key, 0); err != nil && !errors.Is(err, bus.ErrNotFound) {
+					if err := cache.DeleteObject(ctx, cp.Objects, a.c.Key, 0); err != nil && !errors.Is(err, bus.ErrNotFound) {
 						return fmt.Errorf("cronjob %s: replace: %w", key, err)
 					}
 					cp.event(ctx, cj, "Normal", "SuccessfulDelete", fmt.Sprintf("Deleted job %s", a.job.Name))
@@ -271,7 +272,7 @@ func (cp *ControlPlane) reconcileCronJob(ctx context.Context, key string) error 
 				st.Active = nil
 			}
 			job := jobFromCronJob(cj, name, plan.Scheduled)
-			_, err := CreateObject(ctx, cp.Objects, job)
+			_, err := cache.CreateObject(ctx, cp.Objects, job)
 			switch {
 			case err == nil:
 				cp.event(ctx, cj, "Normal", "SuccessfulCreate", "Created job "+name)
@@ -298,7 +299,7 @@ func (cp *ControlPlane) reconcileCronJob(ctx context.Context, key string) error 
 // jobFromCronJob makes the Job of one scheduled time from the template.
 func jobFromCronJob(cj *manifests.CronJob, name string, scheduled time.Time) *manifests.Job {
 	t := cj.Spec.JobTemplate
-	spec := Clone(&manifests.Job{TypeMeta: manifests.TypeMeta{Kind: "Job"}, Spec: t.Spec}).Spec
+	spec := cache.Clone(&manifests.Job{TypeMeta: manifests.TypeMeta{Kind: "Job"}, Spec: t.Spec}).Spec
 	ann := maps.Clone(t.Annotations)
 	if ann == nil {
 		ann = map[string]string{}
@@ -311,7 +312,7 @@ func jobFromCronJob(cj *manifests.CronJob, name string, scheduled time.Time) *ma
 			Namespace:       cj.Namespace,
 			Labels:          maps.Clone(t.Labels),
 			Annotations:     ann,
-			OwnerReferences: []manifests.OwnerReference{ownerRef(cj)},
+			OwnerReferences: []manifests.OwnerReference{cache.OwnerRef(cj)},
 		},
 		Spec: spec,
 	}
@@ -333,7 +334,7 @@ func (cp *ControlPlane) pruneCronJobHistory(ctx context.Context, cj *manifests.C
 		return strings.Compare(a.job.Name, b.job.Name)
 	})
 	for _, j := range jobs[:len(jobs)-int(max(limit, 0))] {
-		if err := DeleteObject(ctx, cp.Objects, j.c.Key, j.c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
+		if err := cache.DeleteObject(ctx, cp.Objects, j.c.Key, j.c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
 			return fmt.Errorf("cronjob %s/%s: delete old job: %w", cj.Namespace, cj.Name, err)
 		}
 		cp.event(ctx, cj, "Normal", "SuccessfulDelete", "Deleted job "+j.job.Name)
@@ -358,13 +359,13 @@ func jobStarted(j *manifests.Job) time.Time {
 	return time.Time{}
 }
 
-func (cp *ControlPlane) writeCronJobStatus(ctx context.Context, c *Cached, cj *manifests.CronJob, st manifests.CronJobStatus) error {
+func (cp *ControlPlane) writeCronJobStatus(ctx context.Context, c *cache.Cached, cj *manifests.CronJob, st manifests.CronJobStatus) error {
 	if manifests.Hash(st) == manifests.Hash(cj.Status) {
 		return nil
 	}
-	upd := Clone(cj)
+	upd := cache.Clone(cj)
 	upd.Status = st
-	if _, err := UpdateObject(ctx, cp.Objects, upd, c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
+	if _, err := cache.UpdateObject(ctx, cp.Objects, upd, c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
 		return err
 	}
 	return nil

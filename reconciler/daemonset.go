@@ -9,6 +9,8 @@ import (
 
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/manifests"
+	"github.com/capstan-io/capstan/reconciler/cache"
+	"github.com/capstan-io/capstan/reconciler/workqueue"
 )
 
 // DaemonPlacement says whether a DaemonSet's pod belongs on a node.
@@ -205,7 +207,7 @@ func (cp *ControlPlane) daemonPlacement(ds *manifests.DaemonSet, n *manifests.No
 // daemonSetOnNode queues every DaemonSet when a node comes, goes, or
 // changes what placement reads (readiness, labels, cordon): heartbeats
 // alone queue nothing.
-func (cp *ControlPlane) daemonSetOnNode(q *Queue, _ string, old, cur manifests.Object) {
+func (cp *ControlPlane) daemonSetOnNode(q *workqueue.Queue, _ string, old, cur manifests.Object) {
 	if old != nil && cur != nil {
 		o, c := old.(*manifests.Node), cur.(*manifests.Node)
 		if manifests.IsNodeReady(o) == manifests.IsNodeReady(c) && o.Spec.Unschedulable == c.Spec.Unschedulable &&
@@ -328,7 +330,7 @@ func (cp *ControlPlane) applyDaemonActions(ctx context.Context, key string, ds *
 		if nc, ok := cp.nodes.Get(a.Node); ok {
 			host = hostnameOf(nc.Obj.(*manifests.Node))
 		}
-		pod := podFromTemplate(ds, &ds.Spec.Template, ds.Name+"-"+RandomSuffix(5))
+		pod := podFromTemplate(ds, &ds.Spec.Template, ds.Name+"-"+cache.RandomSuffix(5))
 		if pod.Labels == nil {
 			pod.Labels = map[string]string{}
 		}
@@ -355,7 +357,7 @@ func (cp *ControlPlane) applyDaemonActions(ctx context.Context, key string, ds *
 		cp.event(ctx, ds, "Normal", "SuccessfulDelete", fmt.Sprintf("Deleted pod: %s on node %s (%s)", a.Pod, a.Node, a.Reason))
 	}
 	for _, pod := range pods {
-		if _, err := CreateObject(ctx, cp.Objects, pod); err != nil {
+		if _, err := cache.CreateObject(ctx, cp.Objects, pod); err != nil {
 			cp.exp.expect(key, nil, nil)
 			return fmt.Errorf("daemonset %s: %w", key, err)
 		}
@@ -364,7 +366,7 @@ func (cp *ControlPlane) applyDaemonActions(ctx context.Context, key string, ds *
 	return nil
 }
 
-func (cp *ControlPlane) updateDaemonSetStatus(ctx context.Context, c *Cached, ds *manifests.DaemonSet, s DaemonSetState) error {
+func (cp *ControlPlane) updateDaemonSetStatus(ctx context.Context, c *cache.Cached, ds *manifests.DaemonSet, s DaemonSetState) error {
 	st := manifests.DaemonSetStatus{ObservedGeneration: ds.Generation}
 	for _, n := range s.Nodes {
 		if n.Placement == DaemonNone {
@@ -394,9 +396,9 @@ func (cp *ControlPlane) updateDaemonSetStatus(ctx context.Context, c *Cached, ds
 	if st == ds.Status {
 		return nil
 	}
-	upd := Clone(ds)
+	upd := cache.Clone(ds)
 	upd.Status = st
-	if _, err := UpdateObject(ctx, cp.Objects, upd, c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
+	if _, err := cache.UpdateObject(ctx, cp.Objects, upd, c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
 		return err
 	}
 	return nil

@@ -11,6 +11,7 @@ import (
 
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/manifests"
+	"github.com/capstan-io/capstan/reconciler/cache"
 )
 
 // TemplateHash keys a ReplicaSet by the pod template it runs.
@@ -27,7 +28,7 @@ func revisionOf(rs *manifests.ReplicaSet) int64 {
 }
 
 type ownedRS struct {
-	c  *Cached
+	c  *cache.Cached
 	rs *manifests.ReplicaSet
 }
 
@@ -42,7 +43,7 @@ func (cp *ControlPlane) reconcileDeployment(ctx context.Context, key string) err
 	var old []ownedRS
 	var maxRev int64
 	for _, r := range cp.objects.List("ReplicaSet", d.Namespace) {
-		if !isControlledBy(r.Obj, d) {
+		if !cache.IsControlledBy(r.Obj, d) {
 			continue
 		}
 		rs := r.Obj.(*manifests.ReplicaSet)
@@ -67,9 +68,9 @@ func (cp *ControlPlane) reconcileDeployment(ctx context.Context, key string) err
 	// back to it.
 	for _, o := range old {
 		if _, failed := o.rs.Annotations[AnnotationRolloutFailed]; failed {
-			upd := Clone(o.rs)
+			upd := cache.Clone(o.rs)
 			delete(upd.Annotations, AnnotationRolloutFailed)
-			_, err := UpdateObject(ctx, cp.Objects, upd, o.c.Rev)
+			_, err := cache.UpdateObject(ctx, cp.Objects, upd, o.c.Rev)
 			return err
 		}
 	}
@@ -78,16 +79,16 @@ func (cp *ControlPlane) reconcileDeployment(ctx context.Context, key string) err
 	}
 	if revisionOf(cur.rs) < maxRev {
 		// Rolled back to an older template: it becomes the newest revision.
-		upd := Clone(cur.rs)
+		upd := cache.Clone(cur.rs)
 		upd.Annotations[manifests.AnnotationRevision] = strconv.FormatInt(maxRev+1, 10)
-		_, err := UpdateObject(ctx, cp.Objects, upd, cur.c.Rev)
+		_, err := cache.UpdateObject(ctx, cp.Objects, upd, cur.c.Rev)
 		return err
 	}
 	if cur.rs.Spec.MinReadySeconds != d.Spec.MinReadySeconds {
-		upd := Clone(cur.rs)
+		upd := cache.Clone(cur.rs)
 		upd.Spec.MinReadySeconds = d.Spec.MinReadySeconds
 		upd.Generation++
-		_, err := UpdateObject(ctx, cp.Objects, upd, cur.c.Rev)
+		_, err := cache.UpdateObject(ctx, cp.Objects, upd, cur.c.Rev)
 		return err
 	}
 
@@ -101,9 +102,9 @@ func (cp *ControlPlane) reconcileDeployment(ctx context.Context, key string) err
 	if rolloutComplete(cur, old, desired) {
 		if _, marked := cur.rs.Annotations[AnnotationRolloutComplete]; !marked {
 			// A rollback target from now on.
-			upd := Clone(cur.rs)
+			upd := cache.Clone(cur.rs)
 			upd.Annotations[AnnotationRolloutComplete] = manifests.Now().Format(time.RFC3339)
-			_, err := UpdateObject(ctx, cp.Objects, upd, cur.c.Rev)
+			_, err := cache.UpdateObject(ctx, cp.Objects, upd, cur.c.Rev)
 			return err
 		}
 	}
@@ -137,17 +138,17 @@ func rolloutComplete(cur *ownedRS, old []ownedRS, desired int32) bool {
 // rollout has failed (it exceeded its progress deadline). This goes beyond
 // Kubernetes, which only reports the failure. The failed template is not
 // tried again until Git changes the Deployment's template.
-func (cp *ControlPlane) rollBack(ctx context.Context, c *Cached, d *manifests.Deployment, failed *ownedRS, old []ownedRS, maxRev int64, desired int32) error {
+func (cp *ControlPlane) rollBack(ctx context.Context, c *cache.Cached, d *manifests.Deployment, failed *ownedRS, old []ownedRS, maxRev int64, desired int32) error {
 	target := rollbackTarget(old)
 	if target == nil {
 		// The first revision failed: nothing to go back to.
 		return cp.updateDeploymentStatus(ctx, c, d, failed, old, nil)
 	}
 	if revisionOf(target.rs) < maxRev {
-		upd := Clone(target.rs)
+		upd := cache.Clone(target.rs)
 		upd.Annotations[manifests.AnnotationRevision] = strconv.FormatInt(maxRev+1, 10)
 		upd.Annotations[AnnotationChangeCause] = fmt.Sprintf("rollback: revision %d (%s) exceeded its progress deadline", revisionOf(failed.rs), failed.rs.Name)
-		if _, err := UpdateObject(ctx, cp.Objects, upd, target.c.Rev); err != nil {
+		if _, err := cache.UpdateObject(ctx, cp.Objects, upd, target.c.Rev); err != nil {
 			return err
 		}
 		cp.event(ctx, d, "Warning", "DeploymentRollback", fmt.Sprintf("Rolled back deployment %q to revision %d (replica set %s, now revision %d): revision %d exceeded its progress deadline",
@@ -193,7 +194,7 @@ func rollbackTarget(old []ownedRS) *ownedRS {
 }
 
 func (cp *ControlPlane) createReplicaSet(ctx context.Context, d *manifests.Deployment, hash string, rev int64, old []ownedRS, desired int32) error {
-	tmpl := Clone(&manifests.Pod{TypeMeta: manifests.TypeMeta{Kind: "Pod"}, ObjectMeta: d.Spec.Template.ObjectMeta, Spec: d.Spec.Template.Spec})
+	tmpl := cache.Clone(&manifests.Pod{TypeMeta: manifests.TypeMeta{Kind: "Pod"}, ObjectMeta: d.Spec.Template.ObjectMeta, Spec: d.Spec.Template.Spec})
 	if tmpl.Labels == nil {
 		tmpl.Labels = map[string]string{}
 	}
@@ -222,7 +223,7 @@ func (cp *ControlPlane) createReplicaSet(ctx context.Context, d *manifests.Deplo
 			Namespace:       d.Namespace,
 			Labels:          maps.Clone(tmpl.Labels),
 			Annotations:     rsAnnotations(d, rev),
-			OwnerReferences: []manifests.OwnerReference{ownerRef(d)},
+			OwnerReferences: []manifests.OwnerReference{cache.OwnerRef(d)},
 		},
 		Spec: manifests.ReplicaSetSpec{
 			Replicas:        &replicas,
@@ -231,7 +232,7 @@ func (cp *ControlPlane) createReplicaSet(ctx context.Context, d *manifests.Deplo
 			Template:        manifests.PodTemplateSpec{ObjectMeta: tmpl.ObjectMeta, Spec: tmpl.Spec},
 		},
 	}
-	if _, err := CreateObject(ctx, cp.Objects, rs); err != nil {
+	if _, err := cache.CreateObject(ctx, cp.Objects, rs); err != nil {
 		if errors.Is(err, bus.ErrExists) {
 			// A ReplicaSet of that name we do not own, or the cache lags:
 			// retry once the cache shows it.
@@ -262,11 +263,11 @@ func (cp *ControlPlane) scaleRS(ctx context.Context, d *manifests.Deployment, r 
 	if manifests.Int32(r.rs.Spec.Replicas, 1) == n {
 		return false, nil
 	}
-	upd := Clone(r.rs)
+	upd := cache.Clone(r.rs)
 	from := manifests.Int32(upd.Spec.Replicas, 1)
 	upd.Spec.Replicas = &n
 	upd.Generation++
-	if _, err := UpdateObject(ctx, cp.Objects, upd, r.c.Rev); err != nil {
+	if _, err := cache.UpdateObject(ctx, cp.Objects, upd, r.c.Rev); err != nil {
 		return false, err
 	}
 	verb := "up"
@@ -342,7 +343,7 @@ func (cp *ControlPlane) cleanupReplicaSets(ctx context.Context, d *manifests.Dep
 		}
 	}
 	for i := 0; i < len(empty)-limit; i++ { // old is oldest first
-		if err := DeleteObject(ctx, cp.Objects, empty[i].c.Key, empty[i].c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
+		if err := cache.DeleteObject(ctx, cp.Objects, empty[i].c.Key, empty[i].c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
 			return err
 		}
 	}
@@ -352,7 +353,7 @@ func (cp *ControlPlane) cleanupReplicaSets(ctx context.Context, d *manifests.Dep
 // updateDeploymentStatus writes the Deployment's status. cur is the
 // ReplicaSet of the template Git declares; rolledBack, when set, is the
 // one running instead because cur's rollout failed.
-func (cp *ControlPlane) updateDeploymentStatus(ctx context.Context, c *Cached, d *manifests.Deployment, cur *ownedRS, old []ownedRS, rolledBack *ownedRS) error {
+func (cp *ControlPlane) updateDeploymentStatus(ctx context.Context, c *cache.Cached, d *manifests.Deployment, cur *ownedRS, old []ownedRS, rolledBack *ownedRS) error {
 	desired := manifests.Int32(d.Spec.Replicas, 1)
 	st := manifests.DeploymentStatus{ObservedGeneration: d.Generation, Conditions: slices.Clone(d.Status.Conditions)}
 	all := old
@@ -387,9 +388,9 @@ func (cp *ControlPlane) updateDeploymentStatus(ctx context.Context, c *Cached, d
 	if statusEqual(st, d.Status) {
 		return nil
 	}
-	upd := Clone(d)
+	upd := cache.Clone(d)
 	upd.Status = st
-	_, err = UpdateObject(ctx, cp.Objects, upd, c.Rev)
+	_, err = cache.UpdateObject(ctx, cp.Objects, upd, c.Rev)
 	if errors.Is(err, bus.ErrNotFound) {
 		return nil
 	}
@@ -455,9 +456,9 @@ func (cp *ControlPlane) progressing(ctx context.Context, d *manifests.Deployment
 	}
 	// No progress within the deadline: mark the ReplicaSet failed; the
 	// next reconcile rolls back.
-	upd := Clone(cur.rs)
+	upd := cache.Clone(cur.rs)
 	upd.Annotations[AnnotationRolloutFailed] = now.Format(time.RFC3339)
-	if _, err := UpdateObject(ctx, cp.Objects, upd, cur.c.Rev); err != nil {
+	if _, err := cache.UpdateObject(ctx, cp.Objects, upd, cur.c.Rev); err != nil {
 		return manifests.Condition{}, err
 	}
 	cp.event(ctx, d, "Warning", ReasonProgressDeadlineExceeded, fmt.Sprintf("ReplicaSet %q (revision %d) made no progress in %s: rolling back",

@@ -12,6 +12,8 @@ import (
 
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/manifests"
+	"github.com/capstan-io/capstan/reconciler/cache"
+	"github.com/capstan-io/capstan/reconciler/workqueue"
 	"github.com/capstan-io/capstan/sources"
 )
 
@@ -116,7 +118,7 @@ func (s *Syncer) findDrift(ctx context.Context, objs []manifests.Object) ([]mani
 	var drift []manifests.ObjectChange
 	sorted := make([]manifests.Object, 0, len(objs))
 	for _, o := range objs {
-		o = Clone(o)
+		o = cache.Clone(o)
 		m := o.GetObjectMeta()
 		if m.Annotations == nil {
 			m.Annotations = map[string]string{}
@@ -128,7 +130,7 @@ func (s *Syncer) findDrift(ctx context.Context, objs []manifests.Object) ([]mani
 	for _, obj := range sorted {
 		key := manifests.KeyOf(obj)
 		kind, ns, name, _ := manifests.SplitKey(key)
-		cur, _, err := GetObject(ctx, s.Objects, key)
+		cur, _, err := cache.GetObject(ctx, s.Objects, key)
 		if errors.Is(err, bus.ErrNotFound) {
 			drift = append(drift, manifests.ObjectChange{Action: ActionMissing, Kind: kind, Namespace: ns, Name: name})
 			continue
@@ -518,7 +520,7 @@ func (m *SourceManager) recordContainerDrift(d containerDrift) {
 // declaringChain follows controller owner references up from obj to the
 // object a source declared: the chain from obj to it, and the source; ""
 // when obj does not come from a source.
-func declaringChain(objects *Cache, obj manifests.Object) ([]manifests.Object, string) {
+func declaringChain(objects *cache.Cache, obj manifests.Object) ([]manifests.Object, string) {
 	var chain []manifests.Object
 	for range 6 {
 		chain = append(chain, obj)
@@ -559,7 +561,7 @@ func podTemplatePrefix(kind string) (string, bool) {
 // relative to the pod (spec.template.spec.containers[0].resources of a
 // Deployment is spec.containers[0].resources of its pods). nil: correct
 // everything.
-func podDriftPolicy(objects *Cache, pod *manifests.Pod) *manifests.PodDriftPolicy {
+func podDriftPolicy(objects *cache.Cache, pod *manifests.Pod) *manifests.PodDriftPolicy {
 	chain, source := declaringChain(objects, pod)
 	if source == "" {
 		return nil
@@ -604,7 +606,7 @@ func podDriftPolicy(objects *Cache, pod *manifests.Pod) *manifests.PodDriftPolic
 
 // onSourceDrift re-assigns the pods of a Source whose drift policy
 // changed, so their nodes apply the new one.
-func (a *assigner) onSourceDrift(q *Queue, old, cur manifests.Object) {
+func (a *assigner) onSourceDrift(q *workqueue.Queue, old, cur manifests.Object) {
 	policy := func(o manifests.Object) string {
 		if s, ok := o.(*manifests.Source); ok && s.Spec.Drift != nil {
 			return manifests.Hash(s.Spec.Drift)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/capstan-io/capstan/manifests"
+	"github.com/capstan-io/capstan/reconciler/cache"
 )
 
 func TestCopyFields(t *testing.T) {
@@ -14,7 +15,7 @@ func TestCopyFields(t *testing.T) {
 	want.Spec.Replicas = manifests.Ptr(int32(2))
 	want.Spec.Template.Spec.Containers = []manifests.Container{{Name: "c", Image: "img:1"}}
 	manifests.SetKind(want)
-	cur := Clone(want)
+	cur := cache.Clone(want)
 	cur.Spec.Replicas = manifests.Ptr(int32(7))
 	cur.Spec.Template.Spec.Containers[0].Image = "img:live"
 	cur.Annotations = map[string]string{"example.com/x": "live"}
@@ -166,7 +167,7 @@ func TestContainerWatchChangesInPlace(t *testing.T) {
 // TestPodDriftPolicy: a pod gets its source's mode and the ignore rules
 // that match it or its owners, with paths relative to the pod.
 func TestPodDriftPolicy(t *testing.T) {
-	c := NewCache(nil, nil)
+	c := cache.New(nil, nil)
 	src := &manifests.Source{ObjectMeta: manifests.ObjectMeta{Name: "apps"}}
 	src.Spec.Drift = &manifests.DriftPolicy{Mode: DriftReport, Ignore: []manifests.DriftIgnore{
 		{Kind: "Deployment", Name: "web", Paths: []string{"spec.template.spec.containers[0].resources.limits", "spec.replicas"}},
@@ -174,15 +175,15 @@ func TestPodDriftPolicy(t *testing.T) {
 		{Kind: "Pod", Paths: []string{"spec.containers[2].name"}},
 	}}
 	manifests.SetKind(src)
-	c.set("Source._.apps", src, 1)
+	c.Set("Source._.apps", src, 1)
 	dep := &manifests.Deployment{ObjectMeta: manifests.ObjectMeta{Name: "web", Namespace: "default", UID: "d1",
 		Annotations: map[string]string{manifests.AnnotationSource: "apps"}}}
 	manifests.SetKind(dep)
-	c.set("Deployment.default.web", dep, 2)
+	c.Set("Deployment.default.web", dep, 2)
 	rs := &manifests.ReplicaSet{ObjectMeta: manifests.ObjectMeta{Name: "web-1", Namespace: "default", UID: "r1",
 		OwnerReferences: []manifests.OwnerReference{{Kind: "Deployment", Name: "web", UID: "d1", Controller: true}}}}
 	manifests.SetKind(rs)
-	c.set("ReplicaSet.default.web-1", rs, 3)
+	c.Set("ReplicaSet.default.web-1", rs, 3)
 	pod := &manifests.Pod{ObjectMeta: manifests.ObjectMeta{Name: "web-1-x", Namespace: "default", UID: "p1",
 		OwnerReferences: []manifests.OwnerReference{{Kind: "ReplicaSet", Name: "web-1", UID: "r1", Controller: true}}}}
 	manifests.SetKind(pod)
@@ -196,7 +197,7 @@ func TestPodDriftPolicy(t *testing.T) {
 	if got := podDriftPolicy(c, pod); got != nil {
 		t.Fatalf("no drift policy: %+v", got)
 	}
-	orphan := Clone(pod)
+	orphan := cache.Clone(pod)
 	orphan.OwnerReferences[0].UID = "other"
 	src.Spec.Drift = &manifests.DriftPolicy{Mode: DriftReport}
 	if got := podDriftPolicy(c, orphan); got != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/manifests"
+	"github.com/capstan-io/capstan/reconciler/cache"
 )
 
 // Endpoint slices. Capstan has no overlay network, so an endpoint is
@@ -309,7 +310,7 @@ func sliceOf(svc *manifests.Service, res EndpointsResult) *manifests.EndpointSli
 		ObjectMeta: manifests.ObjectMeta{
 			Name: svc.Name, Namespace: svc.Namespace,
 			Labels:          map[string]string{LabelServiceName: svc.Name, LabelManagedBy: ManagedByCapstan},
-			OwnerReferences: []manifests.OwnerReference{ownerRef(svc)},
+			OwnerReferences: []manifests.OwnerReference{cache.OwnerRef(svc)},
 		},
 		AddressType: res.AddressType,
 		Endpoints:   res.Endpoints,
@@ -335,8 +336,8 @@ func (e *endpointsController) reconcile(ctx context.Context, key string) error {
 	if svc == nil || !HasSelector(svc) {
 		// No selector: no endpoints of ours. A slice of ours left from a
 		// selector removed since goes (a deleted Service's goes by GC).
-		if exists && svc != nil && isControlledBy(have.Obj, svc) {
-			if err := DeleteObject(ctx, cp.Objects, sliceKey, have.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
+		if exists && svc != nil && cache.IsControlledBy(have.Obj, svc) {
+			if err := cache.DeleteObject(ctx, cp.Objects, sliceKey, have.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
 				return err
 			}
 		}
@@ -344,7 +345,7 @@ func (e *endpointsController) reconcile(ctx context.Context, key string) error {
 	}
 	want := sliceOf(svc, EndpointsFor(svc, cp.podsIn(ns), cp.nodeMap()))
 	if !exists {
-		if _, err := CreateObject(ctx, cp.Objects, want); err != nil && !errors.Is(err, bus.ErrExists) {
+		if _, err := cache.CreateObject(ctx, cp.Objects, want); err != nil && !errors.Is(err, bus.ErrExists) {
 			return err
 		}
 		return nil
@@ -358,10 +359,10 @@ func (e *endpointsController) reconcile(ctx context.Context, key string) error {
 	if sliceContent(cur) == sliceContent(want) {
 		return nil
 	}
-	upd := Clone(cur)
+	upd := cache.Clone(cur)
 	upd.Labels, upd.OwnerReferences = want.Labels, want.OwnerReferences
 	upd.AddressType, upd.Endpoints, upd.Ports = want.AddressType, want.Endpoints, want.Ports
-	if _, err := UpdateObject(ctx, cp.Objects, upd, have.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
+	if _, err := cache.UpdateObject(ctx, cp.Objects, upd, have.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
 		return err
 	}
 	return nil

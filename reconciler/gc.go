@@ -6,6 +6,7 @@ import (
 
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/manifests"
+	"github.com/capstan-io/capstan/reconciler/cache"
 )
 
 // ownedKinds are the kinds that controllers make and owner references tie
@@ -23,7 +24,7 @@ func (cp *ControlPlane) reconcileGC(ctx context.Context, key string) error {
 	if ref == nil {
 		return nil
 	}
-	if owner, ok := cp.objects.Get(ownerKey(c.Obj)); ok && owner.Obj.GetObjectMeta().UID == ref.UID {
+	if owner, ok := cp.objects.Get(cache.OwnerKey(c.Obj)); ok && owner.Obj.GetObjectMeta().UID == ref.UID {
 		return nil
 	}
 	err := DeleteGracefully(ctx, cp.Objects, key, c.Rev)
@@ -36,7 +37,7 @@ func (cp *ControlPlane) reconcileGC(ctx context.Context, key string) error {
 func (cp *ControlPlane) ownedKeys(keep func(string) bool) []string {
 	var keys []string
 	for _, k := range ownedKinds {
-		keys = append(keys, cp.objects.Keys(k, func(c *Cached) bool {
+		keys = append(keys, cp.objects.Keys(k, func(c *cache.Cached) bool {
 			return keep(c.Key) && c.Obj.GetObjectMeta().Controller() != nil
 		})...)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/manifests"
+	"github.com/capstan-io/capstan/reconciler/cache"
 )
 
 // Graceful deletion, Kubernetes' model. Deleting a pod that runs on a node
@@ -29,10 +30,10 @@ import (
 func DeleteGracefully(ctx context.Context, s bus.Store, key string, rev uint64) error {
 	kind, _, _, _ := manifests.SplitKey(key)
 	if kind != "Pod" {
-		return DeleteObject(ctx, s, key, rev)
+		return cache.DeleteObject(ctx, s, key, rev)
 	}
 	for attempt := 0; ; attempt++ {
-		obj, cur, err := GetObject(ctx, s, key)
+		obj, cur, err := cache.GetObject(ctx, s, key)
 		if err != nil {
 			return fmt.Errorf("delete %s: %w", key, err)
 		}
@@ -41,17 +42,17 @@ func DeleteGracefully(ctx context.Context, s bus.Store, key string, rev uint64) 
 		}
 		pod, ok := obj.(*manifests.Pod)
 		if !ok {
-			return DeleteObject(ctx, s, key, cur)
+			return cache.DeleteObject(ctx, s, key, cur)
 		}
 		if pod.DeletionTimestamp != nil {
 			return nil
 		}
 		if pod.Spec.NodeName == "" || manifests.IsPodTerminal(pod) {
-			return DeleteObject(ctx, s, key, cur)
+			return cache.DeleteObject(ctx, s, key, cur)
 		}
 		pod.DeletionTimestamp = manifests.Now()
 		pod.DeletionGracePeriodSeconds = manifests.Ptr(podGraceSeconds(pod))
-		_, err = UpdateObject(ctx, s, pod, cur)
+		_, err = cache.UpdateObject(ctx, s, pod, cur)
 		if errors.Is(err, bus.ErrConflict) && rev == 0 && attempt < 5 {
 			continue // a status write meanwhile: read again
 		}
@@ -70,7 +71,7 @@ func podGraceSeconds(pod *manifests.Pod) int64 {
 // finishDeletion deletes a terminating pod for good once nothing runs it:
 // its node reported it removed, it was never bound, or its node is gone.
 // It reports whether the pod was deleted (or is already gone).
-func (cp *ControlPlane) finishDeletion(ctx context.Context, c *Cached, rep *manifests.PodStatusReport) (bool, error) {
+func (cp *ControlPlane) finishDeletion(ctx context.Context, c *cache.Cached, rep *manifests.PodStatusReport) (bool, error) {
 	pod := c.Obj.(*manifests.Pod)
 	if pod.DeletionTimestamp == nil {
 		return false, nil
@@ -87,7 +88,7 @@ func (cp *ControlPlane) finishDeletion(ctx context.Context, c *Cached, rep *mani
 	default:
 		return false, nil
 	}
-	if err := DeleteObject(ctx, cp.Objects, c.Key, c.Rev); err != nil {
+	if err := cache.DeleteObject(ctx, cp.Objects, c.Key, c.Rev); err != nil {
 		if errors.Is(err, bus.ErrNotFound) {
 			return true, nil
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/manifests"
+	"github.com/capstan-io/capstan/reconciler/cache"
 )
 
 // Autoscaling constants, as Kubernetes' defaults.
@@ -231,14 +232,14 @@ func (h *hpaController) period() time.Duration {
 
 // scaleTarget is what the autoscaler reads and writes of a workload.
 type scaleTarget struct {
-	c              *Cached
+	c              *cache.Cached
 	specReplicas   int32
 	statusReplicas int32
 	selector       *manifests.LabelSelector
 }
 
 // scaleOf returns the scale of a workload the autoscaler supports.
-func scaleOf(c *Cached) (scaleTarget, bool) {
+func scaleOf(c *cache.Cached) (scaleTarget, bool) {
 	t := scaleTarget{c: c}
 	switch o := c.Obj.(type) {
 	case *manifests.Deployment:
@@ -275,11 +276,11 @@ func withOwnedReplicas(declared, cur manifests.Object) (manifests.Object, bool) 
 	if owner == "" {
 		return declared, false
 	}
-	t, ok := scaleOf(&Cached{Obj: cur})
+	t, ok := scaleOf(&cache.Cached{Obj: cur})
 	if !ok {
 		return declared, false
 	}
-	out := Clone(declared)
+	out := cache.Clone(declared)
 	m := out.GetObjectMeta()
 	if m.Annotations == nil {
 		m.Annotations = map[string]string{}
@@ -427,7 +428,7 @@ func (h *hpaController) own(ctx context.Context, t scaleTarget, hpaName string, 
 	if m.Annotations[manifests.AnnotationReplicasOwner] == hpaName && t.specReplicas == replicas {
 		return nil
 	}
-	upd := Clone(t.c.Obj)
+	upd := cache.Clone(t.c.Obj)
 	um := upd.GetObjectMeta()
 	if um.Annotations == nil {
 		um.Annotations = map[string]string{}
@@ -437,7 +438,7 @@ func (h *hpaController) own(ctx context.Context, t scaleTarget, hpaName string, 
 		setReplicas(upd, replicas)
 		um.Generation++
 	}
-	if _, err := UpdateObject(ctx, cp.Objects, upd, t.c.Rev); err != nil {
+	if _, err := cache.UpdateObject(ctx, cp.Objects, upd, t.c.Rev); err != nil {
 		st.Conditions = setCond(st.Conditions, manifests.Condition{Type: "AbleToScale", Status: manifests.ConditionFalse, Reason: "FailedUpdateScale",
 			Message: "the HPA controller was unable to update the target scale: " + err.Error()})
 		return err
@@ -460,9 +461,9 @@ func (h *hpaController) release(ctx context.Context, ns, hpaName, keep string) e
 			if c.Key == keep || c.Obj.GetObjectMeta().Annotations[manifests.AnnotationReplicasOwner] != hpaName {
 				continue
 			}
-			upd := Clone(c.Obj)
+			upd := cache.Clone(c.Obj)
 			delete(upd.GetObjectMeta().Annotations, manifests.AnnotationReplicasOwner)
-			if _, err := UpdateObject(ctx, h.cp.Objects, upd, c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
+			if _, err := cache.UpdateObject(ctx, h.cp.Objects, upd, c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
 				return fmt.Errorf("release %s from autoscaler %s: %w", c.Key, hpaName, err)
 			}
 			h.cp.Log.Info("autoscaler released its target", "target", c.Key, "hpa", hpaName)
@@ -608,13 +609,13 @@ func podMetric(p *manifests.Pod, resource string, u *manifests.PodUsage) PodMetr
 	return m
 }
 
-func (h *hpaController) writeStatus(ctx context.Context, c *Cached, hpa *manifests.HorizontalPodAutoscaler, st manifests.HorizontalPodAutoscalerStatus) error {
+func (h *hpaController) writeStatus(ctx context.Context, c *cache.Cached, hpa *manifests.HorizontalPodAutoscaler, st manifests.HorizontalPodAutoscalerStatus) error {
 	if manifests.Hash(st) == manifests.Hash(hpa.Status) {
 		return nil
 	}
-	upd := Clone(hpa)
+	upd := cache.Clone(hpa)
 	upd.Status = st
-	if _, err := UpdateObject(ctx, h.cp.Objects, upd, c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
+	if _, err := cache.UpdateObject(ctx, h.cp.Objects, upd, c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
 		return err
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/capstan-io/capstan/manifests"
+	"github.com/capstan-io/capstan/reconciler/cache"
 )
 
 // pods makes n ready pods requesting req, with the given usages (fewer
@@ -215,7 +216,7 @@ func TestLimitReplicas(t *testing.T) {
 func TestWithOwnedReplicas(t *testing.T) {
 	declared := &manifests.Deployment{TypeMeta: manifests.TypeMeta{Kind: "Deployment"}, ObjectMeta: manifests.ObjectMeta{Name: "web"},
 		Spec: manifests.DeploymentSpec{Replicas: manifests.Ptr(int32(2))}}
-	live := Clone(declared)
+	live := cache.Clone(declared)
 	live.Spec.Replicas = manifests.Ptr(int32(7))
 	if _, ok := withOwnedReplicas(declared, live); ok {
 		t.Fatal("not owned, yet taken")

@@ -21,6 +21,7 @@ import (
 	"github.com/capstan-io/capstan/node"
 	"github.com/capstan-io/capstan/node/fake"
 	"github.com/capstan-io/capstan/reconciler"
+	"github.com/capstan-io/capstan/reconciler/cache"
 	"github.com/capstan-io/capstan/schema"
 	"github.com/capstan-io/capstan/sources/git"
 )
@@ -237,7 +238,7 @@ func (c *cluster) quiet(d time.Duration) {
 }
 
 func (c *cluster) source() *manifests.Source {
-	obj, _, err := reconciler.GetObject(c.ctx, c.conn.Objects, manifests.Key("Source", "", "root"))
+	obj, _, err := cache.GetObject(c.ctx, c.conn.Objects, manifests.Key("Source", "", "root"))
 	if err != nil {
 		return &manifests.Source{}
 	}
@@ -451,7 +452,7 @@ func TestLostNodesPodsMoveElsewhere(t *testing.T) {
 		}
 		return nil
 	})
-	n, _, err := reconciler.GetObject(c.ctx, c.conn.Nodes, "n2")
+	n, _, err := cache.GetObject(c.ctx, c.conn.Nodes, "n2")
 	if err != nil {
 		t.Fatal(err)
 	}

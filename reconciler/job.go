@@ -9,6 +9,7 @@ import (
 
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/manifests"
+	"github.com/capstan-io/capstan/reconciler/cache"
 )
 
 // Labels a Job puts on its pods, as Kubernetes: the short forms and the
@@ -171,7 +172,7 @@ func JobFinished(j *manifests.Job) (string, time.Time) {
 
 // jobPods is a Job's pods, sorted out.
 type jobPods struct {
-	active                             []*Cached
+	active                             []*cache.Cached
 	succeeded, failed, ready, restarts int32
 	failuresSinceSuccess               int32
 	lastFailure, lastSuccess           time.Time
@@ -351,7 +352,7 @@ func (cp *ControlPlane) reconcileJob(ctx context.Context, key string) error {
 		}
 		cp.exp.expect(key, adds, nil)
 		for _, pod := range pods {
-			if _, err := CreateObject(ctx, cp.Objects, pod); err != nil {
+			if _, err := cache.CreateObject(ctx, cp.Objects, pod); err != nil {
 				cp.exp.expect(key, nil, nil)
 				return fmt.Errorf("job %s: %w", key, err)
 			}
@@ -378,7 +379,7 @@ func (cp *ControlPlane) reconcileJob(ctx context.Context, key string) error {
 // jobPodFromTemplate makes a new pod of job, labelled with the Job's name
 // and uid as Kubernetes does (the Job's selector is generated from them).
 func jobPodFromTemplate(job *manifests.Job) *manifests.Pod {
-	pod := podFromTemplate(job, &job.Spec.Template, job.Name+"-"+RandomSuffix(5))
+	pod := podFromTemplate(job, &job.Spec.Template, job.Name+"-"+cache.RandomSuffix(5))
 	if pod.Labels == nil {
 		pod.Labels = map[string]string{}
 	}
@@ -390,9 +391,9 @@ func jobPodFromTemplate(job *manifests.Job) *manifests.Pod {
 }
 
 // deleteJobPods deletes n of the active pods, the cheapest to lose first.
-func (cp *ControlPlane) deleteJobPods(ctx context.Context, key string, job *manifests.Job, active []*Cached, n int) error {
+func (cp *ControlPlane) deleteJobPods(ctx context.Context, key string, job *manifests.Job, active []*cache.Cached, n int) error {
 	active = slices.Clone(active)
-	slices.SortFunc(active, func(a, b *Cached) int {
+	slices.SortFunc(active, func(a, b *cache.Cached) int {
 		ra, rb := podRank(a.Obj.(*manifests.Pod)), podRank(b.Obj.(*manifests.Pod))
 		switch {
 		case ra.Less(rb):
@@ -420,7 +421,7 @@ func (cp *ControlPlane) deleteJobPods(ctx context.Context, key string, job *mani
 
 // finishedJob cleans up after a Job that completed or failed: its active
 // pods go, its counts settle, and ttlSecondsAfterFinished deletes it.
-func (cp *ControlPlane) finishedJob(ctx context.Context, c *Cached, job *manifests.Job, jp jobPods, finishedAt, now time.Time) error {
+func (cp *ControlPlane) finishedJob(ctx context.Context, c *cache.Cached, job *manifests.Job, jp jobPods, finishedAt, now time.Time) error {
 	key := c.Key
 	if len(jp.active) > 0 {
 		return cp.deleteJobPods(ctx, key, job, jp.active, len(jp.active))
@@ -462,7 +463,7 @@ func (cp *ControlPlane) finishedJob(ctx context.Context, c *Cached, job *manifes
 		cp.event(ctx, job, "Normal", "TTLExpired", fmt.Sprintf("Deleted %d finished pod(s); the Job stays while Git declares it", len(pods)))
 		return nil
 	}
-	if err := DeleteObject(ctx, cp.Objects, key, c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
+	if err := cache.DeleteObject(ctx, cp.Objects, key, c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
 		return err
 	}
 	cp.Log.Info("deleted finished job after its ttl", "job", job.Namespace+"/"+job.Name)
@@ -470,13 +471,13 @@ func (cp *ControlPlane) finishedJob(ctx context.Context, c *Cached, job *manifes
 }
 
 // writeJobStatus writes st if it differs from the Job's status.
-func (cp *ControlPlane) writeJobStatus(ctx context.Context, c *Cached, job *manifests.Job, st manifests.JobStatus) error {
+func (cp *ControlPlane) writeJobStatus(ctx context.Context, c *cache.Cached, job *manifests.Job, st manifests.JobStatus) error {
 	if manifests.Hash(st) == manifests.Hash(job.Status) {
 		return nil
 	}
-	upd := Clone(job)
+	upd := cache.Clone(job)
 	upd.Status = st
-	if _, err := UpdateObject(ctx, cp.Objects, upd, c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
+	if _, err := cache.UpdateObject(ctx, cp.Objects, upd, c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
 		return err
 	}
 	return nil

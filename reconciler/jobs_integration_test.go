@@ -17,6 +17,7 @@ import (
 	"github.com/capstan-io/capstan/node"
 	"github.com/capstan-io/capstan/node/fake"
 	"github.com/capstan-io/capstan/reconciler"
+	"github.com/capstan-io/capstan/reconciler/cache"
 )
 
 // The Job, CronJob and HorizontalPodAutoscaler controllers against a real
@@ -55,7 +56,7 @@ func (c *cluster) addQuietNode(name string) *fake.Runtime {
 
 func (c *cluster) createObj(obj manifests.Object) {
 	c.t.Helper()
-	if _, err := reconciler.CreateObject(c.ctx, c.conn.Objects, obj); err != nil {
+	if _, err := cache.CreateObject(c.ctx, c.conn.Objects, obj); err != nil {
 		c.t.Fatal(err)
 	}
 }
@@ -64,12 +65,12 @@ func (c *cluster) createObj(obj manifests.Object) {
 func (c *cluster) updateObj(key string, fn func(manifests.Object)) {
 	c.t.Helper()
 	for range 10 {
-		obj, rev, err := reconciler.GetObject(c.ctx, c.conn.Objects, key)
+		obj, rev, err := cache.GetObject(c.ctx, c.conn.Objects, key)
 		if err != nil {
 			c.t.Fatal(err)
 		}
 		fn(obj)
-		if _, err = reconciler.UpdateObject(c.ctx, c.conn.Objects, obj, rev); err == nil {
+		if _, err = cache.UpdateObject(c.ctx, c.conn.Objects, obj, rev); err == nil {
 			return
 		} else if !errors.Is(err, bus.ErrConflict) {
 			c.t.Fatal(err)
@@ -79,7 +80,7 @@ func (c *cluster) updateObj(key string, fn func(manifests.Object)) {
 }
 
 func (c *cluster) job(name string) (*manifests.Job, error) {
-	obj, _, err := reconciler.GetObject(c.ctx, c.conn.Objects, manifests.Key("Job", "default", name))
+	obj, _, err := cache.GetObject(c.ctx, c.conn.Objects, manifests.Key("Job", "default", name))
 	if err != nil {
 		return nil, err
 	}
@@ -445,7 +446,7 @@ func TestCronJobMakesJobsAndKeepsHistory(t *testing.T) {
 		}
 		return nil
 	})
-	obj, _, err := reconciler.GetObject(c.ctx, c.conn.Objects, manifests.Key("CronJob", "default", "tick"))
+	obj, _, err := cache.GetObject(c.ctx, c.conn.Objects, manifests.Key("CronJob", "default", "tick"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -510,7 +511,7 @@ func TestCronJobConcurrencyPolicies(t *testing.T) {
 		}
 		return nil
 	})
-	obj, _, err := reconciler.GetObject(c.ctx, c.conn.Objects, manifests.Key("CronJob", "default", "forbid"))
+	obj, _, err := cache.GetObject(c.ctx, c.conn.Objects, manifests.Key("CronJob", "default", "forbid"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -576,7 +577,7 @@ func (c *cluster) podsOf(ctx context.Context, app string) []*manifests.Pod {
 }
 
 func (c *cluster) deploymentReplicas(name string) (int32, map[string]string) {
-	obj, _, err := reconciler.GetObject(c.ctx, c.conn.Objects, manifests.Key("Deployment", "default", name))
+	obj, _, err := cache.GetObject(c.ctx, c.conn.Objects, manifests.Key("Deployment", "default", name))
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -617,7 +618,7 @@ func TestHPAScalesDeploymentFromUsage(t *testing.T) {
 	})
 	c.readyPods("web", 5, "img:1", 15*time.Second)
 	checkFor(t, 10*time.Second, func() error {
-		obj, _, err := reconciler.GetObject(c.ctx, c.conn.Objects, manifests.Key("HorizontalPodAutoscaler", "default", "web"))
+		obj, _, err := cache.GetObject(c.ctx, c.conn.Objects, manifests.Key("HorizontalPodAutoscaler", "default", "web"))
 		if err != nil {
 			return err
 		}
@@ -659,7 +660,7 @@ func TestHPAScalesDeploymentFromUsage(t *testing.T) {
 	r.write("web.yaml", deployment("web", 3, "img:1", requests+"          env: [{name: A, value: b}]\n"))
 	r.commit("web at 3, with env")
 	checkFor(t, 10*time.Second, func() error {
-		obj, _, err := reconciler.GetObject(c.ctx, c.conn.Objects, manifests.Key("Deployment", "default", "web"))
+		obj, _, err := cache.GetObject(c.ctx, c.conn.Objects, manifests.Key("Deployment", "default", "web"))
 		if err != nil {
 			return err
 		}
@@ -693,7 +694,7 @@ func TestHPAScalesDeploymentFromUsage(t *testing.T) {
 	})
 
 	// The autoscaler gone, Git's count applies again.
-	if err := reconciler.DeleteObject(c.ctx, c.conn.Objects, manifests.Key("HorizontalPodAutoscaler", "default", "web"), 0); err != nil {
+	if err := cache.DeleteObject(c.ctx, c.conn.Objects, manifests.Key("HorizontalPodAutoscaler", "default", "web"), 0); err != nil {
 		t.Fatal(err)
 	}
 	checkFor(t, 15*time.Second, func() error {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/manifests"
+	"github.com/capstan-io/capstan/reconciler/cache"
 )
 
 // runNodeLifecycle marks nodes whose heartbeats stopped NotReady after the
@@ -38,7 +39,7 @@ func (cp *ControlPlane) runNodeLifecycle(ctx context.Context) error {
 	}
 }
 
-func (cp *ControlPlane) checkNode(ctx context.Context, c *Cached, node *manifests.Node, now time.Time) error {
+func (cp *ControlPlane) checkNode(ctx context.Context, c *cache.Cached, node *manifests.Node, now time.Time) error {
 	ready := manifests.FindCondition(node.Status.Conditions, "Ready")
 	if ready == nil {
 		return nil
@@ -47,13 +48,13 @@ func (cp *ControlPlane) checkNode(ctx context.Context, c *Cached, node *manifest
 		if ready.LastHeartbeatTime == nil || now.Sub(ready.LastHeartbeatTime.Time) <= cp.NodeGracePeriod {
 			return nil
 		}
-		upd := Clone(node)
+		upd := cache.Clone(node)
 		upd.Status.Conditions = manifests.SetCondition(upd.Status.Conditions, manifests.Condition{
 			Type: "Ready", Status: manifests.ConditionUnknown, Reason: "NodeStatusUnknown",
 			Message:           fmt.Sprintf("no heartbeat for %s", now.Sub(ready.LastHeartbeatTime.Time).Round(time.Second)),
 			LastHeartbeatTime: ready.LastHeartbeatTime,
 		})
-		b, err := Encode(upd)
+		b, err := cache.Encode(upd)
 		if err != nil {
 			return err
 		}
@@ -70,9 +71,9 @@ func (cp *ControlPlane) checkNode(ctx context.Context, c *Cached, node *manifest
 		return nil
 	}
 	// The deletes go out together: a node holds up to 110 pods.
-	return inParallel(cp.objects.OnNode(node.Name), createParallel, func(p *Cached) error {
+	return inParallel(cp.objects.OnNode(node.Name), createParallel, func(p *cache.Cached) error {
 		pod := p.Obj.(*manifests.Pod)
-		if err := DeleteObject(ctx, cp.Objects, p.Key, p.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
+		if err := cache.DeleteObject(ctx, cp.Objects, p.Key, p.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
 			return err
 		}
 		cp.Log.Info("evicted pod of lost node", "node", node.Name, "pod", pod.Namespace+"/"+pod.Name)

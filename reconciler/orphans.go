@@ -12,6 +12,8 @@ import (
 
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/manifests"
+	"github.com/capstan-io/capstan/reconciler/cache"
+	"github.com/capstan-io/capstan/reconciler/workqueue"
 )
 
 // The orphan sweep: an object in the objects bucket that no source
@@ -58,7 +60,7 @@ func unowned(obj manifests.Object) bool {
 }
 
 // onObject queues every unowned object written.
-func (o *orphanSweep) onObject(q *Queue) Handler {
+func (o *orphanSweep) onObject(q *workqueue.Queue) cache.Handler {
 	return func(key string, _, cur manifests.Object) {
 		if o.decl != nil && cur != nil && unowned(cur) {
 			q.Add(key)
@@ -77,14 +79,14 @@ func (o *orphanSweep) candidates(keep func(string) bool) []string {
 		if k.Kind == "Node" { // its own bucket
 			continue
 		}
-		keys = append(keys, o.cp.objects.Keys(k.Kind, func(c *Cached) bool { return keep(c.Key) && unowned(c.Obj) })...)
+		keys = append(keys, o.cp.objects.Keys(k.Kind, func(c *cache.Cached) bool { return keep(c.Key) && unowned(c.Obj) })...)
 	}
 	return keys
 }
 
 // watch re-queues the candidates when the declarations change: sweeping
 // opens, a source's inventory becomes known, a source is forgotten.
-func (o *orphanSweep) watch(ctx context.Context, q *Queue) error {
+func (o *orphanSweep) watch(ctx context.Context, q *workqueue.Queue) error {
 	for {
 		select {
 		case <-ctx.Done():

@@ -17,6 +17,7 @@ import (
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/node/fake"
 	"github.com/capstan-io/capstan/reconciler"
+	"github.com/capstan-io/capstan/reconciler/cache"
 	"github.com/capstan-io/capstan/schema"
 )
 
@@ -91,7 +92,7 @@ func uids(t *testing.T, conn *natsbus.Conn) map[string]string {
 // intact fails unless every object of want is there with its uid.
 func intact(t *testing.T, conn *natsbus.Conn, want map[string]string) error {
 	for key, uid := range want {
-		obj, _, err := reconciler.GetObject(context.Background(), conn.Objects, key)
+		obj, _, err := cache.GetObject(context.Background(), conn.Objects, key)
 		if err == nil && (obj.GetObjectMeta().UID != uid || obj.GetObjectMeta().DeletionTimestamp != nil) {
 			err = fmt.Errorf("replaced or deleted (uid %s, want %s)", obj.GetObjectMeta().UID, uid)
 		}
@@ -120,7 +121,7 @@ func sweepRecords(t *testing.T, conn *natsbus.Conn) map[string][]manifests.Audit
 
 // goneOrGoing: the object is deleted, or (a bound pod) terminating.
 func goneOrGoing(conn *natsbus.Conn, key string) error {
-	obj, _, err := reconciler.GetObject(context.Background(), conn.Objects, key)
+	obj, _, err := cache.GetObject(context.Background(), conn.Objects, key)
 	switch {
 	case errors.Is(err, bus.ErrNotFound):
 		return nil
@@ -226,7 +227,7 @@ func TestOrphanSweep(t *testing.T) {
 		"ConfigMap.default.claims-a-commit": loadObject(t, configMap("claims-a-commit", ""), map[string]string{reconciler.AnnotationCommit: "0123456789abcdef"}),
 	}
 	for _, o := range orphans {
-		if _, err := reconciler.CreateObject(ctx, conn.Objects, o); err != nil {
+		if _, err := cache.CreateObject(ctx, conn.Objects, o); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -290,7 +291,7 @@ func TestOrphanSweep(t *testing.T) {
 
 	// Several resyncs of the controllers (0.5 s) and the sources (1 s).
 	holdFor(t, 3*time.Second, func() error { return intact(t, conn, legit) })
-	if _, _, err := reconciler.GetObject(ctx, conn.Objects, reported); err != nil {
+	if _, _, err := cache.GetObject(ctx, conn.Objects, reported); err != nil {
 		t.Fatalf("the orphan of a report-only source: %v", err)
 	}
 	if n := len(sweepRecords(t, conn)[reported]); n != 1 {
@@ -302,7 +303,7 @@ func TestOrphanSweep(t *testing.T) {
 	// an orphan written while down goes once every source has synced.
 	stop()
 	down := loadObject(t, configMap("while-down", ""), nil)
-	if _, err := reconciler.CreateObject(ctx, conn.Objects, down); err != nil {
+	if _, err := cache.CreateObject(ctx, conn.Objects, down); err != nil {
 		t.Fatal(err)
 	}
 	startSweeping(t, conn, root)

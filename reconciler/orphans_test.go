@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/capstan-io/capstan/manifests"
+	"github.com/capstan-io/capstan/reconciler/cache"
 )
 
 // memAudit is a bus.Audit in memory.
@@ -82,7 +83,7 @@ func TestOrphanJudge(t *testing.T) {
 	audit := &memAudit{}
 	d := NewDeclarations()
 	cp := &ControlPlane{Audit: audit, Declarations: d}
-	cp.objects = NewCache(nil, nil)
+	cp.objects = cache.New(nil, nil)
 	o := newOrphanSweep(cp)
 	d.setRoot("root")
 	d.starting("root", false)
@@ -104,7 +105,7 @@ func TestOrphanJudge(t *testing.T) {
 	put := func(obj manifests.Object) string {
 		manifests.SetKind(obj)
 		key := manifests.KeyOf(obj)
-		cp.objects.set(key, obj, 1)
+		cp.objects.Set(key, obj, 1)
 		return key
 	}
 	dep := &manifests.Deployment{ObjectMeta: meta("web", claim("root"))}

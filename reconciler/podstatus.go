@@ -10,6 +10,8 @@ import (
 
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/manifests"
+	"github.com/capstan-io/capstan/reconciler/cache"
+	"github.com/capstan-io/capstan/reconciler/workqueue"
 )
 
 // statusMirror copies what nodes report in the status bucket into the Pod
@@ -33,7 +35,7 @@ type statusMirror struct {
 	// unmirrored holds the latest reports not yet mirrored, as written:
 	// apart from reports, which holds a report's node and revision for
 	// as long as it exists, so that the map a burst fills empties after it.
-	unmirrored peakMap[string, []byte]
+	unmirrored workqueue.PeakMap[string, []byte]
 	synced     chan struct{}
 }
 
@@ -49,7 +51,7 @@ func newStatusMirror(cp *ControlPlane) *statusMirror {
 	return &statusMirror{cp: cp, reports: map[string]report{}, synced: make(chan struct{})}
 }
 
-func (s *statusMirror) watch(ctx context.Context, q *Queue) error {
+func (s *statusMirror) watch(ctx context.Context, q *workqueue.Queue) error {
 	synced := false
 	return bus.ReflectInto(ctx, s.cp.Status, ">", s.cp.Log, s, func(e bus.Entry) {
 		if e.Op == bus.OpSynced {
@@ -66,11 +68,11 @@ func (s *statusMirror) watch(ctx context.Context, q *Queue) error {
 		if e.Op == bus.OpDelete {
 			if cur, ok := s.reports[pk]; ok && cur.node == node {
 				delete(s.reports, pk)
-				s.unmirrored.del(pk)
+				s.unmirrored.Del(pk)
 			}
 		} else {
 			s.reports[pk] = report{node: node, rev: e.Revision}
-			s.unmirrored.set(pk, e.Value)
+			s.unmirrored.Set(pk, e.Value)
 		}
 		s.mu.Unlock()
 		if synced {
@@ -113,7 +115,7 @@ func (s *statusMirror) Known() map[string]uint64 {
 func (s *statusMirror) reconcile(ctx context.Context, podKey string) error {
 	s.mu.Lock()
 	rep, hasReport := s.reports[podKey]
-	raw, _ := s.unmirrored.get(podKey) // nil once mirrored
+	raw, _ := s.unmirrored.Get(podKey) // nil once mirrored
 	s.mu.Unlock()
 	c, ok := s.cp.objects.Get(podKey)
 	if !ok {
@@ -174,10 +176,10 @@ func (s *statusMirror) reconcile(ctx context.Context, podKey string) error {
 			// The report's status is this reconcile's alone: shared
 			// with the cached pods as the cache shares what it decodes,
 			// so that the cache can take upd back as it is.
-			s.cp.objects.intern.status(&st)
+			s.cp.objects.Intern.Status(&st)
 		}
 		upd.Status = st
-		if _, err := updateEchoed(ctx, s.cp.Objects, s.cp.objects, &upd, c.Rev); err != nil {
+		if _, err := cache.UpdateEchoed(ctx, s.cp.Objects, s.cp.objects, &upd, c.Rev); err != nil {
 			if errors.Is(err, bus.ErrNotFound) {
 				return nil
 			}
@@ -196,7 +198,7 @@ func (s *statusMirror) mirrored(podKey string, rev uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if cur, ok := s.reports[podKey]; ok && cur.rev == rev {
-		s.unmirrored.del(podKey)
+		s.unmirrored.Del(podKey)
 	}
 }
 

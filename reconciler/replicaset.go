@@ -12,6 +12,7 @@ import (
 
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/manifests"
+	"github.com/capstan-io/capstan/reconciler/cache"
 )
 
 // expectations remembers the pods a controller created or deleted until the
@@ -46,7 +47,7 @@ func (e *expectations) expect(owner string, adds, dels []string) {
 }
 
 // satisfied reports whether the cache shows every expected change of owner.
-func (e *expectations) satisfied(owner string, c *Cache) bool {
+func (e *expectations) satisfied(owner string, c *cache.Cache) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	x, ok := e.m[owner]
@@ -110,11 +111,11 @@ func (cp *ControlPlane) reconcileReplicaSet(ctx context.Context, key string) err
 
 // reconcileReplicated creates or deletes pods until r's count of active
 // pods is its desired count, then writes its status.
-func (cp *ControlPlane) reconcileReplicated(ctx context.Context, key string, c *Cached, r replicated) error {
+func (cp *ControlPlane) reconcileReplicated(ctx context.Context, key string, c *cache.Cached, r replicated) error {
 	if !cp.exp.satisfied(key, cp.objects) {
 		return nil // the pod events will queue it again
 	}
-	var active []*Cached
+	var active []*cache.Cached
 	for _, p := range cp.podsOwnedBy(r.obj) {
 		pod := p.Obj.(*manifests.Pod)
 		if !manifests.IsPodTerminal(pod) && pod.DeletionTimestamp == nil {
@@ -131,7 +132,7 @@ func (cp *ControlPlane) reconcileReplicated(ctx context.Context, key string, c *
 		var adds []string
 		pods := make([]*manifests.Pod, 0, diff)
 		for range diff {
-			pod := podFromTemplate(r.obj, r.template, r.obj.GetObjectMeta().Name+"-"+RandomSuffix(5))
+			pod := podFromTemplate(r.obj, r.template, r.obj.GetObjectMeta().Name+"-"+cache.RandomSuffix(5))
 			pods = append(pods, pod)
 			adds = append(adds, manifests.KeyOf(pod))
 		}
@@ -193,8 +194,8 @@ func sameController(a, b manifests.Object) bool {
 }
 
 // sortByDeletionCost orders pods the cheapest to lose first (podRank).
-func sortByDeletionCost(pods []*Cached) {
-	slices.SortFunc(pods, func(a, b *Cached) int {
+func sortByDeletionCost(pods []*cache.Cached) {
+	slices.SortFunc(pods, func(a, b *cache.Cached) int {
 		ra, rb := podRank(a.Obj.(*manifests.Pod)), podRank(b.Obj.(*manifests.Pod))
 		if ra.Less(rb) {
 			return -1
@@ -206,7 +207,7 @@ func sortByDeletionCost(pods []*Cached) {
 	})
 }
 
-func (cp *ControlPlane) updateReplicatedStatus(ctx context.Context, c *Cached, r replicated) error {
+func (cp *ControlPlane) updateReplicatedStatus(ctx context.Context, c *cache.Cached, r replicated) error {
 	now := time.Now()
 	st := manifests.ReplicaSetStatus{ObservedGeneration: r.obj.GetObjectMeta().Generation}
 	minReady := time.Duration(r.minReady) * time.Second
@@ -237,7 +238,7 @@ func (cp *ControlPlane) updateReplicatedStatus(ctx context.Context, c *Cached, r
 	if st == r.status {
 		return nil
 	}
-	if _, err := UpdateObject(ctx, cp.Objects, r.withStatus(st), c.Rev); err != nil {
+	if _, err := cache.UpdateObject(ctx, cp.Objects, r.withStatus(st), c.Rev); err != nil {
 		if errors.Is(err, bus.ErrNotFound) {
 			return nil
 		}
@@ -256,7 +257,7 @@ func podRank(p *manifests.Pod) PodRank {
 
 // podFromTemplate makes a new pod for owner from a template.
 func podFromTemplate(owner manifests.Object, tmpl *manifests.PodTemplateSpec, name string) *manifests.Pod {
-	t := Clone(&manifests.Pod{TypeMeta: manifests.TypeMeta{Kind: "Pod", APIVersion: "v1"}, ObjectMeta: tmpl.ObjectMeta, Spec: tmpl.Spec})
+	t := cache.Clone(&manifests.Pod{TypeMeta: manifests.TypeMeta{Kind: "Pod", APIVersion: "v1"}, ObjectMeta: tmpl.ObjectMeta, Spec: tmpl.Spec})
 	pod := &manifests.Pod{
 		TypeMeta: manifests.TypeMeta{Kind: "Pod", APIVersion: "v1"},
 		ObjectMeta: manifests.ObjectMeta{
@@ -264,7 +265,7 @@ func podFromTemplate(owner manifests.Object, tmpl *manifests.PodTemplateSpec, na
 			Namespace:       owner.GetObjectMeta().Namespace,
 			Labels:          maps.Clone(t.Labels),
 			Annotations:     maps.Clone(t.Annotations),
-			OwnerReferences: []manifests.OwnerReference{ownerRef(owner)},
+			OwnerReferences: []manifests.OwnerReference{cache.OwnerRef(owner)},
 		},
 		Spec:   t.Spec,
 		Status: manifests.PodStatus{Phase: manifests.PodPending},
@@ -281,7 +282,7 @@ func createSlowStart(ctx context.Context, s bus.Store, pods []*manifests.Pod) er
 	for done, batch := 0, 1; done < len(pods); batch = min(batch*2, createParallel) {
 		n := min(batch, len(pods)-done)
 		err := inParallel(pods[done:done+n], n, func(pod *manifests.Pod) error {
-			_, err := CreateObject(ctx, s, pod)
+			_, err := cache.CreateObject(ctx, s, pod)
 			return err
 		})
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/capstan-io/capstan/manifests"
+	"github.com/capstan-io/capstan/reconciler/cache"
 )
 
 // Annotations of rollouts.
@@ -129,7 +130,7 @@ type RolloutRevision struct {
 func DeploymentHistory(d *manifests.Deployment, sets []*manifests.ReplicaSet) []RolloutRevision {
 	var out []RolloutRevision
 	for _, rs := range sets {
-		if !isControlledBy(rs, d) {
+		if !cache.IsControlledBy(rs, d) {
 			continue
 		}
 		r := RolloutRevision{Revision: revisionOf(rs), ReplicaSet: rs.Name, Commit: rs.Annotations[AnnotationCommit],

@@ -14,6 +14,8 @@ import (
 
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/manifests"
+	"github.com/capstan-io/capstan/reconciler/cache"
+	"github.com/capstan-io/capstan/reconciler/workqueue"
 )
 
 // Services. The service controller gives each Service (not headless, not
@@ -227,7 +229,7 @@ type serviceController struct {
 	cp     *ControlPlane
 	alloc  *allocator
 	ranges []*ipRange // IPv4 first, then IPv6 when configured
-	queue  *Queue
+	queue  *workqueue.Queue
 }
 
 func newServiceController(cp *ControlPlane) (*serviceController, error) {
@@ -516,7 +518,7 @@ func (s *serviceController) reconcile(ctx context.Context, key string) error {
 	al := s.allocate(key, svc)
 	s.alloc.mu.Unlock()
 
-	upd := Clone(svc)
+	upd := cache.Clone(svc)
 	if al.problem == nil {
 		if svc.Spec.Type != manifests.ServiceExternalName && svc.Spec.ClusterIP != manifests.ClusterIPNone {
 			upd.Spec.ClusterIP, upd.Spec.ClusterIPs, upd.Spec.IPFamilies = al.clusterIP, al.clusterIPs, al.families
@@ -557,7 +559,7 @@ func (s *serviceController) reconcile(ctx context.Context, key string) error {
 	if manifests.Hash(upd.Spec) == manifests.Hash(svc.Spec) && manifests.Hash(upd.Status) == manifests.Hash(svc.Status) {
 		return nil
 	}
-	if _, err := UpdateObject(ctx, cp.Objects, upd, c.Rev); err != nil {
+	if _, err := cache.UpdateObject(ctx, cp.Objects, upd, c.Rev); err != nil {
 		if errors.Is(err, bus.ErrNotFound) {
 			return nil
 		}
@@ -671,7 +673,7 @@ func withAllocated(declared, cur manifests.Object) (manifests.Object, bool) {
 	if !ok || !ok2 || d.Spec.Type == manifests.ServiceExternalName {
 		return nil, false
 	}
-	out := Clone(d)
+	out := cache.Clone(d)
 	changed := false
 	headless := d.Spec.ClusterIP == manifests.ClusterIPNone
 	if !headless && d.Spec.ClusterIP == "" && c.Spec.ClusterIP != "" && c.Spec.ClusterIP != manifests.ClusterIPNone {
@@ -710,10 +712,10 @@ func (cp *ControlPlane) serviceControllers() ([]*controller, error) {
 	if err != nil {
 		return nil, err
 	}
-	svcCtl := &controller{name: "service", queue: NewQueue(), reconcile: svcs.reconcile, resync: cp.keysOf("Service")}
+	svcCtl := &controller{name: "service", queue: workqueue.New(), reconcile: svcs.reconcile, resync: cp.keysOf("Service")}
 	svcs.queue = svcCtl.queue
 	eps := &endpointsController{cp: cp}
-	epCtl := &controller{name: "endpoints", queue: NewQueue(), reconcile: eps.reconcile, resync: cp.keysOf("Service")}
+	epCtl := &controller{name: "endpoints", queue: workqueue.New(), reconcile: eps.reconcile, resync: cp.keysOf("Service")}
 	both := func(keys ...string) {
 		for _, k := range keys {
 			svcCtl.queue.Add(k)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/capstan-io/capstan/manifests"
+	"github.com/capstan-io/capstan/reconciler/workqueue"
 )
 
 func newTestServices(t *testing.T, v6 string) *serviceController {
@@ -16,7 +17,7 @@ func newTestServices(t *testing.T, v6 string) *serviceController {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.queue = NewQueue()
+	s.queue = workqueue.New()
 	return s
 }
 
@@ -129,7 +130,7 @@ func TestAllocateFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.queue = NewQueue()
+	s.queue = workqueue.New()
 	// 16 addresses: .0, .1, .10 and .15 reserved, 12 left.
 	for i := range 13 {
 		key, svc := svcAt(fmt.Sprintf("s%d", i), i, nil)

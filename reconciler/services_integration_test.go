@@ -12,6 +12,7 @@ import (
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler"
+	"github.com/capstan-io/capstan/reconciler/cache"
 )
 
 // Graceful deletion, Services and endpoint slices, on a real in-process
@@ -37,7 +38,7 @@ spec:
 
 func (c *cluster) service(name string) *manifests.Service {
 	c.t.Helper()
-	obj, _, err := reconciler.GetObject(c.ctx, c.conn.Objects, manifests.Key("Service", "default", name))
+	obj, _, err := cache.GetObject(c.ctx, c.conn.Objects, manifests.Key("Service", "default", name))
 	if err != nil {
 		return nil
 	}
@@ -45,7 +46,7 @@ func (c *cluster) service(name string) *manifests.Service {
 }
 
 func (c *cluster) slice(name string) *manifests.EndpointSlice {
-	obj, _, err := reconciler.GetObject(c.ctx, c.conn.Objects, manifests.Key("EndpointSlice", "default", name))
+	obj, _, err := cache.GetObject(c.ctx, c.conn.Objects, manifests.Key("EndpointSlice", "default", name))
 	if err != nil {
 		return nil
 	}
@@ -422,7 +423,7 @@ func TestServiceAllocationSurvivesRestart(t *testing.T) {
 		return func() { ccancel(); <-done }
 	}
 	get := func(name string) *manifests.Service {
-		obj, _, err := reconciler.GetObject(ctx, conn.Objects, manifests.Key("Service", "default", name))
+		obj, _, err := cache.GetObject(ctx, conn.Objects, manifests.Key("Service", "default", name))
 		if err != nil {
 			return nil
 		}
@@ -526,7 +527,7 @@ func TestServiceDualStack(t *testing.T) {
 		return func() { ccancel(); <-done }
 	}
 	get := func(name string) (*manifests.Service, uint64) {
-		obj, rev, err := reconciler.GetObject(ctx, conn.Objects, manifests.Key("Service", "default", name))
+		obj, rev, err := cache.GetObject(ctx, conn.Objects, manifests.Key("Service", "default", name))
 		if err != nil {
 			return nil, 0
 		}

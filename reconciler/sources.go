@@ -16,6 +16,7 @@ import (
 
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/manifests"
+	"github.com/capstan-io/capstan/reconciler/cache"
 	"github.com/capstan-io/capstan/sources"
 	"github.com/capstan-io/capstan/sources/webhook"
 )
@@ -93,7 +94,7 @@ type SourceManager struct {
 	// control plane's orphan sweep (orphans.go).
 	Declarations *Declarations
 
-	cache   *Cache
+	cache   *cache.Cache
 	kick    chan struct{}
 	wg      sync.WaitGroup
 	mu      sync.Mutex
@@ -168,7 +169,7 @@ func (m *SourceManager) Run(ctx context.Context) error {
 	m.kick = make(chan struct{}, 1)
 	m.runners, m.known, m.waiting, m.noted = map[string]*runner{}, map[string]manifests.SourceSpec{}, map[string]string{}, map[string]string{}
 	m.drift = newContainerWatch()
-	m.cache = NewCache(m.Objects, m.Log.With("cache", "sources"))
+	m.cache = cache.New(m.Objects, m.Log.With("cache", "sources"))
 	m.cache.AddHandler(m.onChange)
 	cacheCtx, stopCache := context.WithCancel(ctx)
 	cacheDone := make(chan error, 1)
@@ -628,13 +629,13 @@ func (m *SourceManager) updateHealth(ctx context.Context, src *manifests.Source)
 func (m *SourceManager) updateStatus(ctx context.Context, name string, change func(*manifests.SourceStatus)) {
 	key := manifests.Key("Source", "", name)
 	for range 5 {
-		obj, rev, err := GetObject(ctx, m.Objects, key)
+		obj, rev, err := cache.GetObject(ctx, m.Objects, key)
 		if err != nil {
 			return
 		}
 		src := obj.(*manifests.Source)
 		change(&src.Status)
-		if _, err = UpdateObject(ctx, m.Objects, src, rev); !errors.Is(err, bus.ErrConflict) {
+		if _, err = cache.UpdateObject(ctx, m.Objects, src, rev); !errors.Is(err, bus.ErrConflict) {
 			if err != nil {
 				m.Log.Debug("write source status", "source", name, "err", err)
 			}

@@ -18,6 +18,7 @@ import (
 	"github.com/capstan-io/capstan/bus/natsbus"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler"
+	"github.com/capstan-io/capstan/reconciler/cache"
 	"github.com/capstan-io/capstan/schema"
 	"github.com/capstan-io/capstan/sources"
 	"github.com/capstan-io/capstan/sources/git"
@@ -95,7 +96,7 @@ func sourceYAML(name, url, path, extra string) string {
 }
 
 func getSource(conn *natsbus.Conn, name string) (*manifests.Source, error) {
-	obj, _, err := reconciler.GetObject(context.Background(), conn.Objects, manifests.Key("Source", "", name))
+	obj, _, err := cache.GetObject(context.Background(), conn.Objects, manifests.Key("Source", "", name))
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +127,7 @@ func health(want, applied string) func(*manifests.Source) error {
 }
 
 func configMapOf(conn *natsbus.Conn, ns, name string) (*manifests.ConfigMap, error) {
-	obj, _, err := reconciler.GetObject(context.Background(), conn.Objects, manifests.Key("ConfigMap", ns, name))
+	obj, _, err := cache.GetObject(context.Background(), conn.Objects, manifests.Key("ConfigMap", ns, name))
 	if err != nil {
 		return nil, err
 	}
@@ -329,13 +330,13 @@ func editConfigMap(t *testing.T, conn *natsbus.Conn, name string, change func(*m
 	t.Helper()
 	ctx := context.Background()
 	for range 5 {
-		obj, rev, err := reconciler.GetObject(ctx, conn.Objects, manifests.Key("ConfigMap", "default", name))
+		obj, rev, err := cache.GetObject(ctx, conn.Objects, manifests.Key("ConfigMap", "default", name))
 		if err != nil {
 			t.Fatal(err)
 		}
 		cm := obj.(*manifests.ConfigMap)
 		change(cm)
-		if _, err = reconciler.UpdateObject(ctx, conn.Objects, cm, rev); err == nil {
+		if _, err = cache.UpdateObject(ctx, conn.Objects, cm, rev); err == nil {
 			return
 		}
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/manifests"
+	"github.com/capstan-io/capstan/reconciler/cache"
 )
 
 // Labels and annotations of the pods StatefulSets and DaemonSets make.
@@ -237,9 +238,9 @@ func (cp *ControlPlane) reconcileStatefulSet(ctx context.Context, key string) er
 		}
 	}
 	if !maps.Equal(claimNodes, sts.Status.ClaimNodes) {
-		upd := Clone(sts)
+		upd := cache.Clone(sts)
 		upd.Status.ClaimNodes = claimNodes
-		if _, err := UpdateObject(ctx, cp.Objects, upd, c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
+		if _, err := cache.UpdateObject(ctx, cp.Objects, upd, c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
 			return err
 		}
 		return nil // our own write queues the next step
@@ -321,7 +322,7 @@ func (cp *ControlPlane) applyStatefulActions(ctx context.Context, key string, st
 		cp.event(ctx, sts, "Normal", "SuccessfulDelete", fmt.Sprintf("delete Pod %s in StatefulSet %s successful (%s)", name, sts.Name, a.Reason))
 	}
 	for _, pod := range pods {
-		if _, err := CreateObject(ctx, cp.Objects, pod); err != nil {
+		if _, err := cache.CreateObject(ctx, cp.Objects, pod); err != nil {
 			cp.exp.expect(key, nil, nil)
 			return fmt.Errorf("statefulset %s: %w", key, err)
 		}
@@ -376,7 +377,7 @@ func statefulPod(sts *manifests.StatefulSet, tmpl *manifests.PodTemplateSpec, or
 
 // templateFromStatefulPod undoes what statefulPod adds to a template.
 func templateFromStatefulPod(sts *manifests.StatefulSet, pod *manifests.Pod) *manifests.PodTemplateSpec {
-	p := Clone(pod)
+	p := cache.Clone(pod)
 	delete(p.Labels, LabelStatefulSetPodName)
 	delete(p.Labels, LabelPodIndex)
 	if _, pinned := p.Annotations[AnnotationClaimNode]; pinned {
@@ -393,7 +394,7 @@ func templateFromStatefulPod(sts *manifests.StatefulSet, pod *manifests.Pod) *ma
 	}
 }
 
-func (cp *ControlPlane) updateStatefulSetStatus(ctx context.Context, c *Cached, sts *manifests.StatefulSet, pods map[int]*manifests.Pod, currentRev, updateRev string) error {
+func (cp *ControlPlane) updateStatefulSetStatus(ctx context.Context, c *cache.Cached, sts *manifests.StatefulSet, pods map[int]*manifests.Pod, currentRev, updateRev string) error {
 	now := time.Now()
 	minReady := time.Duration(sts.Spec.MinReadySeconds) * time.Second
 	st := manifests.StatefulSetStatus{ObservedGeneration: sts.Generation, CurrentRevision: currentRev, UpdateRevision: updateRev,
@@ -428,9 +429,9 @@ func (cp *ControlPlane) updateStatefulSetStatus(ctx context.Context, c *Cached, 
 	if manifests.Hash(st) == manifests.Hash(sts.Status) {
 		return nil
 	}
-	upd := Clone(sts)
+	upd := cache.Clone(sts)
 	upd.Status = st
-	if _, err := UpdateObject(ctx, cp.Objects, upd, c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
+	if _, err := cache.UpdateObject(ctx, cp.Objects, upd, c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
 		return err
 	}
 	return nil

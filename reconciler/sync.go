@@ -13,6 +13,7 @@ import (
 
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/manifests"
+	"github.com/capstan-io/capstan/reconciler/cache"
 	"github.com/capstan-io/capstan/sources"
 )
 
@@ -227,7 +228,7 @@ func (s *Syncer) syncOnce(ctx context.Context, full bool) error {
 // declaredView is the part of an object that Git owns, as JSON: no status,
 // no server-set metadata.
 func declaredView(obj manifests.Object) ([]byte, error) {
-	c := Clone(obj)
+	c := cache.Clone(obj)
 	m := c.GetObjectMeta()
 	m.UID, m.ResourceVersion, m.Generation, m.CreationTimestamp, m.DeletionTimestamp, m.OwnerReferences = "", "", 0, nil, nil, nil
 	m.DeletionGracePeriodSeconds = nil
@@ -239,7 +240,7 @@ func declaredView(obj manifests.Object) ([]byte, error) {
 	if p, ok := any(c).(*manifests.Pod); ok && obj.(*manifests.Pod).Spec.NodeName != "" {
 		p.Spec.NodeName = ""
 	}
-	return Encode(c)
+	return cache.Encode(c)
 }
 
 // DeclaredViews returns the declared views of an object as Git declares
@@ -290,7 +291,7 @@ func (s *Syncer) apply(ctx context.Context, objs []manifests.Object, full bool) 
 		if !full && s.appliedObjs[key] == loaded {
 			continue
 		}
-		obj := Clone(loaded)
+		obj := cache.Clone(loaded)
 		m := obj.GetObjectMeta()
 		if m.Annotations == nil {
 			m.Annotations = map[string]string{}
@@ -320,7 +321,7 @@ func (s *Syncer) apply(ctx context.Context, objs []manifests.Object, full bool) 
 			continue
 		}
 		kind, ns, name, _ := manifests.SplitKey(key)
-		obj, rev, err := GetObject(ctx, s.Objects, key)
+		obj, rev, err := cache.GetObject(ctx, s.Objects, key)
 		switch {
 		case errors.Is(err, bus.ErrNotFound):
 		case err != nil:
@@ -346,9 +347,9 @@ func (s *Syncer) apply(ctx context.Context, objs []manifests.Object, full bool) 
 func (s *Syncer) applyOne(ctx context.Context, key string, obj manifests.Object, view []byte) (*manifests.ObjectChange, error) {
 	kind, ns, name, _ := manifests.SplitKey(key)
 	for attempt := 0; ; attempt++ {
-		cur, rev, err := GetObject(ctx, s.Objects, key)
+		cur, rev, err := cache.GetObject(ctx, s.Objects, key)
 		if errors.Is(err, bus.ErrNotFound) {
-			_, err = CreateObject(ctx, s.Objects, Clone(obj))
+			_, err = cache.CreateObject(ctx, s.Objects, cache.Clone(obj))
 			if errors.Is(err, bus.ErrExists) && attempt < 5 {
 				continue
 			}
@@ -396,13 +397,13 @@ func (s *Syncer) applyOne(ctx context.Context, key string, obj manifests.Object,
 		if string(curView) == string(wantView) {
 			return nil, nil
 		}
-		upd := Clone(want)
+		upd := cache.Clone(want)
 		um := upd.GetObjectMeta()
 		um.UID, um.CreationTimestamp, um.OwnerReferences = cm.UID, cm.CreationTimestamp, cm.OwnerReferences
 		um.DeletionTimestamp, um.DeletionGracePeriodSeconds = cm.DeletionTimestamp, cm.DeletionGracePeriodSeconds
 		um.Generation = cm.Generation + 1
 		keepStatus(upd, cur)
-		_, err = UpdateObject(ctx, s.Objects, upd, rev)
+		_, err = cache.UpdateObject(ctx, s.Objects, upd, rev)
 		if errors.Is(err, bus.ErrConflict) && attempt < 5 {
 			continue // a controller wrote status meanwhile: re-read
 		}
@@ -493,7 +494,7 @@ func (s *Syncer) event(ctx context.Context, typ, reason, msg string) {
 }
 
 func (s *Syncer) readStatus(ctx context.Context) (manifests.SourceStatus, error) {
-	obj, _, err := GetObject(ctx, s.Objects, manifests.Key("Source", "", s.Name))
+	obj, _, err := cache.GetObject(ctx, s.Objects, manifests.Key("Source", "", s.Name))
 	if err != nil {
 		return manifests.SourceStatus{}, err
 	}
@@ -505,7 +506,7 @@ func (s *Syncer) writeStatus(ctx context.Context, attempted, lastErr string) {
 	key := manifests.Key("Source", "", s.Name)
 	for range 5 {
 		src := &manifests.Source{ObjectMeta: manifests.ObjectMeta{Name: s.Name}}
-		cur, rev, err := GetObject(ctx, s.Objects, key)
+		cur, rev, err := cache.GetObject(ctx, s.Objects, key)
 		if err == nil {
 			src = cur.(*manifests.Source)
 		} else if !errors.Is(err, bus.ErrNotFound) || s.Declared {
@@ -531,9 +532,9 @@ func (s *Syncer) writeStatus(ctx context.Context, attempted, lastErr string) {
 		}
 		st.Conditions = setCond(st.Conditions, ready)
 		if err == nil {
-			_, err = UpdateObject(ctx, s.Objects, src, rev)
+			_, err = cache.UpdateObject(ctx, s.Objects, src, rev)
 		} else {
-			_, err = CreateObject(ctx, s.Objects, src)
+			_, err = cache.CreateObject(ctx, s.Objects, src)
 		}
 		if err == nil || (!errors.Is(err, bus.ErrConflict) && !errors.Is(err, bus.ErrExists)) {
 			return

@@ -20,6 +20,7 @@ import (
 	"github.com/capstan-io/capstan/node"
 	"github.com/capstan-io/capstan/node/fake"
 	"github.com/capstan-io/capstan/reconciler"
+	"github.com/capstan-io/capstan/reconciler/cache"
 	"github.com/capstan-io/capstan/schema"
 	"github.com/capstan-io/capstan/sources/git"
 	"github.com/capstan-io/capstan/sources/git/gittest"
@@ -70,7 +71,7 @@ func (c *trustCluster) audit(t *testing.T) []manifests.AuditRecord {
 }
 
 func (c *trustCluster) configValue(t *testing.T) string {
-	obj, _, err := reconciler.GetObject(c.ctx, c.conn.Objects, manifests.Key("ConfigMap", "default", "settings"))
+	obj, _, err := cache.GetObject(c.ctx, c.conn.Objects, manifests.Key("ConfigMap", "default", "settings"))
 	if err != nil {
 		return ""
 	}
@@ -145,7 +146,7 @@ func TestSignaturePolicyKeepsLastGoodRevision(t *testing.T) {
 		}
 		return nil
 	})
-	src2, _, _ := reconciler.GetObject(c.ctx, c.conn.Objects, manifests.Key("Source", "", "root"))
+	src2, _, _ := cache.GetObject(c.ctx, c.conn.Objects, manifests.Key("Source", "", "root"))
 	if st := src2.(*manifests.Source).Status; st.AppliedRevision != good || st.AttemptedRevision != bad || !strings.Contains(st.LastError, "is not signed") {
 		t.Errorf("source status %+v", st)
 	}
@@ -265,7 +266,7 @@ func TestEncryptedSecretReachesAssignmentOnly(t *testing.T) {
 
 	// The objects bucket holds the ciphertext, and no stream or bucket
 	// holds the plain text.
-	obj, _, err := reconciler.GetObject(c.ctx, c.conn.Objects, manifests.Key("Secret", "default", "db"))
+	obj, _, err := cache.GetObject(c.ctx, c.conn.Objects, manifests.Key("Secret", "default", "db"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/node/fake"
 	"github.com/capstan-io/capstan/reconciler"
+	"github.com/capstan-io/capstan/reconciler/cache"
 )
 
 // These tests create StatefulSets, DaemonSets, ReplicationControllers and
@@ -33,7 +34,7 @@ func (c *cluster) create(obj manifests.Object) {
 	if obj.GetObjectMeta().Namespace == "" {
 		obj.GetObjectMeta().Namespace = "default"
 	}
-	if _, err := reconciler.CreateObject(c.ctx, c.conn.Objects, obj); err != nil {
+	if _, err := cache.CreateObject(c.ctx, c.conn.Objects, obj); err != nil {
 		c.t.Fatal(err)
 	}
 }
@@ -42,20 +43,20 @@ func (c *cluster) create(obj manifests.Object) {
 func (c *cluster) update(key string, fn func(manifests.Object)) {
 	c.t.Helper()
 	checkFor(c.t, 5*time.Second, func() error {
-		obj, rev, err := reconciler.GetObject(c.ctx, c.conn.Objects, key)
+		obj, rev, err := cache.GetObject(c.ctx, c.conn.Objects, key)
 		if err != nil {
 			return err
 		}
 		fn(obj)
 		obj.GetObjectMeta().Generation++
-		_, err = reconciler.UpdateObject(c.ctx, c.conn.Objects, obj, rev)
+		_, err = cache.UpdateObject(c.ctx, c.conn.Objects, obj, rev)
 		return err
 	})
 }
 
 func (c *cluster) get(key string) manifests.Object {
 	c.t.Helper()
-	obj, _, err := reconciler.GetObject(c.ctx, c.conn.Objects, key)
+	obj, _, err := cache.GetObject(c.ctx, c.conn.Objects, key)
 	if err != nil {
 		c.t.Fatalf("get %s: %v", key, err)
 	}
@@ -244,7 +245,7 @@ func TestStatefulSetPodReturnsToItsClaims(t *testing.T) {
 	c.create(hog)
 	c.readyPods("hog", 1, "img:1", 10*time.Second)
 
-	if err := reconciler.DeleteObject(c.ctx, c.conn.Objects, manifests.Key("Pod", "default", "db-0"), 0); err != nil {
+	if err := cache.DeleteObject(c.ctx, c.conn.Objects, manifests.Key("Pod", "default", "db-0"), 0); err != nil {
 		t.Fatal(err)
 	}
 	checkFor(t, 15*time.Second, func() error {
@@ -344,7 +345,7 @@ func TestDaemonSetFollowsNodes(t *testing.T) {
 	status(1, 1)
 
 	// Deleting the DaemonSet removes its pods (garbage collection).
-	if err := reconciler.DeleteObject(c.ctx, c.conn.Objects, manifests.Key("DaemonSet", "default", "agent"), 0); err != nil {
+	if err := cache.DeleteObject(c.ctx, c.conn.Objects, manifests.Key("DaemonSet", "default", "agent"), 0); err != nil {
 		t.Fatal(err)
 	}
 	checkFor(t, 10*time.Second, func() error {
@@ -374,7 +375,7 @@ func TestReplicationController(t *testing.T) {
 	c.readyPods("legacy", 1, "img:1", 10*time.Second)
 	// A pod deleted behind its back is replaced.
 	p := c.pods("legacy")[0]
-	if err := reconciler.DeleteObject(c.ctx, c.conn.Objects, manifests.KeyOf(p), 0); err != nil {
+	if err := cache.DeleteObject(c.ctx, c.conn.Objects, manifests.KeyOf(p), 0); err != nil {
 		t.Fatal(err)
 	}
 	checkFor(t, 10*time.Second, func() error {
@@ -476,7 +477,7 @@ func TestDeploymentRollsBackAfterProgressDeadline(t *testing.T) {
 			return fmt.Errorf("rollout of img:2: %s %v", msg, err)
 		}
 		for _, e := range entries {
-			obj, _, err := reconciler.GetObject(c.ctx, c.conn.Objects, e.Key)
+			obj, _, err := cache.GetObject(c.ctx, c.conn.Objects, e.Key)
 			if err != nil {
 				return err
 			}

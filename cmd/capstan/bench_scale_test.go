@@ -27,7 +27,7 @@ import (
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/bus/natsbus"
 	"github.com/capstan-io/capstan/manifests"
-	"github.com/capstan-io/capstan/reconciler"
+	"github.com/capstan-io/capstan/reconciler/cache"
 )
 
 // Settings of the scale session, reported with the figures.
@@ -137,7 +137,7 @@ func benchScale(t *testing.T, cfg benchConfig, res *results) {
 		return err
 	})
 	tr := trackPods(t, ctx, conn.Objects)
-	if _, err := reconciler.CreateObject(ctx, conn.Objects, benchRS("doomed", int32(cfg.lossPods), "10m", "16Mi")); err != nil {
+	if _, err := cache.CreateObject(ctx, conn.Objects, benchRS("doomed", int32(cfg.lossPods), "10m", "16Mi")); err != nil {
 		t.Fatal(err)
 	}
 	tr.wait(t, 3*time.Minute, "pods on the nodes to lose", func(p *benchPod) bool { return hasLabel(p, "app", "doomed") && p.Status.Phase == "Running" }, cfg.lossPods)
@@ -194,7 +194,7 @@ func benchScale(t *testing.T, cfg benchConfig, res *results) {
 		c0 := time.Now()
 		for i := 0; i*perRS < cfg.pods; i++ {
 			name := fmt.Sprintf("%s-%03d", prefix, i)
-			if _, err := reconciler.CreateObject(ctx, conn.Objects, benchRS(name, int32(min(perRS, cfg.pods-i*perRS)), "50m", "32Mi")); err != nil {
+			if _, err := cache.CreateObject(ctx, conn.Objects, benchRS(name, int32(min(perRS, cfg.pods-i*perRS)), "50m", "32Mi")); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -378,7 +378,7 @@ func benchScale(t *testing.T, cfg benchConfig, res *results) {
 		for i := 0; i*perRS < cfg.pods; i++ {
 			rs := benchRS(fmt.Sprintf("%s-%03d", prev, i), 0, "50m", "32Mi")
 			manifests.SetKind(rs)
-			if err := reconciler.DeleteObject(ctx, conn.Objects, manifests.KeyOf(rs), 0); err != nil {
+			if err := cache.DeleteObject(ctx, conn.Objects, manifests.KeyOf(rs), 0); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -555,7 +555,7 @@ func benchFanout(t *testing.T, ctx context.Context, conn *natsbus.Conn, tr *podT
 		pod := &manifests.Pod{ObjectMeta: manifests.ObjectMeta{Name: fmt.Sprintf("fan-%03d", i), Namespace: "fanout", Labels: map[string]string{"app": "fan"}},
 			Spec: manifests.PodSpec{Containers: []manifests.Container{{Name: "main", Image: e2eImage, Command: []string{"sleep", "3600"},
 				Resources: manifests.ResourceRequirements{Requests: manifests.ResourceList{"cpu": "1m", "memory": "1Mi"}}}}}}
-		if _, err := reconciler.CreateObject(ctx, conn.Objects, pod); err != nil {
+		if _, err := cache.CreateObject(ctx, conn.Objects, pod); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(fanoutInterval)

@@ -20,6 +20,7 @@ import (
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler"
+	"github.com/capstan-io/capstan/reconciler/cache"
 	"github.com/capstan-io/capstan/schema"
 	"github.com/capstan-io/capstan/sources/dir"
 	"github.com/capstan-io/capstan/sources/git"
@@ -304,7 +305,7 @@ func validationLines(err error) ([]string, error) {
 
 // sourceObject reads the Source object of a source, nil when absent.
 func sourceObject(ctx context.Context, objects bus.Store, name string) (*manifests.Source, error) {
-	obj, _, err := reconciler.GetObject(ctx, objects, manifests.Key("Source", "", name))
+	obj, _, err := cache.GetObject(ctx, objects, manifests.Key("Source", "", name))
 	if errors.Is(err, bus.ErrNotFound) {
 		return nil, nil
 	}
@@ -366,7 +367,7 @@ func diffObjects(declared, current []manifests.Object, others map[string]string,
 		seen[key] = true
 		kind, ns, name, _ := manifests.SplitKey(key)
 		if source != "" {
-			obj = reconciler.Clone(obj)
+			obj = cache.Clone(obj)
 			m := obj.GetObjectMeta()
 			if m.Annotations == nil {
 				m.Annotations = map[string]string{}

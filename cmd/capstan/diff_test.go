@@ -18,6 +18,7 @@ import (
 	"github.com/capstan-io/capstan/bus/natsauth/natsauthtest"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler"
+	"github.com/capstan-io/capstan/reconciler/cache"
 	"github.com/capstan-io/capstan/schema"
 	"github.com/capstan-io/capstan/sources/git"
 )
@@ -169,7 +170,7 @@ func TestDiffObjects(t *testing.T) {
 	applied := func(objs []manifests.Object, source string) []manifests.Object {
 		var out []manifests.Object
 		for _, o := range objs {
-			o = reconciler.Clone(o)
+			o = cache.Clone(o)
 			m := o.GetObjectMeta()
 			if m.Annotations == nil {
 				m.Annotations = map[string]string{}

@@ -17,7 +17,7 @@ import (
 
 	"github.com/capstan-io/capstan/bus/natsbus"
 	"github.com/capstan-io/capstan/manifests"
-	"github.com/capstan-io/capstan/reconciler"
+	"github.com/capstan-io/capstan/reconciler/cache"
 )
 
 // The end-to-end test of many sources on real Podman: a Source declared in
@@ -131,12 +131,12 @@ func (e *e2e) editOnBus(key string, change func(manifests.Object)) {
 	}
 	defer conn.Close()
 	for range 5 {
-		obj, rev, err := reconciler.GetObject(ctx, conn.Objects, key)
+		obj, rev, err := cache.GetObject(ctx, conn.Objects, key)
 		if err != nil {
 			t.Fatal(err)
 		}
 		change(obj)
-		if _, err = reconciler.UpdateObject(ctx, conn.Objects, obj, rev); err == nil {
+		if _, err = cache.UpdateObject(ctx, conn.Objects, obj, rev); err == nil {
 			return
 		}
 	}

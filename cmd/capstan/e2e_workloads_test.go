@@ -18,6 +18,7 @@ import (
 	"github.com/capstan-io/capstan/bus/natsbus"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler"
+	"github.com/capstan-io/capstan/reconciler/cache"
 )
 
 // statefulSetYAML is a StatefulSet whose pods append "<hostname> started"
@@ -275,7 +276,7 @@ func TestE2EStatefulSetAndDaemonSet(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	if err := reconciler.DeleteObject(context.Background(), conn.Objects, manifests.Key("Pod", "default", sts+"-0"), 0); err != nil {
+	if err := cache.DeleteObject(context.Background(), conn.Objects, manifests.Key("Pod", "default", sts+"-0"), 0); err != nil {
 		t.Fatal(err)
 	}
 	checkFor(t, 60*time.Second, "a new "+sts+"-0", func() error {
@@ -438,7 +439,7 @@ func TestRolloutStatusFollowsADeployment(t *testing.T) {
 			Spec:       manifests.DeploymentSpec{Replicas: manifests.Ptr(int32(3))},
 			Status: manifests.DeploymentStatus{ObservedGeneration: observed, UpdatedReplicas: updated, Replicas: replicas, AvailableReplicas: available,
 				Conditions: []manifests.Condition{{Type: "Progressing", Status: "True", Reason: reason}}}}
-		b, err := reconciler.Encode(d)
+		b, err := cache.Encode(d)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -25,6 +25,7 @@ import (
 	"github.com/capstan-io/capstan/bus/natsbus"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler"
+	"github.com/capstan-io/capstan/reconciler/cache"
 	"github.com/capstan-io/capstan/sources"
 	"github.com/capstan-io/capstan/sources/git"
 )
@@ -330,7 +331,7 @@ func (w *gitWriter) write(ctx context.Context, req gitWriteRequest) (gitWriteRep
 	if !ok {
 		return gitWriteReply{}, fmt.Errorf("unknown kind %q", req.Kind)
 	}
-	obj, _, err := reconciler.GetObject(ctx, w.Objects, manifests.Key(k.Kind, nsFor(k, req.Namespace), req.Name))
+	obj, _, err := cache.GetObject(ctx, w.Objects, manifests.Key(k.Kind, nsFor(k, req.Namespace), req.Name))
 	if errors.Is(err, bus.ErrNotFound) {
 		return gitWriteReply{}, fmt.Errorf("%s %q not found", strings.ToLower(k.Kind), req.Name)
 	}
@@ -387,7 +388,7 @@ func (w *gitWriter) write(ctx context.Context, req gitWriteRequest) (gitWriteRep
 
 // credentialsOf says where a source's credentials come from.
 func (w *gitWriter) credentialsOf(ctx context.Context, name string) string {
-	obj, _, err := reconciler.GetObject(ctx, w.Objects, manifests.Key("Source", "", name))
+	obj, _, err := cache.GetObject(ctx, w.Objects, manifests.Key("Source", "", name))
 	if err != nil {
 		return "unknown"
 	}

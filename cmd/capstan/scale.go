@@ -30,7 +30,7 @@ import (
 	"github.com/capstan-io/capstan/bus/natsauth"
 	"github.com/capstan-io/capstan/bus/natsbus"
 	"github.com/capstan-io/capstan/manifests"
-	"github.com/capstan-io/capstan/reconciler"
+	"github.com/capstan-io/capstan/reconciler/cache"
 	"github.com/capstan-io/capstan/sources/git"
 )
 
@@ -142,7 +142,7 @@ func objectSource(ctx context.Context, conn *natsbus.Conn, obj manifests.Object)
 	if name == "" {
 		return sourceRepo{}, exitError{code: 1, msg: fmt.Sprintf("error: %s is not declared in Git (it was made by a controller): change its owner instead", what)}
 	}
-	src, _, err := reconciler.GetObject(ctx, conn.Objects, manifests.Key("Source", "", name))
+	src, _, err := cache.GetObject(ctx, conn.Objects, manifests.Key("Source", "", name))
 	if err != nil {
 		return sourceRepo{}, fmt.Errorf("read source %s of %s: %w", name, what, err)
 	}

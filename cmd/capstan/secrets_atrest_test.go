@@ -16,7 +16,7 @@ import (
 	"github.com/capstan-io/capstan/bus/natsauth/natsauthtest"
 	"github.com/capstan-io/capstan/bus/natsbus"
 	"github.com/capstan-io/capstan/manifests"
-	"github.com/capstan-io/capstan/reconciler"
+	"github.com/capstan-io/capstan/reconciler/cache"
 )
 
 // TestSecretValuesShownToAdminsOnly runs the CLI against a bus with
@@ -43,7 +43,7 @@ func TestSecretValuesShownToAdminsOnly(t *testing.T) {
 	}
 	sec := &manifests.Secret{ObjectMeta: manifests.ObjectMeta{Name: "db", Namespace: "default"}, Type: "Opaque",
 		Data: map[string][]byte{"password": []byte(password)}}
-	if _, err := reconciler.CreateObject(ctx, store, sec); err != nil {
+	if _, err := cache.CreateObject(ctx, store, sec); err != nil {
 		t.Fatal(err)
 	}
 	configs := map[string]string{}

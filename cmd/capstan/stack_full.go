@@ -22,6 +22,7 @@ import (
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/node"
 	"github.com/capstan-io/capstan/reconciler"
+	"github.com/capstan-io/capstan/reconciler/cache"
 	"github.com/capstan-io/capstan/schema"
 	"github.com/capstan-io/capstan/sources"
 	"github.com/capstan-io/capstan/sources/dir"
@@ -321,7 +322,7 @@ func (f *stackFlags) declaredVerify(v *manifests.VerifySpec) *git.VerifyOptions 
 	return &git.VerifyOptions{Mode: v.Mode, Keys: func() (*git.Keyring, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		obj, _, err := reconciler.GetObject(ctx, objects, manifests.Key("Secret", "capstan-system", v.SecretRef.Name))
+		obj, _, err := cache.GetObject(ctx, objects, manifests.Key("Secret", "capstan-system", v.SecretRef.Name))
 		if err != nil {
 			return nil, fmt.Errorf("trusted keys: Secret capstan-system/%s: %w", v.SecretRef.Name, err)
 		}

@@ -1,4 +1,4 @@
-package reconciler
+package cache
 
 import (
 	"context"
@@ -46,14 +46,14 @@ func CreateObject(ctx context.Context, s bus.Store, obj manifests.Object) (uint6
 
 // UpdateObject writes obj if the stored revision is still rev.
 func UpdateObject(ctx context.Context, s bus.Store, obj manifests.Object, rev uint64) (uint64, error) {
-	return updateEchoed(ctx, s, nil, obj, rev)
+	return UpdateEchoed(ctx, s, nil, obj, rev)
 }
 
 // updateEchoed is UpdateObject for an object the cache takes back as it
 // is when the watch returns it (Cache.expect): obj is the cache's after
 // the call, and the caller must not touch it again. A nil cache takes
 // nothing back.
-func updateEchoed(ctx context.Context, s bus.Store, cache *Cache, obj manifests.Object, rev uint64) (uint64, error) {
+func UpdateEchoed(ctx context.Context, s bus.Store, cache *Cache, obj manifests.Object, rev uint64) (uint64, error) {
 	b, err := Encode(obj)
 	if err != nil {
 		return 0, err
@@ -113,20 +113,20 @@ func RandomSuffix(n int) string {
 }
 
 // ownerRef makes a controller owner reference to obj.
-func ownerRef(obj manifests.Object) manifests.OwnerReference {
+func OwnerRef(obj manifests.Object) manifests.OwnerReference {
 	t := obj.GetTypeMeta()
 	m := obj.GetObjectMeta()
 	return manifests.OwnerReference{APIVersion: t.APIVersion, Kind: t.Kind, Name: m.Name, UID: m.UID, Controller: true}
 }
 
 // isControlledBy reports whether obj's controller is owner.
-func isControlledBy(obj manifests.Object, owner manifests.Object) bool {
+func IsControlledBy(obj manifests.Object, owner manifests.Object) bool {
 	ref := obj.GetObjectMeta().Controller()
 	return ref != nil && ref.UID == owner.GetObjectMeta().UID
 }
 
 // ownerKey returns the objects key of obj's controller, or "".
-func ownerKey(obj manifests.Object) string {
+func OwnerKey(obj manifests.Object) string {
 	ref := obj.GetObjectMeta().Controller()
 	if ref == nil {
 		return ""

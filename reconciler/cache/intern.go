@@ -1,4 +1,4 @@
-package reconciler
+package cache
 
 import (
 	"maps"
@@ -49,7 +49,7 @@ func newInterner() *interner {
 
 // str returns the one copy of s the process keeps (unique drops it once
 // nothing holds it).
-func str(s string) string {
+func Str(s string) string {
 	if s == "" {
 		return s
 	}
@@ -68,7 +68,7 @@ func bounded[K comparable, V any](m map[K]V) {
 func (in *interner) pod(p *manifests.Pod) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	p.Namespace = str(p.Namespace)
+	p.Namespace = Str(p.Namespace)
 	p.Labels = in.stringMap(p.Labels)
 	p.CreationTimestamp = in.time(p.CreationTimestamp)
 	p.DeletionTimestamp = in.time(p.DeletionTimestamp)
@@ -89,7 +89,7 @@ func (in *interner) pod(p *manifests.Pod) {
 
 	// Pods of one controller share a template: the last spec seen for
 	// the controller is the candidate, and equal parts are taken from it.
-	p.Spec.NodeName = str(p.Spec.NodeName)
+	p.Spec.NodeName = Str(p.Spec.NodeName)
 	p.Spec.NodeSelector = in.stringMap(p.Spec.NodeSelector)
 	if ref := p.Controller(); ref != nil {
 		if prev, ok := in.specs[ref.UID]; ok {
@@ -114,15 +114,15 @@ func (in *interner) pod(p *manifests.Pod) {
 
 // status is pod's part for a status only, as the status mirror writes it:
 // st and what it holds must be the caller's alone, not yet shared.
-func (in *interner) status(st *manifests.PodStatus) {
+func (in *interner) Status(st *manifests.PodStatus) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	in.statusLocked(st)
 }
 
 func (in *interner) statusLocked(st *manifests.PodStatus) {
-	st.Phase, st.HostIP = str(st.Phase), str(st.HostIP)
-	st.Reason = str(st.Reason)
+	st.Phase, st.HostIP = Str(st.Phase), Str(st.HostIP)
+	st.Reason = Str(st.Reason)
 	st.StartTime, st.ObservedAt = in.time(st.StartTime), in.time(st.ObservedAt)
 	st.Conditions = in.conditions(st.Conditions)
 	in.containerStatuses(st.InitContainerStatuses)
@@ -165,7 +165,7 @@ func (in *interner) conditions(cs []manifests.Condition) []manifests.Condition {
 	in.key = in.key[:0]
 	for i := range cs {
 		c := &cs[i]
-		c.Type, c.Status, c.Reason = str(c.Type), str(c.Status), str(c.Reason)
+		c.Type, c.Status, c.Reason = Str(c.Type), Str(c.Status), Str(c.Reason)
 		c.LastTransitionTime, c.LastHeartbeatTime, c.LastUpdateTime = in.time(c.LastTransitionTime), in.time(c.LastHeartbeatTime), in.time(c.LastUpdateTime)
 		for _, f := range []string{c.Type, c.Status, c.Reason, c.Message} {
 			in.key = append(append(in.key, f...), 0)
@@ -189,17 +189,17 @@ func (in *interner) conditions(cs []manifests.Condition) []manifests.Condition {
 func (in *interner) containerStatuses(cs []manifests.ContainerStatus) {
 	for i := range cs {
 		c := &cs[i]
-		c.Name, c.Image = str(c.Name), str(c.Image)
+		c.Name, c.Image = Str(c.Name), Str(c.Image)
 		for _, s := range []*manifests.ContainerState{&c.State, &c.LastState} {
 			if r := s.Running; r != nil {
 				r.StartedAt = in.time(r.StartedAt)
 			}
 			if t := s.Terminated; t != nil {
-				t.Reason = str(t.Reason)
+				t.Reason = Str(t.Reason)
 				t.StartedAt, t.FinishedAt = in.time(t.StartedAt), in.time(t.FinishedAt)
 			}
 			if w := s.Waiting; w != nil {
-				w.Reason = str(w.Reason)
+				w.Reason = Str(w.Reason)
 			}
 		}
 	}

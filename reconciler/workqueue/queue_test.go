@@ -1,4 +1,4 @@
-package reconciler
+package workqueue
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 )
 
 func TestQueueDeduplicatesAndSerialisesKeys(t *testing.T) {
-	q := NewQueue()
+	q := New()
 	q.Add("a")
 	q.Add("a")
 	q.Add("b")
@@ -38,7 +38,7 @@ func TestQueueDeduplicatesAndSerialisesKeys(t *testing.T) {
 }
 
 func TestQueueRetriesWithBackoff(t *testing.T) {
-	q := NewQueue()
+	q := New()
 	q.BaseDelay = 10 * time.Millisecond
 	var calls atomic.Int32
 	ctx, cancel := context.WithCancel(context.Background())
@@ -60,7 +60,7 @@ func TestQueueRetriesWithBackoff(t *testing.T) {
 }
 
 func TestQueueAddAfterKeepsTheSoonerAdd(t *testing.T) {
-	q := NewQueue()
+	q := New()
 	defer q.Close()
 	q.AddAfter("k", 20*time.Millisecond)
 	q.AddAfter("k", time.Hour) // must not postpone the sooner add
@@ -89,7 +89,7 @@ func TestQueueGivesBackABurstsRoom(t *testing.T) {
 		runtime.ReadMemStats(&m)
 		return m.HeapAlloc
 	}
-	q := NewQueue()
+	q := New()
 	defer q.Close()
 	before := heap()
 	for i := range 100_000 {

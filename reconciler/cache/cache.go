@@ -1,4 +1,4 @@
-package reconciler
+package cache
 
 import (
 	"bytes"
@@ -39,7 +39,7 @@ type Cache struct {
 	byNode   map[string]map[string]*Cached // a pod's spec.nodeName -> key -> pod
 	handlers []Handler
 	synced   chan struct{}
-	intern   *interner
+	Intern   *interner
 
 	echoMu sync.Mutex
 	echoes map[string]*echo // key -> an object this process is writing
@@ -56,10 +56,10 @@ type echo struct {
 	rev  uint64 // once the write returned: the revision it took
 }
 
-// NewCache returns a cache of store; call AddHandler before Run.
-func NewCache(store bus.Store, log *slog.Logger) *Cache {
+// New returns a cache of store; call AddHandler before Run.
+func New(store bus.Store, log *slog.Logger) *Cache {
 	return &Cache{store: store, log: log, all: map[string]*Cached{}, byKind: map[string]map[string]*Cached{},
-		byOwner: map[string]map[string]*Cached{}, byNode: map[string]map[string]*Cached{}, synced: make(chan struct{}), intern: newInterner(),
+		byOwner: map[string]map[string]*Cached{}, byNode: map[string]map[string]*Cached{}, synced: make(chan struct{}), Intern: newInterner(),
 		echoes: map[string]*echo{}}
 }
 
@@ -90,16 +90,16 @@ func (c *Cache) Run(ctx context.Context) error {
 					return
 				}
 				if p, ok := obj.(*manifests.Pod); ok {
-					c.intern.pod(p) // pods are most of what the cache holds
+					c.Intern.pod(p) // pods are most of what the cache holds
 				}
 			}
 			obj.GetObjectMeta().ResourceVersion = strconv.FormatUint(e.Revision, 10)
-			c.set(e.Key, obj, e.Revision)
+			c.Set(e.Key, obj, e.Revision)
 		case bus.OpDelete:
 			c.echoMu.Lock()
 			delete(c.echoes, e.Key)
 			c.echoMu.Unlock()
-			c.set(e.Key, nil, e.Revision)
+			c.Set(e.Key, nil, e.Revision)
 		}
 	})
 }
@@ -173,7 +173,7 @@ func (c *Cache) echoed(e bus.Entry) manifests.Object {
 	return nil
 }
 
-func (c *Cache) set(key string, obj manifests.Object, rev uint64) {
+func (c *Cache) Set(key string, obj manifests.Object, rev uint64) {
 	c.mu.Lock()
 	prev, had := c.all[key]
 	var kind string

@@ -1,7 +1,9 @@
-package reconciler
+package workqueue
 
 import (
 	"context"
+	"iter"
+	"maps"
 	"sync"
 	"time"
 )
@@ -14,7 +16,7 @@ type Queue struct {
 	mu         sync.Mutex
 	cond       *sync.Cond
 	order      []string
-	queued     peakMap[string, bool]
+	queued     PeakMap[string, bool]
 	processing map[string]bool
 	dirty      map[string]bool
 	failures   map[string]int
@@ -25,19 +27,20 @@ type Queue struct {
 	BaseDelay, MaxDelay time.Duration
 }
 
-// peakMap is a map that gives a burst's room back: a Go map keeps the
+// PeakMap is a map that gives a burst's room back: a Go map keeps the
 // size of its peak, and a burst puts every pod of the cluster in the
 // queues and the scheduler's maps for a moment. Emptied after holding
 // more than shrinkAfter keys, it starts anew.
-type peakMap[K comparable, V any] struct {
+type PeakMap[K comparable, V any] struct {
 	m    map[K]V
 	peak int
 }
 
-// shrinkAfter is the peak past which an emptied peakMap starts anew.
+// shrinkAfter is the peak past which an emptied PeakMap starts anew.
 const shrinkAfter = 1024
 
-func (p *peakMap[K, V]) set(k K, v V) {
+// Set sets k to v.
+func (p *PeakMap[K, V]) Set(k K, v V) {
 	if p.m == nil {
 		p.m = map[K]V{}
 	}
@@ -45,13 +48,14 @@ func (p *peakMap[K, V]) set(k K, v V) {
 	p.peak = max(p.peak, len(p.m))
 }
 
-func (p *peakMap[K, V]) get(k K) (V, bool) {
+// Get returns k's value.
+func (p *PeakMap[K, V]) Get(k K) (V, bool) {
 	v, ok := p.m[k]
 	return v, ok
 }
 
-// del deletes k, and reports whether the map started anew.
-func (p *peakMap[K, V]) del(k K) bool {
+// Del deletes k, and reports whether the map started anew.
+func (p *PeakMap[K, V]) Del(k K) bool {
 	delete(p.m, k)
 	if len(p.m) == 0 && p.peak > shrinkAfter {
 		p.m, p.peak = nil, 0
@@ -60,8 +64,14 @@ func (p *peakMap[K, V]) del(k K) bool {
 	return false
 }
 
-// NewQueue returns an empty queue with a back-off from 100 ms to 30 s.
-func NewQueue() *Queue {
+// Len is the number of keys.
+func (p *PeakMap[K, V]) Len() int { return len(p.m) }
+
+// Keys iterates over the keys.
+func (p *PeakMap[K, V]) Keys() iter.Seq[K] { return maps.Keys(p.m) }
+
+// New returns an empty queue with a back-off from 100 ms to 30 s.
+func New() *Queue {
 	q := &Queue{
 		processing: map[string]bool{},
 		dirty:      map[string]bool{},
@@ -89,10 +99,10 @@ func (q *Queue) addLocked(key string) {
 		q.dirty[key] = true
 		return
 	}
-	if _, ok := q.queued.get(key); ok {
+	if _, ok := q.queued.Get(key); ok {
 		return
 	}
-	q.queued.set(key, true)
+	q.queued.Set(key, true)
 	q.order = append(q.order, key)
 	q.cond.Signal()
 }
@@ -166,7 +176,7 @@ func (q *Queue) Get() (key string, ok bool) {
 		return "", false
 	}
 	key, q.order = q.order[0], q.order[1:]
-	if q.queued.del(key) {
+	if q.queued.Del(key) {
 		q.order = nil // and the order's array, as long as the burst
 	}
 	q.processing[key] = true

@@ -1,9 +1,10 @@
-package reconciler
+package scheduler
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sort"
 	"strings"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/manifests"
+	"github.com/capstan-io/capstan/reconciler/cache"
+	"github.com/capstan-io/capstan/reconciler/workqueue"
 )
 
 // NodeInfo is what the scheduler knows of one node: what it offers and what
@@ -110,33 +113,36 @@ func Score(n *NodeInfo, r PodRequest, sameOwner int) int64 {
 	return s - int64(sameOwner)*1000
 }
 
-// scheduler binds pending pods to nodes. Its node accounting is updated
+// Scheduler binds pending pods to nodes. Its node accounting is updated
 // from the cache's events and from its own binds, so the filter never scans
 // every pod.
-type scheduler struct {
-	cp    *ControlPlane
-	mu    sync.Mutex
-	nodes map[string]*NodeInfo
-	order []*NodeInfo // the nodes in the order they came, for choose's rotation
+type Scheduler struct {
+	objects bus.Store
+	cache   *cache.Cache
+	event   func(ctx context.Context, obj manifests.Object, typ, reason, msg string)
+	log     *slog.Logger
+	mu      sync.Mutex
+	nodes   map[string]*NodeInfo
+	order   []*NodeInfo // the nodes in the order they came, for choose's rotation
 	// spread counts each owner's pods per node, by the node's place in
 	// order: choose reads one slice per pod instead of a map lookup by
 	// owner uid per node scored (a tenth of the control plane's CPU at
 	// 1,000 nodes).
 	spread  map[string]*ownerSpread
 	next    int // where choose starts its next search in order
-	pending peakMap[string, bool]
+	pending workqueue.PeakMap[string, bool]
 	// assumed holds the binds decided and not yet seen in the cache: the
 	// pod is counted on its node from the decision on. Every other pod is
 	// counted from the cache's events alone (account), so the scheduler
 	// keeps nothing per bound pod.
-	assumed peakMap[string, placement]
+	assumed workqueue.PeakMap[string, placement]
 	// Binds are written asynchronously, as kube-scheduler's binding
 	// cycle: a worker decides and assumes, and the write goes out on its
 	// own while the worker takes the next pod. With one write per worker,
 	// the rate was the workers over a round trip, and a round trip under
 	// a burst is tens of milliseconds (docs/BENCHMARKS.md).
-	queue    *Queue        // the scheduler's, to retry a failed bind
-	inflight chan struct{} // bounds the binds in flight
+	queue    *workqueue.Queue // the scheduler's, to retry a failed bind
+	inflight chan struct{}    // bounds the binds in flight
 	binds    sync.WaitGroup
 }
 
@@ -159,11 +165,11 @@ func (sp *ownerSpread) on(n *NodeInfo) int {
 }
 
 // sameOwner is how many pods of owner the node holds.
-func (s *scheduler) sameOwner(owner string, n *NodeInfo) int { return s.spread[owner].on(n) }
+func (s *Scheduler) sameOwner(owner string, n *NodeInfo) int { return s.spread[owner].on(n) }
 
 // addOwner counts delta more pods of owner on n; an owner with none left
 // is forgotten.
-func (s *scheduler) addOwner(owner string, n *NodeInfo, delta int) {
+func (s *Scheduler) addOwner(owner string, n *NodeInfo, delta int) {
 	if owner == "" {
 		return
 	}
@@ -186,12 +192,26 @@ type placement struct {
 	req  PodRequest
 }
 
-func newScheduler(cp *ControlPlane) *scheduler {
-	return &scheduler{cp: cp, nodes: map[string]*NodeInfo{}, spread: map[string]*ownerSpread{},
-		inflight: make(chan struct{}, maxBindsInFlight)}
+// New returns a scheduler that binds pods in objects, reading them from
+// c; event records its events (nil drops them).
+func New(objects bus.Store, c *cache.Cache, event func(ctx context.Context, obj manifests.Object, typ, reason, msg string), log *slog.Logger) *Scheduler {
+	if event == nil {
+		event = func(context.Context, manifests.Object, string, string, string) {}
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Scheduler{objects: objects, cache: c, event: event, log: log, nodes: map[string]*NodeInfo{}, spread: map[string]*ownerSpread{},
+		inflight: make(chan struct{}, maxBindsInFlight), queue: workqueue.New()}
 }
 
-func (s *scheduler) node(name string) *NodeInfo {
+// Queue is the scheduler's work queue: pending pods' keys.
+func (s *Scheduler) Queue() *workqueue.Queue { return s.queue }
+
+// Wait waits for the binds in flight.
+func (s *Scheduler) Wait() { s.binds.Wait() }
+
+func (s *Scheduler) node(name string) *NodeInfo {
 	n := s.nodes[name]
 	if n == nil {
 		n = &NodeInfo{Name: name, HostPorts: map[string]int{}, idx: len(s.order)}
@@ -214,17 +234,17 @@ func counted(p *manifests.Pod) string {
 // does, as the cache tells of the change. A pod whose bind is assumed
 // counts where it was assumed until the cache shows it bound there, or
 // bound elsewhere, finished or gone.
-func (s *scheduler) account(key string, old, cur *manifests.Pod) {
+func (s *Scheduler) account(key string, old, cur *manifests.Pod) {
 	from, to := counted(old), counted(cur)
-	if a, ok := s.assumed.get(key); ok {
+	if a, ok := s.assumed.Get(key); ok {
 		switch {
 		case to == a.node && sameRequest(a.req, requestOf(cur)):
-			s.assumed.del(key) // landed: counted since the decision
+			s.assumed.Del(key) // landed: counted since the decision
 			return
 		case to == "" && cur != nil && !manifests.IsPodTerminal(cur):
 			return // still pending in the cache: the bind is on its way
 		}
-		s.assumed.del(key)
+		s.assumed.Del(key)
 		s.unplace(a.node, a.req)
 	}
 	if from == to && (from == "" || sameSpecRequest(old, cur)) {
@@ -257,7 +277,7 @@ func sameRequest(a, b PodRequest) bool {
 }
 
 // place counts r on node.
-func (s *scheduler) place(node string, r PodRequest) {
+func (s *Scheduler) place(node string, r PodRequest) {
 	n := s.node(node)
 	n.UsedCPU += r.CPU
 	n.UsedMem += r.Mem
@@ -269,7 +289,7 @@ func (s *scheduler) place(node string, r PodRequest) {
 }
 
 // unplace takes r off node.
-func (s *scheduler) unplace(node string, r PodRequest) {
+func (s *Scheduler) unplace(node string, r PodRequest) {
 	n := s.node(node)
 	n.UsedCPU -= r.CPU
 	n.UsedMem -= r.Mem
@@ -282,7 +302,7 @@ func (s *scheduler) unplace(node string, r PodRequest) {
 	s.addOwner(r.Owner, n, -1)
 }
 
-func (s *scheduler) onObject(q *Queue) Handler {
+func (s *Scheduler) OnObject(q *workqueue.Queue) cache.Handler {
 	return func(key string, old, cur manifests.Object) {
 		if (cur != nil && cur.GetTypeMeta().Kind != "Pod") || (cur == nil && old.GetTypeMeta().Kind != "Pod") {
 			return
@@ -297,17 +317,17 @@ func (s *scheduler) onObject(q *Queue) Handler {
 		s.mu.Lock()
 		s.account(key, was, pod)
 		if pod != nil && pod.Spec.NodeName == "" && !manifests.IsPodTerminal(pod) && pod.DeletionTimestamp == nil {
-			s.pending.set(key, true)
+			s.pending.Set(key, true)
 			s.mu.Unlock()
 			q.Add(key)
 			return
 		}
-		s.pending.del(key)
+		s.pending.Del(key)
 		s.mu.Unlock()
 	}
 }
 
-func (s *scheduler) onNode(q *Queue) Handler {
+func (s *Scheduler) OnNode(q *workqueue.Queue) cache.Handler {
 	return func(key string, old, cur manifests.Object) {
 		s.mu.Lock()
 		if cur == nil {
@@ -332,17 +352,17 @@ func (s *scheduler) onNode(q *Queue) Handler {
 		}
 		s.mu.Unlock()
 		// A node that came or went may make room for pending pods.
-		for _, k := range s.pendingKeys(all) {
+		for _, k := range s.PendingKeys(func(string) bool { return true }) {
 			q.Add(k)
 		}
 	}
 }
 
-func (s *scheduler) pendingKeys(keep func(string) bool) []string {
+func (s *Scheduler) PendingKeys(keep func(string) bool) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var keys []string
-	for k := range s.pending.m {
+	for k := range s.pending.Keys() {
 		if keep(k) {
 			keys = append(keys, k)
 		}
@@ -355,7 +375,7 @@ func (s *scheduler) pendingKeys(keep func(string) bool) []string {
 // nodes (feasibleToFind) and starts the next search after the node this
 // one chose, so in a large cluster every pod costs a fraction of the nodes
 // and every node is considered in turn.
-func (s *scheduler) choose(r PodRequest) (string, string) {
+func (s *Scheduler) choose(r PodRequest) (string, string) {
 	best, bestScore := "", int64(0)
 	reasons := map[string]int{}
 	want, found, at := feasibleToFind(len(s.order)), 0, 0
@@ -404,10 +424,11 @@ func feasibleToFind(n int) int {
 	return max(100, n*pct/100)
 }
 
-var errUnschedulable = errors.New("unschedulable")
+// ErrUnschedulable marks a pod no node fits; it is retried, not logged.
+var ErrUnschedulable = errors.New("unschedulable")
 
-func (s *scheduler) reconcile(ctx context.Context, key string) error {
-	c, ok := s.cp.objects.Get(key)
+func (s *Scheduler) Reconcile(ctx context.Context, key string) error {
+	c, ok := s.cache.Get(key)
 	if !ok {
 		return nil
 	}
@@ -417,7 +438,7 @@ func (s *scheduler) reconcile(ctx context.Context, key string) error {
 	}
 	r := requestOf(pod)
 	s.mu.Lock()
-	if _, ok := s.assumed.get(key); ok {
+	if _, ok := s.assumed.Get(key); ok {
 		s.mu.Unlock()
 		return nil // on its way; a failure queues it again
 	}
@@ -425,7 +446,7 @@ func (s *scheduler) reconcile(ctx context.Context, key string) error {
 	if node != "" {
 		// Assume the bind so the next pod sees the room taken.
 		s.place(node, r)
-		s.assumed.set(key, placement{node: node, req: r})
+		s.assumed.Set(key, placement{node: node, req: r})
 	}
 	s.mu.Unlock()
 
@@ -438,13 +459,13 @@ func (s *scheduler) reconcile(ctx context.Context, key string) error {
 		cond := manifests.Condition{Type: "PodScheduled", Status: manifests.ConditionFalse, Reason: "Unschedulable", Message: why}
 		if old := manifests.FindCondition(pod.Status.Conditions, "PodScheduled"); old == nil || old.Message != why {
 			upd.Status.Conditions = manifests.SetCondition(upd.Status.Conditions, cond)
-			if _, err := UpdateObject(ctx, s.cp.Objects, &upd, c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
+			if _, err := cache.UpdateObject(ctx, s.objects, &upd, c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
 				return err
 			}
-			s.cp.event(ctx, pod, "Warning", "FailedScheduling", why)
+			s.event(ctx, pod, "Warning", "FailedScheduling", why)
 		}
 		// Retried with back-off, and at once when a node changes.
-		return fmt.Errorf("pod %s: %w: %s", key, errUnschedulable, why)
+		return fmt.Errorf("pod %s: %w: %s", key, ErrUnschedulable, why)
 	}
 	upd.Spec.NodeName = node
 	upd.Status.Conditions = manifests.SetCondition(upd.Status.Conditions, manifests.Condition{Type: "PodScheduled", Status: manifests.ConditionTrue})
@@ -457,17 +478,17 @@ func (s *scheduler) reconcile(ctx context.Context, key string) error {
 	s.binds.Go(func() {
 		defer func() { <-s.inflight }()
 		// The cache takes upd back as it is, not decoded again.
-		_, err := updateEchoed(ctx, s.cp.Objects, s.cp.objects, &upd, c.Rev)
+		_, err := cache.UpdateEchoed(ctx, s.objects, s.cache, &upd, c.Rev)
 		s.bound(key, node, err)
 		switch {
 		case err == nil:
-			s.cp.event(ctx, pod, "Normal", "Scheduled", fmt.Sprintf("Successfully assigned %s/%s to %s", pod.Namespace, pod.Name, node))
+			s.event(ctx, pod, "Normal", "Scheduled", fmt.Sprintf("Successfully assigned %s/%s to %s", pod.Namespace, pod.Name, node))
 		case errors.Is(err, bus.ErrNotFound) || ctx.Err() != nil:
 		default:
 			// A conflict (the pod changed meanwhile) or a bus error: tried
 			// again, from the newer pod, after the queue's back-off.
 			if !errors.Is(err, bus.ErrConflict) {
-				s.cp.Log.Warn("bind failed", "pod", key, "node", node, "err", err)
+				s.log.Warn("bind failed", "pod", key, "node", node, "err", err)
 			}
 			s.queue.Retry(key)
 		}
@@ -478,14 +499,14 @@ func (s *scheduler) reconcile(ctx context.Context, key string) error {
 // bound ends the bind of key to node: on failure the assumption is
 // undone (the node's room given back) until the pod is scheduled again.
 // On success the cache's event ends it (account).
-func (s *scheduler) bound(key, node string, err error) {
+func (s *Scheduler) bound(key, node string, err error) {
 	if err == nil {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if a, ok := s.assumed.get(key); ok && a.node == node {
-		s.assumed.del(key)
+	if a, ok := s.assumed.Get(key); ok && a.node == node {
+		s.assumed.Del(key)
 		s.unplace(a.node, a.req)
 	}
 }

@@ -1,4 +1,4 @@
-package reconciler
+package scheduler
 
 import (
 	"errors"
@@ -46,7 +46,7 @@ func TestFit(t *testing.T) {
 func TestSchedulerProperties(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 9))
 	for iter := range 200 {
-		s := newScheduler(nil)
+		s := New(nil, nil, nil, nil)
 		nNodes := 1 + rng.IntN(6)
 		for i := range nNodes {
 			n := s.node(fmt.Sprintf("n%d", i))
@@ -90,7 +90,7 @@ func TestSchedulerProperties(t *testing.T) {
 }
 
 func TestSchedulerSpreadsReplicas(t *testing.T) {
-	s := newScheduler(nil)
+	s := New(nil, nil, nil, nil)
 	for i := range 4 {
 		n := s.node(fmt.Sprintf("n%d", i))
 		n.Ready, n.AllocCPU, n.AllocMem = true, 4000, 8<<30
@@ -111,7 +111,7 @@ func TestSchedulerSpreadsReplicas(t *testing.T) {
 }
 
 func BenchmarkSchedulerChoose(b *testing.B) {
-	s := newScheduler(nil)
+	s := New(nil, nil, nil, nil)
 	for i := range 1000 {
 		n := s.node(fmt.Sprintf("n%d", i))
 		n.Ready, n.AllocCPU, n.AllocMem, n.AllocPods = true, 4000, 8<<30, 110
@@ -148,7 +148,7 @@ func TestFeasibleToFind(t *testing.T) {
 // replicas even: the search rotates, so a node left out of one search is
 // in the next.
 func TestSchedulerLargeClusterSpreads(t *testing.T) {
-	s := newScheduler(nil)
+	s := New(nil, nil, nil, nil)
 	for i := range 1000 {
 		n := s.node(fmt.Sprintf("n%04d", i))
 		n.Ready, n.AllocCPU, n.AllocMem, n.AllocPods = true, 4000, 8<<30, 110
@@ -189,7 +189,7 @@ func TestSchedulerAccountsFromEvents(t *testing.T) {
 	nodes := []string{"a", "b", "c"}
 	rng := rand.New(rand.NewPCG(3, 5))
 	for iter := range 300 {
-		s := newScheduler(nil)
+		s := New(nil, nil, nil, nil)
 		for _, name := range nodes {
 			n := s.node(name)
 			n.Ready, n.AllocCPU, n.AllocMem, n.AllocPods = true, 1<<20, 1<<40, 1000
@@ -230,7 +230,7 @@ func TestSchedulerAccountsFromEvents(t *testing.T) {
 			case op == 1 && m.assumed == "" && m.cached.Spec.NodeName == "" && !manifests.IsPodTerminal(m.cached):
 				what = "assumed on " + node
 				s.place(node, requestOf(m.cached))
-				s.assumed.set(key, placement{node: node, req: requestOf(m.cached)})
+				s.assumed.Set(key, placement{node: node, req: requestOf(m.cached)})
 				m.assumed, m.req = node, requestOf(m.cached)
 			case op == 2 && m.assumed != "":
 				what = "bind landed on " + m.assumed
@@ -290,8 +290,8 @@ func TestSchedulerAccountsFromEvents(t *testing.T) {
 				}
 			}
 		}
-		if len(s.assumed.m) > len(pods) {
-			t.Fatalf("iter %d: %d assumptions for %d pods", iter, len(s.assumed.m), len(pods))
+		if s.assumed.Len() > len(pods) {
+			t.Fatalf("iter %d: %d assumptions for %d pods", iter, s.assumed.Len(), len(pods))
 		}
 	}
 }

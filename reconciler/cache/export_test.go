@@ -1,9 +1,6 @@
-package reconciler
+package cache
 
-// Hooks for the external tests (package reconciler_test).
-
-// UpdateEchoed is updateEchoed.
-var UpdateEchoed = updateEchoed
+// Hooks for the external tests (package cache_test).
 
 // PendingEchoes is how many written objects c still waits to see back.
 func PendingEchoes(c *Cache) int {

@@ -1,4 +1,4 @@
-package reconciler
+package cache
 
 import (
 	"bytes"
@@ -92,7 +92,7 @@ func BenchmarkCacheHeapPerPod(b *testing.B) {
 		var before, after runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)
-		c := NewCache(nil, nil)
+		c := New(nil, nil)
 		for i := range pods {
 			name := fmt.Sprintf("burst-%03d-%05d", i/300, i)
 			src := strings.NewReplacer("NAME", name, "UID", fmt.Sprintf("0b7f5a8e-1c2d-4e5f-8a9b-%012d", i), "IMAGE", "localhost/capstan-test:latest",
@@ -102,8 +102,8 @@ func BenchmarkCacheHeapPerPod(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			c.intern.pod(obj.(*manifests.Pod))
-			c.set("Pod.default."+name, obj, uint64(i+1))
+			c.Intern.pod(obj.(*manifests.Pod))
+			c.Set("Pod.default."+name, obj, uint64(i+1))
 		}
 		runtime.GC()
 		runtime.ReadMemStats(&after)
