@@ -99,6 +99,9 @@ type Object interface {
 const (
 	// AnnotationSource names the source that declared an object.
 	AnnotationSource = "capstan.io/source"
+	// AnnotationCommit is the Git commit that last changed an object's
+	// declared content, set by the sync when it writes the object.
+	AnnotationCommit = "capstan.io/revision"
 	// AnnotationAppliedHash is the hash of the declared content last applied
 	// by the sync; an unchanged hash means nothing to do.
 	AnnotationAppliedHash = "capstan.io/applied-hash"
@@ -114,3 +117,12 @@ const (
 	// replica count instead of Git's.
 	AnnotationReplicasOwner = "capstan.io/replicas-owner"
 )
+
+// ProtocolOf is a port's protocol as Kubernetes defaults it: TCP when
+// empty, upper case.
+func ProtocolOf(p string) string {
+	if p == "" {
+		return "TCP"
+	}
+	return strings.ToUpper(p)
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler/cache"
+	"github.com/capstan-io/capstan/reconciler/ownership"
 	"github.com/capstan-io/capstan/reconciler/workqueue"
 )
 
@@ -253,7 +254,7 @@ func (a *assigner) assignmentOf(pod *manifests.Pod) ([]byte, error) {
 	p := *pod // shallow: it is only encoded
 	p.Status = manifests.PodStatus{}
 	p.ResourceVersion = ""
-	out := manifests.Assignment{Pod: p, Drift: podDriftPolicy(a.cp.objects, pod)}
+	out := manifests.Assignment{Pod: p, Drift: ownership.PodDriftPolicy(a.cp.objects, pod)}
 	cms, secs := PodReferences(&pod.Spec)
 	for _, n := range cms {
 		if c, ok := a.cp.objects.Get(manifests.Key("ConfigMap", pod.Namespace, n)); ok {

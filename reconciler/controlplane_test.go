@@ -9,21 +9,6 @@ import (
 	"github.com/capstan-io/capstan/reconciler/workqueue"
 )
 
-func TestChangedFields(t *testing.T) {
-	a := []byte(`{"spec":{"replicas":1,"template":{"spec":{"containers":[{"image":"a","name":"c"}]}}},"metadata":{"name":"x"}}`)
-	b := []byte(`{"spec":{"replicas":2,"template":{"spec":{"containers":[{"image":"b","name":"c"}]}},"paused":true},"metadata":{"name":"x"}}`)
-	got := ChangedFields(a, b)
-	want := []string{"spec.paused", "spec.replicas", "spec.template.spec.containers[0].image"}
-	if len(got) != len(want) {
-		t.Fatalf("got %v, want %v", got, want)
-	}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Fatalf("got %v, want %v", got, want)
-		}
-	}
-}
-
 func TestParseControllers(t *testing.T) {
 	all, err := ParseControllers(nil)
 	if err != nil || len(all) != len(ControllerNames()) {

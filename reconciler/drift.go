@@ -2,10 +2,8 @@ package reconciler
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -13,6 +11,7 @@ import (
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler/cache"
+	"github.com/capstan-io/capstan/reconciler/ownership"
 	"github.com/capstan-io/capstan/reconciler/workqueue"
 	"github.com/capstan-io/capstan/sources"
 )
@@ -28,12 +27,6 @@ import (
 // autoscaler's replicas are (Argo CD's ignoreDifferences with
 // RespectIgnoreDifferences).
 
-// Drift modes.
-const (
-	DriftCorrect = "correct"
-	DriftReport  = "report"
-)
-
 // Change actions of drift records, beside created/updated/deleted/kept.
 const (
 	ActionDrifted = "drifted" // differs from Git; Fields lists where
@@ -44,7 +37,7 @@ const (
 )
 
 func (s *Syncer) reportsDrift() bool {
-	return s.Drift != nil && s.Drift.Mode == DriftReport
+	return s.Drift != nil && s.Drift.Mode == ownership.DriftReport
 }
 
 // resyncApplied re-applies (or checks, when reporting) the last good
@@ -141,26 +134,12 @@ func (s *Syncer) findDrift(ctx context.Context, objs []manifests.Object) ([]mani
 		if cur.GetObjectMeta().Annotations[manifests.AnnotationSource] != s.Name {
 			continue // not ours: the apply of the revision said so already
 		}
-		want := obj
-		if o, ok := withOwnedReplicas(want, cur); ok {
-			want = o
-		}
-		if o, ok := s.withIgnored(want, cur); ok {
-			want = o
-		}
-		if o, ok := withAllocated(want, cur); ok { // what the control plane allocates is not drift
-			want = o
-		}
-		wantView, err := declaredView(want)
+		cmp, err := ownership.Compare(obj, cur, s.Drift)
 		if err != nil {
 			return nil, err
 		}
-		curView, err := declaredView(cur)
-		if err != nil {
-			return nil, err
-		}
-		if string(wantView) != string(curView) {
-			drift = append(drift, manifests.ObjectChange{Action: ActionDrifted, Kind: kind, Namespace: ns, Name: name, Fields: ChangedFields(curView, wantView)})
+		if cmp.Changed() {
+			drift = append(drift, manifests.ObjectChange{Action: ActionDrifted, Kind: kind, Namespace: ns, Name: name, Fields: cmp.Fields()})
 		}
 	}
 	return drift, nil
@@ -192,144 +171,6 @@ func describeChanges(changes []manifests.ObjectChange) string {
 		out += fmt.Sprintf(" and %d more", len(changes)-1)
 	}
 	return out
-}
-
-// withIgnored returns want with the fields that the source's ignore rules
-// name for it taken from cur (removed when cur has none), and whether any
-// rule matched.
-func (s *Syncer) withIgnored(want, cur manifests.Object) (manifests.Object, bool) {
-	if s.Drift == nil || len(s.Drift.Ignore) == 0 || cur == nil {
-		return nil, false
-	}
-	var paths []manifests.FieldPath
-	m := want.GetObjectMeta()
-	for _, r := range s.Drift.Ignore {
-		if r.Kind != "" && !strings.EqualFold(r.Kind, want.GetTypeMeta().Kind) ||
-			r.Namespace != "" && r.Namespace != m.Namespace || r.Name != "" && r.Name != m.Name {
-			continue
-		}
-		for _, p := range r.Paths {
-			if fp, err := manifests.ParseFieldPath(p); err == nil { // the schema checked it
-				paths = append(paths, fp)
-			}
-		}
-	}
-	if len(paths) == 0 {
-		return nil, false
-	}
-	out, err := CopyFields(want, cur, paths)
-	if err != nil {
-		s.Log.Warn("apply drift ignore rules", "object", manifests.KeyOf(want), "err", err)
-		return nil, false
-	}
-	return out, true
-}
-
-// CopyFields returns a copy of dst with the fields at paths set to their
-// values in src, or removed where src has none.
-func CopyFields(dst, src manifests.Object, paths []manifests.FieldPath) (manifests.Object, error) {
-	var d, sv map[string]any
-	if err := roundTrip(dst, &d); err != nil {
-		return nil, err
-	}
-	if err := roundTrip(src, &sv); err != nil {
-		return nil, err
-	}
-	for _, p := range paths {
-		if v, ok := getField(sv, p); ok {
-			setField(d, p, v)
-		} else {
-			deleteField(d, p)
-		}
-	}
-	b, err := json.Marshal(d)
-	if err != nil {
-		return nil, err
-	}
-	return manifests.Decode(b)
-}
-
-func roundTrip(obj manifests.Object, into *map[string]any) error {
-	b, err := json.Marshal(obj)
-	if err != nil {
-		return err
-	}
-	return json.Unmarshal(b, into)
-}
-
-func getField(v any, p manifests.FieldPath) (any, bool) {
-	for _, e := range p {
-		switch e := e.(type) {
-		case string:
-			m, ok := v.(map[string]any)
-			if !ok {
-				return nil, false
-			}
-			if v, ok = m[e]; !ok {
-				return nil, false
-			}
-		case int:
-			l, ok := v.([]any)
-			if !ok || e >= len(l) {
-				return nil, false
-			}
-			v = l[e]
-		}
-	}
-	return v, true
-}
-
-// setField sets the value at p, making the objects on the way; a list
-// index past the end is left alone.
-func setField(root map[string]any, p manifests.FieldPath, val any) {
-	var cur any = root
-	for i, e := range p {
-		last := i == len(p)-1
-		switch e := e.(type) {
-		case string:
-			m, ok := cur.(map[string]any)
-			if !ok {
-				return
-			}
-			if last {
-				m[e] = val
-				return
-			}
-			next, ok := m[e]
-			if !ok || next == nil {
-				if _, isIndex := p[i+1].(int); isIndex {
-					return
-				}
-				next = map[string]any{}
-				m[e] = next
-			}
-			cur = next
-		case int:
-			l, ok := cur.([]any)
-			if !ok || e >= len(l) {
-				return
-			}
-			if last {
-				l[e] = val
-				return
-			}
-			cur = l[e]
-		}
-	}
-}
-
-// deleteField removes the object key at p; list elements are kept (their
-// removal would shift the others).
-func deleteField(root map[string]any, p manifests.FieldPath) {
-	parent, ok := getField(root, p[:len(p)-1])
-	if !ok {
-		return
-	}
-	if m, ok := parent.(map[string]any); ok {
-		if k, ok := p[len(p)-1].(string); ok {
-			delete(m, k)
-		}
-	}
 }
 
 // containerWatch finds containers changed behind Capstan's back, from
@@ -517,93 +358,6 @@ func (m *SourceManager) recordContainerDrift(d containerDrift) {
 	}
 }
 
-// declaringChain follows controller owner references up from obj to the
-// object a source declared: the chain from obj to it, and the source; ""
-// when obj does not come from a source.
-func declaringChain(objects *cache.Cache, obj manifests.Object) ([]manifests.Object, string) {
-	var chain []manifests.Object
-	for range 6 {
-		chain = append(chain, obj)
-		meta := obj.GetObjectMeta()
-		if s := meta.Annotations[manifests.AnnotationSource]; s != "" {
-			return chain, s
-		}
-		ref := meta.Controller()
-		if ref == nil {
-			return nil, ""
-		}
-		c, ok := objects.Get(manifests.Key(ref.Kind, meta.Namespace, ref.Name))
-		if !ok || c.Obj.GetObjectMeta().UID != ref.UID {
-			return nil, ""
-		}
-		obj = c.Obj
-	}
-	return nil, ""
-}
-
-// podTemplatePrefix is where a kind keeps the pod template whose fields
-// ignore rules on it name.
-func podTemplatePrefix(kind string) (string, bool) {
-	switch kind {
-	case "Pod":
-		return "", true
-	case "Deployment", "ReplicaSet", "ReplicationController", "StatefulSet", "DaemonSet", "Job":
-		return "spec.template.", true
-	case "CronJob":
-		return "spec.jobTemplate.spec.template.", true
-	}
-	return "", false
-}
-
-// podDriftPolicy is the drift policy a pod's node applies to its
-// containers: its source's mode, and the source's ignore rules that match
-// the pod or an owner on the way to the declared object, with paths made
-// relative to the pod (spec.template.spec.containers[0].resources of a
-// Deployment is spec.containers[0].resources of its pods). nil: correct
-// everything.
-func podDriftPolicy(objects *cache.Cache, pod *manifests.Pod) *manifests.PodDriftPolicy {
-	chain, source := declaringChain(objects, pod)
-	if source == "" {
-		return nil
-	}
-	c, ok := objects.Get(manifests.Key("Source", "", source))
-	if !ok {
-		return nil
-	}
-	dp := c.Obj.(*manifests.Source).Spec.Drift
-	if dp == nil || dp.Mode != DriftReport && len(dp.Ignore) == 0 {
-		return nil
-	}
-	out := &manifests.PodDriftPolicy{}
-	if dp.Mode == DriftReport {
-		out.Mode = DriftReport
-	}
-	for _, r := range dp.Ignore {
-		for _, o := range chain {
-			m := o.GetObjectMeta()
-			kind := o.GetTypeMeta().Kind
-			if r.Kind != "" && !strings.EqualFold(r.Kind, kind) || r.Namespace != "" && r.Namespace != m.Namespace || r.Name != "" && r.Name != m.Name {
-				continue
-			}
-			prefix, ok := podTemplatePrefix(kind)
-			if !ok {
-				continue
-			}
-			for _, p := range r.Paths {
-				if rest, ok := strings.CutPrefix(p, prefix); ok && strings.HasPrefix(rest, "spec.containers") {
-					out.Ignore = append(out.Ignore, rest)
-				}
-			}
-		}
-	}
-	slices.Sort(out.Ignore)
-	out.Ignore = slices.Compact(out.Ignore)
-	if out.Mode == "" && len(out.Ignore) == 0 {
-		return nil
-	}
-	return out
-}
-
 // onSourceDrift re-assigns the pods of a Source whose drift policy
 // changed, so their nodes apply the new one.
 func (a *assigner) onSourceDrift(q *workqueue.Queue, old, cur manifests.Object) {
@@ -622,7 +376,7 @@ func (a *assigner) onSourceDrift(q *workqueue.Queue, old, cur manifests.Object) 
 	}
 	name := obj.GetObjectMeta().Name
 	for _, c := range a.cp.objects.List("Pod", "") {
-		if _, s := declaringChain(a.cp.objects, c.Obj); s == name {
+		if _, s := ownership.DeclaringChain(a.cp.objects, c.Obj); s == name {
 			q.Add(manifests.KeyOf(c.Obj))
 		}
 	}

@@ -7,65 +7,7 @@ import (
 	"time"
 
 	"github.com/capstan-io/capstan/manifests"
-	"github.com/capstan-io/capstan/reconciler/cache"
 )
-
-func TestCopyFields(t *testing.T) {
-	want := &manifests.Deployment{ObjectMeta: manifests.ObjectMeta{Name: "web", Annotations: map[string]string{"git": "1"}}}
-	want.Spec.Replicas = manifests.Ptr(int32(2))
-	want.Spec.Template.Spec.Containers = []manifests.Container{{Name: "c", Image: "img:1"}}
-	manifests.SetKind(want)
-	cur := cache.Clone(want)
-	cur.Spec.Replicas = manifests.Ptr(int32(7))
-	cur.Spec.Template.Spec.Containers[0].Image = "img:live"
-	cur.Annotations = map[string]string{"example.com/x": "live"}
-	paths := func(ps ...string) []manifests.FieldPath {
-		var out []manifests.FieldPath
-		for _, p := range ps {
-			fp, err := manifests.ParseFieldPath(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, fp)
-		}
-		return out
-	}
-	got, err := CopyFields(want, cur, paths("spec.replicas", "spec.template.spec.containers[0].image",
-		`metadata.annotations["example.com/x"]`, `metadata.annotations["git"]`, "spec.template.spec.containers[5].image", "spec.paused"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := got.(*manifests.Deployment)
-	if *d.Spec.Replicas != 7 || d.Spec.Template.Spec.Containers[0].Image != "img:live" ||
-		!reflect.DeepEqual(d.Annotations, map[string]string{"example.com/x": "live"}) || len(d.Spec.Template.Spec.Containers) != 1 {
-		t.Fatalf("CopyFields = %+v", d)
-	}
-	if *want.Spec.Replicas != 2 {
-		t.Fatal("CopyFields changed its input")
-	}
-}
-
-func TestWithIgnoredMatches(t *testing.T) {
-	s := &Syncer{Drift: &manifests.DriftPolicy{Ignore: []manifests.DriftIgnore{
-		{Kind: "Deployment", Name: "web", Paths: []string{"spec.replicas"}},
-		{Namespace: "other", Paths: []string{"spec.paused"}},
-	}}}
-	mk := func(ns, name string, replicas int32) *manifests.Deployment {
-		d := &manifests.Deployment{ObjectMeta: manifests.ObjectMeta{Name: name, Namespace: ns}}
-		d.Spec.Replicas = manifests.Ptr(replicas)
-		manifests.SetKind(d)
-		return d
-	}
-	if o, ok := s.withIgnored(mk("default", "web", 2), mk("default", "web", 5)); !ok || *o.(*manifests.Deployment).Spec.Replicas != 5 {
-		t.Fatalf("rule on web: %v %+v", ok, o)
-	}
-	if _, ok := s.withIgnored(mk("default", "api", 2), mk("default", "api", 5)); ok {
-		t.Fatal("a rule for web matched api")
-	}
-	if o, ok := s.withIgnored(mk("other", "api", 2), mk("other", "api", 5)); !ok || *o.(*manifests.Deployment).Spec.Replicas != 2 {
-		t.Fatalf("namespace rule: %v %+v", ok, o)
-	}
-}
 
 func TestContainerWatch(t *testing.T) {
 	t0 := time.Date(2025, 1, 1, 10, 0, 0, 0, time.UTC)
@@ -161,46 +103,5 @@ func TestContainerWatchChangesInPlace(t *testing.T) {
 		if strings.HasPrefix(k, "u1/") {
 			t.Fatalf("forget left %s", k)
 		}
-	}
-}
-
-// TestPodDriftPolicy: a pod gets its source's mode and the ignore rules
-// that match it or its owners, with paths relative to the pod.
-func TestPodDriftPolicy(t *testing.T) {
-	c := cache.New(nil, nil)
-	src := &manifests.Source{ObjectMeta: manifests.ObjectMeta{Name: "apps"}}
-	src.Spec.Drift = &manifests.DriftPolicy{Mode: DriftReport, Ignore: []manifests.DriftIgnore{
-		{Kind: "Deployment", Name: "web", Paths: []string{"spec.template.spec.containers[0].resources.limits", "spec.replicas"}},
-		{Kind: "Deployment", Name: "api", Paths: []string{"spec.template.spec.containers[1]"}},
-		{Kind: "Pod", Paths: []string{"spec.containers[2].name"}},
-	}}
-	manifests.SetKind(src)
-	c.Set("Source._.apps", src, 1)
-	dep := &manifests.Deployment{ObjectMeta: manifests.ObjectMeta{Name: "web", Namespace: "default", UID: "d1",
-		Annotations: map[string]string{manifests.AnnotationSource: "apps"}}}
-	manifests.SetKind(dep)
-	c.Set("Deployment.default.web", dep, 2)
-	rs := &manifests.ReplicaSet{ObjectMeta: manifests.ObjectMeta{Name: "web-1", Namespace: "default", UID: "r1",
-		OwnerReferences: []manifests.OwnerReference{{Kind: "Deployment", Name: "web", UID: "d1", Controller: true}}}}
-	manifests.SetKind(rs)
-	c.Set("ReplicaSet.default.web-1", rs, 3)
-	pod := &manifests.Pod{ObjectMeta: manifests.ObjectMeta{Name: "web-1-x", Namespace: "default", UID: "p1",
-		OwnerReferences: []manifests.OwnerReference{{Kind: "ReplicaSet", Name: "web-1", UID: "r1", Controller: true}}}}
-	manifests.SetKind(pod)
-
-	got := podDriftPolicy(c, pod)
-	want := &manifests.PodDriftPolicy{Mode: DriftReport, Ignore: []string{"spec.containers[0].resources.limits", "spec.containers[2].name"}}
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("policy %+v, want %+v", got, want)
-	}
-	src.Spec.Drift = nil
-	if got := podDriftPolicy(c, pod); got != nil {
-		t.Fatalf("no drift policy: %+v", got)
-	}
-	orphan := cache.Clone(pod)
-	orphan.OwnerReferences[0].UID = "other"
-	src.Spec.Drift = &manifests.DriftPolicy{Mode: DriftReport}
-	if got := podDriftPolicy(c, orphan); got != nil {
-		t.Fatalf("a pod of no source: %+v", got)
 	}
 }

@@ -111,7 +111,7 @@ func SelectsPod(svc *manifests.Service, pod *manifests.Pod) bool {
 // so an undeclared number does not resolve. It returns the container port
 // and the host port it is published on (0 when not reported yet).
 func ResolveTargetPort(sp manifests.ServicePort, pod *manifests.Pod) (containerPort, hostPort int32, ok bool) {
-	proto := protocolOf(sp.Protocol)
+	proto := manifests.ProtocolOf(sp.Protocol)
 	tp := sp.TargetPort
 	if !tp.IsString && tp.IntVal == 0 {
 		tp = manifests.IntOrString{IntVal: sp.Port}
@@ -120,7 +120,7 @@ func ResolveTargetPort(sp manifests.ServicePort, pod *manifests.Pod) (containerP
 	for ci := range pod.Spec.Containers {
 		for pi := range pod.Spec.Containers[ci].Ports {
 			cp := &pod.Spec.Containers[ci].Ports[pi]
-			if protocolOf(cp.Protocol) != proto {
+			if manifests.ProtocolOf(cp.Protocol) != proto {
 				continue
 			}
 			if (tp.IsString && cp.Name == tp.StrVal) || (!tp.IsString && cp.ContainerPort == tp.IntVal) {
@@ -132,18 +132,11 @@ func ResolveTargetPort(sp manifests.ServicePort, pod *manifests.Pod) (containerP
 		return 0, 0, false
 	}
 	for _, hp := range pod.Status.HostPorts {
-		if hp.ContainerPort == declared.ContainerPort && protocolOf(hp.Protocol) == proto {
+		if hp.ContainerPort == declared.ContainerPort && manifests.ProtocolOf(hp.Protocol) == proto {
 			return declared.ContainerPort, hp.HostPort, true
 		}
 	}
 	return declared.ContainerPort, declared.HostPort, true
-}
-
-func protocolOf(p string) string {
-	if p == "" {
-		return "TCP"
-	}
-	return strings.ToUpper(p)
 }
 
 // targetText is a Service port's target as a user wrote it.
@@ -155,7 +148,7 @@ func targetText(sp manifests.ServicePort) string {
 	if n == 0 {
 		n = sp.Port
 	}
-	return fmt.Sprintf("%d/%s", n, protocolOf(sp.Protocol))
+	return fmt.Sprintf("%d/%s", n, manifests.ProtocolOf(sp.Protocol))
 }
 
 // EndpointsFor computes a Service's endpoints from the pods of its
@@ -170,7 +163,7 @@ func EndpointsFor(svc *manifests.Service, pods []*manifests.Pod, nodes map[strin
 	res := EndpointsResult{AddressType: "IPv4"}
 	for _, sp := range svc.Spec.Ports {
 		res.Ports = append(res.Ports, manifests.EndpointPort{
-			Name: manifests.Ptr(sp.Name), Protocol: manifests.Ptr(protocolOf(sp.Protocol)), Port: manifests.Ptr(sp.Port)})
+			Name: manifests.Ptr(sp.Name), Protocol: manifests.Ptr(manifests.ProtocolOf(sp.Protocol)), Port: manifests.Ptr(sp.Port)})
 	}
 	if !HasSelector(svc) {
 		return res

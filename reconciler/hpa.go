@@ -13,6 +13,7 @@ import (
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler/cache"
+	"github.com/capstan-io/capstan/reconciler/ownership"
 )
 
 // Autoscaling constants, as Kubernetes' defaults.
@@ -254,42 +255,6 @@ func scaleOf(c *cache.Cached) (scaleTarget, bool) {
 	return t, true
 }
 
-// setReplicas sets a supported workload's spec.replicas.
-func setReplicas(obj manifests.Object, n int32) {
-	switch o := obj.(type) {
-	case *manifests.Deployment:
-		o.Spec.Replicas = &n
-	case *manifests.ReplicaSet:
-		o.Spec.Replicas = &n
-	case *manifests.StatefulSet:
-		o.Spec.Replicas = &n
-	}
-}
-
-// withOwnedReplicas returns, when the live object cur is scaled by an
-// autoscaler (it carries AnnotationReplicasOwner), a copy of the declared
-// object with cur's replica count and that annotation: while an autoscaler
-// owns a workload, Git's replica count is a starting point, not an
-// override. The sync compares and writes that copy.
-func withOwnedReplicas(declared, cur manifests.Object) (manifests.Object, bool) {
-	owner := cur.GetObjectMeta().Annotations[manifests.AnnotationReplicasOwner]
-	if owner == "" {
-		return declared, false
-	}
-	t, ok := scaleOf(&cache.Cached{Obj: cur})
-	if !ok {
-		return declared, false
-	}
-	out := cache.Clone(declared)
-	m := out.GetObjectMeta()
-	if m.Annotations == nil {
-		m.Annotations = map[string]string{}
-	}
-	m.Annotations[manifests.AnnotationReplicasOwner] = owner
-	setReplicas(out, t.specReplicas)
-	return out, true
-}
-
 var hpaTargetKinds = []string{"Deployment", "ReplicaSet", "StatefulSet"}
 
 func (h *hpaController) reconcile(ctx context.Context, key string) error {
@@ -435,7 +400,7 @@ func (h *hpaController) own(ctx context.Context, t scaleTarget, hpaName string, 
 	}
 	um.Annotations[manifests.AnnotationReplicasOwner] = hpaName
 	if t.specReplicas != replicas {
-		setReplicas(upd, replicas)
+		ownership.SetReplicas(upd, replicas)
 		um.Generation++
 	}
 	if _, err := cache.UpdateObject(ctx, cp.Objects, upd, t.c.Rev); err != nil {

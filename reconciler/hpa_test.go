@@ -5,9 +5,6 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
-
-	"github.com/capstan-io/capstan/manifests"
-	"github.com/capstan-io/capstan/reconciler/cache"
 )
 
 // pods makes n ready pods requesting req, with the given usages (fewer
@@ -210,32 +207,5 @@ func TestLimitReplicas(t *testing.T) {
 		if got < lo || got > hi || got > max(2*current, 4) {
 			t.Fatalf("%d outside [%d, %d] or too fast from %d", got, lo, hi, current)
 		}
-	}
-}
-
-func TestWithOwnedReplicas(t *testing.T) {
-	declared := &manifests.Deployment{TypeMeta: manifests.TypeMeta{Kind: "Deployment"}, ObjectMeta: manifests.ObjectMeta{Name: "web"},
-		Spec: manifests.DeploymentSpec{Replicas: manifests.Ptr(int32(2))}}
-	live := cache.Clone(declared)
-	live.Spec.Replicas = manifests.Ptr(int32(7))
-	if _, ok := withOwnedReplicas(declared, live); ok {
-		t.Fatal("not owned, yet taken")
-	}
-	live.Annotations = map[string]string{manifests.AnnotationReplicasOwner: "web"}
-	got, ok := withOwnedReplicas(declared, live)
-	if !ok {
-		t.Fatal("owned, not taken")
-	}
-	d := got.(*manifests.Deployment)
-	if *d.Spec.Replicas != 7 || d.Annotations[manifests.AnnotationReplicasOwner] != "web" {
-		t.Fatalf("got %+v", d)
-	}
-	if *declared.Spec.Replicas != 2 || declared.Annotations != nil {
-		t.Fatal("the declared object was changed")
-	}
-	a, _ := declaredView(got)
-	b, _ := declaredView(live)
-	if string(a) != string(b) {
-		t.Fatalf("views differ:\n%s\n%s", a, b)
 	}
 }

@@ -15,7 +15,7 @@ const (
 	// declared content, set by the sync when it writes the object. A
 	// Deployment's new ReplicaSet copies it: the change cause of that
 	// revision.
-	AnnotationCommit = "capstan.io/revision"
+	AnnotationCommit = manifests.AnnotationCommit
 	// AnnotationChangeCause is Kubernetes' free-text change cause, copied
 	// from a Deployment to its new ReplicaSets.
 	AnnotationChangeCause = "kubernetes.io/change-cause"

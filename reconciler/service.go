@@ -220,7 +220,7 @@ func resourcesOf(svc *manifests.Service) []string {
 }
 
 func nodePortRes(proto string, port int32) string {
-	return fmt.Sprintf("port/%s/%d", strings.ToLower(protocolOf(proto)), port)
+	return fmt.Sprintf("port/%s/%d", strings.ToLower(manifests.ProtocolOf(proto)), port)
 }
 
 // serviceController allocates and writes a Service's cluster IPs and node
@@ -427,7 +427,7 @@ func (s *serviceController) allocate(key string, svc *manifests.Service) allocat
 			}
 			r := nodePortRes(p.Protocol, p.NodePort)
 			if !s.alloc.free(o, r) || slices.Contains(claim, r) {
-				return fail("NodePortAlreadyAllocated", "node port %d/%s is already allocated to %s", p.NodePort, protocolOf(p.Protocol),
+				return fail("NodePortAlreadyAllocated", "node port %d/%s is already allocated to %s", p.NodePort, manifests.ProtocolOf(p.Protocol),
 					nameOfKey(s.alloc.owners[r].key))
 			}
 			claim = append(claim, r)
@@ -488,7 +488,7 @@ func (s *serviceController) freeIP(o owner, r *ipRange, key string) (netip.Addr,
 
 func (s *serviceController) freeNodePort(o owner, proto, key string, idx int, claimed []string) (int32, bool) {
 	for _, res := range s.alloc.byKey[o.key] {
-		if strings.HasPrefix(res, "port/"+strings.ToLower(protocolOf(proto))+"/") && !slices.Contains(claimed, res) {
+		if strings.HasPrefix(res, "port/"+strings.ToLower(manifests.ProtocolOf(proto))+"/") && !slices.Contains(claimed, res) {
 			var n int32
 			if _, err := fmt.Sscanf(res[strings.LastIndexByte(res, '/')+1:], "%d", &n); err == nil {
 				return n, true
@@ -603,7 +603,7 @@ func allocatedText(svc *manifests.Service) string {
 	var ports []string
 	for _, p := range svc.Spec.Ports {
 		if p.NodePort != 0 {
-			ports = append(ports, fmt.Sprintf("%d/%s", p.NodePort, protocolOf(p.Protocol)))
+			ports = append(ports, fmt.Sprintf("%d/%s", p.NodePort, manifests.ProtocolOf(p.Protocol)))
 		}
 	}
 	if len(ports) > 0 {
@@ -661,48 +661,6 @@ func formatSelector(sel map[string]string) string {
 		keys[i] = k + "=" + sel[k]
 	}
 	return strings.Join(keys, ",")
-}
-
-// withAllocated returns Git's Service with what the control plane
-// allocated (cluster IPs, IP families, node ports) taken from cur where
-// Git leaves those fields empty, so the sync neither undoes an allocation
-// nor sees it as drift; ok is false when there is nothing to take.
-func withAllocated(declared, cur manifests.Object) (manifests.Object, bool) {
-	d, ok := declared.(*manifests.Service)
-	c, ok2 := cur.(*manifests.Service)
-	if !ok || !ok2 || d.Spec.Type == manifests.ServiceExternalName {
-		return nil, false
-	}
-	out := cache.Clone(d)
-	changed := false
-	headless := d.Spec.ClusterIP == manifests.ClusterIPNone
-	if !headless && d.Spec.ClusterIP == "" && c.Spec.ClusterIP != "" && c.Spec.ClusterIP != manifests.ClusterIPNone {
-		out.Spec.ClusterIP = c.Spec.ClusterIP
-		changed = true
-	}
-	if !headless && len(d.Spec.ClusterIPs) == 0 && len(c.Spec.ClusterIPs) > 0 && c.Spec.ClusterIPs[0] == out.Spec.ClusterIP {
-		out.Spec.ClusterIPs = slices.Clone(c.Spec.ClusterIPs)
-		changed = true
-	}
-	if !headless && len(d.Spec.IPFamilies) == 0 && len(c.Spec.IPFamilies) > 0 && out.Spec.ClusterIP == c.Spec.ClusterIP {
-		out.Spec.IPFamilies = slices.Clone(c.Spec.IPFamilies)
-		changed = true
-	}
-	if d.Spec.Type == manifests.ServiceNodePort && c.Spec.Type == manifests.ServiceNodePort {
-		for i := range out.Spec.Ports {
-			p := &out.Spec.Ports[i]
-			if p.NodePort != 0 {
-				continue
-			}
-			for _, q := range c.Spec.Ports {
-				if q.Port == p.Port && protocolOf(q.Protocol) == protocolOf(p.Protocol) && q.NodePort != 0 {
-					p.NodePort = q.NodePort
-					changed = true
-				}
-			}
-		}
-	}
-	return out, changed
 }
 
 // serviceControllers makes the service and endpoints controllers and

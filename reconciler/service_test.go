@@ -214,36 +214,6 @@ func TestAllocateDualStack(t *testing.T) {
 	}
 }
 
-func TestWithAllocated(t *testing.T) {
-	_, git := svcAt("web", 1, func(s *manifests.Service) { s.Spec.Type = manifests.ServiceNodePort })
-	_, live := svcAt("web", 1, func(s *manifests.Service) {
-		s.Spec.Type = manifests.ServiceNodePort
-		s.Spec.ClusterIP, s.Spec.ClusterIPs, s.Spec.IPFamilies = "10.96.0.7", []string{"10.96.0.7"}, []string{"IPv4"}
-		s.Spec.Ports[0].NodePort = 31000
-	})
-	o, ok := withAllocated(git, live)
-	if !ok {
-		t.Fatal("nothing taken from the live Service")
-	}
-	got := o.(*manifests.Service)
-	a, _ := declaredView(got)
-	b, _ := declaredView(live)
-	if string(a) != string(b) {
-		t.Errorf("Git's Service with the allocations differs from the live one:\n%s\n%s", a, b)
-	}
-	// Git setting its own values, or another type, wins.
-	git.Spec.Ports[0].NodePort = 30500
-	git.Spec.ClusterIP = "10.96.0.9"
-	o, _ = withAllocated(git, live)
-	if s := o.(*manifests.Service); s.Spec.Ports[0].NodePort != 30500 || s.Spec.ClusterIP != "10.96.0.9" || len(s.Spec.ClusterIPs) != 0 {
-		t.Errorf("Git's own values: %+v", s.Spec)
-	}
-	_, headless := svcAt("web", 1, func(s *manifests.Service) { s.Spec.ClusterIP = manifests.ClusterIPNone })
-	if _, ok := withAllocated(headless, live); ok {
-		t.Error("a headless Service took a cluster IP")
-	}
-}
-
 // TestAllocateFamilies checks the IP families each policy gets with and
 // without an IPv6 range, and what a cluster that gains or loses its IPv6
 // range does with Services allocated before.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler/cache"
+	"github.com/capstan-io/capstan/reconciler/ownership"
 	"github.com/capstan-io/capstan/sources"
 )
 
@@ -225,48 +225,6 @@ func (s *Syncer) syncOnce(ctx context.Context, full bool) error {
 	return nil
 }
 
-// declaredView is the part of an object that Git owns, as JSON: no status,
-// no server-set metadata.
-func declaredView(obj manifests.Object) ([]byte, error) {
-	c := cache.Clone(obj)
-	m := c.GetObjectMeta()
-	m.UID, m.ResourceVersion, m.Generation, m.CreationTimestamp, m.DeletionTimestamp, m.OwnerReferences = "", "", 0, nil, nil, nil
-	m.DeletionGracePeriodSeconds = nil
-	delete(m.Annotations, AnnotationCommit)
-	if st, ok := statusField(c); ok {
-		st.Set(reflect.Zero(st.Type()))
-	}
-	// The scheduler sets nodeName on an unbound pod: not drift.
-	if p, ok := any(c).(*manifests.Pod); ok && obj.(*manifests.Pod).Spec.NodeName != "" {
-		p.Spec.NodeName = ""
-	}
-	return cache.Encode(c)
-}
-
-// DeclaredViews returns the declared views of an object as Git declares
-// it and as the bucket holds it now (cur, nil when absent), compared the
-// way the sync compares them: status, server-set metadata and the commit
-// annotation left out, and spec.replicas taken from cur while an
-// autoscaler owns it. The caller sets the source annotation on declared.
-// ChangedFields(have, want) lists what an apply would change.
-func DeclaredViews(declared, cur manifests.Object) (want, have []byte, err error) {
-	if cur != nil {
-		if o, ok := withOwnedReplicas(declared, cur); ok {
-			declared = o
-		}
-		if o, ok := withAllocated(declared, cur); ok {
-			declared = o
-		}
-		if have, err = declaredView(cur); err != nil {
-			return nil, nil, err
-		}
-	}
-	if want, err = declaredView(declared); err != nil {
-		return nil, nil, err
-	}
-	return want, have, nil
-}
-
 // apply writes the difference between objs and the bucket and prunes what
 // this source declared before and no longer does.
 func (s *Syncer) apply(ctx context.Context, objs []manifests.Object, full bool) (changes []manifests.ObjectChange, err error) {
@@ -297,7 +255,7 @@ func (s *Syncer) apply(ctx context.Context, objs []manifests.Object, full bool) 
 			m.Annotations = map[string]string{}
 		}
 		m.Annotations[manifests.AnnotationSource] = s.Name
-		view, err := declaredView(obj)
+		view, err := ownership.DeclaredView(obj)
 		if err != nil {
 			return changes, err
 		}
@@ -368,41 +326,14 @@ func (s *Syncer) applyOne(ctx context.Context, key string, obj manifests.Object,
 			}
 			return nil, fmt.Errorf("%s %s/%s is already declared by %s", kind, ns, name, owner)
 		}
-		want, wantView := obj, view
-		if o, ok := withOwnedReplicas(obj, cur); ok {
-			// An autoscaler owns spec.replicas: Git's count was the start.
-			if wantView, err = declaredView(o); err != nil {
-				return nil, err
-			}
-			want = o
-		}
-		if o, ok := s.withIgnored(want, cur); ok { // drift.go: fields whose drift is ignored
-			if wantView, err = declaredView(o); err != nil {
-				return nil, err
-			}
-			want = o
-		}
-		if o, ok := withAllocated(want, cur); ok {
-			// Cluster IPs and node ports the control plane allocated
-			// where Git leaves them empty (service.go).
-			if wantView, err = declaredView(o); err != nil {
-				return nil, err
-			}
-			want = o
-		}
-		curView, err := declaredView(cur)
+		cmp, err := ownership.Compare(obj, cur, s.Drift) // the fields others own or the source ignores are live's
 		if err != nil {
 			return nil, err
 		}
-		if string(curView) == string(wantView) {
+		if !cmp.Changed() {
 			return nil, nil
 		}
-		upd := cache.Clone(want)
-		um := upd.GetObjectMeta()
-		um.UID, um.CreationTimestamp, um.OwnerReferences = cm.UID, cm.CreationTimestamp, cm.OwnerReferences
-		um.DeletionTimestamp, um.DeletionGracePeriodSeconds = cm.DeletionTimestamp, cm.DeletionGracePeriodSeconds
-		um.Generation = cm.Generation + 1
-		keepStatus(upd, cur)
+		upd := ownership.Update(cmp.Want, cur)
 		_, err = cache.UpdateObject(ctx, s.Objects, upd, rev)
 		if errors.Is(err, bus.ErrConflict) && attempt < 5 {
 			continue // a controller wrote status meanwhile: re-read
@@ -410,32 +341,8 @@ func (s *Syncer) applyOne(ctx context.Context, key string, obj manifests.Object,
 		if err != nil {
 			return nil, err
 		}
-		return &manifests.ObjectChange{Action: "updated", Kind: kind, Namespace: ns, Name: name, Fields: ChangedFields(curView, wantView)}, nil
+		return &manifests.ObjectChange{Action: "updated", Kind: kind, Namespace: ns, Name: name, Fields: cmp.Fields()}, nil
 	}
-}
-
-// keepStatus copies what controllers and nodes own from cur into upd.
-func keepStatus(upd, cur manifests.Object) {
-	if u, ok := statusField(upd); ok {
-		if c, ok := statusField(cur); ok && c.Type() == u.Type() {
-			u.Set(c)
-		}
-	}
-	if p, ok := upd.(*manifests.Pod); ok && p.Spec.NodeName == "" {
-		p.Spec.NodeName = cur.(*manifests.Pod).Spec.NodeName
-	}
-}
-
-// statusField is the Status field of kinds that have one: what controllers
-// and nodes own, never Git. Every kind names it Status, so a new kind needs
-// no change here.
-func statusField(obj manifests.Object) (reflect.Value, bool) {
-	v := reflect.ValueOf(obj)
-	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
-		return reflect.Value{}, false
-	}
-	f := v.Elem().FieldByName("Status")
-	return f, f.IsValid() && f.CanSet()
 }
 
 // listInventory finds the objects this source declared, from their

@@ -21,6 +21,7 @@ import (
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler"
 	"github.com/capstan-io/capstan/reconciler/cache"
+	"github.com/capstan-io/capstan/reconciler/ownership"
 	"github.com/capstan-io/capstan/schema"
 	"github.com/capstan-io/capstan/sources/dir"
 	"github.com/capstan-io/capstan/sources/git"
@@ -142,6 +143,7 @@ func (d *differ) run(ctx context.Context) (*diffReport, error) {
 	var current []manifests.Object // the base side
 	var others map[string]string   // key -> owner, for keys another owner holds
 	var audit bus.Audit
+	var policy *manifests.DriftPolicy // the source's drift rules, from the cluster
 	cluster := d.base == ""
 	if cluster {
 		conn, err := d.g.connect(ctx)
@@ -156,6 +158,9 @@ func (d *differ) run(ctx context.Context) (*diffReport, error) {
 		}
 		if !d.pathSet && src != nil {
 			d.path = src.Spec.Path // compare the directory the source follows
+		}
+		if src != nil {
+			policy = src.Spec.Drift // its ignore rules, as the sync applies them
 		}
 		applied := "nothing applied yet"
 		if src != nil && src.Status.AppliedRevision != "" {
@@ -200,7 +205,7 @@ func (d *differ) run(ctx context.Context) (*diffReport, error) {
 	if cluster {
 		sourceName = d.source
 	}
-	if rep.Changes, rep.Errors, err = diffObjects(declared, current, others, sourceName); err != nil {
+	if rep.Changes, rep.Errors, err = diffObjects(declared, current, others, sourceName, policy); err != nil {
 		return nil, err
 	}
 	if cluster && slices.ContainsFunc(rep.Changes, func(c objChange) bool { return c.Action == "kept" }) {
@@ -352,7 +357,7 @@ func clusterObjects(ctx context.Context, objects bus.Store, source string) ([]ma
 // objects the source holds now). With a source name, declared objects are
 // annotated with it as the sync would, and a key held by another owner is
 // an error, as the sync would make it.
-func diffObjects(declared, current []manifests.Object, others map[string]string, source string) ([]objChange, []string, error) {
+func diffObjects(declared, current []manifests.Object, others map[string]string, source string, policy *manifests.DriftPolicy) ([]objChange, []string, error) {
 	cur := map[string]manifests.Object{}
 	for _, o := range current {
 		cur[manifests.KeyOf(o)] = o
@@ -386,14 +391,14 @@ func diffObjects(declared, current []manifests.Object, others map[string]string,
 			changes = append(changes, objChange{Action: "created", Kind: kind, Namespace: ns, Name: name})
 			continue
 		}
-		want, have, err := reconciler.DeclaredViews(obj, comparableSecret(obj, c))
+		cmp, err := ownership.Compare(obj, comparableSecret(obj, c), policy)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", key, err)
 		}
-		if string(want) == string(have) {
+		if !cmp.Changed() {
 			continue
 		}
-		changes = append(changes, objChange{Action: "updated", Kind: kind, Namespace: ns, Name: name, Fields: hideSecretFields(kind, fieldChanges(have, want))})
+		changes = append(changes, objChange{Action: "updated", Kind: kind, Namespace: ns, Name: name, Fields: hideSecretFields(kind, fieldChanges(cmp.LiveView, cmp.WantView))})
 	}
 	gone := slices.Clone(current)
 	manifests.SortObjects(gone)
@@ -415,8 +420,8 @@ func diffObjects(declared, current []manifests.Object, others map[string]string,
 // fieldChanges lists the leaves that differ between two declared views,
 // with their values.
 func fieldChanges(have, want []byte) []fieldChange {
-	paths := reconciler.ChangedFields(have, want)
-	va, vb := reconciler.FieldValues(have), reconciler.FieldValues(want)
+	paths := ownership.ChangedFields(have, want)
+	va, vb := ownership.FieldValues(have), ownership.FieldValues(want)
 	out := make([]fieldChange, len(paths))
 	for i, p := range paths {
 		out[i] = fieldChange{Path: p, Old: va[p], New: vb[p]}

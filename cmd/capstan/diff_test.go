@@ -199,6 +199,7 @@ func TestDiffObjects(t *testing.T) {
 		current  []manifests.Object
 		others   map[string]string
 		source   string
+		policy   *manifests.DriftPolicy
 		want     []want
 		errs     []string
 	}{
@@ -211,13 +212,16 @@ func TestDiffObjects(t *testing.T) {
 			declared: diffLoad(t, gitopsDeploy("web", 1, "  labels: {tier: front}\n"), gitopsCM("same", "w", ""), gitopsCM("old", "v", ""), gitopsCM("keep", "v", pruneOffYAML)),
 			want:     []want{{"updated", "same", `data.k: "v" -> "w"`}, {"updated", "web", `metadata.labels.tier: (none) -> "front"`}}},
 		{name: "replicas owned by an autoscaler", source: "root", current: withHPA, declared: base},
+		{name: "a field the source ignores", source: "root", current: cluster,
+			policy:   &manifests.DriftPolicy{Ignore: []manifests.DriftIgnore{{Kind: "Deployment", Paths: []string{"spec.replicas"}}}},
+			declared: diffLoad(t, gitopsDeploy("web", 3, ""), gitopsCM("same", "v", ""), gitopsCM("old", "v", ""), gitopsCM("keep", "v", pruneOffYAML))},
 		{name: "held by another owner", source: "root", current: cluster, others: map[string]string{"ConfigMap.default.new": "", "ConfigMap.default.other": "team-b"},
 			declared: append(slices.Clone(base), diffLoad(t, gitopsCM("new", "v", ""), gitopsCM("other", "v", ""))...),
 			errs:     []string{"ConfigMap default/new is already declared by a controller", "ConfigMap default/other is already declared by team-b"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			changes, errs, err := diffObjects(c.declared, c.current, c.others, c.source)
+			changes, errs, err := diffObjects(c.declared, c.current, c.others, c.source, c.policy)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -134,7 +134,7 @@ func TestDiffHidesSecretValues(t *testing.T) {
 	declared := []manifests.Object{secret(map[string]string{"password": "new-pw", "user": "ada"})}
 
 	// Read from the control plane: the changed value is named, hidden.
-	changes, _, err := diffObjects(declared, []manifests.Object{secret(map[string]string{"password": "old-pw", "user": "ada"})}, nil, "")
+	changes, _, err := diffObjects(declared, []manifests.Object{secret(map[string]string{"password": "old-pw", "user": "ada"})}, nil, "", nil)
 	if err != nil || len(changes) != 1 || len(changes[0].Fields) != 1 {
 		t.Fatalf("changes %+v, %v", changes, err)
 	}
@@ -144,7 +144,7 @@ func TestDiffHidesSecretValues(t *testing.T) {
 
 	// Encrypted (a viewer's diff): only the keys added or removed show.
 	enc := secret(map[string]string{"password": atrest.Prefix + "k1:xxxxxxxxxxxxxxxxxxxxxxxxxxxx", "gone": atrest.Prefix + "k1:yyyyyyyyyyyyyyyyyyyyyyyyyyyyy"})
-	changes, _, err = diffObjects(declared, []manifests.Object{enc}, nil, "")
+	changes, _, err = diffObjects(declared, []manifests.Object{enc}, nil, "", nil)
 	if err != nil || len(changes) != 1 {
 		t.Fatalf("changes %+v, %v", changes, err)
 	}
@@ -158,7 +158,7 @@ func TestDiffHidesSecretValues(t *testing.T) {
 	if strings.Join(paths, ",") != "data.gone,data.user" {
 		t.Fatalf("fields %v, want data.gone and data.user", paths)
 	}
-	if _, _, err := diffObjects(declared, []manifests.Object{secret(map[string]string{"password": "new-pw", "user": "ada"})}, nil, ""); err != nil {
+	if _, _, err := diffObjects(declared, []manifests.Object{secret(map[string]string{"password": "new-pw", "user": "ada"})}, nil, "", nil); err != nil {
 		t.Fatal(err)
 	}
 }

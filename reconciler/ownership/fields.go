@@ -1,4 +1,4 @@
-package reconciler
+package ownership
 
 import (
 	"encoding/json"
