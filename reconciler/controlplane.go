@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/capstan-io/capstan/bus"
@@ -16,6 +15,7 @@ import (
 	"github.com/capstan-io/capstan/reconciler/events"
 	"github.com/capstan-io/capstan/reconciler/scheduler"
 	"github.com/capstan-io/capstan/reconciler/workqueue"
+	"golang.org/x/sync/errgroup"
 )
 
 // ControlPlane runs every controller of the cluster state: ReplicaSets,
@@ -71,6 +71,8 @@ type ControlPlane struct {
 	exp     *expectations
 	queues  map[string]*workqueue.Queue // workload kind -> its controller's queue
 	rec     *events.Recorder
+	// testPart, if set, runs as one more part (tests).
+	testPart func(ctx context.Context) error
 }
 
 func (cp *ControlPlane) defaults() {
@@ -174,13 +176,15 @@ type controller struct {
 	stop func()
 }
 
-// Run runs the control plane until ctx ends.
+// Run runs the control plane until ctx ends or a part of it fails; it
+// returns once every goroutine it started has, with the first failure.
 func (cp *ControlPlane) Run(ctx context.Context) error {
 	cp.defaults()
 	enabled, err := ParseControllers(cp.Controllers)
 	if err != nil {
 		return err
 	}
+
 	cp.rec = events.NewRecorder(cp.Events, "control-plane", cp.Log)
 	cp.objects = cache.New(cp.Objects, cp.Log)
 	cp.nodes = cache.New(cp.Nodes, cp.Log)
@@ -275,14 +279,16 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 		}
 	})
 
-	var wg sync.WaitGroup
-	errs := make(chan error, 8)
+	// The parts run as one: the first to fail cancels the others, and Run
+	// returns once all have.
+	g, ctx := errgroup.WithContext(ctx)
 	run := func(name string, fn func(context.Context) error) {
-		wg.Go(func() {
+		g.Go(func() error {
 			if err := fn(ctx); err != nil && ctx.Err() == nil {
 				cp.Log.Error("control plane part stopped", "part", name, "err", err)
-				errs <- err
+				return fmt.Errorf("%s: %w", name, err)
 			}
+			return nil
 		})
 	}
 	run("objects cache", cp.objects.Run)
@@ -294,10 +300,7 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 		select {
 		case <-c:
 		case <-ctx.Done():
-			wg.Wait()
-			return nil
-		case err := <-errs:
-			return err
+			return g.Wait()
 		}
 	}
 	cp.Log.Info("control plane caches synced")
@@ -341,17 +344,10 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	// Everything is level-triggered: queue all now that the caches hold
 	// the world (one slot of one: every key).
 	resyncSlot(ctls, 0, 1)
-	go func() { wg.Wait(); close(errs) }()
-	select {
-	case <-ctx.Done():
-	case err, ok := <-errs:
-		if ok {
-			wg.Wait()
-			return err
-		}
+	if cp.testPart != nil {
+		run("test part", cp.testPart)
 	}
-	wg.Wait()
-	return nil
+	return g.Wait()
 }
 
 // resyncLoop re-queues every controller's keys once per ResyncPeriod,
