@@ -18,6 +18,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/capstan-io/capstan/bus"
+	"github.com/capstan-io/capstan/bus/secrets"
 	"github.com/capstan-io/capstan/manifests"
 )
 
@@ -166,7 +167,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return fmt.Errorf("node name %q: must be a DNS label", d.Name)
 	}
 	d.defaults()
-	id, err := loadIdentity(d.DataDir)
+	id, err := secrets.LoadIdentity(d.DataDir)
 	if err != nil {
 		return err
 	}
@@ -235,7 +236,7 @@ func (d *Daemon) watchAssignments(ctx context.Context, synced chan struct{}) err
 				continue
 			}
 			if d.identity != nil {
-				if err := bus.OpenSecrets(a, d.identity); err != nil {
+				if err := secrets.Open(a, d.identity); err != nil {
 					// Sealed to another key (a data dir lost): the pod
 					// reports its Secrets missing until they are sealed
 					// again to the key this node publishes.

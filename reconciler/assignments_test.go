@@ -16,6 +16,7 @@ import (
 	"github.com/capstan-io/capstan/bus/natsauth"
 	"github.com/capstan-io/capstan/bus/natsauth/natsauthtest"
 	"github.com/capstan-io/capstan/bus/natsbus"
+	"github.com/capstan-io/capstan/bus/secrets"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler"
 	"github.com/capstan-io/capstan/reconciler/cache"
@@ -112,7 +113,7 @@ func TestAssignmentCarriesReferencedObjects(t *testing.T) {
 			if len(a.Secrets) != 0 || bytes.Contains(e.Value, []byte(`"k":"czE`)) {
 				t.Errorf("an assignment carries a Secret in plain text: %s", e.Value)
 			}
-			if err := bus.OpenSecrets(&a, id); err != nil {
+			if err := secrets.Open(&a, id); err != nil {
 				t.Errorf("open the assignment's secrets: %v", err)
 			}
 			puts <- a

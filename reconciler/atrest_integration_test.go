@@ -14,10 +14,10 @@ import (
 	"time"
 
 	"github.com/capstan-io/capstan/bus"
-	"github.com/capstan-io/capstan/bus/atrest"
 	"github.com/capstan-io/capstan/bus/natsauth"
 	"github.com/capstan-io/capstan/bus/natsauth/natsauthtest"
 	"github.com/capstan-io/capstan/bus/natsbus"
+	"github.com/capstan-io/capstan/bus/secrets/atrest"
 	"github.com/capstan-io/capstan/internal/testwait"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/node"
@@ -65,7 +65,7 @@ spec:
 }
 
 // TestSecretsEncryptedAtRest runs the sync and the control plane on the
-// at-rest store (bus/atrest) over a real NATS server, with a real git
+// at-rest store (bus/secrets/atrest) over a real NATS server, with a real git
 // repository and a fake node: the objects bucket holds only ciphertext,
 // the node still gets the plain text (sealed to it), a key rotation
 // rewrites no assignment and restarts no container, and neither the

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/capstan-io/capstan/bus"
+	"github.com/capstan-io/capstan/bus/secrets"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler/cache"
 	"github.com/capstan-io/capstan/reconciler/events"
@@ -52,7 +53,7 @@ type ControlPlane struct {
 	// Sops decrypts Secrets committed encrypted with SOPS, only into the
 	// assignments of the pods using them (secrets.go); nil leaves such a
 	// Secret out of every assignment.
-	Sops *Sops
+	Sops secrets.Decrypter
 	// Controllers selects the controllers to run, as kube-controller-
 	// manager's --controllers: "*" is every one, "name" adds one, "-name"
 	// takes one away (later entries win); empty means "*". The names are
@@ -60,11 +61,9 @@ type ControlPlane struct {
 	// none of it: `capstan server --controllers=*,-scheduler` leaves pods
 	// pending.
 	Controllers []string
-	// Audit and Declarations let the orphan sweep (orphans.go) delete and
-	// record objects no source declares and no controller owns; without
-	// either (no sources in this process) it sweeps nothing.
-	Audit        bus.Audit
-	Declarations *Declarations
+	// Addons are controllers of other rooms run with these (the sync's
+	// orphan sweep), made from the shared cache once it exists.
+	Addons []Addon
 
 	objects *cache.Cache
 	nodes   *cache.Cache
@@ -162,6 +161,30 @@ func (cp *ControlPlane) requeue(kind, key string, d time.Duration) {
 	}
 }
 
+// Controller is a keyed work loop of another room that the control plane
+// runs with its own (an Addon).
+type Controller struct {
+	Name      string // one of ControllerNames
+	Queue     *workqueue.Queue
+	Reconcile func(ctx context.Context, key string) error
+	// Resync lists the keys to re-queue, those keep takes of them.
+	Resync func(keep func(key string) bool) []string
+	// OnObject, if set, is told of every change in the objects cache.
+	OnObject cache.Handler
+	// Watch, if set, runs beside the workers: triggers of its own.
+	Watch func(ctx context.Context) error
+}
+
+// Shared is what the control plane shares with its addons.
+type Shared struct {
+	Objects bus.Store
+	Cache   *cache.Cache
+	Log     *slog.Logger
+}
+
+// Addon makes a Controller from the shared parts.
+type Addon func(Shared) *Controller
+
 // controller is one keyed work loop.
 type controller struct {
 	name      string
@@ -198,9 +221,19 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	status := newStatusMirror(cp)
 	statusCtl := &controller{name: "podstatus", queue: workqueue.New(), reconcile: status.reconcile, resync: cp.terminatingPods, workers: cp.PodWorkers}
 	gcCtl := &controller{name: "gc", queue: workqueue.New(), reconcile: cp.reconcileGC, resync: cp.ownedKeys}
-	sweep := newOrphanSweep(cp)
-	orphanCtl := &controller{name: "orphans", queue: workqueue.New(), reconcile: sweep.reconcile, resync: sweep.candidates}
-	ctls := []*controller{schedCtl, assignCtl, statusCtl, gcCtl, orphanCtl}
+	ctls := []*controller{schedCtl, assignCtl, statusCtl, gcCtl}
+	shared := Shared{Objects: cp.Objects, Cache: cp.objects, Log: cp.Log}
+	var watches []*Controller
+	for _, mk := range cp.Addons {
+		a := mk(shared)
+		ctls = append(ctls, &controller{name: a.Name, queue: a.Queue, reconcile: a.Reconcile, resync: a.Resync})
+		if a.OnObject != nil {
+			cp.objects.AddHandler(a.OnObject)
+		}
+		if a.Watch != nil {
+			watches = append(watches, a)
+		}
+	}
 
 	// The workload controllers: one per kind, queued when an object of
 	// their kind changes and when an object they control changes.
@@ -253,7 +286,6 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	ctls = append(ctls, svcCtls...)
 	cp.objects.AddHandler(sched.OnObject(schedCtl.queue))
 	cp.objects.AddHandler(assign.onObject(assignCtl.queue)) // pods follow their ConfigMaps and Secrets
-	cp.objects.AddHandler(sweep.onObject(orphanCtl.queue))
 	cp.nodes.AddHandler(sched.OnNode(schedCtl.queue))
 	cp.nodes.AddHandler(func(key string, old, cur manifests.Object) {
 		// A node's readiness shows on its pods.
@@ -335,9 +367,12 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	if enabled["nodelifecycle"] {
 		run("node lifecycle", cp.runNodeLifecycle)
 	}
-	if enabled["orphans"] && sweep.decl != nil {
-		run("orphan sweep triggers", func(ctx context.Context) error { return sweep.watch(ctx, orphanCtl.queue) })
-	} else if enabled["orphans"] {
+	for _, a := range watches {
+		if enabled[a.Name] {
+			run(a.Name+" triggers", a.Watch)
+		}
+	}
+	if enabled["orphans"] && !slices.ContainsFunc(ctls, func(c *controller) bool { return c.name == "orphans" }) {
 		cp.Log.Info("orphan sweep off: no sources or no audit stream in this process")
 	}
 	run("events", cp.rec.Run)

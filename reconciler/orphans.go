@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"strings"
@@ -36,21 +37,28 @@ const ActorControlPlane = "control-plane"
 const ActionOrphaned = "orphaned"
 
 type orphanSweep struct {
-	cp    *ControlPlane
-	decl  *Declarations
-	audit bus.Audit
+	objects bus.Store
+	cache   *cache.Cache
+	log     *slog.Logger
+	decl    *Declarations
+	audit   bus.Audit
 
 	mu       sync.Mutex
 	kept     map[string]map[string]bool // source -> keys kept, from its audit records
 	reported map[string]uint64          // key -> bus revision reported (report-only sources)
 }
 
-func newOrphanSweep(cp *ControlPlane) *orphanSweep {
-	o := &orphanSweep{cp: cp, audit: cp.Audit, kept: map[string]map[string]bool{}, reported: map[string]uint64{}}
-	if cp.Audit != nil {
-		o.decl = cp.Declarations // it cannot record without the audit stream: off
+// OrphanSweep is the control plane's "orphans" controller: it deletes,
+// and records in audit, the objects no source in decl declares and no
+// controller owns.
+func OrphanSweep(audit bus.Audit, decl *Declarations) Addon {
+	return func(sh Shared) *Controller {
+		o := &orphanSweep{objects: sh.Objects, cache: sh.Cache, log: sh.Log, audit: audit, decl: decl,
+			kept: map[string]map[string]bool{}, reported: map[string]uint64{}}
+		q := workqueue.New()
+		return &Controller{Name: "orphans", Queue: q, Reconcile: o.reconcile, Resync: o.candidates,
+			OnObject: o.onObject(q), Watch: func(ctx context.Context) error { return o.watch(ctx, q) }}
 	}
-	return o
 }
 
 // unowned: neither controlled (owned, or the gc's) nor already going.
@@ -79,7 +87,7 @@ func (o *orphanSweep) candidates(keep func(string) bool) []string {
 		if k.Kind == "Node" { // its own bucket
 			continue
 		}
-		keys = append(keys, o.cp.objects.Keys(k.Kind, func(c *cache.Cached) bool { return keep(c.Key) && unowned(c.Obj) })...)
+		keys = append(keys, o.cache.Keys(k.Kind, func(c *cache.Cached) bool { return keep(c.Key) && unowned(c.Obj) })...)
 	}
 	return keys
 }
@@ -144,7 +152,7 @@ func (o *orphanSweep) judge(ctx context.Context, key string, obj manifests.Objec
 
 // declaredSource reports whether a Source declared in Git is named name.
 func (o *orphanSweep) declaredSource(name string) bool {
-	c, ok := o.cp.objects.Get(manifests.Key("Source", "", name))
+	c, ok := o.cache.Get(manifests.Key("Source", "", name))
 	return ok && c.Obj.GetObjectMeta().Annotations[manifests.AnnotationSource] != ""
 }
 
@@ -191,7 +199,7 @@ func (o *orphanSweep) reconcile(ctx context.Context, key string) error {
 	if o.decl == nil || !o.decl.isOpen() {
 		return nil
 	}
-	c, ok := o.cp.objects.Get(key)
+	c, ok := o.cache.Get(key)
 	if !ok {
 		o.mu.Lock()
 		delete(o.reported, key)
@@ -202,7 +210,7 @@ func (o *orphanSweep) reconcile(ctx context.Context, key string) error {
 		return err
 	}
 	// The write as the bus holds it: its revision and time.
-	e, err := o.cp.Objects.Get(ctx, key)
+	e, err := o.objects.Get(ctx, key)
 	if errors.Is(err, bus.ErrNotFound) {
 		return nil
 	}
@@ -225,7 +233,7 @@ func (o *orphanSweep) reconcile(ctx context.Context, key string) error {
 		msg += "; it carries " + strings.Join(hints, ", ")
 	}
 	rec := ActionRecord{Action: manifests.ActionDrift, Actor: ActorControlPlane, Source: v.claims, Revision: v.revision}
-	log := o.cp.Log.With("object", what, "bus_revision", e.Revision, "source", v.claims)
+	log := o.log.With("object", what, "bus_revision", e.Revision, "source", v.claims)
 	if v.report {
 		o.mu.Lock()
 		seen := o.reported[key] == e.Revision
@@ -238,7 +246,7 @@ func (o *orphanSweep) reconcile(ctx context.Context, key string) error {
 		rec.Changes = []manifests.ObjectChange{{Action: ActionOrphaned, Kind: kind, Namespace: ns, Name: name}}
 		log.Warn("orphan object found; its source reports drift only", "why", v.why)
 	} else {
-		if err := DeleteGracefully(ctx, o.cp.Objects, key, e.Revision); err != nil {
+		if err := DeleteGracefully(ctx, o.objects, key, e.Revision); err != nil {
 			if errors.Is(err, bus.ErrNotFound) {
 				return nil
 			}

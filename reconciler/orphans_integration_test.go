@@ -31,7 +31,8 @@ import (
 func runSweepingControlPlane(t *testing.T, conn *natsbus.Conn, decl *reconciler.Declarations) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cp := &reconciler.ControlPlane{Objects: conn.Objects, Assignments: conn.Assignments, Status: conn.Status,
-		Nodes: conn.Nodes, Events: conn.Events, Log: logger(t), ResyncPeriod: 500 * time.Millisecond, Audit: conn.Audit, Declarations: decl}
+		Nodes: conn.Nodes, Events: conn.Events, Log: logger(t), ResyncPeriod: 500 * time.Millisecond,
+		Addons: []reconciler.Addon{reconciler.OrphanSweep(conn.Audit, decl)}}
 	done := make(chan struct{})
 	go func() { _ = cp.Run(ctx); close(done) }()
 	var once sync.Once

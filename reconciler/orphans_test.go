@@ -82,9 +82,8 @@ func TestDeclarationsGate(t *testing.T) {
 func TestOrphanJudge(t *testing.T) {
 	audit := &memAudit{}
 	d := NewDeclarations()
-	cp := &ControlPlane{Audit: audit, Declarations: d}
-	cp.objects = cache.New(nil, nil)
-	o := newOrphanSweep(cp)
+	objects := cache.New(nil, nil)
+	o := &orphanSweep{cache: objects, audit: audit, decl: d, kept: map[string]map[string]bool{}, reported: map[string]uint64{}}
 	d.setRoot("root")
 	d.starting("root", false)
 	d.starting("syncing", false) // running, no revision applied since start
@@ -105,7 +104,7 @@ func TestOrphanJudge(t *testing.T) {
 	put := func(obj manifests.Object) string {
 		manifests.SetKind(obj)
 		key := manifests.KeyOf(obj)
-		cp.objects.Set(key, obj, 1)
+		objects.Set(key, obj, 1)
 		return key
 	}
 	dep := &manifests.Deployment{ObjectMeta: meta("web", claim("root"))}

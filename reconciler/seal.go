@@ -7,7 +7,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/capstan-io/capstan/bus"
+	"github.com/capstan-io/capstan/bus/secrets"
 	"github.com/capstan-io/capstan/manifests"
 )
 
@@ -30,7 +30,7 @@ func (a *assigner) sealSecrets(out *manifests.Assignment, node string) error {
 		out.Secrets = nil
 		return fmt.Errorf("seal secrets for node %s: %w", node, errNoNodeKey)
 	}
-	if err := bus.SealSecrets(out, recipient); err != nil {
+	if err := secrets.Seal(out, recipient); err != nil {
 		out.Secrets = nil
 		return fmt.Errorf("node %s: %w", node, err)
 	}
@@ -60,3 +60,19 @@ func assignmentDigest(value []byte) digest {
 // digest is an assignment's digest, held for every bound pod: an array,
 // not the hex string it was (a second allocation per pod).
 type digest [sha256.Size]byte
+
+// decrypted is the Secret as a node receives it: decrypted when it was
+// committed encrypted. One that cannot be decrypted is left out, as a
+// missing Secret is (the node reports the pod's containers waiting), with
+// a warning that never quotes its content.
+func (a *assigner) decrypted(sec *manifests.Secret) (manifests.Secret, bool) {
+	if len(sec.Sops) == 0 {
+		return *sec, true
+	}
+	plain, err := secrets.Decrypt(a.cp.Sops, sec)
+	if err != nil {
+		a.cp.Log.Warn("cannot decrypt SOPS secret for an assignment", "secret", sec.Namespace+"/"+sec.Name, "err", err)
+		return manifests.Secret{}, false
+	}
+	return *plain, true
+}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/capstan-io/capstan/bus"
+	"github.com/capstan-io/capstan/bus/secrets"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler/cache"
 	"github.com/capstan-io/capstan/sources"
@@ -75,7 +76,7 @@ type SourceManager struct {
 	// the objects bucket. It is the hook for Secrets kept encrypted.
 	SecretData func(ctx context.Context, namespace, name string) (map[string][]byte, error)
 	// Sops decrypts SOPS-encrypted credential Secrets; nil refuses them.
-	Sops *Sops
+	Sops secrets.Decrypter
 	// Prepare, if set, finishes a declared source's syncer before it runs
 	// (its signature policy, decryption). An error keeps it from running
 	// and is shown in its status.
@@ -489,7 +490,7 @@ func (m *SourceManager) secret(ctx context.Context, name string) (map[string][]b
 	}
 	// A SOPS-encrypted Secret is stored encrypted; Decrypt returns a plain
 	// one as it is.
-	sec, err := m.Sops.Decrypt(c.Obj.(*manifests.Secret))
+	sec, err := secrets.Decrypt(m.Sops, c.Obj.(*manifests.Secret))
 	if err != nil {
 		return nil, fmt.Errorf("secret %s/%s: %w", SecretNamespace, name, err)
 	}

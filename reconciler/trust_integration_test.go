@@ -16,6 +16,7 @@ import (
 	"github.com/capstan-io/capstan/bus/natsauth"
 	"github.com/capstan-io/capstan/bus/natsauth/natsauthtest"
 	"github.com/capstan-io/capstan/bus/natsbus"
+	"github.com/capstan-io/capstan/bus/secrets/sops"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/node"
 	"github.com/capstan-io/capstan/node/fake"
@@ -34,15 +35,15 @@ type trustCluster struct {
 	rt   *fake.Runtime
 }
 
-func startTrustCluster(t *testing.T, src *git.Source, sops *reconciler.Sops) *trustCluster {
+func startTrustCluster(t *testing.T, src *git.Source, dec *sops.Decrypter) *trustCluster {
 	t.Helper()
 	b := natsauthtest.Start(t)
 	conn := b.ControlPlane
 	ctx, cancel := context.WithCancel(context.Background())
 	log := logger(t)
 	cp := &reconciler.ControlPlane{Objects: conn.Objects, Assignments: conn.Assignments, Status: conn.Status,
-		Nodes: conn.Nodes, Events: conn.Events, Log: log, ResyncPeriod: 500 * time.Millisecond, Sops: sops}
-	sy := &reconciler.Syncer{Name: "root", Source: src, Load: reconciler.LoadSopsSecrets(schema.Load, sops), Objects: conn.Objects,
+		Nodes: conn.Nodes, Events: conn.Events, Log: log, ResyncPeriod: 500 * time.Millisecond, Sops: dec}
+	sy := &reconciler.Syncer{Name: "root", Source: src, Load: sops.LoadSecrets(schema.Load, dec), Objects: conn.Objects,
 		Audit: conn.Audit, Events: conn.Events, Log: log, Resync: time.Second}
 	rt := fake.New(fake.Options{})
 	rt.AddImage("img:1")
@@ -216,12 +217,12 @@ func TestEncryptedSecretReachesAssignmentOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sops, err := reconciler.NewSops(id.String())
+	dec, err := sops.NewDecrypter(id.String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	const plain = "correct-horse-battery-staple"
-	enc, err := reconciler.EncryptSecret([]byte("apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  password: "+plain+"\n"), []string{id.Recipient().String()})
+	enc, err := sops.EncryptSecret([]byte("apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  password: "+plain+"\n"), []string{id.Recipient().String()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +238,7 @@ func TestEncryptedSecretReachesAssignmentOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := startTrustCluster(t, src, sops)
+	c := startTrustCluster(t, src, dec)
 
 	// The assignment carries the Secret sealed to the node's key; the node
 	// opens it into the container's environment.
@@ -295,7 +296,7 @@ func TestEncryptedSecretReachesAssignmentOnly(t *testing.T) {
 
 	// A revision with a Secret no key opens is rejected at its position.
 	other, _ := age.GenerateX25519Identity()
-	enc2, err := reconciler.EncryptSecret([]byte("apiVersion: v1\nkind: Secret\nmetadata:\n  name: other\nstringData:\n  k: v\n"), []string{other.Recipient().String()})
+	enc2, err := sops.EncryptSecret([]byte("apiVersion: v1\nkind: Secret\nmetadata:\n  name: other\nstringData:\n  k: v\n"), []string{other.Recipient().String()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,13 +7,13 @@ import (
 	"log/slog"
 	"path/filepath"
 
-	"github.com/capstan-io/capstan/bus/atrest"
 	"github.com/capstan-io/capstan/bus/natsbus"
+	"github.com/capstan-io/capstan/bus/secrets/atrest"
 )
 
 // secretsAtRest returns the control plane's view of the bus: conn with the
 // objects bucket wrapped so that Secret values are encrypted at rest with
-// <data-dir>/secrets.key (bus/atrest, created at first start), and the
+// <data-dir>/secrets.key (bus/secrets/atrest, created at first start), and the
 // function serving reveal and rotate requests, which first re-encrypts
 // what is not under the current key (Secrets an older Capstan wrote in
 // plain text, a rotation cut short). The node (up's own too) keeps conn:

@@ -20,6 +20,7 @@ import (
 
 	"github.com/capstan-io/capstan/bus/natsauth"
 	"github.com/capstan-io/capstan/bus/natsbus"
+	"github.com/capstan-io/capstan/bus/secrets/sops"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/node"
 	"github.com/capstan-io/capstan/reconciler"
@@ -950,7 +951,7 @@ func validateCmd(g *globals) *cobra.Command {
 			}
 			// Encrypted Secrets validate without their key: their values
 			// are checked by the control plane that holds it.
-			objs, err := reconciler.LoadSopsSecrets(schema.Load, nil)(files)
+			objs, err := sops.LoadSecrets(schema.Load, nil)(files)
 			if err != nil {
 				var el *schema.ErrorList
 				if errors.As(err, &el) {

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/capstan-io/capstan/bus"
+	"github.com/capstan-io/capstan/bus/secrets/sops"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler"
 	"github.com/capstan-io/capstan/reconciler/cache"
@@ -291,7 +292,7 @@ func loadFiles(files []manifests.File, prefix string) ([]manifests.Object, error
 			files[i].Path = path.Join(prefix, files[i].Path)
 		}
 	}
-	return reconciler.LoadSopsSecrets(schema.Load, nil)(files)
+	return sops.LoadSecrets(schema.Load, nil)(files)
 }
 
 // validationLines turns a load error into its lines, or returns it when it

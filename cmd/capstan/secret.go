@@ -13,8 +13,8 @@ import (
 	"github.com/spf13/cobra"
 	yamlv3 "gopkg.in/yaml.v3"
 
+	"github.com/capstan-io/capstan/bus/secrets/sops"
 	"github.com/capstan-io/capstan/manifests"
-	"github.com/capstan-io/capstan/reconciler"
 	"github.com/capstan-io/capstan/schema"
 )
 
@@ -93,7 +93,7 @@ encrypted manifest goes to stdout.`,
 			if bytesHasSops(plain) {
 				return exitError{code: 1, msg: "error: the manifest is already encrypted"}
 			}
-			enc, err := reconciler.EncryptSecret(plain, recipients)
+			enc, err := sops.EncryptSecret(plain, recipients)
 			if err != nil {
 				return exitError{code: 1, msg: "error: " + err.Error()}
 			}
@@ -102,7 +102,7 @@ encrypted manifest goes to stdout.`,
 			if file != "" {
 				path = filepath.Base(file)
 			}
-			if _, err := reconciler.LoadSopsSecrets(schema.Load, nil)([]manifests.File{{Path: path, Data: enc}}); err != nil {
+			if _, err := sops.LoadSecrets(schema.Load, nil)([]manifests.File{{Path: path, Data: enc}}); err != nil {
 				return exitError{code: 1, msg: "error: the encrypted manifest is not valid:\n" + err.Error()}
 			}
 			if inPlace {

@@ -13,12 +13,12 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/capstan-io/capstan/bus/atrest"
 	"github.com/capstan-io/capstan/bus/natsbus"
+	"github.com/capstan-io/capstan/bus/secrets/atrest"
 	"github.com/capstan-io/capstan/manifests"
 )
 
-// Secret values are encrypted at rest in the objects bucket (bus/atrest):
+// Secret values are encrypted at rest in the objects bucket (bus/secrets/atrest):
 // the CLI reads them only from the control plane (capstan.secrets.reveal),
 // which the bus lets admins alone ask. Anyone else sees that a Secret and
 // its keys exist, with every value hidden.

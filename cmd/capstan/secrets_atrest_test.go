@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/capstan-io/capstan/bus/atrest"
 	"github.com/capstan-io/capstan/bus/natsauth"
 	"github.com/capstan-io/capstan/bus/natsauth/natsauthtest"
 	"github.com/capstan-io/capstan/bus/natsbus"
+	"github.com/capstan-io/capstan/bus/secrets/atrest"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler/cache"
 )

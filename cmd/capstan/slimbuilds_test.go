@@ -33,7 +33,7 @@ var notOnServers = []string{
 // notInAnyBuild are what neither build may link: the sops library and the
 // clients of the cloud key services it brought for every key type (some
 // 560 packages, a third of the binary), although Capstan uses age keys
-// only. reconciler/internal/sops speaks the SOPS format with age alone.
+// only. bus/secrets/sops speaks the SOPS format with age alone.
 var notInAnyBuild = []string{
 	"github.com/getsops/",
 	"github.com/aws/",
@@ -80,7 +80,7 @@ func TestSlimBuildsDeps(t *testing.T) {
 	}{
 		{"nodeonly", "nodeonly", [][]string{notOnNodes, notInAnyBuild}, []string{"github.com/capstan-io/capstan/node", "github.com/capstan-io/capstan/node/podman", "github.com/capstan-io/capstan/node/dataplane"}},
 		{"serveronly", "serveronly", [][]string{notOnServers, notInAnyBuild}, []string{"github.com/capstan-io/capstan/reconciler", "github.com/capstan-io/capstan/sources/git", "github.com/nats-io/nats-server/v2/server"}},
-		{"default", "", [][]string{notInAnyBuild}, []string{"github.com/capstan-io/capstan/reconciler", "github.com/capstan-io/capstan/schema", "github.com/capstan-io/capstan/sources/git", "github.com/capstan-io/capstan/reconciler/internal/sops", "filippo.io/age", "github.com/capstan-io/capstan/node/podman"}},
+		{"default", "", [][]string{notInAnyBuild}, []string{"github.com/capstan-io/capstan/reconciler", "github.com/capstan-io/capstan/schema", "github.com/capstan-io/capstan/sources/git", "github.com/capstan-io/capstan/bus/secrets/sops", "filippo.io/age", "github.com/capstan-io/capstan/node/podman"}},
 	} {
 		pkgs := deps(strings.TrimSpace(tags + " " + b.tag))
 		if bad := forbidden(pkgs, b.not...); len(bad) > 0 {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/bus/natsbus"
+	"github.com/capstan-io/capstan/bus/secrets/sops"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/node"
 	"github.com/capstan-io/capstan/reconciler"
@@ -65,7 +66,7 @@ type stackFlags struct {
 	verifyKeys     []string
 	sopsAgeKeyFile string
 	verify         *git.VerifyOptions
-	sops           *reconciler.Sops
+	sops           *sops.Decrypter
 	objects        bus.Store // for declared sources' trusted keys
 
 	declared *reconciler.Declarations // what the sources declare, for the orphan sweep
@@ -156,20 +157,23 @@ func (f *stackFlags) runControlPlane(g *group, conn *natsbus.Conn, log *slog.Log
 		Events: conn.Events, Log: log.With("component", "control-plane"),
 		NodeGracePeriod: f.nodeGrace, PodEvictionTimeout: f.eviction,
 		ServiceCIDR: f.serviceCIDR.Value.String(), ServiceCIDRv6: f.v6Range(),
-		Sops: f.sops, Controllers: f.controllers, Audit: conn.Audit, Declarations: f.declared,
+		Sops: f.sops, Controllers: f.controllers,
+	}
+	if f.declared != nil {
+		cp.Addons = append(cp.Addons, reconciler.OrphanSweep(conn.Audit, f.declared))
 	}
 	g.Go("control plane", cp.Run)
 }
 
 func (f *stackFlags) runSync(g *group, conn *natsbus.Conn, src sources.Source, log *slog.Logger) {
 	f.objects = conn.Objects
-	s := &reconciler.Syncer{Name: f.sourceName, Source: src, Load: reconciler.LoadSopsSecrets(schema.Load, f.sops), Objects: conn.Objects,
+	s := &reconciler.Syncer{Name: f.sourceName, Source: src, Load: sops.LoadSecrets(schema.Load, f.sops), Objects: conn.Objects,
 		Audit: conn.Audit, Events: conn.Events, Log: log.With("component", "sync"), Resync: f.resync}
 	// The source manager runs the root and the Sources declared in Git,
 	// computes their health and feeds the notifications (sources.go).
 	notify := &reconciler.Notifiers{Publish: conn.NC.Publish, State: conn.Notified, Log: log.With("component", "notify")}
 	m := &reconciler.SourceManager{Root: s, Objects: conn.Objects, Audit: conn.Audit, Events: conn.Events,
-		Load: reconciler.LoadSopsSecrets(schema.Load, f.sops), Log: log.With("component", "sources"), Resync: f.resync, Notify: notify,
+		Load: sops.LoadSecrets(schema.Load, f.sops), Log: log.With("component", "sources"), Resync: f.resync, Notify: notify,
 		CredentialsDir: filepath.Join(f.dataDir, "sources"), Open: f.openSource(log.With("component", "source")), Sops: f.sops,
 		Triggers: f.webhookTargets(), Declarations: f.declared}
 	g.Go("sources", m.Run)
@@ -302,7 +306,7 @@ func (f *stackFlags) loadTrust() error {
 		f.verify = &git.VerifyOptions{Mode: f.verifyMode, Keys: keys}
 	}
 	if f.sopsAgeKeyFile != "" {
-		s, err := reconciler.LoadSopsKeyFile(f.sopsAgeKeyFile)
+		s, err := sops.LoadKeyFile(f.sopsAgeKeyFile)
 		if err != nil {
 			return err
 		}

@@ -1,4 +1,4 @@
-package reconciler
+package sops
 
 import (
 	"bytes"
@@ -15,8 +15,8 @@ import (
 	yamlv3 "gopkg.in/yaml.v3"
 	k8syaml "sigs.k8s.io/yaml"
 
+	"github.com/capstan-io/capstan/bus/secrets"
 	"github.com/capstan-io/capstan/manifests"
-	"github.com/capstan-io/capstan/reconciler/internal/sops"
 )
 
 // SOPS encrypted Secrets.
@@ -30,39 +30,39 @@ import (
 // decrypts a Secret only when it builds the assignment of a pod that uses
 // it (assignments.go), with the age identities of --sops-age-key-file.
 
-// ErrNoSopsKey: a SOPS Secret, and no age identity to decrypt it with.
-var ErrNoSopsKey = errors.New("no SOPS age identity: give --sops-age-key-file or set SOPS_AGE_KEY_FILE")
+// ErrNoKey: a SOPS Secret, and no age identity to decrypt it with.
+var ErrNoKey = secrets.ErrNoKey
 
-// SopsEncryptedRegex is what `capstan secret encrypt` encrypts: the values
+// EncryptedRegex is what `capstan secret encrypt` encrypts: the values
 // under data and stringData, leaving apiVersion, kind and metadata plain.
-const SopsEncryptedRegex = "^(data|stringData)$"
+const EncryptedRegex = "^(data|stringData)$"
 
-// Sops decrypts SOPS Secrets with age identities. A nil *Sops decrypts
-// nothing (ErrNoSopsKey). It is safe for concurrent use.
-type Sops struct {
+// Decrypter decrypts SOPS Secrets with age identities. A nil *Decrypter decrypts
+// nothing (ErrNoKey). It is safe for concurrent use.
+type Decrypter struct {
 	ids []age.Identity
 }
 
-// NewSops parses age identities ("AGE-SECRET-KEY-1...", one a line; blank
+// NewDecrypter parses age identities ("AGE-SECRET-KEY-1...", one a line; blank
 // lines and # comments skipped), as in an age key file.
-func NewSops(identities string) (*Sops, error) {
-	ids, err := sops.ParseIdentities(identities)
+func NewDecrypter(identities string) (*Decrypter, error) {
+	ids, err := ParseIdentities(identities)
 	if err != nil {
 		return nil, fmt.Errorf("sops age identities: %w", err)
 	}
 	if len(ids) == 0 {
 		return nil, errors.New("sops age identities: none found")
 	}
-	return &Sops{ids: ids}, nil
+	return &Decrypter{ids: ids}, nil
 }
 
-// LoadSopsKeyFile reads an age key file (as age-keygen writes it).
-func LoadSopsKeyFile(name string) (*Sops, error) {
+// LoadKeyFile reads an age key file (as age-keygen writes it).
+func LoadKeyFile(name string) (*Decrypter, error) {
 	b, err := os.ReadFile(name)
 	if err != nil {
 		return nil, fmt.Errorf("sops age key file: %w", err)
 	}
-	s, err := NewSops(string(b))
+	s, err := NewDecrypter(string(b))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
@@ -72,12 +72,12 @@ func LoadSopsKeyFile(name string) (*Sops, error) {
 // Decrypt returns a copy of sec with its data decrypted into Data and Sops
 // cleared; a Secret that is not encrypted is returned as it is. The
 // document's MAC is checked, so a value moved or altered is refused.
-func (s *Sops) Decrypt(sec *manifests.Secret) (*manifests.Secret, error) {
+func (s *Decrypter) Decrypt(sec *manifests.Secret) (*manifests.Secret, error) {
 	if len(sec.Sops) == 0 {
 		return sec, nil
 	}
 	if s == nil {
-		return nil, ErrNoSopsKey
+		return nil, ErrNoKey
 	}
 	d := sec.SopsDocument()
 	if d == nil {
@@ -108,24 +108,24 @@ func (s *Sops) Decrypt(sec *manifests.Secret) (*manifests.Secret, error) {
 }
 
 // sopsFormat is the format of a document as Secret.Sops names it.
-func sopsFormat(format string) (sops.Format, error) {
+func sopsFormat(format string) (Format, error) {
 	switch format {
 	case "yaml", "":
-		return sops.YAML, nil
+		return YAML, nil
 	case "json":
-		return sops.JSON, nil
+		return JSON, nil
 	}
 	return "", fmt.Errorf("sops: unknown format %q", format)
 }
 
 // decryptDocument decrypts a SOPS document and returns it in plain text,
 // its MAC checked.
-func (s *Sops) decryptDocument(format string, doc []byte) ([]byte, error) {
+func (s *Decrypter) decryptDocument(format string, doc []byte) ([]byte, error) {
 	f, err := sopsFormat(format)
 	if err != nil {
 		return nil, err
 	}
-	return sops.Decrypt(f, doc, s.ids)
+	return Decrypt(f, doc, s.ids)
 }
 
 // EncryptSecret encrypts a Secret manifest (YAML) for age recipients the
@@ -140,10 +140,10 @@ func encryptDocument(format string, plain []byte, recipients []string) ([]byte, 
 	if err != nil {
 		return nil, err
 	}
-	return sops.Encrypt(f, plain, recipients, sops.Rules{EncryptedRegex: SopsEncryptedRegex})
+	return Encrypt(f, plain, recipients, Rules{EncryptedRegex: EncryptedRegex})
 }
 
-// LoadSopsSecrets wraps load (schema.Load) so that Secrets committed
+// LoadSecrets wraps load (schema.Load) so that Secrets committed
 // encrypted with SOPS pass it. In such a document (kind Secret with a
 // top-level sops block) each ciphertext value is masked, in place and at
 // the same length, so load validates the rest with every position intact.
@@ -152,7 +152,7 @@ func encryptDocument(format string, plain []byte, recipients []string) ([]byte, 
 // once), so a Secret no key can open rejects the revision, at the file,
 // line and column of its name. With a nil dec (validate without keys) the
 // ciphertext is not checked.
-func LoadSopsSecrets(load LoadFunc, dec *Sops) LoadFunc {
+func LoadSecrets(load func([]manifests.File) ([]manifests.Object, error), dec *Decrypter) func([]manifests.File) ([]manifests.Object, error) {
 	return func(files []manifests.File) ([]manifests.Object, error) {
 		var docs []sopsDoc
 		var errs []string
@@ -351,20 +351,4 @@ func scalar(n *yamlv3.Node) string {
 		return ""
 	}
 	return n.Value
-}
-
-// decrypted is the Secret as a node receives it: decrypted when it was
-// committed encrypted. One that cannot be decrypted is left out, as a
-// missing Secret is (the node reports the pod's containers waiting), with
-// a warning that never quotes its content.
-func (a *assigner) decrypted(sec *manifests.Secret) (manifests.Secret, bool) {
-	if len(sec.Sops) == 0 {
-		return *sec, true
-	}
-	plain, err := a.cp.Sops.Decrypt(sec)
-	if err != nil {
-		a.cp.Log.Warn("cannot decrypt SOPS secret for an assignment", "secret", sec.Namespace+"/"+sec.Name, "err", err)
-		return manifests.Secret{}, false
-	}
-	return *plain, true
 }

@@ -1,4 +1,4 @@
-package bus_test
+package secrets_test
 
 import (
 	"bytes"
@@ -9,7 +9,7 @@ import (
 
 	"filippo.io/age"
 
-	"github.com/capstan-io/capstan/bus"
+	"github.com/capstan-io/capstan/bus/secrets"
 	"github.com/capstan-io/capstan/manifests"
 )
 
@@ -19,7 +19,7 @@ const fuzzIdentity = "AGE-SECRET-KEY-1HEV3JC7JTWHZL3F4UPCQW56MXVXJVHVKX5D29S7L95
 // FuzzOpenSecrets decodes a fuzzed assignment as a node does and opens its
 // sealed secrets with the node's key. With seal, plain (fuzzed too) is first
 // sealed to that key in place of the assignment's own sealedSecrets, as
-// anyone knowing the node's public key can. OpenSecrets must not panic; on
+// anyone knowing the node's public key can. Open must not panic; on
 // error it leaves the assignment as it was (no partial open); on success
 // it clears sealedSecrets and sets secrets to exactly what was sealed,
 // nothing else changing; what it opened seals and opens again the same.
@@ -38,7 +38,7 @@ func FuzzOpenSecrets(f *testing.F) {
 	secret.Name, secret.Namespace = "db", "shop"
 	sealed := manifests.Assignment{Pod: pod, ConfigMaps: []manifests.ConfigMap{cm}, Secrets: []manifests.Secret{secret},
 		Drift: &manifests.PodDriftPolicy{Mode: "report", Ignore: []string{"spec.containers[0].image"}}}
-	if err := bus.SealSecrets(&sealed, recipient); err != nil {
+	if err := secrets.Seal(&sealed, recipient); err != nil {
 		f.Fatal(err)
 	}
 	mixed := sealed
@@ -70,7 +70,7 @@ func FuzzOpenSecrets(f *testing.F) {
 			ct := ageSeal(t, recipient, plain)
 			a.SealedSecrets, before.SealedSecrets = ct, bytes.Clone(ct)
 		}
-		err := bus.OpenSecrets(&a, id)
+		err := secrets.Open(&a, id)
 		if err != nil {
 			if !reflect.DeepEqual(a, before) {
 				t.Fatalf("a failed open changed the assignment: %v", err)
@@ -109,10 +109,10 @@ func FuzzOpenSecrets(f *testing.F) {
 		}
 		// Seal and open again: the same secrets, as JSON.
 		again := manifests.Assignment{Secrets: a.Secrets}
-		if err := bus.SealSecrets(&again, recipient); err != nil {
+		if err := secrets.Seal(&again, recipient); err != nil {
 			t.Fatal(err)
 		}
-		if err := bus.OpenSecrets(&again, id); err != nil {
+		if err := secrets.Open(&again, id); err != nil {
 			t.Fatalf("resealed secrets do not open: %v", err)
 		}
 		if j1, j2 := mustJSON(t, a.Secrets), mustJSON(t, again.Secrets); !bytes.Equal(j1, j2) {

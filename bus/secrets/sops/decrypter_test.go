@@ -1,4 +1,4 @@
-package reconciler
+package sops
 
 import (
 	"encoding/json"
@@ -13,7 +13,7 @@ import (
 
 // ageKey makes an age identity for a test: the identity file's text and
 // the recipient.
-func ageKey(t *testing.T) (identity, recipient string) {
+func newAgeKey(t *testing.T) (identity, recipient string) {
 	t.Helper()
 	id, err := age.GenerateX25519Identity()
 	if err != nil {
@@ -37,7 +37,7 @@ data:
   token: c2VjcmV0LXRva2Vu
 `
 
-func encrypt(t *testing.T, plain string, recipients ...string) string {
+func encryptSecret(t *testing.T, plain string, recipients ...string) string {
 	t.Helper()
 	enc, err := EncryptSecret([]byte(plain), recipients)
 	if err != nil {
@@ -47,10 +47,10 @@ func encrypt(t *testing.T, plain string, recipients ...string) string {
 }
 
 func TestSopsRoundTrip(t *testing.T) {
-	idA, recA := ageKey(t)
-	idB, recB := ageKey(t)
-	idC, _ := ageKey(t)
-	enc := encrypt(t, plainSecret, recA, recB)
+	idA, recA := newAgeKey(t)
+	idB, recB := newAgeKey(t)
+	idC, _ := newAgeKey(t)
+	enc := encryptSecret(t, plainSecret, recA, recB)
 	for _, leak := range []string{"hunter2-plain", "c2VjcmV0LXRva2Vu", "secret-token"} {
 		if strings.Contains(enc, leak) {
 			t.Fatalf("encrypted manifest holds %q:\n%s", leak, enc)
@@ -64,11 +64,11 @@ func TestSopsRoundTrip(t *testing.T) {
 
 	for name, id := range map[string]string{"first recipient": idA, "second recipient": idB} {
 		t.Run(name, func(t *testing.T) {
-			dec, err := NewSops(id)
+			dec, err := NewDecrypter(id)
 			if err != nil {
 				t.Fatal(err)
 			}
-			objs, err := LoadSopsSecrets(schema.Load, dec)([]manifests.File{{Path: "secrets/db.yaml", Data: []byte(enc)}})
+			objs, err := LoadSecrets(schema.Load, dec)([]manifests.File{{Path: "secrets/db.yaml", Data: []byte(enc)}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -95,25 +95,25 @@ func TestSopsRoundTrip(t *testing.T) {
 	}
 
 	t.Run("wrong key", func(t *testing.T) {
-		dec, _ := NewSops(idC)
-		_, err := LoadSopsSecrets(schema.Load, dec)([]manifests.File{{Path: "secrets/db.yaml", Data: []byte(enc)}})
+		dec, _ := NewDecrypter(idC)
+		_, err := LoadSecrets(schema.Load, dec)([]manifests.File{{Path: "secrets/db.yaml", Data: []byte(enc)}})
 		// Positioned at metadata.name (sops indents by 4: line 5, col 11).
 		if err == nil || !strings.Contains(err.Error(), "secrets/db.yaml:5:11: metadata.name: Secret shop/db cannot be decrypted") || !strings.Contains(err.Error(), recA) {
 			t.Fatalf("got %v", err)
 		}
 	})
 	t.Run("no key", func(t *testing.T) {
-		var dec *Sops
-		_, err := LoadSopsSecrets(schema.Load, dec)([]manifests.File{{Path: "db.yaml", Data: []byte(enc)}})
+		var dec *Decrypter
+		_, err := LoadSecrets(schema.Load, dec)([]manifests.File{{Path: "db.yaml", Data: []byte(enc)}})
 		if err != nil {
 			t.Fatalf("without a key the loader does not decrypt: %v", err)
 		}
-		if _, err := dec.Decrypt(&manifests.Secret{Sops: json.RawMessage(`{"format":"yaml","document":"x"}`)}); err != ErrNoSopsKey {
-			t.Fatalf("got %v, want ErrNoSopsKey", err)
+		if _, err := dec.Decrypt(&manifests.Secret{Sops: json.RawMessage(`{"format":"yaml","document":"x"}`)}); err != ErrNoKey {
+			t.Fatalf("got %v, want ErrNoKey", err)
 		}
 	})
 	t.Run("tampered", func(t *testing.T) {
-		dec, _ := NewSops(idA)
+		dec, _ := NewDecrypter(idA)
 		// Swap the two ciphertexts: each value is bound to its path, and
 		// the MAC to them all.
 		lines := strings.Split(enc, "\n")
@@ -132,7 +132,7 @@ func TestSopsRoundTrip(t *testing.T) {
 		_, pwVal, _ := strings.Cut(lines[pw], ": ")
 		_, tokVal, _ := strings.Cut(lines[tok], ": ")
 		lines[pw], lines[tok] = "    password: "+tokVal, "    token: "+pwVal
-		_, err := LoadSopsSecrets(schema.Load, dec)([]manifests.File{{Path: "db.yaml", Data: []byte(strings.Join(lines, "\n"))}})
+		_, err := LoadSecrets(schema.Load, dec)([]manifests.File{{Path: "db.yaml", Data: []byte(strings.Join(lines, "\n"))}})
 		if err == nil || !strings.Contains(err.Error(), "cannot be decrypted") {
 			t.Fatalf("got %v", err)
 		}
@@ -140,13 +140,13 @@ func TestSopsRoundTrip(t *testing.T) {
 }
 
 func TestLoadSopsSecretsKeepsPositions(t *testing.T) {
-	id, rec := ageKey(t)
-	dec, _ := NewSops(id)
-	enc := encrypt(t, plainSecret, rec)
+	id, rec := newAgeKey(t)
+	dec, _ := NewDecrypter(id)
+	enc := encryptSecret(t, plainSecret, rec)
 	// A multi-document file: a ConfigMap, the encrypted Secret, and a bad
 	// Deployment whose error must point at its own line.
 	file := "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n---\n" + enc + "---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: -1\n"
-	_, err := LoadSopsSecrets(schema.Load, dec)([]manifests.File{{Path: "all.yaml", Data: []byte(file)}})
+	_, err := LoadSecrets(schema.Load, dec)([]manifests.File{{Path: "all.yaml", Data: []byte(file)}})
 	want := strings.Count(file[:strings.Index(file, "replicas: -1")], "\n") + 1
 	if err == nil || !strings.Contains(err.Error(), "all.yaml:"+itoa(want)+":") {
 		t.Fatalf("got %v, want an error at line %d", err, want)
@@ -156,7 +156,7 @@ func TestLoadSopsSecretsKeepsPositions(t *testing.T) {
 	}
 
 	good := "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n---\n" + enc
-	objs, err := LoadSopsSecrets(schema.Load, dec)([]manifests.File{{Path: "all.yaml", Data: []byte(good)}, {Path: "j.json", Data: []byte(`{"apiVersion":"v1","kind":"Secret","metadata":{"name":"plain"},"stringData":{"a":"b"}}`)}})
+	objs, err := LoadSecrets(schema.Load, dec)([]manifests.File{{Path: "all.yaml", Data: []byte(good)}, {Path: "j.json", Data: []byte(`{"apiVersion":"v1","kind":"Secret","metadata":{"name":"plain"},"stringData":{"a":"b"}}`)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,19 +173,19 @@ func TestLoadSopsSecretsKeepsPositions(t *testing.T) {
 		t.Errorf("schema.Load alone: %v", err)
 	}
 	cm := "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  a: ENC[AES256_GCM,data:x,iv:y,tag:z,type:str]\nsops:\n  version: 3.13.3\n"
-	if _, err := LoadSopsSecrets(schema.Load, dec)([]manifests.File{{Path: "c.yaml", Data: []byte(cm)}}); err == nil || !strings.Contains(err.Error(), `field "sops" is not allowed`) {
+	if _, err := LoadSecrets(schema.Load, dec)([]manifests.File{{Path: "c.yaml", Data: []byte(cm)}}); err == nil || !strings.Contains(err.Error(), `field "sops" is not allowed`) {
 		t.Errorf("sops on a ConfigMap: %v", err)
 	}
 }
 
 func TestSopsJSON(t *testing.T) {
-	id, rec := ageKey(t)
-	dec, _ := NewSops(id)
+	id, rec := newAgeKey(t)
+	dec, _ := NewDecrypter(id)
 	// JSON secrets as the sops CLI writes them: encrypted with the JSON
 	// store. Build one from the YAML encryption's tree for the test.
 	jsonPlain := `{"apiVersion":"v1","kind":"Secret","metadata":{"name":"j","namespace":"shop"},"stringData":{"k":"json-plain-value"}}`
 	enc := encryptJSON(t, jsonPlain, rec)
-	objs, err := LoadSopsSecrets(schema.Load, dec)([]manifests.File{{Path: "j.json", Data: []byte(enc)}})
+	objs, err := LoadSecrets(schema.Load, dec)([]manifests.File{{Path: "j.json", Data: []byte(enc)}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package node
+package secrets
 
 import (
 	"errors"
@@ -10,17 +10,17 @@ import (
 	"filippo.io/age"
 )
 
-// identityFile holds the node's age key: the control plane seals the
+// IdentityFile holds the node's age key: the control plane seals the
 // Secrets it hands this node to its public half.
-const identityFile = "node-age.key"
+const IdentityFile = "node-age.key"
 
-// loadIdentity reads the node's age identity from dataDir, making one on
+// LoadIdentity reads the node's age identity from dataDir, making one on
 // first start; with no dataDir the identity lives only in memory.
-func loadIdentity(dataDir string) (*age.X25519Identity, error) {
+func LoadIdentity(dataDir string) (*age.X25519Identity, error) {
 	if dataDir == "" {
 		return age.GenerateX25519Identity()
 	}
-	path := filepath.Join(dataDir, identityFile)
+	path := filepath.Join(dataDir, IdentityFile)
 	b, err := os.ReadFile(path)
 	if err == nil {
 		id, err := age.ParseX25519Identity(strings.TrimSpace(string(b)))

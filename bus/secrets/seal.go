@@ -1,8 +1,9 @@
-package bus
+package secrets
 
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 
@@ -14,10 +15,10 @@ import (
 // Secrets cross the bus sealed: the control plane seals an assignment's
 // Secrets with age to its node's public key, and only that node opens them.
 
-// SealSecrets seals a.Secrets to recipient (an age X25519 public key) into
+// Seal seals a.Secrets to recipient (an age X25519 public key) into
 // a.SealedSecrets and a.SecretsDigest, and clears a.Secrets. An assignment
 // without Secrets is left as it is.
-func SealSecrets(a *manifests.Assignment, recipient string) error {
+func Seal(a *manifests.Assignment, recipient string) error {
 	if len(a.Secrets) == 0 {
 		return nil
 	}
@@ -46,9 +47,9 @@ func SealSecrets(a *manifests.Assignment, recipient string) error {
 	return nil
 }
 
-// OpenSecrets opens a.SealedSecrets with the node's identity into
+// Open opens a.SealedSecrets with the node's identity into
 // a.Secrets, replacing them. On error it leaves a as it was.
-func OpenSecrets(a *manifests.Assignment, id age.Identity) error {
+func Open(a *manifests.Assignment, id age.Identity) error {
 	if len(a.SealedSecrets) == 0 {
 		return nil
 	}
@@ -69,4 +70,25 @@ func OpenSecrets(a *manifests.Assignment, id age.Identity) error {
 	a.Secrets = secrets
 	a.SealedSecrets = nil
 	return nil
+}
+
+// Decrypter opens a Secret committed encrypted (sops.Decrypter is one);
+// it never returns the plain values in its error.
+type Decrypter interface {
+	Decrypt(sec *manifests.Secret) (*manifests.Secret, error)
+}
+
+// ErrNoKey: a SOPS Secret, and no age identity to decrypt it with.
+var ErrNoKey = errors.New("no SOPS age identity: give --sops-age-key-file or set SOPS_AGE_KEY_FILE")
+
+// Decrypt returns sec decrypted by d: a Secret committed plain as it is,
+// an encrypted one with no d ErrNoKey.
+func Decrypt(d Decrypter, sec *manifests.Secret) (*manifests.Secret, error) {
+	if len(sec.Sops) == 0 {
+		return sec, nil
+	}
+	if d == nil {
+		return nil, ErrNoKey
+	}
+	return d.Decrypt(sec)
 }
