@@ -329,3 +329,27 @@ func (a *assigner) reconcile(ctx context.Context, podKey string) error {
 	}
 	return nil
 }
+
+// onSourceDrift re-assigns the pods of a Source whose drift policy
+// changed, so their nodes apply the new one.
+func (a *assigner) onSourceDrift(q *workqueue.Queue, old, cur manifests.Object) {
+	policy := func(o manifests.Object) string {
+		if s, ok := o.(*manifests.Source); ok && s.Spec.Drift != nil {
+			return manifests.Hash(s.Spec.Drift)
+		}
+		return ""
+	}
+	if policy(old) == policy(cur) {
+		return
+	}
+	obj := cur
+	if obj == nil {
+		obj = old
+	}
+	name := obj.GetObjectMeta().Name
+	for _, c := range a.cp.objects.List("Pod", "") {
+		if _, s := ownership.DeclaringChain(a.cp.objects, c.Obj); s == name {
+			q.Add(manifests.KeyOf(c.Obj))
+		}
+	}
+}

@@ -12,7 +12,6 @@ import (
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler/cache"
 	"github.com/capstan-io/capstan/reconciler/ownership"
-	"github.com/capstan-io/capstan/reconciler/workqueue"
 	"github.com/capstan-io/capstan/sources"
 )
 
@@ -354,30 +353,6 @@ func (m *SourceManager) recordContainerDrift(d containerDrift) {
 		if n, ok := NoticeFromAudit(rec); ok {
 			n.URL = m.sourceURL(source)
 			m.Notify.Notify(n)
-		}
-	}
-}
-
-// onSourceDrift re-assigns the pods of a Source whose drift policy
-// changed, so their nodes apply the new one.
-func (a *assigner) onSourceDrift(q *workqueue.Queue, old, cur manifests.Object) {
-	policy := func(o manifests.Object) string {
-		if s, ok := o.(*manifests.Source); ok && s.Spec.Drift != nil {
-			return manifests.Hash(s.Spec.Drift)
-		}
-		return ""
-	}
-	if policy(old) == policy(cur) {
-		return
-	}
-	obj := cur
-	if obj == nil {
-		obj = old
-	}
-	name := obj.GetObjectMeta().Name
-	for _, c := range a.cp.objects.List("Pod", "") {
-		if _, s := ownership.DeclaringChain(a.cp.objects, c.Obj); s == name {
-			q.Add(manifests.KeyOf(c.Obj))
 		}
 	}
 }
