@@ -182,6 +182,21 @@ func (w *world) containers(p *manifests.Pod, name string) []node.ContainerInfo {
 	return out
 }
 
+// relistsPass waits until n whole relists have run from now, and with
+// them every status report they wrote: the window of a check that
+// something does not happen, as long as the daemon needs to do it, under
+// any load.
+func (w *world) relistsPass(n int64) {
+	w.t.Helper()
+	until := w.d.Relists() + n + 1 // the one under way now may have begun before
+	testwait.For(w.t, 10*time.Second, fmt.Sprintf("%d relists", n), func() error {
+		if got := w.d.Relists(); got < until {
+			return fmt.Errorf("%d of %d relists", got-until+n+1, n+1)
+		}
+		return nil
+	})
+}
+
 func (w *world) events(p *manifests.Pod, reason string) []manifests.Event {
 	w.t.Helper()
 	evs, err := w.conn.Events.List(w.ctx, "Pod", p.Namespace, p.Name)
@@ -375,8 +390,8 @@ func TestDaemonInitContainers(t *testing.T) {
 	if cs, _ := containerStatus(st, "app"); cs.State.Waiting == nil || cs.State.Waiting.Reason != "PodInitializing" {
 		t.Fatalf("app while initializing: %+v", cs)
 	}
-	// Deliberately bounded: a few relists pass, and nothing else may start.
-	time.Sleep(200 * time.Millisecond)
+	// A few relists pass, and nothing else may start.
+	w.relistsPass(4)
 	if n := len(w.containers(p, "second")) + len(w.containers(p, "app")); n != 0 {
 		t.Fatalf("%d later containers created while the first init container runs", n)
 	}
@@ -425,8 +440,8 @@ func TestDaemonInitContainers(t *testing.T) {
 		t.Errorf("first init container restart count %d, want 1", cs.RestartCount)
 	}
 	// Completed init containers are kept and never run again: a few
-	// relists pass (deliberately bounded), with no new instance.
-	time.Sleep(200 * time.Millisecond)
+	// relists pass, with no new instance.
+	w.relistsPass(4)
 	if n := len(w.containers(p, "first")) + len(w.containers(p, "second")); n != 3 {
 		t.Errorf("init instances after initialization: %d, want 3", n)
 	}
@@ -448,8 +463,8 @@ func TestDaemonInitContainerFailsPodWithNever(t *testing.T) {
 	if cs, _ := containerStatus(st, "setup"); cs.State.Terminated == nil || cs.State.Terminated.ExitCode != 3 {
 		t.Errorf("init container: %+v", cs)
 	}
-	// Deliberately bounded: a few relists pass, and nothing may start.
-	time.Sleep(200 * time.Millisecond)
+	// A few relists pass, and nothing may start.
+	w.relistsPass(4)
 	if n := len(w.containers(p, "app")); n != 0 {
 		t.Errorf("app containers created after a failed init container: %d", n)
 	}
@@ -550,8 +565,8 @@ func TestDaemonActiveDeadline(t *testing.T) {
 		}
 		return nil
 	})
-	// Deliberately bounded: several relists pass, and no restart comes.
-	time.Sleep(300 * time.Millisecond)
+	// Several relists pass, and no restart comes.
+	w.relistsPass(6)
 	if n := len(w.containers(p, "app")); n != 1 {
 		t.Errorf("container restarted past the deadline: %d instances", n)
 	}
@@ -693,7 +708,7 @@ type slowList struct {
 
 func (s *slowList) ListPods(ctx context.Context, match map[string]string) ([]node.PodInfo, error) {
 	s.lists.Add(1)
-	time.Sleep(s.delay)
+	time.Sleep(s.delay) // deliberate: the slow runtime this fake plays
 	return s.Runtime.ListPods(ctx, match)
 }
 
@@ -734,16 +749,25 @@ func TestDaemonFreedSlotStartsTheNextPod(t *testing.T) {
 // runs (after firstReportDelay, 1 s).
 func TestDaemonFirstReport(t *testing.T) {
 	type seen struct{ phase, waiting string }
-	collect := func(w *world) func() []seen {
+	// collect watches the reports; barrier, once the writes it must see
+	// are done, writes a key of its own behind them and waits for the
+	// watch to bring it: every report written before has come in.
+	const barrierKey = "n1.test.barrier"
+	collect := func(w *world) (reports func() []seen, barrier func()) {
 		ch, err := w.conn.Status.Watch(w.ctx, "n1.>")
 		if err != nil {
 			t.Fatal(err)
 		}
 		var mu sync.Mutex
 		var got []seen
+		var barriers atomic.Int64
 		go func() {
 			for e := range ch {
 				if e.Op != bus.OpPut {
+					continue
+				}
+				if e.Key == barrierKey {
+					barriers.Add(1)
 					continue
 				}
 				var r manifests.PodStatusReport
@@ -759,16 +783,30 @@ func TestDaemonFirstReport(t *testing.T) {
 				mu.Unlock()
 			}
 		}()
-		return func() []seen {
+		reports = func() []seen {
 			mu.Lock()
 			defer mu.Unlock()
 			return slices.Clone(got)
 		}
+		barrier = func() {
+			t.Helper()
+			want := barriers.Load() + 1
+			if _, err := w.conn.Status.Put(w.ctx, barrierKey, []byte("{}")); err != nil {
+				t.Fatal(err)
+			}
+			testwait.For(t, 10*time.Second, "the barrier through the watch", func() error {
+				if barriers.Load() < want {
+					return errors.New("not yet")
+				}
+				return nil
+			})
+		}
+		return reports, barrier
 	}
 
 	noUsage := func(d *node.Daemon) { d.UsageInterval = time.Hour } // no write for a usage sample
 	w := newWorld(t, noUsage)
-	reports := collect(w)
+	reports, barrier := collect(w)
 	fast := newPod("fast", nil)
 	w.assign(fast)
 	running := func(st manifests.PodStatus) error {
@@ -778,8 +816,10 @@ func TestDaemonFirstReport(t *testing.T) {
 		return nil
 	}
 	w.status(fast, 10*time.Second, "Running", running)
-	// Deliberately bounded: any later report would come in by now.
-	time.Sleep(300 * time.Millisecond)
+	// Several relists pass, each with the reports it wrote, and all of
+	// them come in: a later report would be among them.
+	w.relistsPass(6)
+	barrier()
 	if got := reports(); len(got) != 1 || got[0].phase != string(manifests.PodRunning) {
 		t.Errorf("a pod that starts at once: reports %v, want one, Running", got)
 	}
@@ -789,10 +829,11 @@ func TestDaemonFirstReport(t *testing.T) {
 		rt.AddImage(img)
 		d.Runtime = rt
 	})
-	reports = collect(w)
+	reports, barrier = collect(w)
 	slow := newPod("slow", nil)
 	w.assign(slow)
 	w.status(slow, 20*time.Second, "Running", running)
+	barrier() // the Running report has come in through the watch too
 	got := reports()
 	if len(got) < 2 || got[0] != (seen{phase: string(manifests.PodPending), waiting: "ContainerCreating"}) || got[len(got)-1].phase != string(manifests.PodRunning) {
 		t.Errorf("a pod that takes 5 s to start: reports %v, want ContainerCreating first, Running last", got)

@@ -170,7 +170,7 @@ func benchScale(t *testing.T, cfg benchConfig, res *results) {
 		return err
 	})
 	t.Logf("%d simulated nodes Ready in %s", cfg.nodes, time.Since(begin).Round(time.Millisecond))
-	time.Sleep(3 * time.Second)
+	time.Sleep(3 * time.Second) // deliberate: the cluster settles before the idle RSS is read
 	simIdle, _ := rss(sim.pid())
 	cpIdle, _ := rss(cp.pid())
 
@@ -300,11 +300,11 @@ func benchScale(t *testing.T, cfg benchConfig, res *results) {
 	// reports behind it), and its heap holds that backlog. It is read
 	// again once the control plane has settled: under a fifth of a core
 	// over 5 s, or after 60 s.
-	time.Sleep(3 * time.Second)
+	time.Sleep(3 * time.Second) // deliberate: the footprint 3 s after the burst
 	cpBurst, _ := rss(cp.pid())
 	settled := time.Now()
 	for prev := cpuTime(cp.pid()); time.Since(settled) < 60*time.Second; {
-		time.Sleep(5 * time.Second)
+		time.Sleep(5 * time.Second) // deliberate: the window the CPU use is measured over
 		cur := cpuTime(cp.pid())
 		if cur-prev < time.Second {
 			break
@@ -423,7 +423,7 @@ func benchScale(t *testing.T, cfg benchConfig, res *results) {
 					}
 				}
 				if left > 0 {
-					time.Sleep(time.Second) // a listing is every entry of the bucket
+					time.Sleep(time.Second) // deliberate: paces the polls, a listing is every entry of the bucket
 					return fmt.Errorf("%d left", left)
 				}
 			}
@@ -549,7 +549,7 @@ func benchFanout(t *testing.T, ctx context.Context, conn *natsbus.Conn, tr *podT
 		}
 		<-ch
 		rawLat = append(rawLat, ms(time.Since(t0)))
-		time.Sleep(fanoutInterval)
+		time.Sleep(fanoutInterval) // deliberate: the benchmark's pacing
 	}
 	for i := range fanoutPods {
 		pod := &manifests.Pod{ObjectMeta: manifests.ObjectMeta{Name: fmt.Sprintf("fan-%03d", i), Namespace: "fanout", Labels: map[string]string{"app": "fan"}},
@@ -558,7 +558,7 @@ func benchFanout(t *testing.T, ctx context.Context, conn *natsbus.Conn, tr *podT
 		if _, err := reconciler.CreateObject(ctx, conn.Objects, pod); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(fanoutInterval)
+		time.Sleep(fanoutInterval) // deliberate: the benchmark's pacing
 	}
 	tr.wait(t, time.Minute, "fan-out pods Running", func(p *benchPod) bool { return hasLabel(p, "app", "fan") && p.Status.Phase == "Running" }, fanoutPods)
 	var lat, assign, bind []float64
