@@ -412,17 +412,7 @@ func TestWatchClosesOnCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	cancel()
-	deadline := time.After(10 * time.Second)
-	for {
-		select {
-		case _, ok := <-ch:
-			if !ok {
-				return
-			}
-		case <-deadline:
-			t.Fatal("watch not closed")
-		}
-	}
+	storetest.Closes(t, ch)
 }
 
 func TestMayMatchSecrets(t *testing.T) {

@@ -120,7 +120,7 @@ func startNode(t *testing.T, ctx context.Context, conn *natsbus.Conn, dir, logNa
 		before = e.Revision
 	}
 	p := startProc(t, dir, logName, nil, bin, append([]string{"node", "--node-name", nodeName}, args...)...)
-	waitFor(t, 90*time.Second, logName+" Ready", func() error {
+	checkFor(t, 90*time.Second, logName+" Ready", func() error {
 		if err := p.alive(); err != nil {
 			t.Fatal(err)
 		}
@@ -175,7 +175,7 @@ func benchPodman(t *testing.T, cfg benchConfig, res *results) {
 	var conn *natsbus.Conn
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	waitFor(t, 30*time.Second, "bus up", func() error {
+	checkFor(t, 30*time.Second, "bus up", func() error {
 		var err error
 		if _, err := os.Stat(config); err != nil {
 			return err
@@ -281,7 +281,7 @@ func benchPodman(t *testing.T, cfg benchConfig, res *results) {
 	anon50Full, file50Full := rssParts(full.pid())
 	repo.remove("par.yaml")
 	repo.commit("parallel gone")
-	waitFor(t, 5*time.Minute, "parallel pods removed", func() error {
+	checkFor(t, 5*time.Minute, "parallel pods removed", func() error {
 		ids, err := raw.podsOfNode(ctx, nodeName)
 		if err != nil {
 			return err

@@ -26,6 +26,7 @@ import (
 
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/bus/natsbus"
+	"github.com/capstan-io/capstan/internal/testwait"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler"
 )
@@ -128,7 +129,7 @@ func benchScale(t *testing.T, cfg benchConfig, res *results) {
 	// The nodes to lose come first, alone, so the pods to lose land there.
 	lostNodes := (cfg.lossPods + podsPerLost - 1) / podsPerLost
 	lost := startProc(t, dir, "lost-nodes", nil, cfg.bin, simArgs(lostNodes, "lost", lostHeartbeat)...)
-	waitFor(t, time.Minute, "lost nodes Ready", func() error {
+	checkFor(t, time.Minute, "lost nodes Ready", func() error {
 		check(cp, lost)
 		n, err := readyNodes(ctx, conn.Nodes, "lost")
 		if err == nil && n < lostNodes {
@@ -161,7 +162,7 @@ func benchScale(t *testing.T, cfg benchConfig, res *results) {
 	simPprof := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	sim := startProc(t, dir, "simulated-nodes", append([]string{PprofEnv + "=" + simPprof}, strings.Fields(os.Getenv("BENCH_SIM_ENV"))...), cfg.bin, simArgs(cfg.nodes, "sim", simHeartbeat, "--simulate-report-seen")...)
 	begin := time.Now()
-	waitFor(t, 3*time.Minute, fmt.Sprintf("%d simulated nodes Ready", cfg.nodes), func() error {
+	checkFor(t, 3*time.Minute, fmt.Sprintf("%d simulated nodes Ready", cfg.nodes), func() error {
 		check(cp, lost, sim)
 		n, err := readyNodes(ctx, conn.Nodes, "sim")
 		if err == nil && n < cfg.nodes {
@@ -410,7 +411,7 @@ func benchScale(t *testing.T, cfg benchConfig, res *results) {
 		tr.wait(t, 8*time.Minute, fmt.Sprintf("round %d: the pods of round %d gone", round, round-1), inRound(prev), 0)
 		// Then their nodes stop them and their assignments and reports
 		// go: the next binds must not share the machine with that.
-		waitFor(t, 5*time.Minute, fmt.Sprintf("round %d: the assignments and reports of round %d gone", round, round-1), func() error {
+		checkFor(t, 5*time.Minute, fmt.Sprintf("round %d: the assignments and reports of round %d gone", round, round-1), func() error {
 			for _, store := range []bus.Store{conn.Assignments, conn.Status} {
 				es, err := store.List(ctx, ">")
 				if err != nil {
@@ -597,13 +598,10 @@ func splitKey(k string) (kind, ns, name string) {
 func fetchProfile(t *testing.T, addr, what, dst string) string {
 	// A process just started may not listen yet: try for a few seconds.
 	var resp *http.Response
-	var err error
-	for i := 0; i < 50; i++ {
-		if resp, err = http.Get("http://" + addr + "/debug/pprof/" + what); err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	err := testwait.Until(5*time.Second, func() (err error) {
+		resp, err = http.Get("http://" + addr + "/debug/pprof/" + what)
+		return err
+	})
 	if err != nil {
 		t.Logf("profile %s: %v", what, err)
 		return ""

@@ -19,11 +19,11 @@ import (
 )
 
 // startRuntime starts a Podman service in a temporary data dir, builds the
-// test image if missing and connects. Without podman installed it skips,
-// unless CAPSTAN_REQUIRE_PODMAN=1, when it fails.
+// test image if missing and connects; it skips, or fails, as
+// runtimetest.RequirePodman says.
 func startRuntime(t *testing.T) *podman.Runtime {
 	t.Helper()
-	requirePodman(t)
+	runtimetest.RequirePodman(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -53,18 +53,6 @@ func startRuntime(t *testing.T) *podman.Runtime {
 		}
 	}
 	return rt
-}
-
-// requirePodman skips the test when podman is not installed, or fails it
-// when CAPSTAN_REQUIRE_PODMAN=1.
-func requirePodman(t *testing.T) {
-	t.Helper()
-	if _, err := exec.LookPath("podman"); err != nil {
-		if os.Getenv("CAPSTAN_REQUIRE_PODMAN") == "1" {
-			t.Fatalf("podman is required (CAPSTAN_REQUIRE_PODMAN=1) but not installed: %v; run scripts/install-deps.sh", err)
-		}
-		t.Skipf("podman is not installed (%v); run scripts/install-deps.sh, or set CAPSTAN_REQUIRE_PODMAN=1 to fail instead", err)
-	}
 }
 
 // testWriter sends log lines to t.Log, so they show with the test's output.
@@ -148,7 +136,7 @@ func TestTimings(t *testing.T) {
 }
 
 func TestEnsureServiceReusesRunningService(t *testing.T) {
-	requirePodman(t)
+	runtimetest.RequirePodman(t)
 	ctx := context.Background()
 	dir := t.TempDir()
 	uri, stop, err := podman.EnsureService(ctx, podman.ServiceOptions{DataDir: dir})
