@@ -37,8 +37,8 @@ import (
 const e2eImage = "localhost/capstan-demo:latest"
 
 // requirePodman gates the test on Podman (runtimetest.RequirePodman: a
-// skip without podman, a failure with CAPSTAN_REQUIRE_PODMAN=1), and
-// needs git.
+// skip with -short or without podman, a failure with
+// CAPSTAN_REQUIRE_PODMAN=1), and needs git.
 func requirePodman(t *testing.T) {
 	t.Helper()
 	runtimetest.RequirePodman(t)

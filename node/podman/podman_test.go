@@ -71,10 +71,7 @@ func TestContract(t *testing.T) {
 // TestTimings logs how long pod creation, container start and ListPods
 // take, for the design notes; it checks only that they work.
 func TestTimings(t *testing.T) {
-	if testing.Short() {
-		t.Skip("timings are not measured with -short")
-	}
-	rt := startRuntime(t)
+	rt := startRuntime(t) // skips with -short
 	ctx := context.Background()
 	run := fmt.Sprintf("timings-%d", time.Now().UnixNano())
 	labels := map[string]string{runtimetest.LabelRun: run}
