@@ -248,6 +248,7 @@ func (w *world) execCount(cmd string) int {
 }
 
 func TestDaemonReadinessProbe(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	s := w.script("ready")
 	p := newPod("ready", func(p *manifests.Pod) {
@@ -286,6 +287,7 @@ func TestDaemonReadinessProbe(t *testing.T) {
 }
 
 func TestDaemonLivenessRestartsWithPreStop(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	s := w.script("alive", "prestop")
 	p := newPod("live", func(p *manifests.Pod) {
@@ -329,6 +331,7 @@ func TestDaemonLivenessRestartsWithPreStop(t *testing.T) {
 }
 
 func TestDaemonStartupProbeGates(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	s := w.script("started")
 	s.fail["started"].Store(true)
@@ -370,6 +373,7 @@ func TestDaemonStartupProbeGates(t *testing.T) {
 }
 
 func TestDaemonInitContainers(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	p := newPod("init", func(p *manifests.Pod) {
 		p.Spec.InitContainers = []manifests.Container{
@@ -448,6 +452,7 @@ func TestDaemonInitContainers(t *testing.T) {
 }
 
 func TestDaemonInitContainerFailsPodWithNever(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	p := newPod("initfail", func(p *manifests.Pod) {
 		p.Spec.RestartPolicy = manifests.RestartNever
@@ -474,6 +479,7 @@ func TestDaemonInitContainerFailsPodWithNever(t *testing.T) {
 }
 
 func TestDaemonPostStartFailureRestarts(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	// The hook fails in the first instance only.
 	w.rt.SetExec(func(_ context.Context, c node.ContainerConfig, cmd []string) fake.ExecResult {
@@ -505,6 +511,7 @@ func TestDaemonPostStartFailureRestarts(t *testing.T) {
 }
 
 func TestDaemonRemovalRunsPreStopWithinGrace(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	var hooked atomic.Int32
 	w.rt.SetExec(func(ctx context.Context, _ node.ContainerConfig, cmd []string) fake.ExecResult {
@@ -545,6 +552,7 @@ func TestDaemonRemovalRunsPreStopWithinGrace(t *testing.T) {
 }
 
 func TestDaemonActiveDeadline(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	p := newPod("deadline", func(p *manifests.Pod) {
 		p.Spec.ActiveDeadlineSeconds = manifests.Ptr(int64(1))
@@ -576,6 +584,7 @@ func TestDaemonActiveDeadline(t *testing.T) {
 }
 
 func TestDaemonOOMKilled(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	p := newPod("oom", func(p *manifests.Pod) { p.Spec.RestartPolicy = manifests.RestartNever })
 	w.assign(p)
@@ -661,6 +670,7 @@ func TestDaemonUsage(t *testing.T) {
 }
 
 func TestRemoteExec(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	p := newPod("exec", func(p *manifests.Pod) {
 		p.Spec.InitContainers = []manifests.Container{{Name: "setup", Image: img, Command: []string{"sh", "-c", "exit 0"}}}
@@ -717,6 +727,7 @@ func (s *slowList) ListPods(ctx context.Context, match map[string]string) ([]nod
 // Waiting for the relist each finished sync pokes made every start after
 // the first wait for a whole list of the node's pods.
 func TestDaemonFreedSlotStartsTheNextPod(t *testing.T) {
+	t.Parallel()
 	var rt *slowList
 	w := newWorld(t, func(d *node.Daemon) {
 		rt = &slowList{Runtime: d.Runtime.(*fake.Runtime), delay: 200 * time.Millisecond}
@@ -748,6 +759,7 @@ func TestDaemonFreedSlotStartsTheNextPod(t *testing.T) {
 // one whose start takes longer is reported ContainerCreating before it
 // runs (after firstReportDelay, 1 s).
 func TestDaemonFirstReport(t *testing.T) {
+	t.Parallel()
 	type seen struct{ phase, waiting string }
 	// collect watches the reports; barrier, once the writes it must see
 	// are done, writes a key of its own behind them and waits for the

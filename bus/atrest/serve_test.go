@@ -10,6 +10,7 @@ import (
 )
 
 func TestRevealAndRotateOverNATS(t *testing.T) {
+	t.Parallel()
 	// The production bus: an admin may ask for Secret values, a viewer
 	// may not publish to capstan.secrets.>.
 	b := natsauthtest.Start(t)

@@ -35,6 +35,7 @@ func (l *logLine) Write(p []byte) (int, error) {
 // to its buckets without the right to create or change streams, and that
 // before the set-up it is told so, by name.
 func TestBind(t *testing.T) {
+	t.Parallel()
 	// A server with two users: the control plane's, and a node's that may
 	// use JetStream but not create, update or delete a stream.
 	ns, err := server.NewServer(&server.Options{
