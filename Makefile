@@ -32,7 +32,7 @@ test: deps image ## install what is missing, build, and run every test (end-to-e
 	CAPSTAN_REQUIRE_PODMAN=1 $(GO) test -race -tags "$(TAGS)" -timeout $(TEST_TIMEOUT) -count=1 ./...
 	$(MAKE) fuzz FUZZTIME=3s
 
-test-short: ## the fast tier (-short): no Podman, no slow real-time tests, under 3 min
+test-short: ## the fast tier: every test but the Podman tier (go test -short)
 	$(GO) test -short -count=1 -tags "$(TAGS)" ./...
 
 test-unit: ## the tests that need no Podman (end-to-end ones skip)
