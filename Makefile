@@ -10,7 +10,7 @@ IMAGE ?= localhost/capstan-demo:latest
 TEST_TIMEOUT ?= 20m
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: help build test test-unit up deps image lint tidy clean bench
+.PHONY: help build test test-short test-unit up deps image lint tidy clean bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -31,6 +31,9 @@ test: deps image ## install what is missing, build, and run every test (end-to-e
 	$(GO) build -tags "$(TAGS)" -o bin/capstan ./cmd/capstan
 	CAPSTAN_REQUIRE_PODMAN=1 $(GO) test -race -tags "$(TAGS)" -timeout $(TEST_TIMEOUT) -count=1 ./...
 	$(MAKE) fuzz FUZZTIME=3s
+
+test-short: ## the fast tier: every test but the Podman tier (go test -short)
+	$(GO) test -short -count=1 -tags "$(TAGS)" ./...
 
 test-unit: ## the tests that need no Podman (end-to-end ones skip)
 	$(GO) test -race -tags "$(TAGS)" -count=1 ./...

@@ -37,6 +37,7 @@ func (f *flaky) cut() {
 }
 
 func TestReflectSurvivesALostWatch(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	s := &flaky{Store: memstore.New()}

@@ -6,6 +6,7 @@ import (
 )
 
 func TestParseFieldPath(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]FieldPath{
 		"spec.replicas":                          {"spec", "replicas"},
 		"spec.template.spec.containers[0].image": {"spec", "template", "spec", "containers", 0, "image"},

@@ -3,6 +3,7 @@ package manifests
 import "testing"
 
 func TestLeadingTypeMeta(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		in       string
 		ok       bool

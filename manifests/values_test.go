@@ -8,6 +8,7 @@ import (
 )
 
 func TestQuantity(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		q            Quantity
 		milli, value int64
@@ -50,6 +51,7 @@ func TestQuantity(t *testing.T) {
 // common forms without big.Rat, against the Rat path on random
 // quantities, near the int64 limits too.
 func TestQuantityFastPathAgreesWithRat(t *testing.T) {
+	t.Parallel()
 	slow := func(q Quantity) (milli, value int64, err error) {
 		r, err := q.Rat()
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 // even while its next sync is under way, and the end of that sync does
 // not start another relist (which retried it back to back).
 func TestBlockedPodReportsAndDoesNotSpin(t *testing.T) {
+	t.Parallel()
 	d := &Daemon{Name: "n1"}
 	d.defaults()
 	pod := &manifests.Pod{}

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"filippo.io/age"
@@ -100,6 +101,7 @@ type Daemon struct {
 
 	trigger chan struct{}
 	wg      sync.WaitGroup
+	relists atomic.Int64 // relists run: a test waits for a few (export_test.go)
 
 	identity *age.X25519Identity // seals the Secrets handed to this node
 }
@@ -192,6 +194,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer t.Stop()
 	for {
 		d.relist(ctx)
+		d.relists.Add(1)
 		select {
 		case <-ctx.Done():
 			return nil

@@ -182,6 +182,21 @@ func (w *world) containers(p *manifests.Pod, name string) []node.ContainerInfo {
 	return out
 }
 
+// relistsPass waits until n whole relists have run from now, and with
+// them every status report they wrote: the window of a check that
+// something does not happen, as long as the daemon needs to do it, under
+// any load.
+func (w *world) relistsPass(n int64) {
+	w.t.Helper()
+	until := w.d.Relists() + n + 1 // the one under way now may have begun before
+	testwait.For(w.t, 10*time.Second, fmt.Sprintf("%d relists", n), func() error {
+		if got := w.d.Relists(); got < until {
+			return fmt.Errorf("%d of %d relists", got-until+n+1, n+1)
+		}
+		return nil
+	})
+}
+
 func (w *world) events(p *manifests.Pod, reason string) []manifests.Event {
 	w.t.Helper()
 	evs, err := w.conn.Events.List(w.ctx, "Pod", p.Namespace, p.Name)
@@ -233,6 +248,7 @@ func (w *world) execCount(cmd string) int {
 }
 
 func TestDaemonReadinessProbe(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	s := w.script("ready")
 	p := newPod("ready", func(p *manifests.Pod) {
@@ -271,6 +287,7 @@ func TestDaemonReadinessProbe(t *testing.T) {
 }
 
 func TestDaemonLivenessRestartsWithPreStop(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	s := w.script("alive", "prestop")
 	p := newPod("live", func(p *manifests.Pod) {
@@ -314,6 +331,7 @@ func TestDaemonLivenessRestartsWithPreStop(t *testing.T) {
 }
 
 func TestDaemonStartupProbeGates(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	s := w.script("started")
 	s.fail["started"].Store(true)
@@ -355,6 +373,7 @@ func TestDaemonStartupProbeGates(t *testing.T) {
 }
 
 func TestDaemonInitContainers(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	p := newPod("init", func(p *manifests.Pod) {
 		p.Spec.InitContainers = []manifests.Container{
@@ -375,8 +394,8 @@ func TestDaemonInitContainers(t *testing.T) {
 	if cs, _ := containerStatus(st, "app"); cs.State.Waiting == nil || cs.State.Waiting.Reason != "PodInitializing" {
 		t.Fatalf("app while initializing: %+v", cs)
 	}
-	// Deliberately bounded: a few relists pass, and nothing else may start.
-	time.Sleep(200 * time.Millisecond)
+	// A few relists pass, and nothing else may start.
+	w.relistsPass(4)
 	if n := len(w.containers(p, "second")) + len(w.containers(p, "app")); n != 0 {
 		t.Fatalf("%d later containers created while the first init container runs", n)
 	}
@@ -425,14 +444,15 @@ func TestDaemonInitContainers(t *testing.T) {
 		t.Errorf("first init container restart count %d, want 1", cs.RestartCount)
 	}
 	// Completed init containers are kept and never run again: a few
-	// relists pass (deliberately bounded), with no new instance.
-	time.Sleep(200 * time.Millisecond)
+	// relists pass, with no new instance.
+	w.relistsPass(4)
 	if n := len(w.containers(p, "first")) + len(w.containers(p, "second")); n != 3 {
 		t.Errorf("init instances after initialization: %d, want 3", n)
 	}
 }
 
 func TestDaemonInitContainerFailsPodWithNever(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	p := newPod("initfail", func(p *manifests.Pod) {
 		p.Spec.RestartPolicy = manifests.RestartNever
@@ -448,8 +468,8 @@ func TestDaemonInitContainerFailsPodWithNever(t *testing.T) {
 	if cs, _ := containerStatus(st, "setup"); cs.State.Terminated == nil || cs.State.Terminated.ExitCode != 3 {
 		t.Errorf("init container: %+v", cs)
 	}
-	// Deliberately bounded: a few relists pass, and nothing may start.
-	time.Sleep(200 * time.Millisecond)
+	// A few relists pass, and nothing may start.
+	w.relistsPass(4)
 	if n := len(w.containers(p, "app")); n != 0 {
 		t.Errorf("app containers created after a failed init container: %d", n)
 	}
@@ -459,6 +479,7 @@ func TestDaemonInitContainerFailsPodWithNever(t *testing.T) {
 }
 
 func TestDaemonPostStartFailureRestarts(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	// The hook fails in the first instance only.
 	w.rt.SetExec(func(_ context.Context, c node.ContainerConfig, cmd []string) fake.ExecResult {
@@ -490,6 +511,7 @@ func TestDaemonPostStartFailureRestarts(t *testing.T) {
 }
 
 func TestDaemonRemovalRunsPreStopWithinGrace(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	var hooked atomic.Int32
 	w.rt.SetExec(func(ctx context.Context, _ node.ContainerConfig, cmd []string) fake.ExecResult {
@@ -530,6 +552,7 @@ func TestDaemonRemovalRunsPreStopWithinGrace(t *testing.T) {
 }
 
 func TestDaemonActiveDeadline(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	p := newPod("deadline", func(p *manifests.Pod) {
 		p.Spec.ActiveDeadlineSeconds = manifests.Ptr(int64(1))
@@ -550,8 +573,8 @@ func TestDaemonActiveDeadline(t *testing.T) {
 		}
 		return nil
 	})
-	// Deliberately bounded: several relists pass, and no restart comes.
-	time.Sleep(300 * time.Millisecond)
+	// Several relists pass, and no restart comes.
+	w.relistsPass(6)
 	if n := len(w.containers(p, "app")); n != 1 {
 		t.Errorf("container restarted past the deadline: %d instances", n)
 	}
@@ -561,6 +584,7 @@ func TestDaemonActiveDeadline(t *testing.T) {
 }
 
 func TestDaemonOOMKilled(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	p := newPod("oom", func(p *manifests.Pod) { p.Spec.RestartPolicy = manifests.RestartNever })
 	w.assign(p)
@@ -646,6 +670,7 @@ func TestDaemonUsage(t *testing.T) {
 }
 
 func TestRemoteExec(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	p := newPod("exec", func(p *manifests.Pod) {
 		p.Spec.InitContainers = []manifests.Container{{Name: "setup", Image: img, Command: []string{"sh", "-c", "exit 0"}}}
@@ -693,7 +718,7 @@ type slowList struct {
 
 func (s *slowList) ListPods(ctx context.Context, match map[string]string) ([]node.PodInfo, error) {
 	s.lists.Add(1)
-	time.Sleep(s.delay)
+	time.Sleep(s.delay) // deliberate: the slow runtime this fake plays
 	return s.Runtime.ListPods(ctx, match)
 }
 
@@ -702,6 +727,7 @@ func (s *slowList) ListPods(ctx context.Context, match map[string]string) ([]nod
 // Waiting for the relist each finished sync pokes made every start after
 // the first wait for a whole list of the node's pods.
 func TestDaemonFreedSlotStartsTheNextPod(t *testing.T) {
+	t.Parallel()
 	var rt *slowList
 	w := newWorld(t, func(d *node.Daemon) {
 		rt = &slowList{Runtime: d.Runtime.(*fake.Runtime), delay: 200 * time.Millisecond}
@@ -733,17 +759,27 @@ func TestDaemonFreedSlotStartsTheNextPod(t *testing.T) {
 // one whose start takes longer is reported ContainerCreating before it
 // runs (after firstReportDelay, 1 s).
 func TestDaemonFirstReport(t *testing.T) {
+	t.Parallel()
 	type seen struct{ phase, waiting string }
-	collect := func(w *world) func() []seen {
+	// collect watches the reports; barrier, once the writes it must see
+	// are done, writes a key of its own behind them and waits for the
+	// watch to bring it: every report written before has come in.
+	const barrierKey = "n1.test.barrier"
+	collect := func(w *world) (reports func() []seen, barrier func()) {
 		ch, err := w.conn.Status.Watch(w.ctx, "n1.>")
 		if err != nil {
 			t.Fatal(err)
 		}
 		var mu sync.Mutex
 		var got []seen
+		var barriers atomic.Int64
 		go func() {
 			for e := range ch {
 				if e.Op != bus.OpPut {
+					continue
+				}
+				if e.Key == barrierKey {
+					barriers.Add(1)
 					continue
 				}
 				var r manifests.PodStatusReport
@@ -759,16 +795,30 @@ func TestDaemonFirstReport(t *testing.T) {
 				mu.Unlock()
 			}
 		}()
-		return func() []seen {
+		reports = func() []seen {
 			mu.Lock()
 			defer mu.Unlock()
 			return slices.Clone(got)
 		}
+		barrier = func() {
+			t.Helper()
+			want := barriers.Load() + 1
+			if _, err := w.conn.Status.Put(w.ctx, barrierKey, []byte("{}")); err != nil {
+				t.Fatal(err)
+			}
+			testwait.For(t, 10*time.Second, "the barrier through the watch", func() error {
+				if barriers.Load() < want {
+					return errors.New("not yet")
+				}
+				return nil
+			})
+		}
+		return reports, barrier
 	}
 
 	noUsage := func(d *node.Daemon) { d.UsageInterval = time.Hour } // no write for a usage sample
 	w := newWorld(t, noUsage)
-	reports := collect(w)
+	reports, barrier := collect(w)
 	fast := newPod("fast", nil)
 	w.assign(fast)
 	running := func(st manifests.PodStatus) error {
@@ -778,8 +828,10 @@ func TestDaemonFirstReport(t *testing.T) {
 		return nil
 	}
 	w.status(fast, 10*time.Second, "Running", running)
-	// Deliberately bounded: any later report would come in by now.
-	time.Sleep(300 * time.Millisecond)
+	// Several relists pass, each with the reports it wrote, and all of
+	// them come in: a later report would be among them.
+	w.relistsPass(6)
+	barrier()
 	if got := reports(); len(got) != 1 || got[0].phase != string(manifests.PodRunning) {
 		t.Errorf("a pod that starts at once: reports %v, want one, Running", got)
 	}
@@ -789,10 +841,11 @@ func TestDaemonFirstReport(t *testing.T) {
 		rt.AddImage(img)
 		d.Runtime = rt
 	})
-	reports = collect(w)
+	reports, barrier = collect(w)
 	slow := newPod("slow", nil)
 	w.assign(slow)
 	w.status(slow, 20*time.Second, "Running", running)
+	barrier() // the Running report has come in through the watch too
 	got := reports()
 	if len(got) < 2 || got[0] != (seen{phase: string(manifests.PodPending), waiting: "ContainerCreating"}) || got[len(got)-1].phase != string(manifests.PodRunning) {
 		t.Errorf("a pod that takes 5 s to start: reports %v, want ContainerCreating first, Running last", got)

@@ -9,6 +9,7 @@ import (
 )
 
 func TestFindAlterations(t *testing.T) {
+	t.Parallel()
 	pod := &manifests.Pod{ObjectMeta: manifests.ObjectMeta{Name: "web", Namespace: "default", UID: "0123456789"}}
 	pod.Spec.Containers = []manifests.Container{
 		{Name: "app", Image: "img:1", Resources: manifests.ResourceRequirements{Limits: manifests.ResourceList{"memory": "64Mi", "cpu": "500m"}}},
@@ -78,6 +79,7 @@ func TestFindAlterations(t *testing.T) {
 }
 
 func TestIgnoredDrift(t *testing.T) {
+	t.Parallel()
 	alts := []alteration{
 		{container: "app", index: 0, field: DriftMemory},
 		{container: "app", index: 0, field: DriftPaused},
@@ -96,6 +98,7 @@ func TestIgnoredDrift(t *testing.T) {
 func slicesClone(a []alteration) []alteration { return append([]alteration(nil), a...) }
 
 func TestNoteDrift(t *testing.T) {
+	t.Parallel()
 	t0 := time.Date(2025, 1, 1, 10, 0, 0, 0, time.UTC)
 	paused := alteration{container: "app", id: "a0", field: DriftPaused, found: "paused", want: "running"}
 	memory := alteration{container: "app", id: "a0", field: DriftMemory, found: "128Mi", want: "64Mi"}

@@ -10,6 +10,7 @@ import (
 )
 
 func TestExpandVars(t *testing.T) {
+	t.Parallel()
 	vars := map[string]string{"A": "a", "B": "b$(A)", "EMPTY": ""}
 	tests := []struct{ in, want string }{
 		{"", ""},
@@ -39,6 +40,7 @@ func TestExpandVars(t *testing.T) {
 }
 
 func TestResolveEnv(t *testing.T) {
+	t.Parallel()
 	tru := true
 	pod := &manifests.Pod{
 		ObjectMeta: manifests.ObjectMeta{Name: "web-1", Namespace: "prod", UID: "uid-1",
@@ -193,6 +195,7 @@ func TestResolveEnv(t *testing.T) {
 }
 
 func TestExpandAllCommandAndArgs(t *testing.T) {
+	t.Parallel()
 	env := map[string]string{"GREETING": "hi", "NAME": "bob"}
 	got := expandAll([]string{"echo", "$(GREETING) $(NAME)", "$$(NAME)", "$(UNSET)"}, env)
 	want := []string{"echo", "hi bob", "$(NAME)", "$(UNSET)"}
@@ -205,6 +208,7 @@ func TestExpandAllCommandAndArgs(t *testing.T) {
 }
 
 func TestFormatMap(t *testing.T) {
+	t.Parallel()
 	got := formatMap(map[string]string{"b": `say "hi"`, "a": "1"})
 	want := "a=\"1\"\nb=\"say \\\"hi\\\"\""
 	if got != want {

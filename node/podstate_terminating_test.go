@@ -11,6 +11,7 @@ import (
 // (reason Terminating), keeps a non-terminal phase when its containers
 // are stopped by the deletion, and reports its published ports.
 func TestPodStatusTerminating(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 	pod := &manifests.Pod{Spec: manifests.PodSpec{RestartPolicy: manifests.RestartNever,
 		Containers: []manifests.Container{{Name: "c", Ports: []manifests.ContainerPort{{ContainerPort: 8080}}}}}}

@@ -9,6 +9,7 @@ import (
 )
 
 func TestRestartDelay(t *testing.T) {
+	t.Parallel()
 	cases := map[int]time.Duration{0: 0, 1: 10 * time.Second, 2: 20 * time.Second, 3: 40 * time.Second,
 		5: 160 * time.Second, 6: 5 * time.Minute, 20: 5 * time.Minute}
 	for n, want := range cases {
@@ -19,6 +20,7 @@ func TestRestartDelay(t *testing.T) {
 }
 
 func TestShouldRestart(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		policy string
 		code   int32
@@ -41,6 +43,7 @@ func inst(id string, attempt int, state string, code int32, started, finished ti
 }
 
 func TestPlanContainer(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 	ago := func(d time.Duration) time.Time { return now.Add(-d) }
 	cases := []struct {
@@ -78,6 +81,7 @@ func TestPlanContainer(t *testing.T) {
 }
 
 func TestPodStatus(t *testing.T) {
+	t.Parallel()
 	now := time.Now()
 	pod := &manifests.Pod{Spec: manifests.PodSpec{RestartPolicy: "Always", Containers: []manifests.Container{{Name: "c", Image: "img"}}}}
 	rp := &PodInfo{ID: "p", Created: now.Add(-time.Minute)}
@@ -122,6 +126,7 @@ func TestPodStatus(t *testing.T) {
 }
 
 func TestSameUsage(t *testing.T) {
+	t.Parallel()
 	at := func(sec int, cpu, mem int64) *manifests.PodUsage {
 		return &manifests.PodUsage{Time: manifests.NewTime(time.Unix(1_700_000_000+int64(sec), 0)), CPUMilli: cpu, MemoryBytes: mem}
 	}

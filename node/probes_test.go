@@ -14,6 +14,7 @@ import (
 )
 
 func TestSettingsOf(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name string
 		kind string
@@ -38,6 +39,7 @@ func TestSettingsOf(t *testing.T) {
 }
 
 func TestProbeTracker(t *testing.T) {
+	t.Parallel()
 	s := probeSettings{success: 2, failure: 3}
 	cases := []struct {
 		name     string
@@ -75,6 +77,7 @@ func TestProbeTracker(t *testing.T) {
 // TestProbeSet drives the probes of one container through a script of
 // results and checks the stage, the result and the verdicts.
 func TestProbeSet(t *testing.T) {
+	t.Parallel()
 	start := time.Unix(1000, 0)
 	probe := func(delay, period, failure int32) *manifests.Probe {
 		return &manifests.Probe{InitialDelaySeconds: delay, PeriodSeconds: period, FailureThreshold: failure}
@@ -147,6 +150,7 @@ func TestProbeSet(t *testing.T) {
 }
 
 func TestHandlers(t *testing.T) {
+	t.Parallel()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/ok":
@@ -156,7 +160,7 @@ func TestHandlers(t *testing.T) {
 		case "/redirect":
 			http.Redirect(w, r, "/elsewhere", http.StatusFound)
 		case "/slow":
-			time.Sleep(300 * time.Millisecond)
+			<-r.Context().Done() // no answer until the probe gives up: its timeout must end it
 		default:
 			w.WriteHeader(http.StatusInternalServerError)
 		}

@@ -15,6 +15,7 @@ import (
 // TestStreamsDenied: a viewer asking a node for logs or exec is told at
 // once that its identity may not, not that no node answered.
 func TestStreamsDenied(t *testing.T) {
+	t.Parallel()
 	b := natsauthtest.Start(t)
 	viewer := b.Raw(t, natsauth.RoleViewer, "vic")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)

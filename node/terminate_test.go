@@ -19,6 +19,7 @@ import (
 // only after the termination delay, removes the runtime pod, reports it
 // removed, and never restarts it meanwhile.
 func TestDaemonGracefulTermination(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	var mu sync.Mutex
 	var hookAt time.Time
@@ -111,6 +112,7 @@ func TestDaemonGracefulTermination(t *testing.T) {
 // TestDaemonTerminatingNeverStarted: a pod marked for deletion before its
 // node ran it is reported removed without ever being created.
 func TestDaemonTerminatingNeverStarted(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	p := newPod("late", func(p *manifests.Pod) {
 		p.DeletionTimestamp = manifests.Now()

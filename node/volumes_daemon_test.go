@@ -43,6 +43,7 @@ func fileIs(p, want string) func() error {
 // without a restart; the pod's directory goes with the pod, its claim's
 // volume stays.
 func TestDaemonConfigAndVolumes(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	rt := fake.New(fake.Options{})
 	rt.AddImage("img")

@@ -22,6 +22,7 @@ func readFile(t *testing.T, p string) string {
 }
 
 func TestWriteAtomic(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "vol")
 	files := map[string]fileData{
 		"a":         {data: []byte("1"), mode: 0o644},
@@ -89,6 +90,7 @@ func TestWriteAtomic(t *testing.T) {
 // TestWriteAtomicReadersSeeWholeVersions reads two files of one volume
 // while it is rewritten: they always come from one version.
 func TestWriteAtomicReadersSeeWholeVersions(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "vol")
 	version := func(n int) map[string]fileData {
 		v := fmt.Appendf(nil, "v%d", n)
@@ -140,6 +142,7 @@ func TestWriteAtomicReadersSeeWholeVersions(t *testing.T) {
 }
 
 func TestProjectedFiles(t *testing.T) {
+	t.Parallel()
 	tru := true
 	m := func(v int32) *int32 { return &v }
 	pod := &manifests.Pod{ObjectMeta: manifests.ObjectMeta{Name: "p", Namespace: "ns", UID: "u",
@@ -218,6 +221,7 @@ func TestProjectedFiles(t *testing.T) {
 }
 
 func TestCheckHostPath(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	file := filepath.Join(dir, "f")
 	if err := os.WriteFile(file, nil, 0o644); err != nil {
@@ -255,6 +259,7 @@ func TestCheckHostPath(t *testing.T) {
 }
 
 func TestHostAliases(t *testing.T) {
+	t.Parallel()
 	pod := &manifests.Pod{ObjectMeta: manifests.ObjectMeta{Name: "web-0", Namespace: "prod"},
 		Spec: manifests.PodSpec{Hostname: "web-0", Subdomain: "web",
 			HostAliases: []manifests.HostAlias{{IP: "10.1.2.3", Hostnames: []string{"foo.local", "bar"}}}}}

@@ -36,6 +36,7 @@ func readFiles(t testing.TB, paths ...string) []manifests.File {
 }
 
 func TestLoadValid(t *testing.T) {
+	t.Parallel()
 	objs, err := LoadPaths("testdata/valid")
 	require_NoError(t, err)
 	var got []string
@@ -86,6 +87,7 @@ func TestLoadValid(t *testing.T) {
 }
 
 func TestDefaults(t *testing.T) {
+	t.Parallel()
 	objs, err := LoadPaths("testdata/valid/deployment.yaml", "testdata/valid/app.yaml", "testdata/valid/list.json")
 	require_NoError(t, err)
 	byKey := map[string]manifests.Object{}
@@ -124,6 +126,7 @@ func TestDefaults(t *testing.T) {
 // TestWorkloadDefaults checks the defaults of the new kinds and of the pod
 // features, those of defaults.cue and those the loader applies in Go.
 func TestWorkloadDefaults(t *testing.T) {
+	t.Parallel()
 	objs, err := LoadPaths("testdata/valid/workloads.yaml")
 	require_NoError(t, err)
 	byKey := map[string]manifests.Object{}
@@ -217,6 +220,7 @@ func TestWorkloadDefaults(t *testing.T) {
 // protocol TCP, targetPort the port, sessionAffinity None, and a given
 // targetPort or protocol kept.
 func TestServiceDefaults(t *testing.T) {
+	t.Parallel()
 	objs, err := LoadPaths("testdata/valid/services.yaml")
 	require_NoError(t, err)
 	byKey := map[string]*manifests.Service{}
@@ -253,6 +257,7 @@ type want struct {
 }
 
 func TestLoadInvalid(t *testing.T) {
+	t.Parallel()
 	const dir = "testdata/invalid/"
 	for _, tc := range []struct {
 		files []string
@@ -480,6 +485,7 @@ func TestLoadInvalid(t *testing.T) {
 }
 
 func TestErrorFormat(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		err  Error
 		want string
@@ -498,6 +504,7 @@ func TestErrorFormat(t *testing.T) {
 }
 
 func TestMoreInvalid(t *testing.T) {
+	t.Parallel()
 	const base = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n        - name: web\n          image: nginx\n"
 	for _, tc := range []struct {
 		name, yaml, field, msg string
@@ -544,6 +551,7 @@ func TestMoreInvalid(t *testing.T) {
 // TestCronSchedules checks schedules and time zones against the parser
 // and the time zone database the CronJob controller uses.
 func TestCronSchedules(t *testing.T) {
+	t.Parallel()
 	cronJob := func(schedule, tz string) []byte {
 		y := "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: c}\nspec:\n  schedule: " + strconv.Quote(schedule) + "\n"
 		if tz != "" {
@@ -593,6 +601,7 @@ func TestCronSchedules(t *testing.T) {
 // TestJobParallelismDefaults checks Kubernetes' defaulting of a Job's
 // parallelism and completions, which depend on each other.
 func TestJobParallelismDefaults(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		spec                     string
 		parallelism, completions any // nil: unset
@@ -621,6 +630,7 @@ func TestJobParallelismDefaults(t *testing.T) {
 }
 
 func TestEmptyAndIgnored(t *testing.T) {
+	t.Parallel()
 	objs, err := Load([]manifests.File{
 		{Path: "empty.yaml"}, {Path: "blank.yaml", Data: []byte("---\n# nothing\n---\n")},
 		{Path: "empty.json", Data: []byte(" \n")}, {Path: "README.md", Data: []byte("# not a manifest: {")},
@@ -637,6 +647,7 @@ func TestEmptyAndIgnored(t *testing.T) {
 // lack would be lost on the way. The re-marshalled object, without what Go
 // adds, must load to the same object: defaults are idempotent.
 func TestMaximalRoundTrip(t *testing.T) {
+	t.Parallel()
 	paths, err := filepath.Glob("testdata/maximal/*.yaml")
 	require_NoError(t, err)
 	for _, p := range paths {
@@ -691,6 +702,7 @@ func dropEmptyTemplateNames(v any, top bool) {
 // all. A pod spec's fields are covered once, by maximal/pod.yaml, for
 // every kind that has one.
 func TestMaximalCoversSchema(t *testing.T) {
+	t.Parallel()
 	mustCompile()
 	paths, err := filepath.Glob("testdata/maximal/*.yaml")
 	require_NoError(t, err)
@@ -820,6 +832,7 @@ func notIn(a, b any, path string) []string {
 // fields of the Go types, except those Git may not set. A Go map may be a
 // struct with fixed fields in the schema (a ResourceList has cpu and memory).
 func TestShapesMatchGoTypes(t *testing.T) {
+	t.Parallel()
 	mustCompile()
 	// Fields of the Go types the schema leaves out on purpose: what the
 	// server sets, anywhere, and the name and namespace of an embedded
@@ -906,6 +919,7 @@ func goPaths(t reflect.Type, prefix string, out map[string]bool) { // path -> is
 }
 
 func TestPatternsAreInSchema(t *testing.T) {
+	t.Parallel()
 	src, err := cueFiles.ReadFile("cue/kinds.cue")
 	require_NoError(t, err)
 	for _, p := range patterns {
@@ -916,6 +930,7 @@ func TestPatternsAreInSchema(t *testing.T) {
 }
 
 func TestLoadConcurrent(t *testing.T) {
+	t.Parallel()
 	files := readFiles(t, "testdata/valid/deployment.yaml", "testdata/valid/app.yaml", "testdata/valid/replicaset.yml", "testdata/valid/workers.cue")
 	var wg sync.WaitGroup
 	for range 8 {

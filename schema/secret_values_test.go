@@ -10,6 +10,7 @@ import (
 // A Secret's value never shows in an error: they reach the audit stream,
 // events and CI logs.
 func TestSecretValuesNotInErrors(t *testing.T) {
+	t.Parallel()
 	const head = "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\n"
 	for _, tc := range []struct {
 		file, doc, want string

@@ -8,6 +8,7 @@ import (
 )
 
 func TestSourceAndNotifierDefaults(t *testing.T) {
+	t.Parallel()
 	objs, err := Load([]manifests.File{{Path: "s.yaml", Data: []byte(`apiVersion: capstan.io/v1
 kind: Source
 metadata: {name: apps}
@@ -30,6 +31,7 @@ spec: {type: generic, address: "https://hooks.example.com/x"}
 }
 
 func TestSourceAndNotifierInvalid(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ name, yaml, want string }{
 		{"credentials in URL", "kind: Source\nspec: {url: 'https://user:pw@example.com/r.git'}", "spec.url: credentials in the URL are not allowed"},
 		{"two refs", "kind: Source\nspec: {url: /r, ref: {tag: v1, branch: main}}", "spec.ref: give one of branch, tag, semver or commit"},

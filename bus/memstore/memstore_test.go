@@ -9,5 +9,6 @@ import (
 )
 
 func TestContract(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T) bus.Store { return memstore.New() })
 }

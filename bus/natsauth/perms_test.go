@@ -20,6 +20,7 @@ import (
 // configuration, what every role may and may not do on the bus. A denied
 // operation must fail with natsbus.ErrPermission, not time out.
 func TestPermissions(t *testing.T) {
+	t.Parallel()
 	b := natsauthtest.Start(t)
 	ctx := context.Background()
 	cp := b.ControlPlane

@@ -93,6 +93,7 @@ func connect(t *testing.T, b *natsauthtest.Bus, cfg *natsauth.ClientConfig) *nat
 // used again, expired or forged it is refused; a revoked node is
 // disconnected and refused; everything is recorded.
 func TestJoinAndRevoke(t *testing.T) {
+	t.Parallel()
 	b, records := service(t)
 	ctx := context.Background()
 	admin := b.Config(t, natsauth.RoleAdmin, "alice")
@@ -178,6 +179,7 @@ func TestJoinAndRevoke(t *testing.T) {
 // TestRotateServerCert: a new server certificate from the same CA is
 // used for new connections at once; established ones carry on.
 func TestRotateServerCert(t *testing.T) {
+	t.Parallel()
 	b := natsauthtest.Start(t)
 	cfg := b.Config(t, natsauth.RoleViewer, "vic")
 	old := connect(t, b, cfg)
@@ -211,6 +213,7 @@ func TestRotateServerCert(t *testing.T) {
 // retiring the old one is refused while a person's credentials still use
 // it, and forced, refuses those; the renewed node carries on.
 func TestRotateSigningKey(t *testing.T) {
+	t.Parallel()
 	b, records := service(t)
 	ctx := context.Background()
 	admin := b.Config(t, natsauth.RoleAdmin, "alice")
@@ -311,6 +314,7 @@ func writeCreds(t *testing.T, path string, c natsauth.Creds) {
 // TestRefusedClients: credentials of another bus, and a certificate from
 // another CA, are refused with one line in the user's words.
 func TestRefusedClients(t *testing.T) {
+	t.Parallel()
 	a, b := natsauthtest.Start(t), natsauthtest.Start(t)
 	cases := []struct {
 		name string

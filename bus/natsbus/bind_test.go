@@ -1,21 +1,41 @@
 package natsbus
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/capstan-io/capstan/bus"
+	"github.com/capstan-io/capstan/internal/testwait"
 )
+
+// logLine is a log's writer that closes seen at the first line holding
+// want.
+type logLine struct {
+	want string
+	once sync.Once
+	seen chan struct{}
+}
+
+func (l *logLine) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte(l.want)) {
+		l.once.Do(func() { close(l.seen) })
+	}
+	return len(p), nil
+}
 
 // TestBind checks that a client of a bus the control plane set up binds
 // to its buckets without the right to create or change streams, and that
 // before the set-up it is told so, by name.
 func TestBind(t *testing.T) {
+	t.Parallel()
 	// A server with two users: the control plane's, and a node's that may
 	// use JetStream but not create, update or delete a stream.
 	ns, err := server.NewServer(&server.Options{
@@ -49,16 +69,28 @@ func TestBind(t *testing.T) {
 		t.Fatal("the node user created the buckets: the permissions test nothing")
 	}
 
-	// A bound client started first waits for the control plane.
+	// A bound client started first waits for the control plane, and
+	// says so.
+	waiting := &logLine{want: "waiting for the control plane", seen: make(chan struct{})}
 	bound := make(chan *Conn, 1)
 	go func() {
-		c, err := ConnectBound(testCtx(t), url, Options{User: "node", Password: "node-pass"})
+		c, err := ConnectBound(testCtx(t), url, Options{User: "node", Password: "node-pass", Logger: slog.New(slog.NewTextHandler(waiting, nil))})
 		if err != nil {
 			t.Errorf("ConnectBound: %v", err)
 		}
 		bound <- c
 	}()
-	time.Sleep(1500 * time.Millisecond)
+	testwait.For(t, 10*time.Second, "ConnectBound waiting for the control plane", func() error {
+		select {
+		case <-waiting.seen:
+			return nil
+		case <-bound:
+			t.Fatal("ConnectBound returned before the set-up")
+			return nil
+		default:
+			return errors.New("not waiting yet")
+		}
+	})
 	cp, err := Connect(testCtx(t), url, Options{User: "cp", Password: "cp-pass"})
 	require_NoError(t, err)
 	t.Cleanup(cp.Close)

@@ -48,6 +48,7 @@ func connect(t testing.TB, s *Server, opts Options) *Conn {
 }
 
 func TestContract(t *testing.T) {
+	t.Parallel()
 	srv := startServer(t, t.TempDir(), false)
 	c := connect(t, srv, Options{})
 	var n atomic.Int64
@@ -64,6 +65,7 @@ func TestContract(t *testing.T) {
 // The sharded store keeps the contract, with its keys spread over the
 // buckets (storetest's keys have several first tokens).
 func TestShardedContract(t *testing.T) {
+	t.Parallel()
 	srv := startServer(t, t.TempDir(), false)
 	c := connect(t, srv, Options{})
 	var n atomic.Int64
@@ -83,6 +85,7 @@ func TestShardedContract(t *testing.T) {
 
 // A node's keys share a bucket, and the buckets share the keys.
 func TestShardOf(t *testing.T) {
+	t.Parallel()
 	per := map[int]int{}
 	for i := range 1000 {
 		per[ShardOf(fmt.Sprintf("sim-%04d", i), AssignmentShards)]++
@@ -110,6 +113,7 @@ func TestShardOf(t *testing.T) {
 // A failed Update must be a conflict, not "exists": JetStream reports both
 // with the same code.
 func TestConflictIsNotExists(t *testing.T) {
+	t.Parallel()
 	c := connect(t, startServer(t, t.TempDir(), false), Options{})
 	ctx := testCtx(t)
 	rev, err := c.Objects.Create(ctx, "Pod.default.web", []byte("a"))
@@ -131,6 +135,7 @@ func TestConflictIsNotExists(t *testing.T) {
 }
 
 func TestBucketsAndStreams(t *testing.T) {
+	t.Parallel()
 	c := connect(t, startServer(t, t.TempDir(), false), Options{})
 	ctx := testCtx(t)
 	for _, name := range []string{bus.BucketObjects, AssignmentsBucket(0), AssignmentsBucket(AssignmentShards - 1), bus.BucketStatus, bus.BucketNodes, bus.BucketLeases, bus.BucketNotified} {
@@ -172,6 +177,7 @@ func TestBucketsAndStreams(t *testing.T) {
 // A bus an older Capstan wrote keeps its one assignments bucket until the
 // control plane drops it; the sharded buckets stay.
 func TestDropLegacy(t *testing.T) {
+	t.Parallel()
 	c := connect(t, startServer(t, t.TempDir(), false), Options{})
 	ctx := testCtx(t)
 	old, err := c.JS.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bus.BucketAssignments})
@@ -195,6 +201,7 @@ func TestDropLegacy(t *testing.T) {
 }
 
 func TestEvents(t *testing.T) {
+	t.Parallel()
 	c := connect(t, startServer(t, t.TempDir(), false), Options{EventsPerObject: 5})
 	ctx := testCtx(t)
 	record := func(kind, ns, name, reason string) {
@@ -234,6 +241,7 @@ func TestEvents(t *testing.T) {
 }
 
 func TestAudit(t *testing.T) {
+	t.Parallel()
 	c := connect(t, startServer(t, t.TempDir(), false), Options{})
 	ctx := testCtx(t)
 	appendRec := func(source, rev string) {
@@ -286,6 +294,7 @@ func TestAudit(t *testing.T) {
 }
 
 func TestLeaseExpires(t *testing.T) {
+	t.Parallel()
 	c := connect(t, startServer(t, t.TempDir(), false), Options{LeaseTTL: time.Second})
 	ctx := testCtx(t)
 	ch, err := c.Leases.Watch(ctx, ">")
@@ -316,6 +325,7 @@ func TestLeaseExpires(t *testing.T) {
 }
 
 func TestWatchEndsWhenConnectionCloses(t *testing.T) {
+	t.Parallel()
 	srv := startServer(t, t.TempDir(), false)
 	c, err := Connect(testCtx(t), srv.ClientURL(), Options{})
 	require_NoError(t, err)
@@ -335,6 +345,7 @@ func TestWatchEndsWhenConnectionCloses(t *testing.T) {
 
 // A server restarted on the same data dir keeps the buckets and the audit.
 func TestRestartKeepsData(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	ctx := testCtx(t)
 
@@ -376,6 +387,7 @@ func TestRestartKeepsData(t *testing.T) {
 }
 
 func TestToken(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ in, want string }{
 		{"", "_"},
 		{"web-1", "web-1"},

@@ -318,6 +318,13 @@ func testWatchCloses(t *testing.T, s bus.Store) {
 		noErr(t, err)
 	}
 	cancel()
+	Closes(t, ch)
+}
+
+// Closes drains a watch whose context has ended and fails the test unless
+// its channel closes within 10 s, as every Store's watch must.
+func Closes(t testing.TB, ch <-chan bus.Entry) {
+	t.Helper()
 	deadline := time.After(waitFor)
 	for {
 		select {

@@ -55,7 +55,7 @@ func benchAuthCommit(t *testing.T, cfg benchConfig, res *results) {
 		if !insecure {
 			t.Setenv("CAPSTAN_CONFIG", config)
 		}
-		waitFor(t, 30*time.Second, name+" bus up", func() error {
+		checkFor(t, 30*time.Second, name+" bus up", func() error {
 			opts := natsbus.Options{Bind: true}
 			if !insecure {
 				if _, err := os.Stat(config); err != nil {
@@ -117,7 +117,7 @@ func benchAuthCommit(t *testing.T, cfg benchConfig, res *results) {
 		s.repo.remove("bench.yaml")
 		s.repo.commit("done")
 		s.tr.wait(t, 2*time.Minute, s.name+" pods gone", func(p *benchPod) bool { return hasLabel(p, "app", "bench-"+s.name) }, 0)
-		waitFor(t, 2*time.Minute, s.name+" Podman pods removed", func() error {
+		checkFor(t, 2*time.Minute, s.name+" Podman pods removed", func() error {
 			ids, err := s.raw.podsOfNode(context.Background(), s.node)
 			if err != nil {
 				return err

@@ -120,7 +120,7 @@ func startNode(t *testing.T, ctx context.Context, conn *natsbus.Conn, dir, logNa
 		before = e.Revision
 	}
 	p := startProc(t, dir, logName, nil, bin, append([]string{"node", "--node-name", nodeName}, args...)...)
-	waitFor(t, 90*time.Second, logName+" Ready", func() error {
+	checkFor(t, 90*time.Second, logName+" Ready", func() error {
 		if err := p.alive(); err != nil {
 			t.Fatal(err)
 		}
@@ -175,7 +175,7 @@ func benchPodman(t *testing.T, cfg benchConfig, res *results) {
 	var conn *natsbus.Conn
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	waitFor(t, 30*time.Second, "bus up", func() error {
+	checkFor(t, 30*time.Second, "bus up", func() error {
 		var err error
 		if _, err := os.Stat(config); err != nil {
 			return err
@@ -202,7 +202,7 @@ func benchPodman(t *testing.T, cfg benchConfig, res *results) {
 	}
 	// Round 0 warms up both sides (the infra image, the image's layers).
 	tr.wait(t, 3*time.Minute, "round 0 Running", inRound("bench", 0), 1)
-	time.Sleep(2 * time.Second) // let the node settle after its first pod before measuring idle
+	time.Sleep(2 * time.Second) // deliberate: the node settles after its first pod before its idle RSS is read
 	idleFull, _ := rss(full.pid())
 	idleFullAnon, idleFullFile := rssParts(full.pid())
 	full.stop(t)
@@ -213,7 +213,7 @@ func benchPodman(t *testing.T, cfg benchConfig, res *results) {
 	repo.commit("round 1")
 	tr.wait(t, 2*time.Minute, "round 1 Running", inRound("bench", 1), 1)
 	tr.wait(t, 2*time.Minute, "round 1 alone", func(p *benchPod) bool { return hasLabel(p, "app", "bench") }, 1)
-	time.Sleep(2 * time.Second)
+	time.Sleep(2 * time.Second) // deliberate: as for the full binary, settle before the idle RSS
 	idle, _ := rss(node.pid())
 	idleAnon, idleFile := rssParts(node.pid())
 	if err := raw.start(ctx, "raw-warmup"); err != nil {
@@ -269,19 +269,19 @@ func benchPodman(t *testing.T, cfg benchConfig, res *results) {
 	t0 := time.Now()
 	t1 := tr.wait(t, 5*time.Minute, fmt.Sprintf("%d pods Running", cfg.parallel), inRound("par", 0), cfg.parallel)
 	capstanPar := t1.Sub(t0)
-	time.Sleep(3 * time.Second)
+	time.Sleep(3 * time.Second) // deliberate: the node settles with its pods before its RSS is read
 	with50, peak := rss(node.pid())
 	anon50, file50 := rssParts(node.pid())
 	// The full binary takes the running pods over for its figure with them
 	// (it adopts them: it starts none), then removes them.
 	node.stop(t)
 	full = startNode(t, ctx, conn, dir, "node-full-pods", cfg.bin, nodeName, nodeArgs...)
-	time.Sleep(3 * time.Second)
+	time.Sleep(3 * time.Second) // deliberate: as above, settle with the pods before the RSS
 	with50Full, peakFull := rss(full.pid())
 	anon50Full, file50Full := rssParts(full.pid())
 	repo.remove("par.yaml")
 	repo.commit("parallel gone")
-	waitFor(t, 5*time.Minute, "parallel pods removed", func() error {
+	checkFor(t, 5*time.Minute, "parallel pods removed", func() error {
 		ids, err := raw.podsOfNode(ctx, nodeName)
 		if err != nil {
 			return err

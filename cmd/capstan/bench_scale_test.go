@@ -26,6 +26,7 @@ import (
 
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/bus/natsbus"
+	"github.com/capstan-io/capstan/internal/testwait"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler/cache"
 )
@@ -128,7 +129,7 @@ func benchScale(t *testing.T, cfg benchConfig, res *results) {
 	// The nodes to lose come first, alone, so the pods to lose land there.
 	lostNodes := (cfg.lossPods + podsPerLost - 1) / podsPerLost
 	lost := startProc(t, dir, "lost-nodes", nil, cfg.bin, simArgs(lostNodes, "lost", lostHeartbeat)...)
-	waitFor(t, time.Minute, "lost nodes Ready", func() error {
+	checkFor(t, time.Minute, "lost nodes Ready", func() error {
 		check(cp, lost)
 		n, err := readyNodes(ctx, conn.Nodes, "lost")
 		if err == nil && n < lostNodes {
@@ -161,7 +162,7 @@ func benchScale(t *testing.T, cfg benchConfig, res *results) {
 	simPprof := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	sim := startProc(t, dir, "simulated-nodes", append([]string{PprofEnv + "=" + simPprof}, strings.Fields(os.Getenv("BENCH_SIM_ENV"))...), cfg.bin, simArgs(cfg.nodes, "sim", simHeartbeat, "--simulate-report-seen")...)
 	begin := time.Now()
-	waitFor(t, 3*time.Minute, fmt.Sprintf("%d simulated nodes Ready", cfg.nodes), func() error {
+	checkFor(t, 3*time.Minute, fmt.Sprintf("%d simulated nodes Ready", cfg.nodes), func() error {
 		check(cp, lost, sim)
 		n, err := readyNodes(ctx, conn.Nodes, "sim")
 		if err == nil && n < cfg.nodes {
@@ -170,7 +171,7 @@ func benchScale(t *testing.T, cfg benchConfig, res *results) {
 		return err
 	})
 	t.Logf("%d simulated nodes Ready in %s", cfg.nodes, time.Since(begin).Round(time.Millisecond))
-	time.Sleep(3 * time.Second)
+	time.Sleep(3 * time.Second) // deliberate: the cluster settles before the idle RSS is read
 	simIdle, _ := rss(sim.pid())
 	cpIdle, _ := rss(cp.pid())
 
@@ -300,11 +301,11 @@ func benchScale(t *testing.T, cfg benchConfig, res *results) {
 	// reports behind it), and its heap holds that backlog. It is read
 	// again once the control plane has settled: under a fifth of a core
 	// over 5 s, or after 60 s.
-	time.Sleep(3 * time.Second)
+	time.Sleep(3 * time.Second) // deliberate: the footprint 3 s after the burst
 	cpBurst, _ := rss(cp.pid())
 	settled := time.Now()
 	for prev := cpuTime(cp.pid()); time.Since(settled) < 60*time.Second; {
-		time.Sleep(5 * time.Second)
+		time.Sleep(5 * time.Second) // deliberate: the window the CPU use is measured over
 		cur := cpuTime(cp.pid())
 		if cur-prev < time.Second {
 			break
@@ -410,7 +411,7 @@ func benchScale(t *testing.T, cfg benchConfig, res *results) {
 		tr.wait(t, 8*time.Minute, fmt.Sprintf("round %d: the pods of round %d gone", round, round-1), inRound(prev), 0)
 		// Then their nodes stop them and their assignments and reports
 		// go: the next binds must not share the machine with that.
-		waitFor(t, 5*time.Minute, fmt.Sprintf("round %d: the assignments and reports of round %d gone", round, round-1), func() error {
+		checkFor(t, 5*time.Minute, fmt.Sprintf("round %d: the assignments and reports of round %d gone", round, round-1), func() error {
 			for _, store := range []bus.Store{conn.Assignments, conn.Status} {
 				es, err := store.List(ctx, ">")
 				if err != nil {
@@ -423,7 +424,7 @@ func benchScale(t *testing.T, cfg benchConfig, res *results) {
 					}
 				}
 				if left > 0 {
-					time.Sleep(time.Second) // a listing is every entry of the bucket
+					time.Sleep(time.Second) // deliberate: paces the polls, a listing is every entry of the bucket
 					return fmt.Errorf("%d left", left)
 				}
 			}
@@ -549,7 +550,7 @@ func benchFanout(t *testing.T, ctx context.Context, conn *natsbus.Conn, tr *podT
 		}
 		<-ch
 		rawLat = append(rawLat, ms(time.Since(t0)))
-		time.Sleep(fanoutInterval)
+		time.Sleep(fanoutInterval) // deliberate: the benchmark's pacing
 	}
 	for i := range fanoutPods {
 		pod := &manifests.Pod{ObjectMeta: manifests.ObjectMeta{Name: fmt.Sprintf("fan-%03d", i), Namespace: "fanout", Labels: map[string]string{"app": "fan"}},
@@ -558,7 +559,7 @@ func benchFanout(t *testing.T, ctx context.Context, conn *natsbus.Conn, tr *podT
 		if _, err := cache.CreateObject(ctx, conn.Objects, pod); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(fanoutInterval)
+		time.Sleep(fanoutInterval) // deliberate: the benchmark's pacing
 	}
 	tr.wait(t, time.Minute, "fan-out pods Running", func(p *benchPod) bool { return hasLabel(p, "app", "fan") && p.Status.Phase == "Running" }, fanoutPods)
 	var lat, assign, bind []float64
@@ -597,13 +598,10 @@ func splitKey(k string) (kind, ns, name string) {
 func fetchProfile(t *testing.T, addr, what, dst string) string {
 	// A process just started may not listen yet: try for a few seconds.
 	var resp *http.Response
-	var err error
-	for i := 0; i < 50; i++ {
-		if resp, err = http.Get("http://" + addr + "/debug/pprof/" + what); err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	err := testwait.Until(5*time.Second, func() (err error) {
+		resp, err = http.Get("http://" + addr + "/debug/pprof/" + what)
+		return err
+	})
 	if err != nil {
 		t.Logf("profile %s: %v", what, err)
 		return ""

@@ -486,22 +486,6 @@ func (p *proc) alive() error {
 	}
 }
 
-// waitFor polls fn every 100 ms until it returns nil or total passes.
-func waitFor(t *testing.T, total time.Duration, what string, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, total, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // benchBusEnv, set to a data dir, makes the test binary a bus process: a
 // NATS server with JetStream configured as natsbus.NewServer configures
 // it, but without JetStream's default limit of 1,000 consumers per stream

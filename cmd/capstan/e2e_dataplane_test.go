@@ -468,9 +468,15 @@ func TestE2EDataPlane(t *testing.T) {
 			}
 			return nil
 		})
-		// Deliberately bounded: a little more load on the finished rollout,
-		// then stop.
-		time.Sleep(time.Second)
+		// A little more load on the finished rollout (a second's worth of
+		// requests done), then stop.
+		more := ok.Load() + failed.Load() + 20
+		checkFor(t, 30*time.Second, "20 more requests after the rollout", func() error {
+			if n := ok.Load() + failed.Load(); n < more {
+				return fmt.Errorf("%d of %d", n, more)
+			}
+			return nil
+		})
 		stopLoad()
 		t.Logf("rollout took %s; %d requests succeeded, %d failed", time.Since(begin).Round(time.Millisecond), ok.Load(), failed.Load())
 		if failed.Load() > 0 {

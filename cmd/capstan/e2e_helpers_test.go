@@ -25,6 +25,7 @@ import (
 	"github.com/capstan-io/capstan/bus/natsbus"
 	"github.com/capstan-io/capstan/internal/testwait"
 	"github.com/capstan-io/capstan/node/podman"
+	"github.com/capstan-io/capstan/node/runtimetest"
 )
 
 // The helpers of the end-to-end tests: a git repository driven with the git
@@ -35,16 +36,12 @@ import (
 
 const e2eImage = "localhost/capstan-demo:latest"
 
-// requirePodman skips the test when podman is not installed, or fails it
-// when CAPSTAN_REQUIRE_PODMAN=1.
+// requirePodman gates the test on Podman (runtimetest.RequirePodman: a
+// skip with -short or without podman, a failure with
+// CAPSTAN_REQUIRE_PODMAN=1), and needs git.
 func requirePodman(t *testing.T) {
 	t.Helper()
-	if _, err := exec.LookPath("podman"); err != nil {
-		if os.Getenv("CAPSTAN_REQUIRE_PODMAN") == "1" {
-			t.Fatalf("podman is required (CAPSTAN_REQUIRE_PODMAN=1) but not installed: %v; run scripts/install-deps.sh", err)
-		}
-		t.Skipf("podman is not installed (%v); run scripts/install-deps.sh, or set CAPSTAN_REQUIRE_PODMAN=1 to fail instead", err)
-	}
+	runtimetest.RequirePodman(t)
 	if _, err := exec.LookPath("git"); err != nil {
 		t.Fatalf("git is needed by the end-to-end tests: %v", err)
 	}
@@ -114,20 +111,11 @@ func checkFor(t *testing.T, total time.Duration, what string, fn func() error) {
 	testwait.For(t, total, what, fn)
 }
 
-// holdFor checks that fn keeps returning nil for d: a state that must not
-// change (nothing restarted, nothing applied).
+// holdFor checks that fn keeps returning nil for d, a state that must not
+// change: nothing restarted, nothing applied (testwait.Holds).
 func holdFor(t *testing.T, d time.Duration, what string, fn func() error) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		if err := fn(); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		if time.Now().After(deadline) {
-			return
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
+	testwait.Holds(t, d, what, fn)
 }
 
 // gitRepo is a repository in a temp dir driven with the git CLI.

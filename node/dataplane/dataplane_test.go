@@ -109,6 +109,7 @@ func put(t *testing.T, s bus.Store, obj manifests.Object) {
 // server, with cluster IPs in 127.0.0.0/8 (local without an interface, so
 // no root is needed) and the addresses recorded instead of held.
 func TestDataPlaneFollowsTheBus(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	// The harness writes the Services and slices as the control plane; the

@@ -82,6 +82,7 @@ func frontends(p Plan) []string {
 }
 
 func TestBuildPlan(t *testing.T) {
+	t.Parallel()
 	in := PlanInput{
 		Domain:      "cluster.local",
 		NodeAddress: netip.MustParseAddr("192.0.2.2"),
@@ -165,6 +166,7 @@ func TestBuildPlan(t *testing.T) {
 // endpoints that publish its port, each at its address and host port, and
 // that the plan does not depend on map order.
 func TestBuildPlanProperties(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(7, 11))
 	for iter := range 300 {
 		in := PlanInput{Domain: "cluster.local", Services: map[string]*manifests.Service{}, Slices: map[string]*manifests.EndpointSlice{}}
@@ -228,6 +230,7 @@ func TestBuildPlanProperties(t *testing.T) {
 // forwarding to its IPv4 endpoints either way; a data plane without IPv6
 // leaves every IPv6 part out.
 func TestBuildPlanDualStack(t *testing.T) {
+	t.Parallel()
 	web := svc("default", "web", manifests.ServiceNodePort, "10.96.0.20", manifests.ServicePort{Name: "http", Port: 80, NodePort: 30080})
 	web.Spec.ClusterIPs = []string{"10.96.0.20", "fd00:10:96::20"}
 	web.Spec.IPFamilies = []string{"IPv4", "IPv6"}
@@ -279,6 +282,7 @@ func TestBuildPlanDualStack(t *testing.T) {
 }
 
 func TestNodeAddressV6(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{"127.0.0.1": "::1", "127.0.0.2": "::1", "0.0.0.0": "invalid IP", "192.0.2.123": "invalid IP"} {
 		if got := NodeAddressV6(netip.MustParseAddr(in)).String(); got != want {
 			t.Errorf("NodeAddressV6(%s) = %s, want %s", in, got, want)

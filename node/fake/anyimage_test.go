@@ -10,6 +10,7 @@ import (
 )
 
 func TestAnyImage(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name    string

@@ -13,6 +13,7 @@ import (
 )
 
 func TestContract(t *testing.T) {
+	t.Parallel()
 	runtimetest.Run(t, func(t *testing.T) node.Runtime {
 		r := fake.New(fake.Options{})
 		r.AddImage(runtimetest.DefaultImage)
@@ -21,6 +22,7 @@ func TestContract(t *testing.T) {
 }
 
 func TestContractShared(t *testing.T) {
+	t.Parallel()
 	// One runtime shared by every subtest, with a start delay, as a
 	// simulated node would use it.
 	r := fake.New(fake.Options{StartDelay: 10 * time.Millisecond})
@@ -58,6 +60,7 @@ func state(t *testing.T, r *fake.Runtime) node.ContainerInfo {
 }
 
 func TestExitAndOOMKill(t *testing.T) {
+	t.Parallel()
 	r, id := setup(t)
 	if c := state(t, r); c.State != node.StateRunning {
 		t.Fatalf("state %s, want running", c.State)
@@ -86,6 +89,7 @@ func TestExitAndOOMKill(t *testing.T) {
 }
 
 func TestWriteLog(t *testing.T) {
+	t.Parallel()
 	r, id := setup(t)
 	if err := r.WriteLog(id, false, "one"); err != nil {
 		t.Fatal(err)
@@ -103,6 +107,7 @@ func TestWriteLog(t *testing.T) {
 }
 
 func TestStartDelayHonoursContext(t *testing.T) {
+	t.Parallel()
 	r := fake.New(fake.Options{StartDelay: time.Hour})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

@@ -13,6 +13,7 @@ import (
 // TestReadCgroup reads live settings from cgroup v1 and v2 file trees as
 // the kernel lays them out.
 func TestReadCgroup(t *testing.T) {
+	t.Parallel()
 	write := func(root, rel, value string) {
 		p := filepath.Join(root, rel)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {

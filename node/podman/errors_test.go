@@ -13,6 +13,7 @@ import (
 )
 
 func TestAPIErr(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		err  error
 		want error

@@ -19,11 +19,11 @@ import (
 )
 
 // startRuntime starts a Podman service in a temporary data dir, builds the
-// test image if missing and connects. Without podman installed it skips,
-// unless CAPSTAN_REQUIRE_PODMAN=1, when it fails.
+// test image if missing and connects; it skips, or fails, as
+// runtimetest.RequirePodman says.
 func startRuntime(t *testing.T) *podman.Runtime {
 	t.Helper()
-	requirePodman(t)
+	runtimetest.RequirePodman(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -55,18 +55,6 @@ func startRuntime(t *testing.T) *podman.Runtime {
 	return rt
 }
 
-// requirePodman skips the test when podman is not installed, or fails it
-// when CAPSTAN_REQUIRE_PODMAN=1.
-func requirePodman(t *testing.T) {
-	t.Helper()
-	if _, err := exec.LookPath("podman"); err != nil {
-		if os.Getenv("CAPSTAN_REQUIRE_PODMAN") == "1" {
-			t.Fatalf("podman is required (CAPSTAN_REQUIRE_PODMAN=1) but not installed: %v; run scripts/install-deps.sh", err)
-		}
-		t.Skipf("podman is not installed (%v); run scripts/install-deps.sh, or set CAPSTAN_REQUIRE_PODMAN=1 to fail instead", err)
-	}
-}
-
 // testWriter sends log lines to t.Log, so they show with the test's output.
 type testWriter struct{ t *testing.T }
 
@@ -83,10 +71,7 @@ func TestContract(t *testing.T) {
 // TestTimings logs how long pod creation, container start and ListPods
 // take, for the design notes; it checks only that they work.
 func TestTimings(t *testing.T) {
-	if testing.Short() {
-		t.Skip("timings are not measured with -short")
-	}
-	rt := startRuntime(t)
+	rt := startRuntime(t) // skips with -short
 	ctx := context.Background()
 	run := fmt.Sprintf("timings-%d", time.Now().UnixNano())
 	labels := map[string]string{runtimetest.LabelRun: run}
@@ -148,7 +133,7 @@ func TestTimings(t *testing.T) {
 }
 
 func TestEnsureServiceReusesRunningService(t *testing.T) {
-	requirePodman(t)
+	runtimetest.RequirePodman(t)
 	ctx := context.Background()
 	dir := t.TempDir()
 	uri, stop, err := podman.EnsureService(ctx, podman.ServiceOptions{DataDir: dir})

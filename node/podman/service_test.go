@@ -11,6 +11,7 @@ import (
 )
 
 func TestHostConfig(t *testing.T) {
+	t.Parallel()
 	conf := string(HostConfig())
 	for _, want := range []string{`runtime = "runc"`, `cgroup_manager = "cgroupfs"`, `events_logger = "file"`, "default_ulimits"} {
 		if !strings.Contains(conf, want) {
@@ -30,6 +31,7 @@ func TestHostConfig(t *testing.T) {
 }
 
 func TestEnsureServiceNeedsSocketOrDir(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	if _, _, err := EnsureService(ctx, ServiceOptions{}); err == nil {
 		t.Error("no socket and no data dir: no error")
@@ -44,6 +46,7 @@ func TestEnsureServiceNeedsSocketOrDir(t *testing.T) {
 }
 
 func TestEnsureServiceReportsFailedStart(t *testing.T) {
+	t.Parallel()
 	_, _, err := EnsureService(context.Background(), ServiceOptions{DataDir: t.TempDir(), Podman: "/bin/false"})
 	if err == nil {
 		t.Fatal("service that exits at once: no error")

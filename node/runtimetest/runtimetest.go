@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/capstan-io/capstan/internal/testwait"
 	"github.com/capstan-io/capstan/node"
 )
 
@@ -191,27 +192,20 @@ func (h *harness) shell(podID, name, script string, mod func(*node.ContainerConf
 	return id
 }
 
-// eventually polls cond until it returns true, failing the test with the
-// last description it gave when the suite's timeout passes.
+// eventually polls cond until it returns true (testwait.For), failing the
+// test with the last description it gave when the suite's timeout passes.
 func (h *harness) eventually(what string, cond func() (bool, string)) {
 	h.t.Helper()
-	deadline := time.Now().Add(h.s.cfg.timeout)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
+	testwait.For(h.t, h.s.cfg.timeout, what, func() error {
 		ok, last := cond()
 		if ok {
-			return
+			return nil
 		}
-		if time.Now().After(deadline) {
-			h.t.Fatalf("timed out after %v waiting for %s; last: %s", h.s.cfg.timeout, what, last)
+		if err := h.ctx.Err(); err != nil {
+			h.t.Fatalf("waiting for %s: %v; last: %s", what, err, last)
 		}
-		select {
-		case <-h.ctx.Done():
-			h.t.Fatalf("waiting for %s: %v; last: %s", what, h.ctx.Err(), last)
-		case <-tick.C:
-		}
-	}
+		return errors.New("last: " + last)
+	})
 }
 
 // container finds a container by ID among the pods with the harness labels.

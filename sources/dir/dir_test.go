@@ -55,6 +55,7 @@ func paths(rev *sources.Revision) string {
 }
 
 func TestFetch(t *testing.T) {
+	t.Parallel()
 	root := t.TempDir()
 	write(t, root, map[string]string{
 		"b.yaml":           "b\n",
@@ -109,6 +110,7 @@ func TestFetch(t *testing.T) {
 }
 
 func TestNewRejects(t *testing.T) {
+	t.Parallel()
 	file := filepath.Join(t.TempDir(), "f")
 	write(t, filepath.Dir(file), map[string]string{"f": "x"})
 	for _, opts := range []Options{{}, {Dir: "/nonexistent/dir"}, {Dir: file}, {Dir: filepath.Dir(file), Interval: -1}} {
@@ -137,6 +139,7 @@ func run(t *testing.T, s *Source) <-chan struct{} {
 }
 
 func TestRunSeesWrites(t *testing.T) {
+	t.Parallel()
 	root := t.TempDir()
 	write(t, root, map[string]string{"a.yaml": "1\n", "sub/b.yaml": "1\n"})
 	s := newSource(t, root, time.Hour)
@@ -150,6 +153,7 @@ func TestRunSeesWrites(t *testing.T) {
 }
 
 func TestRunSeesNewSubdirectories(t *testing.T) {
+	t.Parallel()
 	root := t.TempDir()
 	s := newSource(t, root, time.Hour)
 	changed := run(t, s)
@@ -177,6 +181,7 @@ func TestRunSeesNewSubdirectories(t *testing.T) {
 }
 
 func TestEventFilter(t *testing.T) {
+	t.Parallel()
 	root := t.TempDir()
 	s := newSource(t, root, time.Hour)
 	for name, want := range map[string]bool{
@@ -196,6 +201,7 @@ func TestEventFilter(t *testing.T) {
 }
 
 func TestRunPollsAndTriggers(t *testing.T) {
+	t.Parallel()
 	s := newSource(t, t.TempDir(), 20*time.Millisecond)
 	changed := run(t, s)
 	for range 3 {

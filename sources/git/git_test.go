@@ -134,6 +134,7 @@ var baseFiles = map[string]string{
 }
 
 func TestFetch(t *testing.T) {
+	t.Parallel()
 	for _, cache := range []string{"memory", "disk"} {
 		t.Run(cache, func(t *testing.T) {
 			r := newRepo(t, "main")
@@ -195,6 +196,7 @@ func TestFetch(t *testing.T) {
 }
 
 func TestURLForms(t *testing.T) {
+	t.Parallel()
 	r := newRepo(t, "main")
 	head := r.commit("c", baseFiles)
 	rel, err := filepath.Rel(mustGetwd(t), r.dir)
@@ -232,6 +234,7 @@ func bareClone(t *testing.T, r *repo) string {
 }
 
 func TestPath(t *testing.T) {
+	t.Parallel()
 	r := newRepo(t, "main")
 	r.commit("c", baseFiles)
 	for _, p := range []string{"apps", "/apps/", "./apps"} {
@@ -257,6 +260,7 @@ func TestPath(t *testing.T) {
 }
 
 func TestBranch(t *testing.T) {
+	t.Parallel()
 	r := newRepo(t, "trunk")
 	trunk := r.commit("on trunk", map[string]string{"a.yaml": "a\n"})
 	r.git("checkout", "-q", "-b", "feature/x")
@@ -281,6 +285,7 @@ func TestBranch(t *testing.T) {
 }
 
 func TestForcePushUnrelatedHistory(t *testing.T) {
+	t.Parallel()
 	r := newRepo(t, "main")
 	r.commit("old 1", map[string]string{"old.yaml": "old\n"})
 	oldHead := r.commit("old 2", map[string]string{"old.yaml": "older\n"})
@@ -315,6 +320,7 @@ func TestForcePushUnrelatedHistory(t *testing.T) {
 }
 
 func TestCacheSurvivesRestart(t *testing.T) {
+	t.Parallel()
 	r := newRepo(t, "main")
 	first := r.commit("one", map[string]string{"a.yaml": "1\n"})
 	cache := t.TempDir()
@@ -327,6 +333,7 @@ func TestCacheSurvivesRestart(t *testing.T) {
 }
 
 func TestCredentialsNeverShown(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	pwFile := filepath.Join(t.TempDir(), "token")
@@ -367,6 +374,7 @@ func TestCredentialsNeverShown(t *testing.T) {
 }
 
 func TestRedactedErrorMatches(t *testing.T) {
+	t.Parallel()
 	err := newRedactor("hunter2").wrap(errors.Join(context.DeadlineExceeded, errors.New("auth hunter2 failed")))
 	if strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("not redacted: %v", err)
@@ -380,6 +388,7 @@ func TestRedactedErrorMatches(t *testing.T) {
 }
 
 func TestNewRejects(t *testing.T) {
+	t.Parallel()
 	for name, opts := range map[string]Options{
 		"no URL":           {},
 		"bad branch":       {URL: "/tmp/x", Branch: "a..b"},
@@ -394,6 +403,7 @@ func TestNewRejects(t *testing.T) {
 }
 
 func TestSpec(t *testing.T) {
+	t.Parallel()
 	s := newSource(t, Options{URL: "git@github.com:org/repo.git", Branch: "prod", Path: "/clusters/a/"})
 	got := s.Spec()
 	if got.URL != "git@github.com:org/repo.git" || got.Branch != "prod" || got.Path != "clusters/a" || got.Interval != "1m0s" {
@@ -420,6 +430,7 @@ func runSource(t *testing.T, s *Source) <-chan struct{} {
 }
 
 func TestRunSeesLocalCommit(t *testing.T) {
+	t.Parallel()
 	for _, branch := range []string{"", "main", "team/prod"} {
 		t.Run("branch="+branch, func(t *testing.T) {
 			r := newRepo(t, "main")
@@ -439,6 +450,7 @@ func TestRunSeesLocalCommit(t *testing.T) {
 }
 
 func TestRunSeesNewBranchDirectory(t *testing.T) {
+	t.Parallel()
 	r := newRepo(t, "main")
 	r.commit("c", map[string]string{"a.yaml": "1\n"})
 	s := newSource(t, Options{URL: r.dir, Branch: "deep/er/branch", Interval: time.Hour})
@@ -452,6 +464,7 @@ func TestRunSeesNewBranchDirectory(t *testing.T) {
 }
 
 func TestRunSeesPackedRefs(t *testing.T) {
+	t.Parallel()
 	r := newRepo(t, "main")
 	r.commit("c", map[string]string{"a.yaml": "1\n"})
 	s := newSource(t, Options{URL: r.dir, Branch: "main", Interval: time.Hour})
@@ -461,6 +474,7 @@ func TestRunSeesPackedRefs(t *testing.T) {
 }
 
 func TestRefFilter(t *testing.T) {
+	t.Parallel()
 	r := newRepo(t, "main")
 	r.commit("c", map[string]string{"a.yaml": "1\n"})
 	gitDir := filepath.Join(r.dir, ".git")
@@ -491,6 +505,7 @@ func TestRefFilter(t *testing.T) {
 }
 
 func TestGitDirs(t *testing.T) {
+	t.Parallel()
 	r := newRepo(t, "main")
 	r.commit("c", map[string]string{"a.yaml": "1\n"})
 	wt := filepath.Join(t.TempDir(), "wt")
@@ -512,6 +527,7 @@ func TestGitDirs(t *testing.T) {
 }
 
 func TestTrigger(t *testing.T) {
+	t.Parallel()
 	s := newSource(t, Options{URL: "https://example.com/x.git", Interval: time.Hour})
 	s.Trigger()
 	s.Trigger() // never blocks
@@ -524,6 +540,7 @@ func TestTrigger(t *testing.T) {
 }
 
 func TestRunPolls(t *testing.T) {
+	t.Parallel()
 	s := newSource(t, Options{URL: "https://example.com/x.git", Interval: 20 * time.Millisecond})
 	changed := runSource(t, s)
 	for range 3 {
@@ -532,6 +549,7 @@ func TestRunPolls(t *testing.T) {
 }
 
 func TestUnchangedTransfersNoObjects(t *testing.T) {
+	t.Parallel()
 	r := newRepo(t, "main")
 	r.commit("one", map[string]string{"a.yaml": "1\n"})
 	s := newSource(t, Options{URL: r.dir, CacheDir: t.TempDir()})
@@ -550,6 +568,7 @@ func TestUnchangedTransfersNoObjects(t *testing.T) {
 func plumbingHash(s string) plumbing.Hash { return plumbing.NewHash(s) }
 
 func TestHTTPBasicAuth(t *testing.T) {
+	t.Parallel()
 	var gotUser, gotPass string
 	var gotOK bool
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
@@ -576,6 +595,7 @@ func TestHTTPBasicAuth(t *testing.T) {
 }
 
 func TestSSHKeyAndKnownHosts(t *testing.T) {
+	t.Parallel()
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -603,6 +623,7 @@ func TestSSHKeyAndKnownHosts(t *testing.T) {
 }
 
 func TestRefetchSameHeadIsServedFromMemory(t *testing.T) {
+	t.Parallel()
 	r := newRepo(t, "main")
 	r.commit("one", map[string]string{"a.yaml": "1\n", "b.yaml": "2\n"})
 	s := newSource(t, Options{URL: r.dir})

@@ -13,6 +13,7 @@ import (
 // TestRefs follows a tag, a semver range and a pinned commit, with and
 // without the cache, over the file transport.
 func TestRefs(t *testing.T) {
+	t.Parallel()
 	r := newRepo(t, "main")
 	c1 := r.commit("one", map[string]string{"a.yaml": "1\n"})
 	r.git("tag", "v1.0.0")
@@ -66,6 +67,7 @@ func TestRefs(t *testing.T) {
 // TestSemverMoves: a new tag in range moves the source; one out of range
 // does not.
 func TestSemverMoves(t *testing.T) {
+	t.Parallel()
 	r := newRepo(t, "main")
 	r.commit("one", map[string]string{"a.yaml": "1\n"})
 	r.git("tag", "v1.0.0")
@@ -83,6 +85,7 @@ func TestSemverMoves(t *testing.T) {
 }
 
 func TestRefErrors(t *testing.T) {
+	t.Parallel()
 	r := newRepo(t, "main")
 	r.commit("one", map[string]string{"a.yaml": "1\n"})
 	r.git("tag", "v1.0.0")
@@ -113,6 +116,7 @@ func TestRefErrors(t *testing.T) {
 }
 
 func TestRefSpec(t *testing.T) {
+	t.Parallel()
 	s := newSource(t, Options{URL: "/tmp/x", SemVer: "~1.2"})
 	if got := s.Spec(); got.Ref == nil || got.Ref.SemVer != "~1.2" || got.Branch != "" {
 		t.Fatalf("Spec = %+v", got)
@@ -122,6 +126,7 @@ func TestRefSpec(t *testing.T) {
 // TestRunSeesLocalTag: a source following tags is signalled when a tag is
 // made in a local repository.
 func TestRunSeesLocalTag(t *testing.T) {
+	t.Parallel()
 	r := newRepo(t, "main")
 	r.commit("one", map[string]string{"a.yaml": "1\n"})
 	s := newSource(t, Options{URL: r.dir, SemVer: "^1", Interval: time.Hour})

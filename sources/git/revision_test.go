@@ -7,6 +7,7 @@ import (
 )
 
 func TestReadRevision(t *testing.T) {
+	t.Parallel()
 	r := newRepo(t, "main")
 	first := r.commit("first", baseFiles)
 	r.git("tag", "v1")

@@ -187,6 +187,7 @@ func sshFingerprint(t *testing.T, pub string) string {
 }
 
 func TestParseKeys(t *testing.T) {
+	t.Parallel()
 	bob := newSSHKey(t, "bob")
 	for _, tt := range []struct {
 		name string
@@ -303,6 +304,7 @@ func TestFetchVerifyAll(t *testing.T) {
 }
 
 func TestNewRejectsBadPolicy(t *testing.T) {
+	t.Parallel()
 	for _, v := range []*VerifyOptions{{Mode: "some"}, {Mode: VerifyHead}} {
 		if _, err := New(Options{URL: t.TempDir(), Verify: v}, nil); err == nil {
 			t.Errorf("New accepted %+v", v)

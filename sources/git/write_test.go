@@ -83,6 +83,7 @@ func setReplicasTo(n string) func(*gogit.Repository, string) ([]string, error) {
 // by a key it trusts, and refuses unsigned or untrusted ones before any
 // push.
 func TestWriteUnderSignaturePolicy(t *testing.T) {
+	t.Parallel()
 	r := newRepo(t, "main")
 	r.commit("init", map[string]string{"apps/web.yaml": "replicas: 1\n"})
 	bare := bareClone(t, r)
@@ -159,6 +160,7 @@ func TestWriteUnderSignaturePolicy(t *testing.T) {
 // TestWriteRetriesWhenBranchMoves: a push that lost a race is redone on
 // a fresh clone, keeping the other commit.
 func TestWriteRetriesWhenBranchMoves(t *testing.T) {
+	t.Parallel()
 	r := newRepo(t, "main")
 	r.commit("init", map[string]string{"apps/web.yaml": "replicas: 1\n", "other": "a\n"})
 	bare := bareClone(t, r)
@@ -182,6 +184,7 @@ func TestWriteRetriesWhenBranchMoves(t *testing.T) {
 }
 
 func TestLoadSignerRefuses(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	_, _, pgpPub, _ := writeKeys(t, "Pub")
 	pk, sk, _ := ed25519.GenerateKey(rand.Reader)

@@ -37,6 +37,7 @@ func sign(key, body string) string {
 // ("Validating webhook deliveries"), so sign is not merely checked against
 // itself.
 func TestSignatureVector(t *testing.T) {
+	t.Parallel()
 	const want = "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
 	if got := sign(secret, "Hello, World!"); got != want {
 		t.Fatalf("sign = %s, want %s", got, want)
@@ -108,6 +109,7 @@ func (l *logBuffer) String() string {
 }
 
 func TestDeliveries(t *testing.T) {
+	t.Parallel()
 	type tc struct {
 		name    string
 		path    string
@@ -244,6 +246,7 @@ func TestDeliveries(t *testing.T) {
 // TestDefaultBranchWithoutPayload: a target following the default branch
 // is triggered by any branch push whose payload does not name the default.
 func TestDefaultBranchWithoutPayload(t *testing.T) {
+	t.Parallel()
 	rec := &recorder{}
 	r, err := New(Options{Secret: []byte(secret), Targets: []Target{rec.target("root", "")}})
 	if err != nil {
@@ -261,6 +264,7 @@ func TestDefaultBranchWithoutPayload(t *testing.T) {
 }
 
 func TestBodyLimit(t *testing.T) {
+	t.Parallel()
 	rec := &recorder{}
 	r, err := New(Options{Secret: []byte(secret), MaxBodyBytes: 1024, Targets: []Target{rec.target("root", "")}})
 	if err != nil {
@@ -288,6 +292,7 @@ func TestBodyLimit(t *testing.T) {
 // TestRefusedLoggedOncePerMinute: a flood of bad signatures from one
 // address is one log line a minute; another address gets its own.
 func TestRefusedLoggedOncePerMinute(t *testing.T) {
+	t.Parallel()
 	logs := &logBuffer{}
 	r, err := New(Options{Secret: []byte(secret), Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
@@ -333,6 +338,7 @@ func TestRefusedLoggedOncePerMinute(t *testing.T) {
 }
 
 func TestLimiterBounded(t *testing.T) {
+	t.Parallel()
 	now := time.Now()
 	l := &limiter{every: time.Minute, last: map[string]time.Time{}, now: func() time.Time { return now }}
 	for i := range 10000 {
@@ -351,6 +357,7 @@ func TestLimiterBounded(t *testing.T) {
 }
 
 func TestNewNeedsSecret(t *testing.T) {
+	t.Parallel()
 	if _, err := New(Options{}); !errors.Is(err, ErrNoSecret) {
 		t.Fatalf("New without a secret: %v", err)
 	}
@@ -378,6 +385,7 @@ func TestNewNeedsSecret(t *testing.T) {
 // signed push over TCP triggers, and Run returns nil soon after its context
 // ends, even with a client holding an idle connection.
 func TestRunServesAndShutsDown(t *testing.T) {
+	t.Parallel()
 	triggered := make(chan struct{}, 1)
 	r, err := New(Options{Addr: "127.0.0.1:0", Secret: []byte(secret),
 		Targets: []Target{{Name: "root", Branch: "main", Trigger: func() { triggered <- struct{}{} }}}})
@@ -425,6 +433,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 }
 
 func TestRunBadAddress(t *testing.T) {
+	t.Parallel()
 	r, err := New(Options{Addr: "256.0.0.1:http", Secret: []byte(secret)})
 	if err != nil {
 		t.Fatal(err)
@@ -435,6 +444,7 @@ func TestRunBadAddress(t *testing.T) {
 }
 
 func TestRepositoryKey(t *testing.T) {
+	t.Parallel()
 	same := [][]string{
 		{"https://github.com/acme/deploy.git", "git@github.com:acme/deploy.git", "ssh://git@github.com/acme/deploy",
 			"https://GitHub.com/Acme/Deploy/", "http://token@github.com:443/acme/deploy", "git://github.com/acme/deploy.git",
@@ -469,6 +479,7 @@ func TestRepositoryKey(t *testing.T) {
 // the push: branch sources by branch, tag and semver sources by tags,
 // pinned sources never.
 func TestTargetsByRepositoryAndRef(t *testing.T) {
+	t.Parallel()
 	rec := &recorder{}
 	tgt := func(name, url string, spec manifests.SourceSpec) Target {
 		spec.URL = url

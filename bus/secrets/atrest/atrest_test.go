@@ -69,10 +69,12 @@ func leaks(b []byte, plains ...string) []string {
 // The wrapper keeps the bus.Store contract: keys that are not Secrets pass
 // through it unchanged.
 func TestContract(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T) bus.Store { s, _ := newStore(t); return s })
 }
 
 func TestSecretValuesEncryptedAtRest(t *testing.T) {
+	t.Parallel()
 	s, mem := newStore(t)
 	ctx := testCtx(t)
 	key := "Secret.prod.db"
@@ -160,6 +162,7 @@ func TestSecretValuesEncryptedAtRest(t *testing.T) {
 // A value moved to another Secret, or to another key of the same Secret,
 // does not decrypt: it is left out (the sync writes it again).
 func TestValuesCannotBeSwapped(t *testing.T) {
+	t.Parallel()
 	s, mem := newStore(t)
 	ctx := testCtx(t)
 	for _, name := range []string{"a", "b"} {
@@ -205,6 +208,7 @@ func TestValuesCannotBeSwapped(t *testing.T) {
 // A Secret an older Capstan wrote in plain text reads as it is, and
 // Converge encrypts it without changing its plain text.
 func TestPlainSecretsAreMigrated(t *testing.T) {
+	t.Parallel()
 	s, mem := newStore(t)
 	ctx := testCtx(t)
 	plain := secretJSON(t, "default", "old", map[string]string{"password": "legacy-pw"}, nil)
@@ -238,6 +242,7 @@ func TestPlainSecretsAreMigrated(t *testing.T) {
 }
 
 func TestKeyFile(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), KeyFileName)
 	k, err := LoadKeyFile(path)
 	if err != nil {
@@ -281,6 +286,7 @@ func TestKeyFile(t *testing.T) {
 }
 
 func TestRotate(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), KeyFileName)
 	keys, err := LoadKeyFile(path)
 	if err != nil {
@@ -368,6 +374,7 @@ func (r *racing) Update(ctx context.Context, key string, value []byte, rev uint6
 // A rotation that loses a race with a writer retries from a fresh read:
 // the writer's value is kept, under the new key.
 func TestRotateRetriesAConflict(t *testing.T) {
+	t.Parallel()
 	keys, err := NewKeyring()
 	if err != nil {
 		t.Fatal(err)
@@ -405,6 +412,7 @@ func TestRotateRetriesAConflict(t *testing.T) {
 }
 
 func TestWatchClosesOnCancel(t *testing.T) {
+	t.Parallel()
 	s, _ := newStore(t)
 	ctx, cancel := context.WithCancel(testCtx(t))
 	ch, err := s.Watch(ctx, "Secret.>")
@@ -412,20 +420,11 @@ func TestWatchClosesOnCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	cancel()
-	deadline := time.After(10 * time.Second)
-	for {
-		select {
-		case _, ok := <-ch:
-			if !ok {
-				return
-			}
-		case <-deadline:
-			t.Fatal("watch not closed")
-		}
-	}
+	storetest.Closes(t, ch)
 }
 
 func TestMayMatchSecrets(t *testing.T) {
+	t.Parallel()
 	for p, want := range map[string]bool{">": true, "*.default.x": true, "Secret.>": true, "Secret.default.db": true,
 		"Pod.>": false, "Service.>": false, "Secrets.>": false} {
 		if got := mayMatchSecrets(p); got != want {

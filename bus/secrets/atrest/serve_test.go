@@ -5,44 +5,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
+	"github.com/capstan-io/capstan/bus/natsauth"
+	"github.com/capstan-io/capstan/bus/natsauth/natsauthtest"
 )
 
-// natsServer starts a server with an admin, who may publish anywhere, and
-// a viewer, who may not publish to capstan.secrets.> (bus/natsauth's
-// roles), and returns its URL.
-func natsServer(t *testing.T) string {
-	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
-		Users: []*server.User{
-			{Username: "admin", Password: "admin-pass"},
-			{Username: "viewer", Password: "viewer-pass", Permissions: &server.Permissions{Publish: &server.SubjectPermission{
-				Allow: []string{">"}, Deny: []string{"capstan.secrets.>"}}}},
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(ns.Shutdown)
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("server not ready")
-	}
-	return ns.ClientURL()
-}
-
-func connectAs(t *testing.T, url, user, pass string) *nats.Conn {
-	t.Helper()
-	nc, err := nats.Connect(url, nats.UserInfo(user, pass))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
-}
-
 func TestRevealAndRotateOverNATS(t *testing.T) {
-	url := natsServer(t)
+	t.Parallel()
+	// The production bus: an admin may ask for Secret values, a viewer
+	// may not publish to capstan.secrets.>.
+	b := natsauthtest.Start(t)
 	s, _ := newStore(t)
 	ctx := testCtx(t)
 	plain := secretJSON(t, "prod", "db", map[string]string{"password": "pw-over-nats"}, nil)
@@ -52,15 +23,15 @@ func TestRevealAndRotateOverNATS(t *testing.T) {
 	if _, err := s.Create(ctx, "Secret.default.other", secretJSON(t, "default", "other", map[string]string{"k": "v"}, nil)); err != nil {
 		t.Fatal(err)
 	}
-	admin := connectAs(t, url, "admin", "admin-pass")
-	viewer := connectAs(t, url, "viewer", "viewer-pass")
+	admin := b.Raw(t, natsauth.RoleAdmin, "admin")
+	viewer := b.Raw(t, natsauth.RoleViewer, "viewer")
 
 	// Before the control plane serves, a request is refused at once.
 	if _, err := Reveal(ctx, admin, RevealRequest{Namespace: "prod", Name: "db"}); !errors.Is(err, ErrRefused) {
 		t.Fatalf("no responders: %v, want ErrRefused", err)
 	}
 
-	cp := connectAs(t, url, "admin", "admin-pass")
+	cp := b.ControlPlane.NC
 	stop, err := s.Subscribe(ctx, cp)
 	if err != nil {
 		t.Fatal(err)

@@ -108,6 +108,7 @@ func testZone() *Zone {
 }
 
 func TestZoneAnswers(t *testing.T) {
+	t.Parallel()
 	s := &Server{Domain: "cluster.local", Upstreams: []string{upstream(t)}}
 	s.SetZone(testZone())
 	addr := serve(t, s)
@@ -160,6 +161,7 @@ func TestZoneAnswers(t *testing.T) {
 }
 
 func TestZoneIsReplaced(t *testing.T) {
+	t.Parallel()
 	s := &Server{Domain: "cluster.local"}
 	addr := serve(t, s)
 	if resp := query(t, addr, "web.default.svc.cluster.local", dns.TypeA, "udp"); resp.Rcode != dns.RcodeNameError {
@@ -191,6 +193,7 @@ func silent(t *testing.T) string {
 }
 
 func TestForwardFailsPromptly(t *testing.T) {
+	t.Parallel()
 	refused := func() string { // a port nothing listens on: ICMP unreachable
 		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 		if err != nil {
@@ -229,6 +232,7 @@ func TestForwardFailsPromptly(t *testing.T) {
 }
 
 func TestHostUpstreams(t *testing.T) {
+	t.Parallel()
 	p := filepath.Join(t.TempDir(), "resolv.conf")
 	conf := "# comment\nnameserver 127.0.0.53\nnameserver 10.96.0.10\nnameserver fd00::1\nsearch example.org\noptions ndots:2\n"
 	if err := os.WriteFile(p, []byte(conf), 0o644); err != nil {

@@ -150,6 +150,7 @@ func (c *conn) echo(msg string) error {
 }
 
 func TestRoundRobinTCP(t *testing.T) {
+	t.Parallel()
 	p := startProxy(t, Options{})
 	front := freeAddr(t)
 	ids := []string{"a", "b", "c"}
@@ -178,6 +179,7 @@ func TestRoundRobinTCP(t *testing.T) {
 }
 
 func TestRetriesAnotherBackendWhenADialFails(t *testing.T) {
+	t.Parallel()
 	p := startProxy(t, Options{})
 	front := freeAddr(t)
 	dead := freeAddr(t) // nothing listens: the dial is refused
@@ -191,6 +193,7 @@ func TestRetriesAnotherBackendWhenADialFails(t *testing.T) {
 }
 
 func TestRefusesPromptlyWithoutReadyBackend(t *testing.T) {
+	t.Parallel()
 	p := startProxy(t, Options{})
 	front := freeAddr(t)
 	notReady := echoServer(t, "draining")
@@ -225,6 +228,7 @@ func TestRefusesPromptlyWithoutReadyBackend(t *testing.T) {
 }
 
 func TestDrainKeepsConnectionsInFlight(t *testing.T) {
+	t.Parallel()
 	p := startProxy(t, Options{})
 	front := freeAddr(t)
 	a, b := echoServer(t, "a"), echoServer(t, "b")
@@ -323,6 +327,7 @@ func udpClient(t *testing.T, front netip.AddrPort) *net.UDPConn {
 }
 
 func TestUDPFlows(t *testing.T) {
+	t.Parallel()
 	p := startProxy(t, Options{UDPIdleTimeout: 500 * time.Millisecond})
 	front := freeAddr(t)
 	a, b := udpServer(t, "a"), udpServer(t, "b")
@@ -366,6 +371,7 @@ func TestUDPFlows(t *testing.T) {
 }
 
 func TestListenFailureIsReportedAndRetried(t *testing.T) {
+	t.Parallel()
 	p := startProxy(t, Options{RetryInterval: 50 * time.Millisecond})
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -389,6 +395,7 @@ func TestListenFailureIsReportedAndRetried(t *testing.T) {
 }
 
 func TestLeastConnectionsThroughProxy(t *testing.T) {
+	t.Parallel()
 	p := startProxy(t, Options{Policy: LeastConnections})
 	front := freeAddr(t)
 	mustSync(t, p, Frontend{Name: "lc", Listen: front, Backends: []Backend{
@@ -438,6 +445,7 @@ func (p *Proxy) active(front netip.AddrPort) int64 {
 // ready backend exactly its share over whole rounds; least connections
 // always takes one with the fewest connections.
 func TestPoolProperties(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(4, 2))
 	for iter := range 2000 {
 		n := 1 + rng.IntN(8)
@@ -513,6 +521,7 @@ func TestPoolProperties(t *testing.T) {
 }
 
 func TestIPv6(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "[::1]:0")
 	if err != nil {
 		t.Skipf("no IPv6 loopback here: %v", err)

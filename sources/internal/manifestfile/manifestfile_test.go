@@ -7,6 +7,7 @@ import (
 )
 
 func TestMatch(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		path string
 		want bool
@@ -29,6 +30,7 @@ func TestMatch(t *testing.T) {
 }
 
 func TestHashDistinguishesFieldBoundaries(t *testing.T) {
+	t.Parallel()
 	a := Hash([]manifests.File{{Path: "ab", Data: []byte("c")}})
 	b := Hash([]manifests.File{{Path: "a", Data: []byte("bc")}})
 	if a == b {

@@ -14,6 +14,7 @@ import (
 )
 
 func TestJitter(t *testing.T) {
+	t.Parallel()
 	for range 1000 {
 		if got := Jitter(time.Minute, 0.1); got < 54*time.Second || got > 66*time.Second {
 			t.Fatalf("Jitter(1m, 10%%) = %v", got)
@@ -25,6 +26,7 @@ func TestJitter(t *testing.T) {
 }
 
 func TestSendNeverBlocks(t *testing.T) {
+	t.Parallel()
 	ch := make(chan struct{}, 1)
 	Send(ch)
 	Send(ch)
@@ -35,6 +37,7 @@ func TestSendNeverBlocks(t *testing.T) {
 }
 
 func TestLoop(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
