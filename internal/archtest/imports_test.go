@@ -24,6 +24,7 @@ var rules = map[string][]string{
 	"schema":               {"manifests"},
 	"sources":              {"manifests", "sources", "internal/testwait"},
 	"node":                 {"bus", "manifests", "node"},
+	"node/runtimetest":     {"bus", "manifests", "node", "internal/testwait"}, // test support
 	"reconciler/cache":     {"bus", "manifests"},
 	"reconciler/workqueue": {},
 	"reconciler/events":    {"bus", "manifests"},
