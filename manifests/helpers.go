@@ -93,3 +93,12 @@ func Int32(p *int32, def int32) int32 {
 
 // Ptr returns a pointer to v.
 func Ptr[T any](v T) *T { return &v }
+
+// UpdateCondition sets c, keeping the transition time when the status is
+// unchanged and touching nothing when nothing changed.
+func UpdateCondition(conds []Condition, c Condition) []Condition {
+	if old := FindCondition(conds, c.Type); old != nil && old.Status == c.Status && old.Reason == c.Reason && old.Message == c.Message {
+		return conds
+	}
+	return SetCondition(conds, c)
+}

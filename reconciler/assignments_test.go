@@ -2,6 +2,7 @@ package reconciler_test
 
 import (
 	"bytes"
+	"log/slog"
 
 	"context"
 	"encoding/json"
@@ -31,10 +32,10 @@ func TestAssignmentCarriesReferencedObjects(t *testing.T) {
 	b := natsauthtest.Start(t)
 	conn := b.ControlPlane
 	// The test plays the node n1 with its own identity.
-	n1 := b.Connect(t, natsauth.RoleNode, "n1", natsbus.Options{Logger: logger(t)})
+	n1 := b.Connect(t, natsauth.RoleNode, "n1", natsbus.Options{Logger: slog.New(slog.DiscardHandler)})
 	ctx, cancel := context.WithCancel(context.Background())
 	cp := &reconciler.ControlPlane{Objects: conn.Objects, Assignments: conn.Assignments, Status: conn.Status,
-		Nodes: conn.Nodes, Events: conn.Events, Log: logger(t), ResyncPeriod: time.Hour}
+		Nodes: conn.Nodes, Events: conn.Events, Log: slog.New(slog.DiscardHandler), ResyncPeriod: time.Hour}
 	done := make(chan struct{})
 	go func() { _ = cp.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })

@@ -376,7 +376,7 @@ func (cp *ControlPlane) updateDeploymentStatus(ctx context.Context, c *cache.Cac
 	if st.AvailableReplicas >= desired-unavail {
 		avail = manifests.Condition{Type: "Available", Status: manifests.ConditionTrue, Reason: "MinimumReplicasAvailable", Message: "Deployment has minimum availability."}
 	}
-	st.Conditions = setCond(st.Conditions, avail)
+	st.Conditions = manifests.UpdateCondition(st.Conditions, avail)
 	prog, err := cp.progressing(ctx, d, cur, rolledBack, st)
 	if err != nil {
 		return err
@@ -473,15 +473,6 @@ func transitionTime(prev *manifests.Condition, status string) *manifests.Time {
 		return prev.LastTransitionTime
 	}
 	return nil
-}
-
-// setCond sets c, keeping the transition time when the status is unchanged
-// and touching nothing when nothing changed.
-func setCond(conds []manifests.Condition, c manifests.Condition) []manifests.Condition {
-	if old := manifests.FindCondition(conds, c.Type); old != nil && old.Status == c.Status && old.Reason == c.Reason && old.Message == c.Message {
-		return conds
-	}
-	return manifests.SetCondition(conds, c)
 }
 
 func statusEqual(a, b manifests.DeploymentStatus) bool {

@@ -306,7 +306,7 @@ func (h *hpaController) reconcile(ctx context.Context, key string) error {
 		target, ok = scaleOf(tc)
 	}
 	if !ok || !slices.Contains(hpaTargetKinds, ref.Kind) {
-		st.Conditions = setCond(st.Conditions, manifests.Condition{Type: "AbleToScale", Status: manifests.ConditionFalse, Reason: "FailedGetScale",
+		st.Conditions = manifests.UpdateCondition(st.Conditions, manifests.Condition{Type: "AbleToScale", Status: manifests.ConditionFalse, Reason: "FailedGetScale",
 			Message: fmt.Sprintf("the HPA controller was unable to get the target's current scale: %s %s/%s not found or not scalable", ref.Kind, ns, ref.Name)})
 		return done(nil)
 	}
@@ -320,17 +320,17 @@ func (h *hpaController) reconcile(ctx context.Context, key string) error {
 	case current == 0 && minR != 0:
 		// Scaled to zero behind the autoscaler (Git, before it owned the
 		// target): it does not take over.
-		st.Conditions = setCond(st.Conditions, manifests.Condition{Type: "ScalingActive", Status: manifests.ConditionFalse, Reason: "ScalingDisabled",
+		st.Conditions = manifests.UpdateCondition(st.Conditions, manifests.Condition{Type: "ScalingActive", Status: manifests.ConditionFalse, Reason: "ScalingDisabled",
 			Message: "scaling is disabled since the replica count of the target is zero"})
 		st.DesiredReplicas = 0
 		return done(nil)
 	case current > maxR:
-		st.Conditions = setCond(st.Conditions, manifests.Condition{Type: "ScalingLimited", Status: manifests.ConditionTrue, Reason: "TooManyReplicas",
+		st.Conditions = manifests.UpdateCondition(st.Conditions, manifests.Condition{Type: "ScalingLimited", Status: manifests.ConditionTrue, Reason: "TooManyReplicas",
 			Message: "the current replica count is more than the maximum replica count"})
 		st.DesiredReplicas = maxR
 		return done(h.own(ctx, target, name, maxR, now, &st))
 	case current < minR:
-		st.Conditions = setCond(st.Conditions, manifests.Condition{Type: "ScalingLimited", Status: manifests.ConditionTrue, Reason: "TooFewReplicas",
+		st.Conditions = manifests.UpdateCondition(st.Conditions, manifests.Condition{Type: "ScalingLimited", Status: manifests.ConditionTrue, Reason: "TooFewReplicas",
 			Message: "the current replica count is less than the minimum replica count"})
 		st.DesiredReplicas = minR
 		return done(h.own(ctx, target, name, minR, now, &st))
@@ -338,14 +338,14 @@ func (h *hpaController) reconcile(ctx context.Context, key string) error {
 
 	rec, util, err := h.recommend(ctx, hpa, target, current)
 	if err != nil {
-		st.Conditions = setCond(st.Conditions, manifests.Condition{Type: "ScalingActive", Status: manifests.ConditionFalse, Reason: "FailedGetResourceMetric",
+		st.Conditions = manifests.UpdateCondition(st.Conditions, manifests.Condition{Type: "ScalingActive", Status: manifests.ConditionFalse, Reason: "FailedGetResourceMetric",
 			Message: "the HPA was unable to compute the replica count: " + err.Error()})
 		st.CurrentCPUUtilizationPercentage = nil
 		st.DesiredReplicas = current
 		return done(h.own(ctx, target, name, current, now, &st))
 	}
 	st.CurrentCPUUtilizationPercentage = util
-	st.Conditions = setCond(st.Conditions, manifests.Condition{Type: "ScalingActive", Status: manifests.ConditionTrue, Reason: "ValidMetricFound",
+	st.Conditions = manifests.UpdateCondition(st.Conditions, manifests.Condition{Type: "ScalingActive", Status: manifests.ConditionTrue, Reason: "ValidMetricFound",
 		Message: "the HPA was able to successfully calculate a replica count from resource utilization"})
 
 	upWin, downWin := time.Duration(0), hpaDefaultScaleDownWindow
@@ -374,13 +374,13 @@ func (h *hpaController) reconcile(ctx context.Context, key string) error {
 	case stable != rec:
 		able.Reason, able.Message = "ScaleUpStabilized", "recent recommendations were lower than current one, applying the lowest recent recommendation"
 	}
-	st.Conditions = setCond(st.Conditions, able)
+	st.Conditions = manifests.UpdateCondition(st.Conditions, able)
 	desired, reason, msg := LimitReplicas(stable, current, minR, maxR)
 	limited := manifests.Condition{Type: "ScalingLimited", Status: manifests.ConditionFalse, Reason: reason, Message: msg}
 	if desired != stable {
 		limited.Status = manifests.ConditionTrue
 	}
-	st.Conditions = setCond(st.Conditions, limited)
+	st.Conditions = manifests.UpdateCondition(st.Conditions, limited)
 	st.DesiredReplicas = desired
 	return done(h.own(ctx, target, name, desired, now, &st))
 }
@@ -404,7 +404,7 @@ func (h *hpaController) own(ctx context.Context, t scaleTarget, hpaName string, 
 		um.Generation++
 	}
 	if _, err := cache.UpdateObject(ctx, cp.Objects, upd, t.c.Rev); err != nil {
-		st.Conditions = setCond(st.Conditions, manifests.Condition{Type: "AbleToScale", Status: manifests.ConditionFalse, Reason: "FailedUpdateScale",
+		st.Conditions = manifests.UpdateCondition(st.Conditions, manifests.Condition{Type: "AbleToScale", Status: manifests.ConditionFalse, Reason: "FailedUpdateScale",
 			Message: "the HPA controller was unable to update the target scale: " + err.Error()})
 		return err
 	}

@@ -273,10 +273,10 @@ func (cp *ControlPlane) reconcileJob(ctx context.Context, key string) error {
 	}
 	switch {
 	case suspend && !wasSuspended:
-		st.Conditions = setCond(st.Conditions, manifests.Condition{Type: jobConditionSuspended, Status: manifests.ConditionTrue, Reason: "JobSuspended", Message: "Job suspended"})
+		st.Conditions = manifests.UpdateCondition(st.Conditions, manifests.Condition{Type: jobConditionSuspended, Status: manifests.ConditionTrue, Reason: "JobSuspended", Message: "Job suspended"})
 		events = append(events, [2]string{"Suspended", "Job suspended"})
 	case !suspend && wasSuspended:
-		st.Conditions = setCond(st.Conditions, manifests.Condition{Type: jobConditionSuspended, Status: manifests.ConditionFalse, Reason: "JobResumed", Message: "Job resumed"})
+		st.Conditions = manifests.UpdateCondition(st.Conditions, manifests.Condition{Type: jobConditionSuspended, Status: manifests.ConditionFalse, Reason: "JobResumed", Message: "Job resumed"})
 		st.StartTime = manifests.NewTime(now)
 		events = append(events, [2]string{"Resumed", "Job resumed"})
 	}
@@ -316,11 +316,11 @@ func (cp *ControlPlane) reconcileJob(ctx context.Context, key string) error {
 	switch plan.Finish {
 	case jobConditionComplete:
 		st.CompletionTime = manifests.NewTime(now)
-		st.Conditions = setCond(st.Conditions, manifests.Condition{Type: jobConditionComplete, Status: manifests.ConditionTrue})
+		st.Conditions = manifests.UpdateCondition(st.Conditions, manifests.Condition{Type: jobConditionComplete, Status: manifests.ConditionTrue})
 		events = append(events, [2]string{"Completed", "Job completed"})
 	case jobConditionFailed:
 		st.Failed += plan.Delete // pods killed by the Job's failure count as failed
-		st.Conditions = setCond(st.Conditions, manifests.Condition{Type: jobConditionFailed, Status: manifests.ConditionTrue, Reason: plan.Reason, Message: plan.Message})
+		st.Conditions = manifests.UpdateCondition(st.Conditions, manifests.Condition{Type: jobConditionFailed, Status: manifests.ConditionTrue, Reason: plan.Reason, Message: plan.Message})
 		events = append(events, [2]string{plan.Reason, plan.Message})
 	}
 	if plan.Finish != "" {

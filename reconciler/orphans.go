@@ -100,7 +100,7 @@ func (o *orphanSweep) watch(ctx context.Context, q *workqueue.Queue) error {
 		case <-ctx.Done():
 			return nil
 		case <-o.decl.changed:
-			for _, k := range o.candidates(all) {
+			for _, k := range o.candidates(func(string) bool { return true }) {
 				q.Add(k)
 			}
 		}

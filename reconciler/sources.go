@@ -398,7 +398,7 @@ func (m *SourceManager) fail(ctx context.Context, src *manifests.Source, msg str
 	m.stop(src.Name)
 	m.updateStatus(ctx, src.Name, func(st *manifests.SourceStatus) {
 		st.LastError = msg
-		st.Conditions = setCond(st.Conditions, manifests.Condition{Type: "Ready", Status: manifests.ConditionFalse, Reason: "SourceError", Message: msg})
+		st.Conditions = manifests.UpdateCondition(st.Conditions, manifests.Condition{Type: "Ready", Status: manifests.ConditionFalse, Reason: "SourceError", Message: msg})
 	})
 }
 
@@ -602,7 +602,7 @@ func (m *SourceManager) updateHealth(ctx context.Context, src *manifests.Source)
 		if health == HealthReady {
 			cond.Status = manifests.ConditionTrue
 		}
-		st.Conditions = setCond(st.Conditions, cond)
+		st.Conditions = manifests.UpdateCondition(st.Conditions, cond)
 	})
 	if old == health {
 		return

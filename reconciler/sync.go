@@ -437,7 +437,7 @@ func (s *Syncer) writeStatus(ctx context.Context, attempted, lastErr string) {
 		if lastErr != "" {
 			ready = manifests.Condition{Type: "Ready", Status: manifests.ConditionFalse, Reason: "SyncFailed", Message: firstLine(lastErr)}
 		}
-		st.Conditions = setCond(st.Conditions, ready)
+		st.Conditions = manifests.UpdateCondition(st.Conditions, ready)
 		if err == nil {
 			_, err = cache.UpdateObject(ctx, s.Objects, src, rev)
 		} else {
