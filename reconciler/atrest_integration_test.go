@@ -24,6 +24,7 @@ import (
 	"github.com/capstan-io/capstan/node/fake"
 	"github.com/capstan-io/capstan/reconciler"
 	"github.com/capstan-io/capstan/reconciler/cache"
+	"github.com/capstan-io/capstan/reconciler/controllers"
 	"github.com/capstan-io/capstan/schema"
 	"github.com/capstan-io/capstan/sources/git"
 )
@@ -92,7 +93,7 @@ func TestSecretsEncryptedAtRest(t *testing.T) {
 	log := logger(t)
 	store := atrest.New(conn.Objects, keys, log)
 	ctx, cancel := context.WithCancel(context.Background())
-	cp := &reconciler.ControlPlane{Objects: store, Assignments: conn.Assignments, Status: conn.Status,
+	cp := &controllers.ControlPlane{Objects: store, Assignments: conn.Assignments, Status: conn.Status,
 		Nodes: conn.Nodes, Events: conn.Events, Log: log, ResyncPeriod: 500 * time.Millisecond}
 	sy := &reconciler.Syncer{Name: "root", Source: src, Load: schema.Load, Objects: store, Audit: conn.Audit,
 		Events: conn.Events, Log: log, Resync: time.Second}

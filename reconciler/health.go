@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/capstan-io/capstan/manifests"
+	"github.com/capstan-io/capstan/reconciler/controllers"
 )
 
 // Health of a source, in SourceStatus.Health, worst last.
@@ -37,9 +38,9 @@ var healthRank = map[string]int{HealthReady: 0, HealthProgressing: 1, HealthDegr
 func ObjectHealth(obj manifests.Object) (health, msg string) {
 	switch o := obj.(type) {
 	case *manifests.Deployment, *manifests.StatefulSet, *manifests.DaemonSet:
-		m, done, err := RolloutStatus(obj)
+		m, done, err := controllers.RolloutStatus(obj)
 		switch {
-		case errors.Is(err, ErrRolloutFailed):
+		case errors.Is(err, controllers.ErrRolloutFailed):
 			return HealthDegraded, err.Error()
 		case err != nil:
 			return HealthReady, "" // OnDelete: no rollout to wait for

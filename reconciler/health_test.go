@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/capstan-io/capstan/manifests"
+	"github.com/capstan-io/capstan/reconciler/controllers"
 )
 
 func TestObjectHealth(t *testing.T) {
@@ -46,7 +47,7 @@ func TestObjectHealth(t *testing.T) {
 		{"deployment rolled out", dep(1, manifests.DeploymentStatus{ObservedGeneration: 1, Replicas: 2, UpdatedReplicas: 2, AvailableReplicas: 2}), HealthReady},
 		{"deployment not observed", dep(2, manifests.DeploymentStatus{ObservedGeneration: 1, Replicas: 2, UpdatedReplicas: 2, AvailableReplicas: 2}), HealthProgressing},
 		{"deployment rolling", dep(1, manifests.DeploymentStatus{ObservedGeneration: 1, Replicas: 3, UpdatedReplicas: 1, AvailableReplicas: 2}), HealthProgressing},
-		{"deployment past deadline", dep(1, manifests.DeploymentStatus{ObservedGeneration: 1, Conditions: []manifests.Condition{{Type: "Progressing", Status: manifests.ConditionFalse, Reason: ReasonProgressDeadlineExceeded}}}), HealthDegraded},
+		{"deployment past deadline", dep(1, manifests.DeploymentStatus{ObservedGeneration: 1, Conditions: []manifests.Condition{{Type: "Progressing", Status: manifests.ConditionFalse, Reason: controllers.ReasonProgressDeadlineExceeded}}}), HealthDegraded},
 		{"pod ready", pod(manifests.PodRunning, true, ""), HealthReady},
 		{"pod starting", pod(manifests.PodPending, false, "ContainerCreating"), HealthProgressing},
 		{"pod crash-looping", pod(manifests.PodRunning, false, "CrashLoopBackOff"), HealthDegraded},

@@ -22,6 +22,7 @@ import (
 	"github.com/capstan-io/capstan/node/fake"
 	"github.com/capstan-io/capstan/reconciler"
 	"github.com/capstan-io/capstan/reconciler/cache"
+	"github.com/capstan-io/capstan/reconciler/controllers"
 	"github.com/capstan-io/capstan/schema"
 	"github.com/capstan-io/capstan/sources/git"
 )
@@ -116,7 +117,7 @@ type cluster struct {
 	rts   map[string]*fake.Runtime
 }
 
-func startCluster(t *testing.T, r *repo, opts ...func(*reconciler.ControlPlane)) *cluster {
+func startCluster(t *testing.T, r *repo, opts ...func(*controllers.ControlPlane)) *cluster {
 	b := natsauthtest.Start(t)
 	conn := b.ControlPlane
 	ctx, cancel := context.WithCancel(context.Background())
@@ -126,7 +127,7 @@ func startCluster(t *testing.T, r *repo, opts ...func(*reconciler.ControlPlane))
 		t.Fatal(err)
 	}
 	done := make(chan struct{}, 2)
-	cp := &reconciler.ControlPlane{Objects: conn.Objects, Assignments: conn.Assignments, Status: conn.Status,
+	cp := &controllers.ControlPlane{Objects: conn.Objects, Assignments: conn.Assignments, Status: conn.Status,
 		Nodes: conn.Nodes, Events: conn.Events, Log: log, NodeGracePeriod: 2 * time.Second, PodEvictionTimeout: time.Second,
 		ResyncPeriod: 500 * time.Millisecond}
 	for _, o := range opts {
@@ -273,7 +274,7 @@ func TestControllersLeaveOneOut(t *testing.T) {
 	r := newRepo(t)
 	r.write("apps/web.yaml", deployment("web", 2, "img:1", ""))
 	r.commit("web")
-	c := startCluster(t, r, func(cp *reconciler.ControlPlane) { cp.Controllers = []string{"*", "-scheduler"} })
+	c := startCluster(t, r, func(cp *controllers.ControlPlane) { cp.Controllers = []string{"*", "-scheduler"} })
 	c.addNode("n1")
 	checkFor(t, 15*time.Second, func() error {
 		if n := len(c.pods("web")); n != 2 {

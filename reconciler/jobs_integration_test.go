@@ -16,8 +16,8 @@ import (
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/node"
 	"github.com/capstan-io/capstan/node/fake"
-	"github.com/capstan-io/capstan/reconciler"
 	"github.com/capstan-io/capstan/reconciler/cache"
+	"github.com/capstan-io/capstan/reconciler/controllers"
 )
 
 // The Job, CronJob and HorizontalPodAutoscaler controllers against a real
@@ -108,7 +108,7 @@ func (c *cluster) list(kind string) []manifests.Object {
 func (c *cluster) jobPods(job string) []*manifests.Pod {
 	var out []*manifests.Pod
 	for _, o := range c.list("Pod") {
-		if p := o.(*manifests.Pod); p.Labels[reconciler.LabelJobName] == job {
+		if p := o.(*manifests.Pod); p.Labels[controllers.LabelJobName] == job {
 			out = append(out, p)
 		}
 	}
@@ -162,7 +162,7 @@ func (c *cluster) watchActive(job string) func() int {
 					continue
 				}
 				p := obj.(*manifests.Pod)
-				if p.Labels[reconciler.LabelJobName] != job {
+				if p.Labels[controllers.LabelJobName] != job {
 					continue
 				}
 				if manifests.IsPodTerminal(p) {
@@ -205,7 +205,7 @@ func TestJobCompletesWithParallelism(t *testing.T) {
 		t.Fatalf("%d pods, want exactly 3", len(pods))
 	}
 	for _, p := range pods {
-		if p.Status.Phase != manifests.PodSucceeded || p.Labels[reconciler.LabelControllerUID] == "" || p.Labels["app"] != "batch" {
+		if p.Status.Phase != manifests.PodSucceeded || p.Labels[controllers.LabelControllerUID] == "" || p.Labels["app"] != "batch" {
 			t.Fatalf("pod %s: phase %s labels %v", p.Name, p.Status.Phase, p.Labels)
 		}
 	}

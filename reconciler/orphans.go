@@ -14,6 +14,7 @@ import (
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler/cache"
+	"github.com/capstan-io/capstan/reconciler/controllers"
 	"github.com/capstan-io/capstan/reconciler/workqueue"
 )
 
@@ -51,12 +52,12 @@ type orphanSweep struct {
 // OrphanSweep is the control plane's "orphans" controller: it deletes,
 // and records in audit, the objects no source in decl declares and no
 // controller owns.
-func OrphanSweep(audit bus.Audit, decl *Declarations) Addon {
-	return func(sh Shared) *Controller {
+func OrphanSweep(audit bus.Audit, decl *Declarations) controllers.Addon {
+	return func(sh controllers.Shared) *controllers.Controller {
 		o := &orphanSweep{objects: sh.Objects, cache: sh.Cache, log: sh.Log, audit: audit, decl: decl,
 			kept: map[string]map[string]bool{}, reported: map[string]uint64{}}
 		q := workqueue.New()
-		return &Controller{Name: "orphans", Queue: q, Reconcile: o.reconcile, Resync: o.candidates,
+		return &controllers.Controller{Name: "orphans", Queue: q, Reconcile: o.reconcile, Resync: o.candidates,
 			OnObject: o.onObject(q), Watch: func(ctx context.Context) error { return o.watch(ctx, q) }}
 	}
 }
@@ -246,7 +247,7 @@ func (o *orphanSweep) reconcile(ctx context.Context, key string) error {
 		rec.Changes = []manifests.ObjectChange{{Action: ActionOrphaned, Kind: kind, Namespace: ns, Name: name}}
 		log.Warn("orphan object found; its source reports drift only", "why", v.why)
 	} else {
-		if err := DeleteGracefully(ctx, o.objects, key, e.Revision); err != nil {
+		if err := controllers.DeleteGracefully(ctx, o.objects, key, e.Revision); err != nil {
 			if errors.Is(err, bus.ErrNotFound) {
 				return nil
 			}
@@ -279,7 +280,7 @@ func writerHints(obj manifests.Object) []string {
 		switch {
 		case strings.HasSuffix(k, "managed-by"):
 			out = append(out, fmt.Sprintf("annotation %s=%s", k, m.Annotations[k]))
-		case k == AnnotationCommit:
+		case k == controllers.AnnotationCommit:
 			out = append(out, fmt.Sprintf("annotation %s=%s (a commit it claims)", k, short(m.Annotations[k])))
 		case k == "kubectl.kubernetes.io/last-applied-configuration":
 			out = append(out, "annotation "+k+" (kubectl apply)")

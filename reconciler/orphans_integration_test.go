@@ -18,6 +18,7 @@ import (
 	"github.com/capstan-io/capstan/node/fake"
 	"github.com/capstan-io/capstan/reconciler"
 	"github.com/capstan-io/capstan/reconciler/cache"
+	"github.com/capstan-io/capstan/reconciler/controllers"
 	"github.com/capstan-io/capstan/schema"
 )
 
@@ -30,9 +31,9 @@ import (
 // decl until stop (or the test's end).
 func runSweepingControlPlane(t *testing.T, conn *natsbus.Conn, decl *reconciler.Declarations) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
-	cp := &reconciler.ControlPlane{Objects: conn.Objects, Assignments: conn.Assignments, Status: conn.Status,
+	cp := &controllers.ControlPlane{Objects: conn.Objects, Assignments: conn.Assignments, Status: conn.Status,
 		Nodes: conn.Nodes, Events: conn.Events, Log: logger(t), ResyncPeriod: 500 * time.Millisecond,
-		Addons: []reconciler.Addon{reconciler.OrphanSweep(conn.Audit, decl)}}
+		Addons: []controllers.Addon{reconciler.OrphanSweep(conn.Audit, decl)}}
 	done := make(chan struct{})
 	go func() { _ = cp.Run(ctx); close(done) }()
 	var once sync.Once
@@ -225,7 +226,7 @@ func TestOrphanSweep(t *testing.T) {
 		"Pod.default.forged-apps":           loadObject(t, strings.Replace(evilPod, "evil-pod", "forged-apps", 1), map[string]string{manifests.AnnotationSource: "apps"}),
 		"ConfigMap.default.ghost-cm":        loadObject(t, configMap("ghost-cm", ""), map[string]string{manifests.AnnotationSource: "ghost"}),
 		"ConfigMap.default.audited-forged":  loadObject(t, configMap("audited-forged", ""), map[string]string{manifests.AnnotationSource: "audited"}),
-		"ConfigMap.default.claims-a-commit": loadObject(t, configMap("claims-a-commit", ""), map[string]string{reconciler.AnnotationCommit: "0123456789abcdef"}),
+		"ConfigMap.default.claims-a-commit": loadObject(t, configMap("claims-a-commit", ""), map[string]string{controllers.AnnotationCommit: "0123456789abcdef"}),
 	}
 	for _, o := range orphans {
 		if _, err := cache.CreateObject(ctx, conn.Objects, o); err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler/cache"
+	"github.com/capstan-io/capstan/reconciler/controllers"
 )
 
 // memAudit is a bus.Audit in memory.
@@ -207,7 +208,7 @@ func TestRecordAction(t *testing.T) {
 }
 
 func TestOrphansCanBeLeftOut(t *testing.T) {
-	on, err := ParseControllers([]string{"*", "-orphans"})
+	on, err := controllers.ParseControllers([]string{"*", "-orphans"})
 	if err != nil || on["orphans"] || !on["gc"] {
 		t.Fatalf("--controllers=*,-orphans: %v, %v", on, err)
 	}

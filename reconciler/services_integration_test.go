@@ -11,8 +11,8 @@ import (
 
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/manifests"
-	"github.com/capstan-io/capstan/reconciler"
 	"github.com/capstan-io/capstan/reconciler/cache"
+	"github.com/capstan-io/capstan/reconciler/controllers"
 )
 
 // Graceful deletion, Services and endpoint slices, on a real in-process
@@ -228,7 +228,7 @@ spec:
 		}
 		return nil
 	})
-	if ref := slice.Controller(); ref == nil || ref.Kind != "Service" || ref.UID != svc.UID || slice.Labels[reconciler.LabelServiceName] != "web" {
+	if ref := slice.Controller(); ref == nil || ref.Kind != "Service" || ref.UID != svc.UID || slice.Labels[controllers.LabelServiceName] != "web" {
 		t.Errorf("slice metadata %+v", slice.ObjectMeta)
 	}
 	pods, _ := rt.ListPods(c.ctx, nil)
@@ -255,13 +255,13 @@ spec:
 		return manifests.FindCondition(s.Status.Conditions, typ)
 	}
 	checkFor(t, 10*time.Second, func() error {
-		if c := cond("nobody", reconciler.ServicePodsSelected); c == nil || c.Reason != "NoPodsSelected" {
+		if c := cond("nobody", controllers.ServicePodsSelected); c == nil || c.Reason != "NoPodsSelected" {
 			return fmt.Errorf("nobody: %+v", c)
 		}
-		if c := cond("wrongport", reconciler.ServicePortsResolved); c == nil || c.Reason != "TargetPortNotExposed" {
+		if c := cond("wrongport", controllers.ServicePortsResolved); c == nil || c.Reason != "TargetPortNotExposed" {
 			return fmt.Errorf("wrongport: %+v", c)
 		}
-		if c := cond("web", reconciler.ServicePortsResolved); c == nil || c.Status != manifests.ConditionTrue {
+		if c := cond("web", controllers.ServicePortsResolved); c == nil || c.Status != manifests.ConditionTrue {
 			return fmt.Errorf("web: %+v", c)
 		}
 		return nil
@@ -416,7 +416,7 @@ func TestServiceAllocationSurvivesRestart(t *testing.T) {
 	runSyncer(t, conn, conn.Objects, r, time.Second)
 	startCP := func() func() {
 		cctx, ccancel := context.WithCancel(ctx)
-		cp := &reconciler.ControlPlane{Objects: conn.Objects, Assignments: conn.Assignments, Status: conn.Status,
+		cp := &controllers.ControlPlane{Objects: conn.Objects, Assignments: conn.Assignments, Status: conn.Status,
 			Nodes: conn.Nodes, Events: conn.Events, Log: log, ResyncPeriod: 500 * time.Millisecond}
 		done := make(chan struct{})
 		go func() { _ = cp.Run(cctx); close(done) }()
@@ -468,7 +468,7 @@ func TestServiceAllocationSurvivesRestart(t *testing.T) {
 		if s == nil {
 			return fmt.Errorf("no clash yet")
 		}
-		c := manifests.FindCondition(s.Status.Conditions, reconciler.ServiceAllocated)
+		c := manifests.FindCondition(s.Status.Conditions, controllers.ServiceAllocated)
 		if c == nil || c.Status != manifests.ConditionFalse || c.Reason != "ClusterIPAlreadyAllocated" || !strings.Contains(c.Message, "default/first") {
 			return fmt.Errorf("clash condition %+v", c)
 		}
@@ -496,7 +496,7 @@ func TestServiceAllocationSurvivesRestart(t *testing.T) {
 	if s := get("headless"); s.Spec.ClusterIP != manifests.ClusterIPNone || len(s.Spec.ClusterIPs) != 0 {
 		t.Errorf("headless: %+v", s.Spec)
 	}
-	if c := manifests.FindCondition(get("first").Status.Conditions, reconciler.ServiceAllocated); c == nil || c.Status != manifests.ConditionTrue {
+	if c := manifests.FindCondition(get("first").Status.Conditions, controllers.ServiceAllocated); c == nil || c.Status != manifests.ConditionTrue {
 		t.Errorf("first: %+v", c)
 	}
 }
@@ -520,7 +520,7 @@ func TestServiceDualStack(t *testing.T) {
 	runSyncer(t, conn, conn.Objects, r, 300*time.Millisecond)
 	startCP := func(v6 string) func() {
 		cctx, ccancel := context.WithCancel(ctx)
-		cp := &reconciler.ControlPlane{Objects: conn.Objects, Assignments: conn.Assignments, Status: conn.Status,
+		cp := &controllers.ControlPlane{Objects: conn.Objects, Assignments: conn.Assignments, Status: conn.Status,
 			Nodes: conn.Nodes, Events: conn.Events, Log: log, ResyncPeriod: 300 * time.Millisecond, ServiceCIDRv6: v6}
 		done := make(chan struct{})
 		go func() { _ = cp.Run(cctx); close(done) }()
@@ -543,7 +543,7 @@ func TestServiceDualStack(t *testing.T) {
 				if s == nil {
 					return fmt.Errorf("no service %s yet", name)
 				}
-				c := manifests.FindCondition(s.Status.Conditions, reconciler.ServiceAllocated)
+				c := manifests.FindCondition(s.Status.Conditions, controllers.ServiceAllocated)
 				got := strings.Join(s.Spec.IPFamilies, ",")
 				if c != nil && c.Status == manifests.ConditionFalse {
 					got = c.Reason

@@ -13,6 +13,7 @@ import (
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler/cache"
+	"github.com/capstan-io/capstan/reconciler/controllers"
 	"github.com/capstan-io/capstan/reconciler/ownership"
 	"github.com/capstan-io/capstan/sources"
 )
@@ -179,9 +180,9 @@ func (s *Syncer) syncOnce(ctx context.Context, full bool) error {
 		// The commit that declared it; written only when the object's
 		// declared view changes (declaredView leaves it out).
 		if m := obj.GetObjectMeta(); m.Annotations == nil {
-			m.Annotations = map[string]string{AnnotationCommit: rev.ID}
+			m.Annotations = map[string]string{controllers.AnnotationCommit: rev.ID}
 		} else {
-			m.Annotations[AnnotationCommit] = rev.ID
+			m.Annotations[controllers.AnnotationCommit] = rev.ID
 		}
 	}
 	if loadErr != nil {
@@ -290,7 +291,7 @@ func (s *Syncer) apply(ctx context.Context, objs []manifests.Object, full bool) 
 			// Protected: left running, out of the inventory (as Flux does).
 			changes = append(changes, manifests.ObjectChange{Action: "kept", Kind: kind, Namespace: ns, Name: name})
 		default:
-			if err := DeleteGracefully(ctx, s.Objects, key, rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
+			if err := controllers.DeleteGracefully(ctx, s.Objects, key, rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
 				return changes, err // kept in the inventory: retried
 			}
 			changes = append(changes, manifests.ObjectChange{Action: "deleted", Kind: kind, Namespace: ns, Name: name})

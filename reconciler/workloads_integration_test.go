@@ -11,8 +11,8 @@ import (
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/node/fake"
-	"github.com/capstan-io/capstan/reconciler"
 	"github.com/capstan-io/capstan/reconciler/cache"
+	"github.com/capstan-io/capstan/reconciler/controllers"
 )
 
 // These tests create StatefulSets, DaemonSets, ReplicationControllers and
@@ -155,8 +155,8 @@ func TestStatefulSetOrderingUpAndDown(t *testing.T) {
 		if len(p.Spec.Volumes) != 1 || p.Spec.Volumes[0].PersistentVolumeClaim == nil || p.Spec.Volumes[0].PersistentVolumeClaim.ClaimName != "data-"+want {
 			t.Fatalf("pod %s volumes %+v, want claim data-%s", p.Name, p.Spec.Volumes, want)
 		}
-		if p.Labels[reconciler.LabelControllerRevisionHash] == "" {
-			t.Fatalf("pod %s has no %s label", p.Name, reconciler.LabelControllerRevisionHash)
+		if p.Labels[controllers.LabelControllerRevisionHash] == "" {
+			t.Fatalf("pod %s has no %s label", p.Name, controllers.LabelControllerRevisionHash)
 		}
 	}
 	// Ordered start: each pod appears only once the one before is ready.
@@ -392,7 +392,7 @@ func TestDeploymentRollsBackAfterProgressDeadline(t *testing.T) {
 	c.addNode("n1")
 	c.addNode("n2")
 	d := &manifests.Deployment{
-		ObjectMeta: manifests.ObjectMeta{Name: "web", Annotations: map[string]string{reconciler.AnnotationCommit: "c1"}},
+		ObjectMeta: manifests.ObjectMeta{Name: "web", Annotations: map[string]string{controllers.AnnotationCommit: "c1"}},
 		Spec: manifests.DeploymentSpec{
 			Replicas: manifests.Ptr(int32(2)), Selector: &manifests.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
 			Template: podTemplate("web", "img:1"), ProgressDeadlineSeconds: manifests.Ptr(int32(3)),
@@ -405,7 +405,7 @@ func TestDeploymentRollsBackAfterProgressDeadline(t *testing.T) {
 	c.readyPods("web", 2, "img:1", 15*time.Second)
 	checkFor(t, 10*time.Second, func() error {
 		got := c.get(key).(*manifests.Deployment)
-		if msg, done, err := reconciler.RolloutStatus(got); !done || err != nil {
+		if msg, done, err := controllers.RolloutStatus(got); !done || err != nil {
 			return fmt.Errorf("rollout of img:1: %s %v", msg, err)
 		}
 		return nil
@@ -414,16 +414,16 @@ func TestDeploymentRollsBackAfterProgressDeadline(t *testing.T) {
 	// An image no node has: the new pods never become ready.
 	c.update(key, func(o manifests.Object) {
 		o.(*manifests.Deployment).Spec.Template.Spec.Containers[0].Image = "img:missing"
-		o.GetObjectMeta().Annotations[reconciler.AnnotationCommit] = "c2"
+		o.GetObjectMeta().Annotations[controllers.AnnotationCommit] = "c2"
 	})
 	checkFor(t, 20*time.Second, func() error {
 		got := c.get(key).(*manifests.Deployment)
 		cond := manifests.FindCondition(got.Status.Conditions, "Progressing")
-		if cond == nil || cond.Status != manifests.ConditionFalse || cond.Reason != reconciler.ReasonProgressDeadlineExceeded ||
+		if cond == nil || cond.Status != manifests.ConditionFalse || cond.Reason != controllers.ReasonProgressDeadlineExceeded ||
 			!strings.Contains(cond.Message, "Rolled back") {
 			return fmt.Errorf("progressing %+v", cond)
 		}
-		if _, _, err := reconciler.RolloutStatus(got); err == nil {
+		if _, _, err := controllers.RolloutStatus(got); err == nil {
 			return fmt.Errorf("rollout status reports no failure")
 		}
 		return nil
@@ -448,7 +448,7 @@ func TestDeploymentRollsBackAfterProgressDeadline(t *testing.T) {
 		obj, _ := manifests.Decode(e.Value)
 		sets = append(sets, obj.(*manifests.ReplicaSet))
 	}
-	hist := reconciler.DeploymentHistory(c.get(key).(*manifests.Deployment), sets)
+	hist := controllers.DeploymentHistory(c.get(key).(*manifests.Deployment), sets)
 	if len(hist) != 2 || !hist[0].Failed || hist[0].Revision != 2 || hist[0].Commit != "c2" || hist[0].Replicas != 0 ||
 		hist[1].Revision != 3 || hist[1].Commit != "c1" || hist[1].Images[0] != "img:1" || !strings.Contains(hist[1].ChangeCause, "rollback") {
 		t.Fatalf("history %+v", hist)
@@ -461,7 +461,7 @@ func TestDeploymentRollsBackAfterProgressDeadline(t *testing.T) {
 	for _, e := range evs {
 		reasons[e.Reason] = true
 	}
-	if !reasons[reconciler.ReasonProgressDeadlineExceeded] || !reasons["DeploymentRollback"] {
+	if !reasons[controllers.ReasonProgressDeadlineExceeded] || !reasons["DeploymentRollback"] {
 		t.Fatalf("events %+v lack the deadline and the rollback", evs)
 	}
 	c.quiet(2 * time.Second)
@@ -473,7 +473,7 @@ func TestDeploymentRollsBackAfterProgressDeadline(t *testing.T) {
 	c.readyPods("web", 2, "img:2", 20*time.Second)
 	checkFor(t, 10*time.Second, func() error {
 		got := c.get(key).(*manifests.Deployment)
-		if msg, done, err := reconciler.RolloutStatus(got); !done || err != nil {
+		if msg, done, err := controllers.RolloutStatus(got); !done || err != nil {
 			return fmt.Errorf("rollout of img:2: %s %v", msg, err)
 		}
 		for _, e := range entries {
@@ -481,7 +481,7 @@ func TestDeploymentRollsBackAfterProgressDeadline(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if _, failed := obj.GetObjectMeta().Annotations[reconciler.AnnotationRolloutFailed]; failed {
+			if _, failed := obj.GetObjectMeta().Annotations[controllers.AnnotationRolloutFailed]; failed {
 				return fmt.Errorf("%s still marked failed", e.Key)
 			}
 		}

@@ -23,7 +23,7 @@ import (
 	"github.com/capstan-io/capstan/bus/secrets/sops"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/node"
-	"github.com/capstan-io/capstan/reconciler"
+	"github.com/capstan-io/capstan/reconciler/controllers"
 	"github.com/capstan-io/capstan/schema"
 )
 
@@ -519,7 +519,7 @@ func endpointsText(s *manifests.EndpointSlice) string {
 // matches, with its node, address and host ports, and why it is not a
 // ready endpoint. It computes them as the endpoints controller does.
 func describeService(ctx context.Context, w io.Writer, conn *natsbus.Conn, svc *manifests.Service) error {
-	if !reconciler.HasSelector(svc) {
+	if !controllers.HasSelector(svc) {
 		fmt.Fprintln(w, "Endpoints:  <none> (no selector: Capstan manages no endpoints for it)")
 		return nil
 	}
@@ -539,7 +539,7 @@ func describeService(ctx context.Context, w io.Writer, conn *natsbus.Conn, svc *
 	for _, o := range nodeObjs {
 		nodes[o.GetObjectMeta().Name] = o.(*manifests.Node)
 	}
-	res := reconciler.EndpointsFor(svc, pods, nodes)
+	res := controllers.EndpointsFor(svc, pods, nodes)
 	if len(res.Pods) == 0 {
 		fmt.Fprintf(w, "Endpoints:  <none> (selector %s matches no pod)\n", selectorText(svc.Spec.Selector))
 		return nil

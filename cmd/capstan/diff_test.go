@@ -19,6 +19,7 @@ import (
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler"
 	"github.com/capstan-io/capstan/reconciler/cache"
+	"github.com/capstan-io/capstan/reconciler/controllers"
 	"github.com/capstan-io/capstan/schema"
 	"github.com/capstan-io/capstan/sources/git"
 )
@@ -176,7 +177,7 @@ func TestDiffObjects(t *testing.T) {
 				m.Annotations = map[string]string{}
 			}
 			m.Annotations[manifests.AnnotationSource] = source
-			m.Annotations[reconciler.AnnotationCommit] = "0123"
+			m.Annotations[controllers.AnnotationCommit] = "0123"
 			m.UID, m.Generation, m.CreationTimestamp = "uid-1", 4, manifests.Now()
 			if d, ok := o.(*manifests.Deployment); ok {
 				d.Status.ReadyReplicas = 1

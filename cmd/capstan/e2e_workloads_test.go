@@ -17,8 +17,8 @@ import (
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/bus/natsbus"
 	"github.com/capstan-io/capstan/manifests"
-	"github.com/capstan-io/capstan/reconciler"
 	"github.com/capstan-io/capstan/reconciler/cache"
+	"github.com/capstan-io/capstan/reconciler/controllers"
 )
 
 // statefulSetYAML is a StatefulSet whose pods append "<hostname> started"
@@ -471,7 +471,7 @@ deployment "web" successfully rolled out
 	}
 
 	_, err = run(context.Background(), dep(2, 2, 1, 4, 1, "ReplicaSetUpdated"), bus.Entry{Op: bus.OpSynced},
-		dep(2, 2, 1, 4, 1, reconciler.ReasonProgressDeadlineExceeded))
+		dep(2, 2, 1, 4, 1, controllers.ReasonProgressDeadlineExceeded))
 	var ex exitError
 	if !errors.As(err, &ex) || ex.code != 1 || !strings.Contains(ex.msg, "exceeded its progress deadline") {
 		t.Fatalf("failed rollout: %v, want exit 1 naming the deadline", err)

@@ -26,6 +26,7 @@ import (
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler"
 	"github.com/capstan-io/capstan/reconciler/cache"
+	"github.com/capstan-io/capstan/reconciler/controllers"
 	"github.com/capstan-io/capstan/sources"
 	"github.com/capstan-io/capstan/sources/git"
 )
@@ -146,7 +147,7 @@ func planWrite(ctx context.Context, objects bus.Store, obj manifests.Object, req
 	var rev, current int64
 	revs := map[*manifests.ReplicaSet]int64{}
 	for _, r := range rss {
-		if h := reconciler.DeploymentHistory(d, []*manifests.ReplicaSet{r}); len(h) == 1 {
+		if h := controllers.DeploymentHistory(d, []*manifests.ReplicaSet{r}); len(h) == 1 {
 			revs[r] = h[0].Revision
 			current = max(current, h[0].Revision)
 		}
@@ -164,7 +165,7 @@ func planWrite(ctx context.Context, objects bus.Store, obj manifests.Object, req
 	case rev == current:
 		return plannedWrite{done: fmt.Sprintf("deployment/%s skipped rollback (current template already matches revision %d)", d.Name, rev)}, nil
 	}
-	commit := rs.Annotations[reconciler.AnnotationCommit]
+	commit := rs.Annotations[controllers.AnnotationCommit]
 	msg := fmt.Sprintf("roll back deployment/%s to revision %d", d.Name, rev)
 	if commit != "" {
 		msg += fmt.Sprintf(" (template of commit %s)", shortRev(commit))

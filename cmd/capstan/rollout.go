@@ -19,7 +19,7 @@ import (
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/bus/natsbus"
 	"github.com/capstan-io/capstan/manifests"
-	"github.com/capstan-io/capstan/reconciler"
+	"github.com/capstan-io/capstan/reconciler/controllers"
 )
 
 func rolloutCmd(g *globals) *cobra.Command {
@@ -112,10 +112,10 @@ func followRollout(ctx context.Context, g *globals, k manifests.KindInfo, name s
 		if err != nil {
 			return err
 		}
-		msg, done, err := reconciler.RolloutStatus(obj)
+		msg, done, err := controllers.RolloutStatus(obj)
 		if err != nil {
-			if errors.Is(err, reconciler.ErrRolloutFailed) {
-				return exitError{code: 1, msg: "error: " + strings.TrimPrefix(err.Error(), reconciler.ErrRolloutFailed.Error()+": ")}
+			if errors.Is(err, controllers.ErrRolloutFailed) {
+				return exitError{code: 1, msg: "error: " + strings.TrimPrefix(err.Error(), controllers.ErrRolloutFailed.Error()+": ")}
 			}
 			return exitError{code: 1, msg: "error: " + err.Error()}
 		}
@@ -156,7 +156,7 @@ func rolloutHistoryCmd(g *globals) *cobra.Command {
 			for _, o := range rsObjs {
 				sets = append(sets, o.(*manifests.ReplicaSet))
 			}
-			hist := reconciler.DeploymentHistory(d, sets)
+			hist := controllers.DeploymentHistory(d, sets)
 			// The commits' messages, from the sync's audit records.
 			subjects := map[string]string{}
 			if recs, err := conn.Audit.List(cmd.Context(), "", time.Time{}); err == nil {
@@ -170,7 +170,7 @@ func rolloutHistoryCmd(g *globals) *cobra.Command {
 			}
 			if revision > 0 {
 				for _, rs := range sets {
-					if h := reconciler.DeploymentHistory(d, []*manifests.ReplicaSet{rs}); len(h) == 1 && h[0].Revision == revision {
+					if h := controllers.DeploymentHistory(d, []*manifests.ReplicaSet{rs}); len(h) == 1 && h[0].Revision == revision {
 						return printRevision(g, d, h[0], rs, subjects)
 					}
 				}
@@ -201,7 +201,7 @@ func rolloutHistoryCmd(g *globals) *cobra.Command {
 
 // changeCause is a revision's CHANGE-CAUSE: the commit that declared it and
 // its subject, or the change-cause annotation; a failed rollout says so.
-func changeCause(h reconciler.RolloutRevision, subjects map[string]string) string {
+func changeCause(h controllers.RolloutRevision, subjects map[string]string) string {
 	var parts []string
 	if h.Commit != "" {
 		c := "commit " + shortRev(h.Commit)
@@ -222,7 +222,7 @@ func changeCause(h reconciler.RolloutRevision, subjects map[string]string) strin
 	return strings.Join(parts, " ")
 }
 
-func printRevision(g *globals, d *manifests.Deployment, h reconciler.RolloutRevision, rs *manifests.ReplicaSet, subjects map[string]string) error {
+func printRevision(g *globals, d *manifests.Deployment, h controllers.RolloutRevision, rs *manifests.ReplicaSet, subjects map[string]string) error {
 	b, err := json.Marshal(rs.Spec.Template)
 	if err != nil {
 		return err

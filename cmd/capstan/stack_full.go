@@ -24,6 +24,7 @@ import (
 	"github.com/capstan-io/capstan/node"
 	"github.com/capstan-io/capstan/reconciler"
 	"github.com/capstan-io/capstan/reconciler/cache"
+	"github.com/capstan-io/capstan/reconciler/controllers"
 	"github.com/capstan-io/capstan/schema"
 	"github.com/capstan-io/capstan/sources"
 	"github.com/capstan-io/capstan/sources/dir"
@@ -79,10 +80,10 @@ func (f *stackFlags) busFlags(cmd *cobra.Command) {
 	cmd.Flags().StringSliceVar(&f.tlsSANs, "tls-san", nil, "extra host names or IP addresses for the bus's server certificate (loopback, this host's name and --listen's address are always in it)")
 	cmd.Flags().BoolVar(&f.syncAlways, "sync-always", false, "fsync every bus write before acknowledging it (slower; see docs/ARCHITECTURE.md)")
 	cmd.Flags().DurationVar(&f.nodeGrace, "node-grace-period", 40*time.Second, "missed-heartbeat time after which a node is NotReady")
-	cmd.Flags().StringSliceVar(&f.controllers, "controllers", []string{"*"}, "controllers to run, as kube-controller-manager: * is all, -name leaves one out ("+strings.Join(reconciler.ControllerNames(), ", ")+")")
+	cmd.Flags().StringSliceVar(&f.controllers, "controllers", []string{"*"}, "controllers to run, as kube-controller-manager: * is all, -name leaves one out ("+strings.Join(controllers.ControllerNames(), ", ")+")")
 	cmd.Flags().DurationVar(&f.eviction, "pod-eviction-timeout", 30*time.Second, "time a node stays NotReady before its pods are replaced elsewhere")
 	if cmd.Flags().Lookup("service-cidr") == nil {
-		cmd.Flags().String("service-cidr", reconciler.DefaultServiceCIDR, "IPv4 range of the Services' cluster IPs, allocated by the control plane and served by the data plane (.1 and the cluster DNS's .10 are reserved)")
+		cmd.Flags().String("service-cidr", controllers.DefaultServiceCIDR, "IPv4 range of the Services' cluster IPs, allocated by the control plane and served by the data plane (.1 and the cluster DNS's .10 are reserved)")
 	}
 	f.serviceCIDR = cmd.Flags().Lookup("service-cidr")
 	f.serviceCIDRv6Flag(cmd)
@@ -152,7 +153,7 @@ func (f *stackFlags) runControlPlane(g *group, conn *natsbus.Conn, log *slog.Log
 	if f.repo != "" || f.dir != "" { // runSync follows: the sources fill it
 		f.declared = reconciler.NewDeclarations()
 	}
-	cp := &reconciler.ControlPlane{
+	cp := &controllers.ControlPlane{
 		Objects: conn.Objects, Assignments: conn.Assignments, Status: conn.Status, Nodes: conn.Nodes,
 		Events: conn.Events, Log: log.With("component", "control-plane"),
 		NodeGracePeriod: f.nodeGrace, PodEvictionTimeout: f.eviction,
@@ -233,7 +234,7 @@ func (f *stackFlags) run(ctx context.Context, log *slog.Logger, src sources.Sour
 	if hb := node.DefaultHeartbeatInterval; f.nodeGrace <= hb {
 		return fmt.Errorf("--node-grace-period %s must be longer than the nodes' heartbeat interval (%s)", f.nodeGrace, hb)
 	}
-	if _, err := reconciler.ParseControllers(f.controllers); err != nil {
+	if _, err := controllers.ParseControllers(f.controllers); err != nil {
 		return fmt.Errorf("--%w", err)
 	}
 	hook, err := f.webhook(src, log)
