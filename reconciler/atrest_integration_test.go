@@ -22,9 +22,9 @@ import (
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/node"
 	"github.com/capstan-io/capstan/node/fake"
-	"github.com/capstan-io/capstan/reconciler"
 	"github.com/capstan-io/capstan/reconciler/cache"
 	"github.com/capstan-io/capstan/reconciler/controllers"
+	"github.com/capstan-io/capstan/reconciler/gitops"
 	"github.com/capstan-io/capstan/schema"
 	"github.com/capstan-io/capstan/sources/git"
 )
@@ -95,7 +95,7 @@ func TestSecretsEncryptedAtRest(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cp := &controllers.ControlPlane{Objects: store, Assignments: conn.Assignments, Status: conn.Status,
 		Nodes: conn.Nodes, Events: conn.Events, Log: log, ResyncPeriod: 500 * time.Millisecond}
-	sy := &reconciler.Syncer{Name: "root", Source: src, Load: schema.Load, Objects: store, Audit: conn.Audit,
+	sy := &gitops.Syncer{Name: "root", Source: src, Load: schema.Load, Objects: store, Audit: conn.Audit,
 		Events: conn.Events, Log: log, Resync: time.Second}
 	rt := fake.New(fake.Options{})
 	rt.AddImage("img:1")
@@ -265,7 +265,7 @@ func TestSecretsEncryptedAtRest(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if rec.Result != reconciler.ResultRejected || !strings.Contains(strings.Join(rec.Errors, "\n"), "secret.yaml:6:3: stringData.password: invalid value") {
+		if rec.Result != gitops.ResultRejected || !strings.Contains(strings.Join(rec.Errors, "\n"), "secret.yaml:6:3: stringData.password: invalid value") {
 			return fmt.Errorf("record %s %v", rec.Result, rec.Errors)
 		}
 		return nil

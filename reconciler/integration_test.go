@@ -20,9 +20,9 @@ import (
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/node"
 	"github.com/capstan-io/capstan/node/fake"
-	"github.com/capstan-io/capstan/reconciler"
 	"github.com/capstan-io/capstan/reconciler/cache"
 	"github.com/capstan-io/capstan/reconciler/controllers"
+	"github.com/capstan-io/capstan/reconciler/gitops"
 	"github.com/capstan-io/capstan/schema"
 	"github.com/capstan-io/capstan/sources/git"
 )
@@ -133,7 +133,7 @@ func startCluster(t *testing.T, r *repo, opts ...func(*controllers.ControlPlane)
 	for _, o := range opts {
 		o(cp)
 	}
-	sy := &reconciler.Syncer{Name: "root", Source: src, Load: schema.Load, Objects: conn.Objects, Audit: conn.Audit,
+	sy := &gitops.Syncer{Name: "root", Source: src, Load: schema.Load, Objects: conn.Objects, Audit: conn.Audit,
 		Events: conn.Events, Log: log, Resync: 2 * time.Second}
 	go func() { _ = cp.Run(ctx); done <- struct{}{} }()
 	go func() { _ = sy.Run(ctx); done <- struct{}{} }()
@@ -367,7 +367,7 @@ func TestCommitToRunningPods(t *testing.T) {
 		t.Fatal(err)
 	}
 	last := recs[len(recs)-1]
-	if last.Result != reconciler.ResultRejected || last.Revision != bad || last.Author != "Ada <ada@example.com>" || len(last.Errors) == 0 {
+	if last.Result != gitops.ResultRejected || last.Revision != bad || last.Author != "Ada <ada@example.com>" || len(last.Errors) == 0 {
 		t.Fatalf("last audit record %+v, want the rejection of %s", last, bad)
 	}
 

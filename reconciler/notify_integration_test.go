@@ -16,7 +16,7 @@ import (
 	"github.com/capstan-io/capstan/bus/natsbus"
 	"github.com/capstan-io/capstan/internal/testwait"
 	"github.com/capstan-io/capstan/manifests"
-	"github.com/capstan-io/capstan/reconciler"
+	"github.com/capstan-io/capstan/reconciler/gitops"
 )
 
 // TestNotifierDeduplicationSurvivesRestart: a failure notified once is not
@@ -29,7 +29,7 @@ func TestNotifierDeduplicationSurvivesRestart(t *testing.T) {
 	var got []string // revision/reason of each message received
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
-		var n reconciler.Notice
+		var n gitops.Notice
 		if err := json.Unmarshal(b, &n); err != nil {
 			t.Errorf("notice %q: %v", b, err)
 		}
@@ -54,16 +54,16 @@ func TestNotifierDeduplicationSurvivesRestart(t *testing.T) {
 		return out
 	}
 	spec := manifests.NotifierSpec{Type: manifests.NotifierGeneric, Address: hook.URL}
-	failure := func(rev string) reconciler.Notice {
-		return reconciler.Notice{Source: "apps", Event: manifests.NotifySync, Reason: reconciler.ResultRejected, Revision: rev,
+	failure := func(rev string) gitops.Notice {
+		return gitops.Notice{Source: "apps", Event: manifests.NotifySync, Reason: gitops.ResultRejected, Revision: rev,
 			Detail: "bad.yaml", Message: "revision " + rev + " rejected"}
 	}
 	// start runs a control plane's notifiers on its own connection to the
 	// bus; stop ends it as a restart would.
-	start := func() (*reconciler.Notifiers, func()) {
+	start := func() (*gitops.Notifiers, func()) {
 		ctx, cancel := context.WithCancel(context.Background())
 		c := b.Connect(t, natsauth.RoleControlPlane, "control-plane", natsbus.Options{})
-		ns := &reconciler.Notifiers{State: c.Notified, RetryDelay: 10 * time.Millisecond, Log: logger(t)}
+		ns := &gitops.Notifiers{State: c.Notified, RetryDelay: 10 * time.Millisecond, Log: logger(t)}
 		ns.Set("hook", spec, nil)
 		done := make(chan error, 1)
 		go func() { done <- ns.Run(ctx) }()

@@ -16,9 +16,9 @@ import (
 	"github.com/capstan-io/capstan/bus/natsbus"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/node/fake"
-	"github.com/capstan-io/capstan/reconciler"
 	"github.com/capstan-io/capstan/reconciler/cache"
 	"github.com/capstan-io/capstan/reconciler/controllers"
+	"github.com/capstan-io/capstan/reconciler/gitops"
 	"github.com/capstan-io/capstan/schema"
 )
 
@@ -29,11 +29,11 @@ import (
 
 // runSweepingControlPlane runs a control plane with the audit stream and
 // decl until stop (or the test's end).
-func runSweepingControlPlane(t *testing.T, conn *natsbus.Conn, decl *reconciler.Declarations) (stop func()) {
+func runSweepingControlPlane(t *testing.T, conn *natsbus.Conn, decl *gitops.Declarations) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cp := &controllers.ControlPlane{Objects: conn.Objects, Assignments: conn.Assignments, Status: conn.Status,
 		Nodes: conn.Nodes, Events: conn.Events, Log: logger(t), ResyncPeriod: 500 * time.Millisecond,
-		Addons: []controllers.Addon{reconciler.OrphanSweep(conn.Audit, decl)}}
+		Addons: []controllers.Addon{gitops.OrphanSweep(conn.Audit, decl)}}
 	done := make(chan struct{})
 	go func() { _ = cp.Run(ctx); close(done) }()
 	var once sync.Once
@@ -45,9 +45,9 @@ func runSweepingControlPlane(t *testing.T, conn *natsbus.Conn, decl *reconciler.
 // startSweeping starts a control plane and a source manager sharing a
 // fresh Declarations; stop stops both.
 func startSweeping(t *testing.T, conn *natsbus.Conn, root *repo) (stop func()) {
-	decl := reconciler.NewDeclarations()
+	decl := gitops.NewDeclarations()
 	stopCP := runSweepingControlPlane(t, conn, decl)
-	_, stopM := startManager(t, conn, root, "", nil, func(m *reconciler.SourceManager) { m.Declarations = decl })
+	_, stopM := startManager(t, conn, root, "", nil, func(m *gitops.SourceManager) { m.Declarations = decl })
 	t.Cleanup(stopM)
 	return func() { stopM(); stopCP() }
 }
@@ -110,7 +110,7 @@ func sweepRecords(t *testing.T, conn *natsbus.Conn) map[string][]manifests.Audit
 	t.Helper()
 	out := map[string][]manifests.AuditRecord{}
 	for _, r := range auditResults(t, conn, "") {
-		if r.Action != manifests.ActionDrift || r.Actor != reconciler.ActorControlPlane {
+		if r.Action != manifests.ActionDrift || r.Actor != gitops.ActorControlPlane {
 			continue
 		}
 		for _, c := range r.Changes {
@@ -204,12 +204,12 @@ func TestOrphanSweep(t *testing.T) {
 			return fmt.Errorf("source legacy: %v", err)
 		}
 		recs := auditResults(t, conn, "legacy")
-		if last := recs[len(recs)-1]; last.Result != reconciler.ResultRemoved || len(last.Changes) != 1 || last.Changes[0].Action != "kept" {
+		if last := recs[len(recs)-1]; last.Result != gitops.ResultRemoved || len(last.Changes) != 1 || last.Changes[0].Action != "kept" {
 			return fmt.Errorf("legacy's last record %+v", last)
 		}
 		return nil
 	})
-	waitSource(t, conn, "root", 10*time.Second, health(reconciler.HealthReady, root.git("rev-parse", "HEAD")))
+	waitSource(t, conn, "root", 10*time.Second, health(gitops.HealthReady, root.git("rev-parse", "HEAD")))
 	legit := uids(t, conn)
 	for _, k := range []string{"ConfigMap.default.keep-cm", "ConfigMap.default.legacy-cm", "Source._.root", "Pod.default.solo", "EndpointSlice.default.web"} {
 		if legit[k] == "" {
@@ -266,9 +266,9 @@ func TestOrphanSweep(t *testing.T) {
 			t.Fatalf("%d records of %s, want 1: %+v", len(rs), key, rs)
 		}
 		r := rs[0]
-		want, action := reconciler.ResultDriftCorrected, "deleted"
+		want, action := gitops.ResultDriftCorrected, "deleted"
 		if key == reported {
-			want, action = reconciler.ResultDriftDetected, reconciler.ActionOrphaned
+			want, action = gitops.ResultDriftDetected, gitops.ActionOrphaned
 		}
 		if r.Result != want || r.Changes[0].Action != action || r.Time == nil ||
 			!strings.Contains(r.Message, "written outside any sync (bus revision ") {

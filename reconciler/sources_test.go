@@ -17,8 +17,8 @@ import (
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/bus/natsbus"
 	"github.com/capstan-io/capstan/manifests"
-	"github.com/capstan-io/capstan/reconciler"
 	"github.com/capstan-io/capstan/reconciler/cache"
+	"github.com/capstan-io/capstan/reconciler/gitops"
 	"github.com/capstan-io/capstan/schema"
 	"github.com/capstan-io/capstan/sources"
 	"github.com/capstan-io/capstan/sources/git"
@@ -32,7 +32,7 @@ import (
 
 // runManager runs a SourceManager whose root follows root (at path) until
 // the test ends, set further by opts, and returns it.
-func runManager(t *testing.T, conn *natsbus.Conn, root *repo, path string, notify *reconciler.Notifiers, opts ...func(*reconciler.SourceManager)) *reconciler.SourceManager {
+func runManager(t *testing.T, conn *natsbus.Conn, root *repo, path string, notify *gitops.Notifiers, opts ...func(*gitops.SourceManager)) *gitops.SourceManager {
 	t.Helper()
 	m, stop := startManager(t, conn, root, path, notify, opts...)
 	t.Cleanup(stop)
@@ -40,7 +40,7 @@ func runManager(t *testing.T, conn *natsbus.Conn, root *repo, path string, notif
 }
 
 // startManager is runManager until stop is called.
-func startManager(t *testing.T, conn *natsbus.Conn, root *repo, path string, notify *reconciler.Notifiers, opts ...func(*reconciler.SourceManager)) (*reconciler.SourceManager, func()) {
+func startManager(t *testing.T, conn *natsbus.Conn, root *repo, path string, notify *gitops.Notifiers, opts ...func(*gitops.SourceManager)) (*gitops.SourceManager, func()) {
 	t.Helper()
 	log := logger(t)
 	src, err := git.New(git.Options{URL: root.dir, Path: path, Interval: time.Hour, CacheDir: t.TempDir()}, log)
@@ -48,12 +48,12 @@ func startManager(t *testing.T, conn *natsbus.Conn, root *repo, path string, not
 		t.Fatal(err)
 	}
 	cacheDir := t.TempDir()
-	m := &reconciler.SourceManager{
-		Root: &reconciler.Syncer{Name: "root", Source: src, Load: schema.Load, Objects: conn.Objects, Audit: conn.Audit,
+	m := &gitops.SourceManager{
+		Root: &gitops.Syncer{Name: "root", Source: src, Load: schema.Load, Objects: conn.Objects, Audit: conn.Audit,
 			Events: conn.Events, Log: log, Resync: time.Second},
 		Objects: conn.Objects, Audit: conn.Audit, Events: conn.Events, Load: schema.Load, Log: log,
 		CredentialsDir: t.TempDir(), Interval: 50 * time.Millisecond, Notify: notify,
-		Open: func(name string, spec manifests.SourceSpec, cred reconciler.SourceCredentials) (sources.Source, error) {
+		Open: func(name string, spec manifests.SourceSpec, cred gitops.SourceCredentials) (sources.Source, error) {
 			opts := git.Options{URL: spec.URL, Path: spec.Path, Interval: time.Hour, CacheDir: cacheDir + "/" + name,
 				PasswordFile: cred.PasswordFile, Username: cred.Username}
 			if r := spec.Ref; r != nil {
@@ -178,8 +178,8 @@ func TestDeclaredSourceIsItsOwnUnit(t *testing.T) {
 
 	waitConfigMap(t, conn, "root-a", true, "root")
 	waitConfigMap(t, conn, "app-a", true, "apps")
-	waitSource(t, conn, "apps", 10*time.Second, health(reconciler.HealthReady, appsRev1))
-	src := waitSource(t, conn, "root", 10*time.Second, health(reconciler.HealthReady, ""))
+	waitSource(t, conn, "apps", 10*time.Second, health(gitops.HealthReady, appsRev1))
+	src := waitSource(t, conn, "root", 10*time.Second, health(gitops.HealthReady, ""))
 	if src.Spec.URL != root.dir {
 		t.Fatalf("root spec %+v", src.Spec)
 	}
@@ -192,7 +192,7 @@ func TestDeclaredSourceIsItsOwnUnit(t *testing.T) {
 	apps.write("a2.yaml", configMap("app-b", ""))
 	bad := apps.commit("apps 2: a bad file")
 	waitSource(t, conn, "apps", 10*time.Second, func(s *manifests.Source) error {
-		if s.Status.Health != reconciler.HealthFailed || s.Status.AttemptedRevision != bad || s.Status.AppliedRevision != appsRev1 {
+		if s.Status.Health != gitops.HealthFailed || s.Status.AttemptedRevision != bad || s.Status.AppliedRevision != appsRev1 {
 			return fmt.Errorf("apps %s attempted %s applied %s", s.Status.Health, s.Status.AttemptedRevision, s.Status.AppliedRevision)
 		}
 		if !strings.Contains(s.Status.LastError, "bad.yaml") {
@@ -207,7 +207,7 @@ func TestDeclaredSourceIsItsOwnUnit(t *testing.T) {
 	root.write("root2.yaml", configMap("root-b", ""))
 	root2 := root.commit("root 2")
 	waitConfigMap(t, conn, "root-b", true, "root")
-	waitSource(t, conn, "root", 10*time.Second, health(reconciler.HealthReady, root2))
+	waitSource(t, conn, "root", 10*time.Second, health(gitops.HealthReady, root2))
 
 	// Removing the Source stops it and prunes its objects.
 	root.remove("sources.yaml")
@@ -218,7 +218,7 @@ func TestDeclaredSourceIsItsOwnUnit(t *testing.T) {
 			return fmt.Errorf("source apps: %v", err)
 		}
 		recs := auditResults(t, conn, "apps")
-		if len(recs) == 0 || recs[len(recs)-1].Result != reconciler.ResultRemoved {
+		if len(recs) == 0 || recs[len(recs)-1].Result != gitops.ResultRemoved {
 			return fmt.Errorf("no Removed record: %+v", recs)
 		}
 		return nil
@@ -250,9 +250,9 @@ func TestMonorepoSplitByPath(t *testing.T) {
 	r.write("teams/a/cm2.yaml", configMap("a-2", ""))
 	rev := r.commit("a grows, b breaks")
 	waitConfigMap(t, conn, "a-2", true, "team-a")
-	waitSource(t, conn, "team-a", 10*time.Second, health(reconciler.HealthReady, rev))
+	waitSource(t, conn, "team-a", 10*time.Second, health(gitops.HealthReady, rev))
 	waitSource(t, conn, "team-b", 10*time.Second, func(s *manifests.Source) error {
-		if s.Status.Health != reconciler.HealthFailed || s.Status.AttemptedRevision != rev {
+		if s.Status.Health != gitops.HealthFailed || s.Status.AttemptedRevision != rev {
 			return fmt.Errorf("team-b %s attempted %s", s.Status.Health, s.Status.AttemptedRevision)
 		}
 		return nil
@@ -281,10 +281,10 @@ func TestDependsOnAndPruneOff(t *testing.T) {
 	runManager(t, conn, root, "", nil)
 
 	waitConfigMap(t, conn, "base-1", true, "base")
-	waitSource(t, conn, "base", 10*time.Second, health(reconciler.HealthProgressing, ""))
+	waitSource(t, conn, "base", 10*time.Second, health(gitops.HealthProgressing, ""))
 	waitSource(t, conn, "app", 10*time.Second, func(s *manifests.Source) error {
 		c := manifests.FindCondition(s.Status.Conditions, "Healthy")
-		if s.Status.Health != reconciler.HealthProgressing || c == nil || !strings.Contains(c.Message, "waiting for source base") {
+		if s.Status.Health != gitops.HealthProgressing || c == nil || !strings.Contains(c.Message, "waiting for source base") {
 			return fmt.Errorf("app %s %+v", s.Status.Health, c)
 		}
 		return nil
@@ -294,9 +294,9 @@ func TestDependsOnAndPruneOff(t *testing.T) {
 	}
 	base.remove("pod.yaml")
 	base.commit("base without the pod")
-	waitSource(t, conn, "base", 10*time.Second, health(reconciler.HealthReady, ""))
+	waitSource(t, conn, "base", 10*time.Second, health(gitops.HealthReady, ""))
 	waitConfigMap(t, conn, "app-1", true, "app")
-	waitSource(t, conn, "app", 10*time.Second, health(reconciler.HealthReady, ""))
+	waitSource(t, conn, "app", 10*time.Second, health(gitops.HealthReady, ""))
 
 	root.remove("app.yaml")
 	root.commit("no app")
@@ -378,7 +378,7 @@ func TestDriftPolicies(t *testing.T) {
 		if cm.Data["k"] != "v" || cm.Data["tuned"] != "live" {
 			return fmt.Errorf("data %v", cm.Data)
 		}
-		if recs := driftRecords(t, conn, "apps", reconciler.ResultDriftCorrected); len(recs) != 1 ||
+		if recs := driftRecords(t, conn, "apps", gitops.ResultDriftCorrected); len(recs) != 1 ||
 			!slices.Equal(recs[0].Changes[0].Fields, []string{"data.k"}) {
 			return fmt.Errorf("drift records %+v", recs)
 		}
@@ -408,7 +408,7 @@ func TestDriftPolicies(t *testing.T) {
 	})
 	editConfigMap(t, conn, "watched", func(c *manifests.ConfigMap) { c.Data["k"] = "by hand" })
 	checkFor(t, 10*time.Second, func() error {
-		recs := driftRecords(t, conn, "apps", reconciler.ResultDriftDetected)
+		recs := driftRecords(t, conn, "apps", gitops.ResultDriftDetected)
 		if len(recs) != 1 || recs[0].Changes[0].Action != "drifted" || !slices.Equal(recs[0].Changes[0].Fields, []string{"data.k"}) {
 			return fmt.Errorf("drift detected records %+v", recs)
 		}
@@ -422,7 +422,7 @@ func TestDriftPolicies(t *testing.T) {
 		if cm.Data["k"] != "by hand" {
 			return fmt.Errorf("report mode corrected the drift: %v", cm.Data)
 		}
-		if n := len(driftRecords(t, conn, "apps", reconciler.ResultDriftDetected)); n != 1 {
+		if n := len(driftRecords(t, conn, "apps", gitops.ResultDriftDetected)); n != 1 {
 			return fmt.Errorf("%d DriftDetected records for one drift", n)
 		}
 		return nil
@@ -431,7 +431,7 @@ func TestDriftPolicies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.ContainsFunc(evs, func(e manifests.Event) bool { return e.Reason == reconciler.ResultDriftDetected }) {
+	if !slices.ContainsFunc(evs, func(e manifests.Event) bool { return e.Reason == gitops.ResultDriftDetected }) {
 		t.Fatalf("no DriftDetected event: %+v", evs)
 	}
 }
@@ -476,8 +476,8 @@ spec:
   events: [sync]
 `, srv.URL))
 	root.commit("root")
-	runManager(t, conn, root, "", &reconciler.Notifiers{})
-	waitSource(t, conn, "apps", 10*time.Second, health(reconciler.HealthReady, appsRev))
+	runManager(t, conn, root, "", &gitops.Notifiers{})
+	waitSource(t, conn, "apps", 10*time.Second, health(gitops.HealthReady, appsRev))
 	// The first sync of apps may run before the Notifier is configured;
 	// a new revision is always told.
 	apps.write("bad.yaml", "kind: Nope\n")
@@ -530,7 +530,7 @@ func TestWebhookTargetsFollowSources(t *testing.T) {
 	root.commit("root 1")
 	var mu sync.Mutex
 	var got []webhook.Target
-	m := runManager(t, conn, root, "", nil, func(m *reconciler.SourceManager) {
+	m := runManager(t, conn, root, "", nil, func(m *gitops.SourceManager) {
 		m.Triggers = func(ts []webhook.Target) {
 			mu.Lock()
 			got = ts

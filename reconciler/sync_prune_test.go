@@ -13,7 +13,7 @@ import (
 	"github.com/capstan-io/capstan/bus/natsauth/natsauthtest"
 	"github.com/capstan-io/capstan/bus/natsbus"
 	"github.com/capstan-io/capstan/manifests"
-	"github.com/capstan-io/capstan/reconciler"
+	"github.com/capstan-io/capstan/reconciler/gitops"
 	"github.com/capstan-io/capstan/schema"
 	"github.com/capstan-io/capstan/sources/git"
 )
@@ -35,7 +35,7 @@ func runSyncer(t *testing.T, conn *natsbus.Conn, objects bus.Store, r *repo, res
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	sy := &reconciler.Syncer{Name: "root", Source: src, Load: schema.Load, Objects: objects, Audit: conn.Audit,
+	sy := &gitops.Syncer{Name: "root", Source: src, Load: schema.Load, Objects: objects, Audit: conn.Audit,
 		Events: conn.Events, Log: logger(t), Resync: resync}
 	done := make(chan struct{})
 	go func() { _ = sy.Run(ctx); close(done) }()
@@ -127,7 +127,7 @@ func TestPruneProtection(t *testing.T) {
 		rec = recs[0]
 		return nil
 	})
-	if rec.Result != reconciler.ResultApplied || !changeOf(rec, "kept", "keep") || !changeOf(rec, "deleted", "drop") || len(rec.Changes) != 2 {
+	if rec.Result != gitops.ResultApplied || !changeOf(rec, "kept", "keep") || !changeOf(rec, "deleted", "drop") || len(rec.Changes) != 2 {
 		t.Fatalf("audit record %+v: want Applied, kept keep, deleted drop", rec)
 	}
 	holdKept := func(d time.Duration) {
@@ -157,7 +157,7 @@ func TestPruneProtection(t *testing.T) {
 	back := r.commit("declare keep again")
 	checkFor(t, 10*time.Second, func() error {
 		recs, err := auditOf(conn, back)
-		if err != nil || len(recs) != 1 || recs[0].Result != reconciler.ResultApplied {
+		if err != nil || len(recs) != 1 || recs[0].Result != gitops.ResultApplied {
 			return fmt.Errorf("records %+v, %v", recs, err)
 		}
 		if !changeOf(recs[0], "updated", "keep") {
@@ -234,11 +234,11 @@ func TestFailedDeleteIsRetried(t *testing.T) {
 		for _, r := range recs {
 			results = append(results, r.Result)
 		}
-		if len(recs) < 2 || recs[0].Result != reconciler.ResultFailed || !strings.Contains(strings.Join(recs[0].Errors, " "), "injected delete failure") {
+		if len(recs) < 2 || recs[0].Result != gitops.ResultFailed || !strings.Contains(strings.Join(recs[0].Errors, " "), "injected delete failure") {
 			return fmt.Errorf("results %v: want Failed first", results)
 		}
 		last := recs[len(recs)-1]
-		if last.Result != reconciler.ResultApplied || !changeOf(last, "deleted", "drop") {
+		if last.Result != gitops.ResultApplied || !changeOf(last, "deleted", "drop") {
 			return fmt.Errorf("results %v, last %+v: want Applied with drop deleted last", results, last)
 		}
 		return nil

@@ -20,9 +20,9 @@ import (
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/node"
 	"github.com/capstan-io/capstan/node/fake"
-	"github.com/capstan-io/capstan/reconciler"
 	"github.com/capstan-io/capstan/reconciler/cache"
 	"github.com/capstan-io/capstan/reconciler/controllers"
+	"github.com/capstan-io/capstan/reconciler/gitops"
 	"github.com/capstan-io/capstan/schema"
 	"github.com/capstan-io/capstan/sources/git"
 	"github.com/capstan-io/capstan/sources/git/gittest"
@@ -44,7 +44,7 @@ func startTrustCluster(t *testing.T, src *git.Source, dec *sops.Decrypter) *trus
 	log := logger(t)
 	cp := &controllers.ControlPlane{Objects: conn.Objects, Assignments: conn.Assignments, Status: conn.Status,
 		Nodes: conn.Nodes, Events: conn.Events, Log: log, ResyncPeriod: 500 * time.Millisecond, Sops: dec}
-	sy := &reconciler.Syncer{Name: "root", Source: src, Load: sops.LoadSecrets(schema.Load, dec), Objects: conn.Objects,
+	sy := &gitops.Syncer{Name: "root", Source: src, Load: sops.LoadSecrets(schema.Load, dec), Objects: conn.Objects,
 		Audit: conn.Audit, Events: conn.Events, Log: log, Resync: time.Second}
 	rt := fake.New(fake.Options{})
 	rt.AddImage("img:1")

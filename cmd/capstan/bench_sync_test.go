@@ -15,7 +15,7 @@ import (
 
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/bus/natsbus"
-	"github.com/capstan-io/capstan/reconciler"
+	"github.com/capstan-io/capstan/reconciler/gitops"
 	"github.com/capstan-io/capstan/schema"
 	"github.com/capstan-io/capstan/sources/git"
 )
@@ -53,7 +53,7 @@ spec:
 // benchSync measures the sync of a repository of cfg.manifests files:
 // the first sync, then one-file changes to applied, beside schema.Load of
 // the same files (the CUE validation the sync runs). It runs the sync
-// alone (reconciler.Syncer, sources/git on a local repository, schema.Load,
+// alone (gitops.Syncer, sources/git on a local repository, schema.Load,
 // an in-process bus): no control plane acts on the Deployments.
 func benchSync(t *testing.T, cfg benchConfig, res *results) {
 	n := cfg.manifests
@@ -127,7 +127,7 @@ func benchSync(t *testing.T, cfg benchConfig, res *results) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &reconciler.Syncer{Name: "bench", Source: src, Load: schema.Load, Objects: conn.Objects, Audit: conn.Audit, Events: conn.Events, Resync: time.Hour}
+	s := &gitops.Syncer{Name: "bench", Source: src, Load: schema.Load, Objects: conn.Objects, Audit: conn.Audit, Events: conn.Events, Resync: time.Hour}
 	done := make(chan error, 1)
 	t0 := time.Now()
 	go func() { done <- s.Run(ctx) }()

@@ -8,7 +8,7 @@ package main
 // the capstan binary (bin/capstan, built by make) as separate server and
 // node processes, real Podman for the pod start figures, simulated nodes
 // (`capstan node --simulate`, the real node daemon over node/fake) for the
-// scale figures, and reconciler.Syncer with sources/git and schema.Load
+// scale figures, and gitops.Syncer with sources/git and schema.Load
 // for the sync figures. Nothing here asserts on speed.
 
 import (

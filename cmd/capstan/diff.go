@@ -20,8 +20,8 @@ import (
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/bus/secrets/sops"
 	"github.com/capstan-io/capstan/manifests"
-	"github.com/capstan-io/capstan/reconciler"
 	"github.com/capstan-io/capstan/reconciler/cache"
+	"github.com/capstan-io/capstan/reconciler/gitops"
 	"github.com/capstan-io/capstan/reconciler/ownership"
 	"github.com/capstan-io/capstan/schema"
 	"github.com/capstan-io/capstan/sources/dir"
@@ -410,7 +410,7 @@ func diffObjects(declared, current []manifests.Object, others map[string]string,
 		}
 		kind, ns, name, _ := manifests.SplitKey(key)
 		action := "deleted"
-		if o.GetObjectMeta().Annotations[reconciler.AnnotationPrune] == reconciler.PruneDisabled {
+		if o.GetObjectMeta().Annotations[gitops.AnnotationPrune] == gitops.PruneDisabled {
 			action = "kept"
 		}
 		changes = append(changes, objChange{Action: action, Kind: kind, Namespace: ns, Name: name})
@@ -482,7 +482,7 @@ func writeDiffText(w io.Writer, r *diffReport) error {
 	for _, c := range r.Changes {
 		ew.printf("%s %s %s %s", diffMarks[c.Action], c.Kind, joinNS(c.Namespace, c.Name), c.Action)
 		if c.Action == "kept" {
-			ew.printf(" (%s: %s)", reconciler.AnnotationPrune, reconciler.PruneDisabled)
+			ew.printf(" (%s: %s)", gitops.AnnotationPrune, gitops.PruneDisabled)
 		}
 		ew.printf("\n")
 		for _, f := range c.Fields {

@@ -17,9 +17,9 @@ import (
 	"github.com/capstan-io/capstan/bus/natsauth"
 	"github.com/capstan-io/capstan/bus/natsauth/natsauthtest"
 	"github.com/capstan-io/capstan/manifests"
-	"github.com/capstan-io/capstan/reconciler"
 	"github.com/capstan-io/capstan/reconciler/cache"
 	"github.com/capstan-io/capstan/reconciler/controllers"
+	"github.com/capstan-io/capstan/reconciler/gitops"
 	"github.com/capstan-io/capstan/schema"
 	"github.com/capstan-io/capstan/sources/git"
 )
@@ -305,7 +305,7 @@ func TestDiffAgainstCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sy := &reconciler.Syncer{Name: "root", Source: src, Load: schema.Load, Objects: conn.Objects, Audit: conn.Audit, Events: conn.Events, Resync: time.Hour}
+	sy := &gitops.Syncer{Name: "root", Source: src, Load: schema.Load, Objects: conn.Objects, Audit: conn.Audit, Events: conn.Events, Resync: time.Hour}
 	syncDone := make(chan struct{})
 	go func() { _ = sy.Run(ctx); close(syncDone) }()
 	t.Cleanup(func() { cancel(); <-syncDone })

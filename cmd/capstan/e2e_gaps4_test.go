@@ -77,7 +77,7 @@ spec:
 }
 
 // nodeAddresses returns each node's address as the endpoints controller
-// picks it (reconciler.NodeAddress): its first InternalIP, else its first
+// picks it (controllers.NodeAddress): its first InternalIP, else its first
 // address.
 func (w *dpWorld) nodeAddresses() (map[string]string, error) {
 	var list struct {

@@ -24,9 +24,9 @@ import (
 	"github.com/capstan-io/capstan/bus/natsauth"
 	"github.com/capstan-io/capstan/bus/natsbus"
 	"github.com/capstan-io/capstan/manifests"
-	"github.com/capstan-io/capstan/reconciler"
 	"github.com/capstan-io/capstan/reconciler/cache"
 	"github.com/capstan-io/capstan/reconciler/controllers"
+	"github.com/capstan-io/capstan/reconciler/gitops"
 	"github.com/capstan-io/capstan/sources"
 	"github.com/capstan-io/capstan/sources/git"
 )
@@ -319,9 +319,9 @@ func (w *gitWriter) record(ctx context.Context, actor string, req gitWriteReques
 	if req.Undo {
 		field = "spec.template"
 	}
-	err := reconciler.RecordAction(ctx, w.Audit, reconciler.ActionRecord{Action: manifests.ActionWriteBack, Actor: actor,
+	err := gitops.RecordAction(ctx, w.Audit, gitops.ActionRecord{Action: manifests.ActionWriteBack, Actor: actor,
 		Source: rep.source, Revision: rep.Commit, Message: rep.Message,
-		Changes: []manifests.ObjectChange{{Action: reconciler.ActionCommitted, Kind: k.Kind, Namespace: nsFor(k, req.Namespace), Name: req.Name, Fields: []string{field}}}})
+		Changes: []manifests.ObjectChange{{Action: gitops.ActionCommitted, Kind: k.Kind, Namespace: nsFor(k, req.Namespace), Name: req.Name, Fields: []string{field}}}})
 	if err != nil {
 		w.Log.Error("write audit record", "commit", rep.Commit, "err", err)
 	}
@@ -396,7 +396,7 @@ func (w *gitWriter) credentialsOf(ctx context.Context, name string) string {
 	src := obj.(*manifests.Source)
 	switch {
 	case src.Spec.SecretRef != nil:
-		return "Secret " + reconciler.SecretNamespace + "/" + src.Spec.SecretRef.Name
+		return "Secret " + gitops.SecretNamespace + "/" + src.Spec.SecretRef.Name
 	case src.Annotations[manifests.AnnotationSource] == "":
 		return "the root source's URL, ssh-agent or git's defaults"
 	}
@@ -461,7 +461,7 @@ type commitSigner = gogit.Signer
 
 // runGitWriter starts the control plane's commit writer for the sources
 // the manager runs.
-func (f *stackFlags) runGitWriter(g *group, conn *natsbus.Conn, m *reconciler.SourceManager, log *slog.Logger) {
+func (f *stackFlags) runGitWriter(g *group, conn *natsbus.Conn, m *gitops.SourceManager, log *slog.Logger) {
 	w := &gitWriter{Objects: conn.Objects, Audit: conn.Audit, Sources: m, Signer: f.signer, Log: log.With("component", "git-write")}
 	if f.trust != nil {
 		w.Verify = f.trust.setup.Authority.VerifyRequest

@@ -12,26 +12,26 @@ import (
 	"time"
 
 	"github.com/capstan-io/capstan/manifests"
-	"github.com/capstan-io/capstan/reconciler"
+	"github.com/capstan-io/capstan/reconciler/gitops"
 )
 
 func historyRecords() []manifests.AuditRecord {
 	at := func(s string) *manifests.Time { t, _ := time.Parse(time.RFC3339, s); return manifests.NewTime(t) }
 	return []manifests.AuditRecord{
 		{Action: manifests.ActionSync, Source: "root", Revision: "0123456789abcdef0123", Author: "Ada <ada@example.com>",
-			Message: "deploy web\n\nbody", Time: at("2025-06-01T10:00:00Z"), Result: reconciler.ResultApplied,
+			Message: "deploy web\n\nbody", Time: at("2025-06-01T10:00:00Z"), Result: gitops.ResultApplied,
 			Changes: []manifests.ObjectChange{{Action: "created", Kind: "Deployment", Namespace: "default", Name: "web"}}},
 		// Written before records had an action: a sync.
 		{Source: "root", Revision: "fedcba9876543210fedc", Author: "Ada <ada@example.com>", Time: at("2025-06-01T10:01:00Z"),
-			Result: reconciler.ResultRejected, Errors: []string{"web.yaml:3:1: bad"}},
-		{Action: manifests.ActionDrift, Actor: reconciler.ActorControlPlane, Source: "", Time: at("2025-06-01T10:02:00Z"),
-			Result: reconciler.ResultDriftCorrected, Message: "Pod default/evil was written outside any sync (bus revision 42 at 2025-06-01T10:01:59Z, writer unknown), no controller owns it, and it claims no source: deleted",
+			Result: gitops.ResultRejected, Errors: []string{"web.yaml:3:1: bad"}},
+		{Action: manifests.ActionDrift, Actor: gitops.ActorControlPlane, Source: "", Time: at("2025-06-01T10:02:00Z"),
+			Result: gitops.ResultDriftCorrected, Message: "Pod default/evil was written outside any sync (bus revision 42 at 2025-06-01T10:01:59Z, writer unknown), no controller owns it, and it claims no source: deleted",
 			Changes: []manifests.ObjectChange{{Action: "deleted", Kind: "Pod", Namespace: "default", Name: "evil"}}},
 		{Action: manifests.ActionWriteBack, Actor: "Sam <sam@example.com>", Source: "apps", Revision: "aaaabbbbccccdddd", Time: at("2025-06-01T10:03:00Z"),
-			Result: reconciler.ResultCommitted, Message: "scale deployment/web to 3 replicas",
-			Changes: []manifests.ObjectChange{{Action: reconciler.ActionCommitted, Kind: "Deployment", Namespace: "default", Name: "web", Fields: []string{"spec.replicas"}}}},
+			Result: gitops.ResultCommitted, Message: "scale deployment/web to 3 replicas",
+			Changes: []manifests.ObjectChange{{Action: gitops.ActionCommitted, Kind: "Deployment", Namespace: "default", Name: "web", Fields: []string{"spec.replicas"}}}},
 		{Action: manifests.ActionCredentialsIssued, Actor: "admin:alice", Subject: "operator:bob", Time: at("2025-06-01T10:04:00Z"),
-			Result: reconciler.ResultIssued},
+			Result: gitops.ResultIssued},
 	}
 }
 
@@ -142,7 +142,7 @@ func TestGitWriteRecorded(t *testing.T) {
 	}
 	r := audit[0]
 	if r.Action != manifests.ActionWriteBack || r.Actor != "Sam <sam@example.com>" || r.Source != "apps" || r.Revision != "abc123" ||
-		r.Result != reconciler.ResultCommitted || len(r.Changes) != 1 || r.Changes[0].Namespace != "default" || r.Changes[0].Fields[0] != "spec.replicas" {
+		r.Result != gitops.ResultCommitted || len(r.Changes) != 1 || r.Changes[0].Namespace != "default" || r.Changes[0].Fields[0] != "spec.replicas" {
 		t.Fatalf("scale record %+v", r)
 	}
 	if c := audit[1].Changes[0]; c.Namespace != "shop" || c.Name != "api" || c.Fields[0] != "spec.template" {

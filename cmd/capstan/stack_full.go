@@ -22,9 +22,9 @@ import (
 	"github.com/capstan-io/capstan/bus/secrets/sops"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/node"
-	"github.com/capstan-io/capstan/reconciler"
 	"github.com/capstan-io/capstan/reconciler/cache"
 	"github.com/capstan-io/capstan/reconciler/controllers"
+	"github.com/capstan-io/capstan/reconciler/gitops"
 	"github.com/capstan-io/capstan/schema"
 	"github.com/capstan-io/capstan/sources"
 	"github.com/capstan-io/capstan/sources/dir"
@@ -70,7 +70,7 @@ type stackFlags struct {
 	sops           *sops.Decrypter
 	objects        bus.Store // for declared sources' trusted keys
 
-	declared *reconciler.Declarations // what the sources declare, for the orphan sweep
+	declared *gitops.Declarations // what the sources declare, for the orphan sweep
 }
 
 func (f *stackFlags) busFlags(cmd *cobra.Command) {
@@ -151,7 +151,7 @@ func (f *stackFlags) source(log *slog.Logger) (sources.Source, error) {
 
 func (f *stackFlags) runControlPlane(g *group, conn *natsbus.Conn, log *slog.Logger) {
 	if f.repo != "" || f.dir != "" { // runSync follows: the sources fill it
-		f.declared = reconciler.NewDeclarations()
+		f.declared = gitops.NewDeclarations()
 	}
 	cp := &controllers.ControlPlane{
 		Objects: conn.Objects, Assignments: conn.Assignments, Status: conn.Status, Nodes: conn.Nodes,
@@ -161,19 +161,19 @@ func (f *stackFlags) runControlPlane(g *group, conn *natsbus.Conn, log *slog.Log
 		Sops: f.sops, Controllers: f.controllers,
 	}
 	if f.declared != nil {
-		cp.Addons = append(cp.Addons, reconciler.OrphanSweep(conn.Audit, f.declared))
+		cp.Addons = append(cp.Addons, gitops.OrphanSweep(conn.Audit, f.declared))
 	}
 	g.Go("control plane", cp.Run)
 }
 
 func (f *stackFlags) runSync(g *group, conn *natsbus.Conn, src sources.Source, log *slog.Logger) {
 	f.objects = conn.Objects
-	s := &reconciler.Syncer{Name: f.sourceName, Source: src, Load: sops.LoadSecrets(schema.Load, f.sops), Objects: conn.Objects,
+	s := &gitops.Syncer{Name: f.sourceName, Source: src, Load: sops.LoadSecrets(schema.Load, f.sops), Objects: conn.Objects,
 		Audit: conn.Audit, Events: conn.Events, Log: log.With("component", "sync"), Resync: f.resync}
 	// The source manager runs the root and the Sources declared in Git,
 	// computes their health and feeds the notifications (sources.go).
-	notify := &reconciler.Notifiers{Publish: conn.NC.Publish, State: conn.Notified, Log: log.With("component", "notify")}
-	m := &reconciler.SourceManager{Root: s, Objects: conn.Objects, Audit: conn.Audit, Events: conn.Events,
+	notify := &gitops.Notifiers{Publish: conn.NC.Publish, State: conn.Notified, Log: log.With("component", "notify")}
+	m := &gitops.SourceManager{Root: s, Objects: conn.Objects, Audit: conn.Audit, Events: conn.Events,
 		Load: sops.LoadSecrets(schema.Load, f.sops), Log: log.With("component", "sources"), Resync: f.resync, Notify: notify,
 		CredentialsDir: filepath.Join(f.dataDir, "sources"), Open: f.openSource(log.With("component", "source")), Sops: f.sops,
 		Triggers: f.webhookTargets(), Declarations: f.declared}
@@ -184,8 +184,8 @@ func (f *stackFlags) runSync(g *group, conn *natsbus.Conn, src sources.Source, l
 
 // openSource makes the git source of a Source declared in Git, its mirror
 // in <data-dir>/git/sources/<name>.
-func (f *stackFlags) openSource(log *slog.Logger) reconciler.OpenFunc {
-	return func(name string, spec manifests.SourceSpec, cred reconciler.SourceCredentials) (sources.Source, error) {
+func (f *stackFlags) openSource(log *slog.Logger) gitops.OpenFunc {
+	return func(name string, spec manifests.SourceSpec, cred gitops.SourceCredentials) (sources.Source, error) {
 		interval := f.pollInterval
 		if spec.Interval != "" {
 			d, err := time.ParseDuration(spec.Interval)

@@ -19,7 +19,7 @@ import (
 
 	"github.com/capstan-io/capstan/bus/natsauth"
 	"github.com/capstan-io/capstan/bus/natsbus"
-	"github.com/capstan-io/capstan/reconciler"
+	"github.com/capstan-io/capstan/reconciler/gitops"
 )
 
 // busTrust is the control plane's side of the bus's security: the trust
@@ -290,10 +290,10 @@ func adminName() string {
 // recordAction records the identity service's actions in the history.
 func recordAction(conn *natsbus.Conn) func(ctx context.Context, actor, action, subject, detail string) error {
 	return func(ctx context.Context, actor, action, subject, detail string) error {
-		rec := reconciler.ActionRecord{Action: action, Actor: actor, Subject: subject, Message: detail}
+		rec := gitops.ActionRecord{Action: action, Actor: actor, Subject: subject, Message: detail}
 		if action == natsauth.ActionTokenCreated {
-			rec.Result = reconciler.ResultIssued
+			rec.Result = gitops.ResultIssued
 		}
-		return reconciler.RecordAction(ctx, conn.Audit, rec)
+		return gitops.RecordAction(ctx, conn.Audit, rec)
 	}
 }

@@ -30,7 +30,11 @@ var rules = map[string][]string{
 	"reconciler/events":    {"bus", "manifests"},
 	"reconciler/ownership": {"manifests", "reconciler/cache"},
 	"reconciler/scheduler": {"bus", "manifests", "reconciler/cache", "reconciler/workqueue"},
-	"reconciler":           {"bus", "manifests", "sources", "reconciler"},
+	"reconciler/controllers": {"bus", "manifests", "reconciler/cache", "reconciler/workqueue", "reconciler/events",
+		"reconciler/scheduler", "reconciler/ownership"},
+	"reconciler/gitops": {"bus", "manifests", "sources", "reconciler/cache", "reconciler/workqueue", "reconciler/events",
+		"reconciler/ownership", "reconciler/controllers"},
+	"reconciler":           {}, // doc and tests only
 	"reconciler/writeback": {"bus", "manifests", "sources", "reconciler/cache"},
 	"internal":             {},
 	"cmd":                  nil, // wiring: anything

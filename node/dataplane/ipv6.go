@@ -8,7 +8,7 @@ import (
 )
 
 // DefaultServiceCIDRv6 is the IPv6 service range used where the host has
-// IPv6 (the control plane's default too: reconciler.DefaultServiceCIDRv6).
+// IPv6 (the control plane's default too: controllers.DefaultServiceCIDRv6).
 const DefaultServiceCIDRv6 = "fd00:10:96::/112"
 
 // HostHasIPv6 reports whether this host can serve IPv6 to its pods: the

@@ -15,5 +15,5 @@
 // It does not own: what Git declares (the sync), placement (scheduler),
 // running containers (node). It may import bus, manifests and
 // reconciler/{cache,workqueue,events,scheduler,ownership}; never the sync
-// (package reconciler) nor node/podman.
+// (reconciler/gitops) nor node/podman.
 package controllers

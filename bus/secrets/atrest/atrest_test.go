@@ -34,7 +34,7 @@ func newStore(t *testing.T) (*Store, *memstore.Store) {
 	return New(mem, keys, nil), mem
 }
 
-// secretJSON is a Secret as the sync stores it (reconciler.Encode).
+// secretJSON is a Secret as the sync stores it (cache.Encode).
 func secretJSON(t *testing.T, ns, name string, data map[string]string, stringData map[string]string) []byte {
 	t.Helper()
 	sec := manifests.Secret{TypeMeta: manifests.TypeMeta{APIVersion: "v1", Kind: "Secret"},

@@ -1,4 +1,4 @@
-package reconciler
+package gitops
 
 import (
 	"context"
@@ -280,7 +280,7 @@ func writerHints(obj manifests.Object) []string {
 		switch {
 		case strings.HasSuffix(k, "managed-by"):
 			out = append(out, fmt.Sprintf("annotation %s=%s", k, m.Annotations[k]))
-		case k == controllers.AnnotationCommit:
+		case k == manifests.AnnotationCommit:
 			out = append(out, fmt.Sprintf("annotation %s=%s (a commit it claims)", k, short(m.Annotations[k])))
 		case k == "kubectl.kubernetes.io/last-applied-configuration":
 			out = append(out, "annotation "+k+" (kubectl apply)")

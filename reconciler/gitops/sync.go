@@ -1,4 +1,4 @@
-package reconciler
+package gitops
 
 import (
 	"context"
@@ -180,9 +180,9 @@ func (s *Syncer) syncOnce(ctx context.Context, full bool) error {
 		// The commit that declared it; written only when the object's
 		// declared view changes (declaredView leaves it out).
 		if m := obj.GetObjectMeta(); m.Annotations == nil {
-			m.Annotations = map[string]string{controllers.AnnotationCommit: rev.ID}
+			m.Annotations = map[string]string{manifests.AnnotationCommit: rev.ID}
 		} else {
-			m.Annotations[controllers.AnnotationCommit] = rev.ID
+			m.Annotations[manifests.AnnotationCommit] = rev.ID
 		}
 	}
 	if loadErr != nil {
