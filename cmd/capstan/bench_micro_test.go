@@ -24,7 +24,8 @@ type microResult struct {
 var microRuns = []struct {
 	pkg, bench, benchtime string
 }{
-	{"./reconciler", ".", "1s"},                  // the scheduler's filter and score, the planners
+	{"./reconciler/scheduler", ".", "1s"},        // the scheduler's filter and score
+	{"./reconciler/controllers", ".", "1s"},      // the planners
 	{"./schema", "BenchmarkLoad", "3x"},          // the loader
 	{"./bus/natsbus", "BenchmarkKV", "2000x"},    // put-to-watch and async puts, SyncAlways off and on
 	{"./bus/natsauth", "BenchmarkAuth", "2000x"}, // put-to-watch with and without TLS and identities

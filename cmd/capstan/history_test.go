@@ -4,9 +4,7 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -112,40 +110,5 @@ func TestObjectHistoryOutput(t *testing.T) {
 	if err := json.Unmarshal(b.Bytes(), &h); err != nil || len(h.Items) != 1 || h.Items[0].RecordAction != "drift" || h.Items[0].Actor != "control-plane" ||
 		h.Items[0].Action != "deleted" {
 		t.Fatalf("json: %v %+v", err, h.Items)
-	}
-}
-
-// auditSlice is a bus.Audit in memory.
-type auditSlice []manifests.AuditRecord
-
-func (a *auditSlice) Append(_ context.Context, rec manifests.AuditRecord) error {
-	*a = append(*a, rec)
-	return nil
-}
-
-func (a *auditSlice) List(context.Context, string, time.Time) ([]manifests.AuditRecord, error) {
-	return *a, nil
-}
-
-// TestGitWriteRecorded: a pushed commit is recorded as a write-back by
-// the author the request names.
-func TestGitWriteRecorded(t *testing.T) {
-	var audit auditSlice
-	w := &gitWriter{Audit: &audit, Log: slog.New(slog.DiscardHandler)}
-	n := int32(3)
-	w.record(t.Context(), "Sam <sam@example.com>", gitWriteRequest{Kind: "Deployment", Name: "web", Replicas: &n, Author: "Sam <sam@example.com>"},
-		gitWriteReply{Commit: "abc123", Message: "scale deployment/web to 3 replicas", source: "apps"})
-	w.record(t.Context(), "Sam <sam@example.com>", gitWriteRequest{Kind: "Deployment", Namespace: "shop", Name: "api", Undo: true},
-		gitWriteReply{Commit: "def456", Message: "roll back deployment/api to revision 1", source: "apps"})
-	if len(audit) != 2 {
-		t.Fatalf("%d records", len(audit))
-	}
-	r := audit[0]
-	if r.Action != manifests.ActionWriteBack || r.Actor != "Sam <sam@example.com>" || r.Source != "apps" || r.Revision != "abc123" ||
-		r.Result != gitops.ResultCommitted || len(r.Changes) != 1 || r.Changes[0].Namespace != "default" || r.Changes[0].Fields[0] != "spec.replicas" {
-		t.Fatalf("scale record %+v", r)
-	}
-	if c := audit[1].Changes[0]; c.Namespace != "shop" || c.Name != "api" || c.Fields[0] != "spec.template" {
-		t.Fatalf("undo record %+v", audit[1])
 	}
 }

@@ -7,19 +7,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
-	yamlv3 "gopkg.in/yaml.v3"
 	"sigs.k8s.io/yaml"
 
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/bus/natsbus"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler/controllers"
+	"github.com/capstan-io/capstan/reconciler/writeback"
 )
 
 func rolloutCmd(g *globals) *cobra.Command {
@@ -241,7 +240,7 @@ func printRevision(g *globals, d *manifests.Deployment, h controllers.RolloutRev
 func rolloutUndoCmd(g *globals) *cobra.Command {
 	var ns string
 	var toRevision int64
-	var w gitWriteFlags
+	var w writeback.Options
 	cmd := &cobra.Command{
 		Use:   "undo deployment/NAME [--to-revision N]",
 		Short: "Roll a Deployment back to an earlier revision by a commit to its source's repository",
@@ -259,78 +258,23 @@ applies the commit.`,
 				return err
 			}
 			defer conn.Close()
-			w.busCreds = g.signingCreds()
-			res, err := writeCommit(cmd.Context(), conn, obj, gitWriteRequest{Undo: true, ToRevision: toRevision}, w)
+			w.Creds = g.signingCreds()
+			res, err := writeback.Commit(cmd.Context(), conn, obj, writeback.Change{Undo: true, ToRevision: toRevision}, w)
 			if err != nil {
-				return err
+				return writeBackError(err)
 			}
-			if res.done != "" {
-				fmt.Fprintln(g.stdout, res.done)
+			if res.Done != "" {
+				fmt.Fprintln(g.stdout, res.Done)
 				return nil
 			}
-			fmt.Fprintf(g.stdout, "deployment/%s: %s (commit %s to %s)\n", obj.GetObjectMeta().Name, res.msg, shortRev(res.commit), res.where)
+			fmt.Fprintf(g.stdout, "deployment/%s: %s (commit %s to %s)\n", obj.GetObjectMeta().Name, res.Message, shortRev(res.Commit), res.Where)
 			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&ns, "namespace", "n", "", "namespace (default \"default\")")
 	cmd.Flags().Int64Var(&toRevision, "to-revision", 0, "the revision to roll back to (default: the previous one)")
-	w.add(cmd)
+	addGitWriteFlags(cmd, &w)
 	return cmd
-}
-
-// templateNode is a ReplicaSet's pod template as YAML, without the
-// pod-template-hash label the controller added.
-func templateNode(rs *manifests.ReplicaSet) (*yamlv3.Node, error) {
-	t := rs.Spec.Template
-	t.Labels = maps.Clone(t.Labels)
-	delete(t.Labels, manifests.LabelPodTemplateHash)
-	b, err := json.Marshal(t)
-	if err != nil {
-		return nil, err
-	}
-	var v any
-	if err := json.Unmarshal(b, &v); err != nil {
-		return nil, err
-	}
-	if b, err = json.Marshal(dropEmpty(v)); err != nil {
-		return nil, err
-	}
-	y, err := yaml.JSONToYAML(b)
-	if err != nil {
-		return nil, err
-	}
-	var n yamlv3.Node
-	if err := yamlv3.Unmarshal(y, &n); err != nil {
-		return nil, err
-	}
-	stripStyle(n.Content[0])
-	return n.Content[0], nil
-}
-
-// dropEmpty removes the empty strings, nulls and empty objects that Go's
-// encoding leaves in a template, so Git gets what a person would write.
-func dropEmpty(v any) any {
-	switch t := v.(type) {
-	case map[string]any:
-		for k, e := range t {
-			e = dropEmpty(e)
-			if e == nil || e == "" {
-				delete(t, k)
-				continue
-			}
-			if m, ok := e.(map[string]any); ok && len(m) == 0 {
-				delete(t, k)
-				continue
-			}
-			t[k] = e
-		}
-		return t
-	case []any:
-		for i, e := range t {
-			t[i] = dropEmpty(e)
-		}
-	}
-	return v
 }
 
 // openTarget connects to the bus and reads the one object args name

@@ -35,7 +35,7 @@ var rules = map[string][]string{
 	"reconciler/gitops": {"bus", "manifests", "sources", "reconciler/cache", "reconciler/workqueue", "reconciler/events",
 		"reconciler/ownership", "reconciler/controllers"},
 	"reconciler":           {}, // doc and tests only
-	"reconciler/writeback": {"bus", "manifests", "sources", "reconciler/cache"},
+	"reconciler/writeback": {"bus", "manifests", "sources", "reconciler/cache", "reconciler/gitops", "reconciler/controllers"},
 	"internal":             {},
 	"cmd":                  nil, // wiring: anything
 }
