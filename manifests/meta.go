@@ -99,6 +99,10 @@ type Object interface {
 const (
 	// AnnotationSource names the source that declared an object.
 	AnnotationSource = "capstan.io/source"
+	// AnnotationPrune set to PruneDisabled on an object keeps it when its
+	// source stops declaring it.
+	AnnotationPrune = "capstan.io/prune"
+	PruneDisabled   = "disabled"
 	// AnnotationCommit is the Git commit that last changed an object's
 	// declared content, set by the sync when it writes the object.
 	AnnotationCommit = "capstan.io/revision"

@@ -105,19 +105,11 @@ type diffReport struct {
 }
 
 // objChange is one object the target would create, update, delete or keep.
-type objChange struct {
-	Action    string // created, updated, deleted, kept
-	Kind      string
-	Namespace string
-	Name      string
-	Fields    []fieldChange // updated only
-}
+type objChange = ownership.Change
 
 // fieldChange is one leaf that differs; Old or New is "" where the field
 // is absent. Values are JSON.
-type fieldChange struct {
-	Path, Old, New string
-}
+type fieldChange = ownership.FieldChange
 
 func (r *diffReport) exitCode() int {
 	switch {
@@ -354,80 +346,19 @@ func clusterObjects(ctx context.Context, objects bus.Store, source string) ([]ma
 	return mine, others, nil
 }
 
-// diffObjects compares declared (the target) with current (the base, the
-// objects the source holds now). With a source name, declared objects are
-// annotated with it as the sync would, and a key held by another owner is
-// an error, as the sync would make it.
+// diffObjects plans declared (the target) against current (the base, the
+// objects the source holds now), as the sync would apply it
+// (ownership.MakePlan); a Secret's changed values are hidden.
 func diffObjects(declared, current []manifests.Object, others map[string]string, source string, policy *manifests.DriftPolicy) ([]objChange, []string, error) {
-	cur := map[string]manifests.Object{}
-	for _, o := range current {
-		cur[manifests.KeyOf(o)] = o
+	p, err := ownership.MakePlan(ownership.PlanInput{Declared: declared, Live: current, Others: others, Source: source,
+		Policy: policy, Comparable: comparableSecret})
+	if err != nil {
+		return nil, nil, err
 	}
-	declared = slices.Clone(declared)
-	manifests.SortObjects(declared)
-	var changes []objChange
-	var conflicts []string
-	seen := map[string]bool{}
-	for _, obj := range declared {
-		key := manifests.KeyOf(obj)
-		seen[key] = true
-		kind, ns, name, _ := manifests.SplitKey(key)
-		if source != "" {
-			obj = cache.Clone(obj)
-			m := obj.GetObjectMeta()
-			if m.Annotations == nil {
-				m.Annotations = map[string]string{}
-			}
-			m.Annotations[manifests.AnnotationSource] = source
-		}
-		c, ok := cur[key]
-		if !ok {
-			if owner, held := others[key]; held {
-				if owner == "" {
-					owner = "a controller"
-				}
-				conflicts = append(conflicts, fmt.Sprintf("%s %s is already declared by %s", kind, joinNS(ns, name), owner))
-				continue
-			}
-			changes = append(changes, objChange{Action: "created", Kind: kind, Namespace: ns, Name: name})
-			continue
-		}
-		cmp, err := ownership.Compare(obj, comparableSecret(obj, c), policy)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", key, err)
-		}
-		if !cmp.Changed() {
-			continue
-		}
-		changes = append(changes, objChange{Action: "updated", Kind: kind, Namespace: ns, Name: name, Fields: hideSecretFields(kind, fieldChanges(cmp.LiveView, cmp.WantView))})
+	for i := range p.Changes {
+		p.Changes[i].Fields = hideSecretFields(p.Changes[i].Kind, p.Changes[i].Fields)
 	}
-	gone := slices.Clone(current)
-	manifests.SortObjects(gone)
-	for _, o := range gone {
-		key := manifests.KeyOf(o)
-		if seen[key] {
-			continue
-		}
-		kind, ns, name, _ := manifests.SplitKey(key)
-		action := "deleted"
-		if o.GetObjectMeta().Annotations[gitops.AnnotationPrune] == gitops.PruneDisabled {
-			action = "kept"
-		}
-		changes = append(changes, objChange{Action: action, Kind: kind, Namespace: ns, Name: name})
-	}
-	return changes, conflicts, nil
-}
-
-// fieldChanges lists the leaves that differ between two declared views,
-// with their values.
-func fieldChanges(have, want []byte) []fieldChange {
-	paths := ownership.ChangedFields(have, want)
-	va, vb := ownership.FieldValues(have), ownership.FieldValues(want)
-	out := make([]fieldChange, len(paths))
-	for i, p := range paths {
-		out[i] = fieldChange{Path: p, Old: va[p], New: vb[p]}
-	}
-	return out
+	return p.Changes, p.Conflicts, nil
 }
 
 // summary counts the changes by action: "1 created, 2 updated".

@@ -35,8 +35,8 @@ const (
 // source stops declaring it: it leaves the source's inventory and is
 // recorded as "kept" instead of being deleted.
 const (
-	AnnotationPrune = "capstan.io/prune"
-	PruneDisabled   = "disabled"
+	AnnotationPrune = manifests.AnnotationPrune
+	PruneDisabled   = manifests.PruneDisabled
 )
 
 // LoadFunc validates a revision's files into objects; schema.Load.
