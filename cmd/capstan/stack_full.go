@@ -68,7 +68,8 @@ type stackFlags struct {
 	sopsAgeKeyFile string
 	verify         *git.VerifyOptions
 	sops           *sops.Decrypter
-	objects        bus.Store // for declared sources' trusted keys
+	cache          *cache.Cache // the process's objects cache
+	objects        bus.Store    // for declared sources' trusted keys
 
 	declared *gitops.Declarations // what the sources declare, for the orphan sweep
 }
@@ -158,7 +159,7 @@ func (f *stackFlags) runControlPlane(g *group, conn *natsbus.Conn, log *slog.Log
 		Events: conn.Events, Log: log.With("component", "control-plane"),
 		NodeGracePeriod: f.nodeGrace, PodEvictionTimeout: f.eviction,
 		ServiceCIDR: f.serviceCIDR.Value.String(), ServiceCIDRv6: f.v6Range(),
-		Sops: f.sops, Controllers: f.controllers,
+		Sops: f.sops, Controllers: f.controllers, Cache: f.cache,
 	}
 	if f.declared != nil {
 		cp.Addons = append(cp.Addons, gitops.OrphanSweep(conn.Audit, f.declared))
@@ -176,7 +177,7 @@ func (f *stackFlags) runSync(g *group, conn *natsbus.Conn, src sources.Source, l
 	m := &gitops.SourceManager{Root: s, Objects: conn.Objects, Audit: conn.Audit, Events: conn.Events,
 		Load: sops.LoadSecrets(schema.Load, f.sops), Log: log.With("component", "sources"), Resync: f.resync, Notify: notify,
 		CredentialsDir: filepath.Join(f.dataDir, "sources"), Open: f.openSource(log.With("component", "source")), Sops: f.sops,
-		Triggers: f.webhookTargets(), Declarations: f.declared}
+		Triggers: f.webhookTargets(), Declarations: f.declared, Cache: f.cache}
 	g.Go("sources", m.Run)
 	g.Go("notifications", notify.Run)
 	f.runGitWriter(g, conn, m, log)
@@ -261,6 +262,9 @@ func (f *stackFlags) run(ctx context.Context, log *slog.Logger, src sources.Sour
 		_ = g.Wait()
 		return err
 	}
+	// One objects cache for the control plane and the sources.
+	f.cache = cache.New(cpConn.Objects, log.With("component", "objects-cache"))
+	g.Go("objects cache", f.cache.Run)
 	f.runControlPlane(g, cpConn, log)
 	if src != nil {
 		f.runSync(g, cpConn, src, log)

@@ -37,7 +37,9 @@ type Cache struct {
 	byKind   map[string]map[string]*Cached // kind -> key -> object
 	byOwner  map[string]map[string]*Cached // controller owner uid -> key -> object
 	byNode   map[string]map[string]*Cached // a pod's spec.nodeName -> key -> pod
+	hmu      sync.RWMutex // handlers: a registration excludes a dispatch
 	handlers []Handler
+	started  bool // under hmu: Run began, a new handler is told of what is held
 	synced   chan struct{}
 	Intern   *interner
 
@@ -56,15 +58,34 @@ type echo struct {
 	rev  uint64 // once the write returned: the revision it took
 }
 
-// New returns a cache of store; call AddHandler before Run.
+// New returns a cache of store. One cache serves a process: the sync and
+// the control plane share it (client-go's shared informer is the model).
 func New(store bus.Store, log *slog.Logger) *Cache {
 	return &Cache{store: store, log: log, all: map[string]*Cached{}, byKind: map[string]map[string]*Cached{},
 		byOwner: map[string]map[string]*Cached{}, byNode: map[string]map[string]*Cached{}, synced: make(chan struct{}), Intern: newInterner(),
 		echoes: map[string]*echo{}}
 }
 
-// AddHandler registers h; it must be called before Run.
-func (c *Cache) AddHandler(h Handler) { c.handlers = append(c.handlers, h) }
+// AddHandler registers h. Registered once Run has begun, h is first told
+// of every object held, as added; an object changing meanwhile may be told
+// twice, never missed.
+func (c *Cache) AddHandler(h Handler) {
+	c.hmu.Lock()
+	defer c.hmu.Unlock()
+	c.handlers = append(c.handlers, h)
+	if !c.started {
+		return
+	}
+	c.mu.RLock()
+	held := make([]*Cached, 0, len(c.all))
+	for _, o := range c.all {
+		held = append(held, o)
+	}
+	c.mu.RUnlock()
+	for _, o := range held {
+		h(o.Key, nil, o.Obj)
+	}
+}
 
 // Synced is closed once the cache holds every object that existed when the
 // watch began.
@@ -73,6 +94,9 @@ func (c *Cache) Synced() <-chan struct{} { return c.synced }
 // Run mirrors the store until ctx ends; a watch that ends is re-established
 // (bus.Reflect), so the cache never goes stale silently.
 func (c *Cache) Run(ctx context.Context) error {
+	c.hmu.Lock()
+	c.started = true
+	c.hmu.Unlock()
 	synced := false
 	return bus.ReflectInto(ctx, c.store, ">", c.log, c, func(e bus.Entry) {
 		switch e.Op {
@@ -220,6 +244,8 @@ func (c *Cache) Set(key string, obj manifests.Object, rev uint64) {
 	if old == nil && obj == nil {
 		return
 	}
+	c.hmu.RLock()
+	defer c.hmu.RUnlock()
 	for _, h := range c.handlers {
 		h(key, old, obj)
 	}

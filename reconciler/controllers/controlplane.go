@@ -61,6 +61,9 @@ type ControlPlane struct {
 	// none of it: `capstan server --controllers=*,-scheduler` leaves pods
 	// pending.
 	Controllers []string
+	// Cache, if set, is the process's objects cache, shared with the sync
+	// and run by the caller; nil makes and runs one of Objects.
+	Cache *cache.Cache
 	// Addons are controllers of other rooms run with these (the sync's
 	// orphan sweep), made from the shared cache once it exists.
 	Addons []Addon
@@ -209,7 +212,10 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	}
 
 	cp.rec = events.NewRecorder(cp.Events, "control-plane", cp.Log)
-	cp.objects = cache.New(cp.Objects, cp.Log)
+	cp.objects = cp.Cache
+	if cp.objects == nil {
+		cp.objects = cache.New(cp.Objects, cp.Log)
+	}
 	cp.nodes = cache.New(cp.Nodes, cp.Log)
 	cp.exp = newExpectations()
 
@@ -323,7 +329,9 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 			return nil
 		})
 	}
-	run("objects cache", cp.objects.Run)
+	if cp.Cache == nil {
+		run("objects cache", cp.objects.Run)
+	}
 	run("nodes cache", cp.nodes.Run)
 	run("assignments watch", func(ctx context.Context) error { return assign.watch(ctx, assignCtl.queue) })
 	run("status watch", func(ctx context.Context) error { return status.watch(ctx, statusCtl.queue) })

@@ -75,6 +75,9 @@ type SourceManager struct {
 	// SecretData reads a Secret's values; nil reads the Secret's data from
 	// the objects bucket. It is the hook for Secrets kept encrypted.
 	SecretData func(ctx context.Context, namespace, name string) (map[string][]byte, error)
+	// Cache, if set, is the process's objects cache, shared with the
+	// control plane and run by the caller; nil makes and runs one.
+	Cache *cache.Cache
 	// Sops decrypts SOPS-encrypted credential Secrets; nil refuses them.
 	Sops secrets.Decrypter
 	// Prepare, if set, finishes a declared source's syncer before it runs
@@ -170,11 +173,16 @@ func (m *SourceManager) Run(ctx context.Context) error {
 	m.kick = make(chan struct{}, 1)
 	m.runners, m.known, m.waiting, m.noted = map[string]*runner{}, map[string]manifests.SourceSpec{}, map[string]string{}, map[string]string{}
 	m.drift = newContainerWatch()
-	m.cache = cache.New(m.Objects, m.Log.With("cache", "sources"))
-	m.cache.AddHandler(m.onChange)
+	m.cache = m.Cache
 	cacheCtx, stopCache := context.WithCancel(ctx)
 	cacheDone := make(chan error, 1)
-	go func() { cacheDone <- m.cache.Run(cacheCtx) }()
+	if m.cache == nil {
+		m.cache = cache.New(m.Objects, m.Log.With("cache", "sources"))
+		go func() { cacheDone <- m.cache.Run(cacheCtx) }()
+	} else {
+		cacheDone <- nil // the caller runs it
+	}
+	m.cache.AddHandler(m.onChange)
 	defer func() {
 		m.stopAll()
 		m.wg.Wait()
