@@ -41,7 +41,7 @@ type Cache struct {
 	handlers []Handler
 	started  bool // under hmu: Run began, a new handler is told of what is held
 	synced   chan struct{}
-	Intern   *interner
+	intern   *interner
 
 	echoMu sync.Mutex
 	echoes map[string]*echo // key -> an object this process is writing
@@ -62,7 +62,7 @@ type echo struct {
 // the control plane share it (client-go's shared informer is the model).
 func New(store bus.Store, log *slog.Logger) *Cache {
 	return &Cache{store: store, log: log, all: map[string]*Cached{}, byKind: map[string]map[string]*Cached{},
-		byOwner: map[string]map[string]*Cached{}, byNode: map[string]map[string]*Cached{}, synced: make(chan struct{}), Intern: newInterner(),
+		byOwner: map[string]map[string]*Cached{}, byNode: map[string]map[string]*Cached{}, synced: make(chan struct{}), intern: newInterner(),
 		echoes: map[string]*echo{}}
 }
 
@@ -114,7 +114,7 @@ func (c *Cache) Run(ctx context.Context) error {
 					return
 				}
 				if p, ok := obj.(*manifests.Pod); ok {
-					c.Intern.pod(p) // pods are most of what the cache holds
+					c.intern.pod(p) // pods are most of what the cache holds
 				}
 			}
 			obj.GetObjectMeta().ResourceVersion = strconv.FormatUint(e.Revision, 10)
@@ -197,6 +197,8 @@ func (c *Cache) echoed(e bus.Entry) manifests.Object {
 	return nil
 }
 
+// Set records obj (nil: deleted) at key and revision rev, and tells the
+// handlers; the watch calls it (tests may).
 func (c *Cache) Set(key string, obj manifests.Object, rev uint64) {
 	c.mu.Lock()
 	prev, had := c.all[key]
@@ -378,3 +380,7 @@ func newOf(obj manifests.Object) manifests.Object {
 	}
 	return k.New()
 }
+
+// InternStatus shares st's strings with the pods the cache holds; st must
+// be the caller's alone (a status about to be written).
+func (c *Cache) InternStatus(st *manifests.PodStatus) { c.intern.status(st) }

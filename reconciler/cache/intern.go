@@ -47,7 +47,7 @@ func newInterner() *interner {
 		times: map[int64]*manifests.Time{}, conds: map[string][]manifests.Condition{}, specs: map[string]podParts{}}
 }
 
-// str returns the one copy of s the process keeps (unique drops it once
+// Str returns the one copy of s the process keeps (unique drops it once
 // nothing holds it).
 func Str(s string) string {
 	if s == "" {
@@ -114,7 +114,7 @@ func (in *interner) pod(p *manifests.Pod) {
 
 // status is pod's part for a status only, as the status mirror writes it:
 // st and what it holds must be the caller's alone, not yet shared.
-func (in *interner) Status(st *manifests.PodStatus) {
+func (in *interner) status(st *manifests.PodStatus) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	in.statusLocked(st)

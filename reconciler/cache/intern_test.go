@@ -102,7 +102,7 @@ func BenchmarkCacheHeapPerPod(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			c.Intern.pod(obj.(*manifests.Pod))
+			c.intern.pod(obj.(*manifests.Pod))
 			c.Set("Pod.default."+name, obj, uint64(i+1))
 		}
 		runtime.GC()

@@ -176,7 +176,7 @@ func (s *statusMirror) reconcile(ctx context.Context, podKey string) error {
 			// The report's status is this reconcile's alone: shared
 			// with the cached pods as the cache shares what it decodes,
 			// so that the cache can take upd back as it is.
-			s.cp.objects.Intern.Status(&st)
+			s.cp.objects.InternStatus(&st)
 		}
 		upd.Status = st
 		if _, err := cache.UpdateEchoed(ctx, s.cp.Objects, s.cp.objects, &upd, c.Rev); err != nil {
