@@ -37,7 +37,7 @@ type Cache struct {
 	byKind   map[string]map[string]*Cached // kind -> key -> object
 	byOwner  map[string]map[string]*Cached // controller owner uid -> key -> object
 	byNode   map[string]map[string]*Cached // a pod's spec.nodeName -> key -> pod
-	hmu      sync.RWMutex // handlers: a registration excludes a dispatch
+	hmu      sync.RWMutex                  // handlers: a registration excludes a dispatch
 	handlers []Handler
 	started  bool // under hmu: Run began, a new handler is told of what is held
 	synced   chan struct{}
