@@ -384,8 +384,8 @@ func benchScale(t *testing.T, cfg benchConfig, res *results) {
 			}
 		}
 		// The pods are deleted at once, as `kubectl delete --force
-		// --grace-period=0` does: a graceful deletion of 30,000 pods
-		// took a minute and a half of this benchmark's ten.
+		// --grace-period=0` does: a graceful deletion of every pod would
+		// be a large part of the session (docs/BENCHMARKS.md).
 		d0 := time.Now()
 		keys := slices.Collect(maps.Keys(tr.snapshot(func(k string) bool { return strings.HasPrefix(k, "Pod.default."+prev+"-") })))
 		var wg sync.WaitGroup
