@@ -115,9 +115,9 @@ var wholeMilli = map[string]int64{
 
 // wholeMillis reads the quantities most manifests hold, a whole number
 // and a suffix of wholeMilli ("50m", "2", "128Mi"), in thousandths
-// without big.Rat: the scheduler reads every pod's requests as it comes,
-// and Rat was a tenth of its CPU. ok is false for anything else and when
-// the thousandths overflow; Rat reads those.
+// without big.Rat, which is costly on the scheduler's path: it reads
+// every pod's requests as it comes (docs/BENCHMARKS.md). ok is false for
+// anything else and when the thousandths overflow; Rat reads those.
 func wholeMillis(s string) (int64, bool) {
 	i := 0
 	for i < len(s) && s[i] >= '0' && s[i] <= '9' {

@@ -410,9 +410,8 @@ func (d *Daemon) relist(ctx context.Context) {
 	}
 	d.mu.Lock()
 	desired := maps.Clone(d.desired)
-	// Each assigned pod's spec hash is computed once, when it comes: a
-	// relist compares every runtime pod with it, and hashing is a JSON
-	// encoding (recomputed per pair, it was most of a node's CPU).
+	// Each assigned pod's spec hash is computed once, when it comes, not
+	// per pair a relist compares: hashing is a JSON encoding.
 	hashes := make(map[string]string, len(desired)) // pod uid -> spec hash
 	known := make(map[*manifests.Pod]string, len(desired))
 	for _, pod := range desired {
@@ -632,11 +631,8 @@ type waitingSync struct {
 }
 
 // nextWaiting takes the first pod waiting for a slot that is still
-// assigned as it was (d.mu held). A slot that frees starts it at once:
-// waiting for the relist the end of a sync pokes left the slot idle for a
-// relist's time (a list of the node's pods from Podman, then a report of
-// each), and 50 pods started at once took a fifth longer than through
-// Podman directly (docs/BENCHMARKS.md).
+// assigned as it was (d.mu held). A slot that frees starts it at once
+// rather than idling until the next relist (docs/BENCHMARKS.md).
 func (d *Daemon) nextWaiting() (waitingSync, bool) {
 	for len(d.backlog) > 0 {
 		w := d.backlog[0]
@@ -1068,21 +1064,19 @@ func (d *Daemon) report(ctx context.Context, key string, pod *manifests.Pod, rp 
 
 // firstReportDelay is how long a new pod's first status waits for its
 // start to end. A pod that starts within it is reported once, Running,
-// instead of Pending (ContainerCreating) and Running a moment later: a
-// start through Podman takes a few hundred milliseconds, and the report
-// between was a status write, and a Pod write by the control plane's
-// mirror, per pod (in the benchmark's burst of 30,000 pods status writes
-// went from 2.3-2.5 per pod to 1.0-1.1). A start that takes longer (an
-// image pull) is reported ContainerCreating once the delay is over; one
-// that fails is reported as soon as it has. A pod waiting for a start
-// slot is reported at once: its wait has no bound.
+// instead of Pending (ContainerCreating) and Running a moment later,
+// saving a status write and the mirror's Pod write per pod
+// (docs/BENCHMARKS.md). A start that takes longer (an image pull) is
+// reported ContainerCreating once the delay is over; one that fails is
+// reported as soon as it has. A pod waiting for a start slot is reported
+// at once: its wait has no bound.
 const firstReportDelay = time.Second
 
 // startingQuietly reports whether the first status of the pod with uid
 // waits: its first start is under way and began under firstReportDelay
-// ago. The relist is poked when the delay ends, by one timer per start
-// (a relist runs on every start's end, and a timer armed by each kept
-// the relists going back to back).
+// ago. The relist is poked when the delay ends, by one timer per start,
+// not per relist: relists run on every start's end, and a timer armed by
+// each would keep them going back to back.
 func (d *Daemon) startingQuietly(uid string, now time.Time) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -1106,9 +1100,8 @@ func (d *Daemon) startingQuietly(uid string, now time.Time) bool {
 const usageRefresh = time.Minute
 
 // sameUsage reports whether the sample cur needs no write: it has the
-// values of the one written last, and that one is recent enough. Without
-// it, every pod's report was written again at every sample (15 s) for its
-// timestamp alone: 2,000 writes a second on a bus of 30,000 idle pods.
+// values of the one written last, and that one is recent enough, so an
+// idle pod's report is not rewritten at every sample for its timestamp.
 func sameUsage(written, cur *manifests.PodUsage) bool {
 	switch {
 	case written == cur:

@@ -165,8 +165,8 @@
 // Load and LoadPaths are safe for concurrent use. A cue.Context is not, so
 // the compiled schema is kept in a sync.Pool, one per goroutine in use;
 // Load validates files in parallel, one worker per CPU. The documents of a
-// single file are validated in order. Expect roughly a millisecond of CPU
-// per small manifest; see BenchmarkLoad.
+// single file are validated in order. BenchmarkLoad measures the cost per
+// manifest (docs/BENCHMARKS.md).
 //
 // The package does no I/O except in LoadPaths.
 package schema

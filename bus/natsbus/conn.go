@@ -227,8 +227,8 @@ func setup(ctx context.Context, nc *nats.Conn, opts Options, deny *denials) (*Co
 			cfg jetstream.KeyValueConfig
 		}{nil, jetstream.KeyValueConfig{Bucket: AssignmentsBucket(i)}})
 	}
-	// The buckets are set up together: one after the other, the 22 round
-	// trips were most of a CLI command's time against a loaded server.
+	// The buckets are set up in parallel: in series, their round trips
+	// dominate a CLI command against a loaded server.
 	kvs := make([]*KV, len(buckets))
 	errs := make([]error, len(buckets))
 	var wg sync.WaitGroup

@@ -26,8 +26,8 @@ type ServerOptions struct {
 	// SyncAlways makes JetStream fsync every write before acknowledging it.
 	// Off, acknowledged writes reach the OS at once but the disk only every
 	// SyncInterval, so a power failure or OS crash (not a process crash)
-	// can lose the last interval's writes. On, asynchronous KV puts run 10
-	// to 20 times slower and put-to-watch latency doubles (BenchmarkKV).
+	// can lose the last interval's writes. On, writes are much slower
+	// (BenchmarkKV, docs/BENCHMARKS.md).
 	SyncAlways bool
 	// SyncInterval is how often JetStream fsyncs when SyncAlways is off;
 	// 0 keeps the server's default (2 minutes).

@@ -18,10 +18,10 @@ import (
 // consumer, and JetStream finds a filtered consumer's next message by
 // walking the stream from its last one (nats-server's
 // msgBlock.firstMatching), past every other node's assignments written in
-// between. In one bucket that walk is O(nodes) per delivered assignment:
-// half the bus's CPU when a thousand nodes take a burst of pods
-// (docs/BENCHMARKS.md). Sixteen buckets cut the walk sixteenfold; every
-// process must agree on the number, so it is fixed.
+// between. In one bucket that walk is O(nodes) per delivered assignment,
+// the bus's largest cost in a burst (docs/BENCHMARKS.md). Sixteen buckets
+// cut the walk sixteenfold; every process must agree on the number, so it
+// is fixed.
 const AssignmentShards = 16
 
 // AssignmentsBucket names the i-th assignments bucket.

@@ -384,8 +384,8 @@ func benchScale(t *testing.T, cfg benchConfig, res *results) {
 			}
 		}
 		// The pods are deleted at once, as `kubectl delete --force
-		// --grace-period=0` does: a graceful deletion of 30,000 pods
-		// took a minute and a half of this benchmark's ten.
+		// --grace-period=0` does: a graceful deletion of every pod would
+		// be a large part of the session (docs/BENCHMARKS.md).
 		d0 := time.Now()
 		keys := slices.Collect(maps.Keys(tr.snapshot(func(k string) bool { return strings.HasPrefix(k, "Pod.default."+prev+"-") })))
 		var wg sync.WaitGroup
@@ -438,7 +438,8 @@ func benchScale(t *testing.T, cfg benchConfig, res *results) {
 		split.add("control plane", cp.pid())
 		// Round 2 is profiled while it binds: the first round's profile
 		// runs on past its binds, through the reports that make the pods
-		// Running. Its caches load in 2-3 s and its binds take 4-7 s.
+		// Running. Its 8 s cover the caches' load and the binds
+		// (docs/BENCHMARKS.md).
 		var bindProfiles sync.WaitGroup
 		if round == 2 {
 			for _, p := range []struct{ what, addr, file string }{

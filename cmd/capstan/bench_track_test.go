@@ -133,8 +133,8 @@ func (tr *podTracker) apply(e bus.Entry) {
 // read returns what the tracker keeps of the pod e holds. Only a pod's
 // first version is decoded; a later one (its bind, its status) is scanned
 // for its node and phase, the only fields the benchmarks read that
-// change: decoding every version whole was a fifth of a core while 30,000
-// pods were bound, taken from the processes measured.
+// change, so that the harness takes little of the CPU the processes
+// measured share with it (docs/BENCHMARKS.md).
 func (tr *podTracker) read(e bus.Entry) (*benchPod, bool) {
 	prev := tr.pods[e.Key]
 	if prev == nil {

@@ -33,7 +33,7 @@ func historyRecords() []manifests.AuditRecord {
 	}
 }
 
-// TestHistoryOutput: sync records print as before (the commit's author);
+// TestHistoryOutput: sync records print the commit's author;
 // the others name their action and actor (and subject).
 func TestHistoryOutput(t *testing.T) {
 	var b bytes.Buffer

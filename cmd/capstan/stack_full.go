@@ -93,10 +93,9 @@ func (f *stackFlags) busFlags(cmd *cobra.Command) {
 
 // defaultGCPercent is the control plane's GOGC. Most of its heap is the
 // objects cache, which lives as long as the process: at Go's default of
-// 100 the heap grows to twice the cache before each collection, and at
-// 30,000 pods that was most of the gap to the 150 MB target
-// (docs/BENCHMARKS.md). Prometheus made the same change for the same
-// reason (GOGC 75 by default since 2.53).
+// 100 the heap grows to twice the cache before each collection, too much
+// for the memory target (docs/BENCHMARKS.md). Prometheus lowers its GOGC
+// (to 75) for the same reason.
 const defaultGCPercent = 50
 
 // setGCPercent applies --gc-percent, unless the flag was left alone and

@@ -124,8 +124,7 @@ type Source struct {
 	last *sources.Revision // the revision read last, served again as is
 	// blobs holds the manifest files of the revision read last by blob
 	// hash: the next revision reads from the repository only the files
-	// that changed (reading all 10,000 blobs of a large repository was a
-	// third of a one-file sync).
+	// that changed, so a one-file change reads one blob.
 	blobs map[plumbing.Hash][]byte
 }
 
