@@ -229,8 +229,7 @@ func (c *Cache) Set(key string, obj manifests.Object, rev uint64) {
 	} else if obj != nil {
 		// One string per key, held by every map and by each object's
 		// later versions: a key from the watch is part of its message's
-		// subject, and each version's kept a subject alive (about 7% of
-		// the heap at 30,000 pods).
+		// subject, which it would keep alive (docs/BENCHMARKS.md).
 		key = strings.Clone(key)
 	}
 	if obj == nil {

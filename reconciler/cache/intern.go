@@ -21,8 +21,8 @@ const internLimit = 4096
 // hold alike: their labels, owner reference, containers and volumes, the
 // timestamps of one second and the strings that repeat (namespaces,
 // nodes, images, condition types). encoding/json gives each decoded pod
-// its own copy of all of it: 2.8 KB for a pod of one container, where
-// its own name, uid, and container ID are under 200 bytes. It relies on
+// its own copy of all of it, many times what is the pod's own
+// (docs/BENCHMARKS.md). It relies on
 // the cache's rule that cached objects are never modified in place (they
 // are copied first), which sharing makes matter more: a write through a
 // shared map would show in every pod holding it.

@@ -126,8 +126,7 @@ type Scheduler struct {
 	order   []*NodeInfo // the nodes in the order they came, for choose's rotation
 	// spread counts each owner's pods per node, by the node's place in
 	// order: choose reads one slice per pod instead of a map lookup by
-	// owner uid per node scored (a tenth of the control plane's CPU at
-	// 1,000 nodes).
+	// owner uid per node scored (docs/BENCHMARKS.md).
 	spread  map[string]*ownerSpread
 	next    int // where choose starts its next search in order
 	pending workqueue.PeakMap[string, bool]
