@@ -265,7 +265,7 @@ func (s *Syncer) apply(ctx context.Context, objs []manifests.Object, full bool) 
 			s.appliedObjs[key] = loaded
 			continue
 		}
-		ch, err := s.applyOne(ctx, key, obj, view)
+		ch, err := s.applyOne(ctx, key, obj)
 		if err != nil {
 			return changes, err
 		}
@@ -303,7 +303,7 @@ func (s *Syncer) apply(ctx context.Context, objs []manifests.Object, full bool) 
 	return changes, nil
 }
 
-func (s *Syncer) applyOne(ctx context.Context, key string, obj manifests.Object, view []byte) (*manifests.ObjectChange, error) {
+func (s *Syncer) applyOne(ctx context.Context, key string, obj manifests.Object) (*manifests.ObjectChange, error) {
 	kind, ns, name, _ := manifests.SplitKey(key)
 	for attempt := 0; ; attempt++ {
 		cur, rev, err := cache.GetObject(ctx, s.Objects, key)
