@@ -30,36 +30,14 @@ func Call(ctx context.Context, nc *nats.Conn, creds Creds, subject string, req, 
 }
 
 func request(ctx context.Context, nc *nats.Conn, m *nats.Msg, reply any) error {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 15*time.Second)
-		defer cancel()
-	}
-	// By hand rather than nc.Request, to hear a refusal: the server
-	// answers a refused publish on the connection, after which a flush
-	// returns, instead of never replying.
-	inbox := nc.NewInbox()
-	sub, err := nc.SubscribeSync(inbox)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = sub.Unsubscribe() }()
-	if err := sub.AutoUnsubscribe(1); err != nil {
-		return err
-	}
-	m.Reply = inbox
-	switch err := natsbus.PublishChecked(nc, m, 5*time.Second); {
+	resp, err := RequestMsg(ctx, nc, m)
+	switch {
 	case errors.Is(err, natsbus.ErrPermission):
 		return errors.New("these credentials may not do this")
-	case err != nil:
-		return err
-	}
-	resp, err := sub.NextMsgWithContext(ctx)
-	switch {
-	case err != nil:
-		return err
-	case len(resp.Data) == 0 && resp.Header.Get("Status") == "503":
+	case errors.Is(err, nats.ErrNoResponders):
 		return errors.New("no control plane answered (is capstan server running?)")
+	case err != nil:
+		return err
 	}
 	var e struct {
 		Error string `json:"error"`
@@ -68,6 +46,39 @@ func request(ctx context.Context, nc *nats.Conn, m *nats.Msg, reply any) error {
 		return errors.New(e.Error)
 	}
 	return json.Unmarshal(resp.Data, reply)
+}
+
+// RequestMsg sends m and waits for one reply until ctx ends (15 s when it
+// has no deadline). Unlike nc.RequestMsg it hears a refusal: a publish the
+// server refuses fails at once with natsbus.ErrPermission, where the
+// request would wait out its timeout; no responder is nats.ErrNoResponders.
+func RequestMsg(ctx context.Context, nc *nats.Conn, m *nats.Msg) (*nats.Msg, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+	}
+	inbox := nc.NewInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := sub.AutoUnsubscribe(1); err != nil {
+		return nil, err
+	}
+	m.Reply = inbox
+	if err := natsbus.PublishChecked(nc, m, 5*time.Second); err != nil {
+		return nil, err
+	}
+	resp, err := sub.NextMsgWithContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(resp.Data) == 0 && resp.Header.Get("Status") == "503" {
+		return nil, nats.ErrNoResponders
+	}
+	return resp, nil
 }
 
 // Join exchanges a join token for a node's own credentials: it connects

@@ -105,7 +105,7 @@ func Request(ctx context.Context, nc *nats.Conn, creds *natsauth.Creds, ch Chang
 			return Reply{}, err
 		}
 	}
-	m, err := nc.RequestMsgWithContext(ctx, msg)
+	m, err := natsauth.RequestMsg(ctx, nc, msg)
 	switch {
 	case errors.Is(err, natsbus.ErrPermission), errors.Is(err, nats.ErrPermissionViolation):
 		return Reply{}, refuse("these credentials may not ask for a write-back (operators and admins only)")
