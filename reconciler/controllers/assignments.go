@@ -73,17 +73,6 @@ func assignmentKeyOf(node, pk string) string {
 	return node + "." + strings.TrimPrefix(pk, "Pod.")
 }
 
-// heldKeys returns pk as the objects cache holds it, and node once for
-// all its pods: a controller holding a key per pod holds no copy of its
-// own, and none of the watch message's subject a key it was cut from
-// would keep alive.
-func (cp *ControlPlane) heldKeys(node, pk string) (string, string) {
-	if c, ok := cp.objects.Get(pk); ok {
-		pk = c.Key
-	}
-	return cache.Str(node), pk
-}
-
 func (a *assigner) watch(ctx context.Context, q *workqueue.Queue) error {
 	ch, err := a.cp.Assignments.Watch(ctx, ">")
 	if err != nil {

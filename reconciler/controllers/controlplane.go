@@ -13,7 +13,6 @@ import (
 	"github.com/capstan-io/capstan/bus/secrets"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler/cache"
-	"github.com/capstan-io/capstan/reconciler/events"
 	"github.com/capstan-io/capstan/reconciler/scheduler"
 	"github.com/capstan-io/capstan/reconciler/workqueue"
 	"golang.org/x/sync/errgroup"
@@ -65,11 +64,8 @@ type ControlPlane struct {
 	// orphan sweep), made from the shared cache once it exists.
 	Addons []Addon
 
-	objects *cache.Cache
-	nodes   *cache.Cache
-	exp     *expectations
-	queues  map[string]*workqueue.Queue // workload kind -> its controller's queue
-	rec     *events.Recorder
+	// The parts every controller shares, built by Run.
+	*shared
 	// testPart, if set, runs as one more part (tests).
 	testPart func(ctx context.Context) error
 }
@@ -102,6 +98,7 @@ func (cp *ControlPlane) defaults() {
 // (pods, ReplicaSets, Jobs) and owns them by a controller reference.
 type workload struct {
 	kind      string
+	queue     *workqueue.Queue // nil: Run makes one
 	reconcile func(ctx context.Context, key string) error
 	// onNode, if set, is told of node changes (a DaemonSet follows nodes).
 	onNode func(q *workqueue.Queue, key string, old, cur manifests.Object)
@@ -110,6 +107,7 @@ type workload struct {
 // workloads lists the workload controllers. Add a new kind's controller
 // here.
 func (cp *ControlPlane) workloads() []workload {
+	rc := newRCController(cp.shared)
 	return []workload{
 		{kind: "ReplicaSet", reconcile: cp.reconcileReplicaSet},
 		{kind: "Deployment", reconcile: cp.reconcileDeployment},
@@ -118,7 +116,7 @@ func (cp *ControlPlane) workloads() []workload {
 		{kind: "HorizontalPodAutoscaler", reconcile: newHPAController(cp).reconcile},
 		{kind: "StatefulSet", reconcile: cp.reconcileStatefulSet},
 		{kind: "DaemonSet", reconcile: cp.reconcileDaemonSet, onNode: cp.daemonSetOnNode},
-		{kind: "ReplicationController", reconcile: cp.reconcileReplicationController},
+		{kind: "ReplicationController", queue: rc.queue, reconcile: rc.reconcile},
 	}
 }
 
@@ -151,14 +149,6 @@ func ParseControllers(spec []string) (map[string]bool, error) {
 		}
 	}
 	return on, nil
-}
-
-// requeue queues key of a workload kind after d: for moments no event
-// marks, such as minReadySeconds passing or a deadline.
-func (cp *ControlPlane) requeue(kind, key string, d time.Duration) {
-	if q := cp.queues[kind]; q != nil {
-		q.AddAfter(key, d)
-	}
 }
 
 // Controller is a keyed work loop of another room that the control plane
@@ -208,10 +198,7 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 		return err
 	}
 
-	cp.rec = events.NewRecorder(cp.Events, "control-plane", cp.Log)
-	cp.objects = cache.New(cp.Objects, cp.Log)
-	cp.nodes = cache.New(cp.Nodes, cp.Log)
-	cp.exp = newExpectations()
+	cp.shared = newShared(cp)
 
 	sched := scheduler.New(cp.Objects, cp.objects, cp.event, cp.Log)
 	schedCtl := &controller{name: "scheduler", queue: sched.Queue(), reconcile: sched.Reconcile, resync: sched.PendingKeys, workers: cp.PodWorkers,
@@ -239,14 +226,17 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	// their kind changes and when an object they control changes.
 	byKind := map[string]*controller{}
 	for _, w := range cp.workloads() {
-		c := &controller{name: strings.ToLower(w.kind), queue: workqueue.New(), reconcile: w.reconcile, resync: cp.keysOf(w.kind)}
+		q := w.queue
+		if q == nil {
+			q = workqueue.New()
+		}
+		c := &controller{name: strings.ToLower(w.kind), queue: q, reconcile: w.reconcile, resync: cp.keysOf(w.kind)}
 		byKind[w.kind] = c
 		ctls = append(ctls, c)
 		if w.onNode != nil {
 			cp.nodes.AddHandler(func(key string, old, cur manifests.Object) { w.onNode(c.queue, key, old, cur) })
 		}
 	}
-	cp.queues = map[string]*workqueue.Queue{}
 	for k, c := range byKind {
 		cp.queues[k] = c.queue
 	}
@@ -433,33 +423,5 @@ func keySlot(key string, slots uint32) uint32 {
 	return h % slots
 }
 
-func (cp *ControlPlane) keysOf(kind string) func(keep func(string) bool) []string {
-	return func(keep func(string) bool) []string {
-		return cp.objects.Keys(kind, func(c *cache.Cached) bool { return keep(c.Key) })
-	}
-}
-
 // all keeps every key.
 func all(string) bool { return true }
-
-// terminatingPods lists the pods being deleted, so that one whose node
-// went away without a word is still deleted by the next resync.
-func (cp *ControlPlane) terminatingPods(keep func(string) bool) []string {
-	return cp.objects.Keys("Pod", func(c *cache.Cached) bool {
-		return keep(c.Key) && c.Obj.GetObjectMeta().DeletionTimestamp != nil
-	})
-}
-
-// event records an event for obj, best effort.
-func (cp *ControlPlane) event(ctx context.Context, obj manifests.Object, typ, reason, msg string) {
-	rec := cp.rec
-	if rec == nil { // not running (tests): record at once
-		rec = events.NewRecorder(cp.Events, "control-plane", cp.Log)
-	}
-	rec.Event(ctx, obj, typ, reason, msg)
-}
-
-// podsOwnedBy returns the cached pods controlled by owner.
-func (cp *ControlPlane) podsOwnedBy(owner manifests.Object) []*cache.Cached {
-	return cp.objects.Owned(owner.GetObjectMeta().UID, "Pod")
-}
