@@ -207,7 +207,8 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	assignCtl := &controller{name: "assignments", queue: workqueue.New(), reconcile: assign.reconcile, resync: cp.keysOf("Pod"), workers: cp.PodWorkers}
 	status := newStatusMirror(cp)
 	statusCtl := &controller{name: "podstatus", queue: workqueue.New(), reconcile: status.reconcile, resync: cp.terminatingPods, workers: cp.PodWorkers}
-	gcCtl := &controller{name: "gc", queue: workqueue.New(), reconcile: cp.reconcileGC, resync: cp.ownedKeys}
+	gc := newGCController(cp.shared)
+	gcCtl := &controller{name: "gc", queue: gc.queue, reconcile: gc.reconcile, resync: gc.ownedKeys}
 	ctls := []*controller{schedCtl, assignCtl, statusCtl, gcCtl}
 	shared := Shared{Objects: cp.Objects, Cache: cp.objects, Log: cp.Log}
 	var watches []*Controller
@@ -264,7 +265,7 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 		}
 		if cur == nil {
 			// The dependents of a deleted owner may now be garbage.
-			for _, k := range cp.dependentsOf(old) {
+			for _, k := range gc.dependentsOf(old) {
 				gcCtl.queue.Add(k)
 			}
 		}
