@@ -356,7 +356,7 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	}
 	run("resync", func(ctx context.Context) error { return cp.resyncLoop(ctx, ctls) })
 	if enabled["nodelifecycle"] {
-		run("node lifecycle", cp.runNodeLifecycle)
+		run("node lifecycle", newNodeLifecycle(cp.shared, cp).run)
 	}
 	for _, a := range watches {
 		if enabled[a.Name] {

@@ -7,7 +7,6 @@ import (
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler/cache"
-	"github.com/capstan-io/capstan/reconciler/workqueue"
 )
 
 // ownedKinds are the kinds that controllers make and owner references tie
@@ -16,13 +15,10 @@ var ownedKinds = []string{"ReplicaSet", "Pod", "Job", "EndpointSlice"}
 
 // gcController deletes the objects whose controller is gone: a pod
 // gracefully, others at once.
-type gcController struct {
-	*shared
-	queue *workqueue.Queue
-}
+type gcController struct{ queued }
 
 func newGCController(sh *shared) *gcController {
-	return &gcController{shared: sh, queue: workqueue.New()}
+	return &gcController{newQueued(sh)}
 }
 
 // reconcile deletes an object whose controller no longer exists (or is a

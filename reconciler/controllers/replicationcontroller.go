@@ -4,17 +4,13 @@ import (
 	"context"
 
 	"github.com/capstan-io/capstan/manifests"
-	"github.com/capstan-io/capstan/reconciler/workqueue"
 )
 
 // rcController keeps ReplicationControllers' pods.
-type rcController struct {
-	*shared
-	queue *workqueue.Queue
-}
+type rcController struct{ queued }
 
 func newRCController(sh *shared) *rcController {
-	return &rcController{shared: sh, queue: workqueue.New()}
+	return &rcController{newQueued(sh)}
 }
 
 // reconcile keeps a ReplicationController's pods: it

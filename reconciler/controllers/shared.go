@@ -119,3 +119,14 @@ func (s *shared) finishDeletion(ctx context.Context, c *cache.Cached, rep *manif
 	s.log.Debug("pod deleted", "pod", pod.Namespace+"/"+pod.Name, "reason", why)
 	return true, nil
 }
+
+// queued is what a keyed controller is made of: the shared parts and a
+// queue of its own.
+type queued struct {
+	*shared
+	queue *workqueue.Queue
+}
+
+func newQueued(sh *shared) queued {
+	return queued{shared: sh, queue: workqueue.New()}
+}
