@@ -107,12 +107,13 @@ type workload struct {
 // workloads lists the workload controllers. Add a new kind's controller
 // here.
 func (cp *ControlPlane) workloads() []workload {
+	cronJob := newCronJobController(cp.shared)
 	rc := newRCController(cp.shared)
 	return []workload{
 		{kind: "ReplicaSet", reconcile: cp.reconcileReplicaSet},
 		{kind: "Deployment", reconcile: cp.reconcileDeployment},
 		{kind: "Job", reconcile: cp.reconcileJob},
-		{kind: "CronJob", reconcile: cp.reconcileCronJob},
+		{kind: "CronJob", queue: cronJob.queue, reconcile: cronJob.reconcile},
 		{kind: "HorizontalPodAutoscaler", reconcile: newHPAController(cp).reconcile},
 		{kind: "StatefulSet", reconcile: cp.reconcileStatefulSet},
 		{kind: "DaemonSet", reconcile: cp.reconcileDaemonSet, onNode: cp.daemonSetOnNode},
