@@ -107,12 +107,13 @@ type workload struct {
 // workloads lists the workload controllers. Add a new kind's controller
 // here.
 func (cp *ControlPlane) workloads() []workload {
+	job := newJobController(cp.shared)
 	cronJob := newCronJobController(cp.shared)
 	rc := newRCController(cp.shared)
 	return []workload{
 		{kind: "ReplicaSet", reconcile: cp.reconcileReplicaSet},
 		{kind: "Deployment", reconcile: cp.reconcileDeployment},
-		{kind: "Job", reconcile: cp.reconcileJob},
+		{kind: "Job", queue: job.queue, reconcile: job.reconcile},
 		{kind: "CronJob", queue: cronJob.queue, reconcile: cronJob.reconcile},
 		{kind: "HorizontalPodAutoscaler", reconcile: newHPAController(cp).reconcile},
 		{kind: "StatefulSet", reconcile: cp.reconcileStatefulSet},
