@@ -107,11 +107,12 @@ type workload struct {
 // workloads lists the workload controllers. Add a new kind's controller
 // here.
 func (cp *ControlPlane) workloads() []workload {
+	replicaSet := newReplicaSetController(cp.shared)
 	job := newJobController(cp.shared)
 	cronJob := newCronJobController(cp.shared)
 	rc := newRCController(cp.shared)
 	return []workload{
-		{kind: "ReplicaSet", reconcile: cp.reconcileReplicaSet},
+		{kind: "ReplicaSet", queue: replicaSet.queue, reconcile: replicaSet.reconcile},
 		{kind: "Deployment", reconcile: cp.reconcileDeployment},
 		{kind: "Job", queue: job.queue, reconcile: job.reconcile},
 		{kind: "CronJob", queue: cronJob.queue, reconcile: cronJob.reconcile},

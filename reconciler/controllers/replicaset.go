@@ -92,13 +92,20 @@ type replicated struct {
 	withStatus func(st manifests.ReplicaSetStatus) manifests.Object
 }
 
-func (cp *ControlPlane) reconcileReplicaSet(ctx context.Context, key string) error {
-	c, ok := cp.objects.Get(key)
+// replicaSetController keeps ReplicaSets' pods.
+type replicaSetController struct{ queued }
+
+func newReplicaSetController(sh *shared) *replicaSetController {
+	return &replicaSetController{newQueued(sh)}
+}
+
+func (ctl *replicaSetController) reconcile(ctx context.Context, key string) error {
+	c, ok := ctl.objects.Get(key)
 	if !ok {
 		return nil // its pods are garbage-collected
 	}
 	rs := c.Obj.(*manifests.ReplicaSet)
-	return cp.shared.reconcileReplicated(ctx, key, c, replicated{
+	return ctl.reconcileReplicated(ctx, key, c, replicated{
 		kind: "ReplicaSet", obj: rs, replicas: manifests.Int32(rs.Spec.Replicas, 1), minReady: rs.Spec.MinReadySeconds,
 		matches: rs.Spec.Selector.Matches, template: &rs.Spec.Template, status: rs.Status,
 		withStatus: func(st manifests.ReplicaSetStatus) manifests.Object {
