@@ -107,6 +107,7 @@ type workload struct {
 // workloads lists the workload controllers. Add a new kind's controller
 // here.
 func (cp *ControlPlane) workloads() []workload {
+	statefulSet := newStatefulSetController(cp.shared)
 	replicaSet := newReplicaSetController(cp.shared)
 	job := newJobController(cp.shared)
 	cronJob := newCronJobController(cp.shared)
@@ -117,7 +118,7 @@ func (cp *ControlPlane) workloads() []workload {
 		{kind: "Job", queue: job.queue, reconcile: job.reconcile},
 		{kind: "CronJob", queue: cronJob.queue, reconcile: cronJob.reconcile},
 		{kind: "HorizontalPodAutoscaler", reconcile: newHPAController(cp).reconcile},
-		{kind: "StatefulSet", reconcile: cp.reconcileStatefulSet},
+		{kind: "StatefulSet", queue: statefulSet.queue, reconcile: statefulSet.reconcile},
 		{kind: "DaemonSet", reconcile: cp.reconcileDaemonSet, onNode: cp.daemonSetOnNode},
 		{kind: "ReplicationController", queue: rc.queue, reconcile: rc.reconcile},
 	}
