@@ -101,12 +101,13 @@ type workload struct {
 	queue     *workqueue.Queue // nil: Run makes one
 	reconcile func(ctx context.Context, key string) error
 	// onNode, if set, is told of node changes (a DaemonSet follows nodes).
-	onNode func(q *workqueue.Queue, key string, old, cur manifests.Object)
+	onNode cache.Handler
 }
 
 // workloads lists the workload controllers. Add a new kind's controller
 // here.
 func (cp *ControlPlane) workloads() []workload {
+	daemonSet := newDaemonSetController(cp.shared, cp.PodEvictionTimeout)
 	statefulSet := newStatefulSetController(cp.shared)
 	replicaSet := newReplicaSetController(cp.shared)
 	job := newJobController(cp.shared)
@@ -119,7 +120,7 @@ func (cp *ControlPlane) workloads() []workload {
 		{kind: "CronJob", queue: cronJob.queue, reconcile: cronJob.reconcile},
 		{kind: "HorizontalPodAutoscaler", reconcile: newHPAController(cp).reconcile},
 		{kind: "StatefulSet", queue: statefulSet.queue, reconcile: statefulSet.reconcile},
-		{kind: "DaemonSet", reconcile: cp.reconcileDaemonSet, onNode: cp.daemonSetOnNode},
+		{kind: "DaemonSet", queue: daemonSet.queue, reconcile: daemonSet.reconcile, onNode: daemonSet.onNode},
 		{kind: "ReplicationController", queue: rc.queue, reconcile: rc.reconcile},
 	}
 }
@@ -239,7 +240,7 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 		byKind[w.kind] = c
 		ctls = append(ctls, c)
 		if w.onNode != nil {
-			cp.nodes.AddHandler(func(key string, old, cur manifests.Object) { w.onNode(c.queue, key, old, cur) })
+			cp.nodes.AddHandler(w.onNode)
 		}
 	}
 	for k, c := range byKind {
