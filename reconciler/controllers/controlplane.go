@@ -107,6 +107,7 @@ type workload struct {
 // workloads lists the workload controllers. Add a new kind's controller
 // here.
 func (cp *ControlPlane) workloads() []workload {
+	deployment := newDeploymentController(cp.shared)
 	daemonSet := newDaemonSetController(cp.shared, cp.PodEvictionTimeout)
 	statefulSet := newStatefulSetController(cp.shared)
 	replicaSet := newReplicaSetController(cp.shared)
@@ -115,7 +116,7 @@ func (cp *ControlPlane) workloads() []workload {
 	rc := newRCController(cp.shared)
 	return []workload{
 		{kind: "ReplicaSet", queue: replicaSet.queue, reconcile: replicaSet.reconcile},
-		{kind: "Deployment", reconcile: cp.reconcileDeployment},
+		{kind: "Deployment", queue: deployment.queue, reconcile: deployment.reconcile},
 		{kind: "Job", queue: job.queue, reconcile: job.reconcile},
 		{kind: "CronJob", queue: cronJob.queue, reconcile: cronJob.reconcile},
 		{kind: "HorizontalPodAutoscaler", reconcile: newHPAController(cp).reconcile},
