@@ -26,8 +26,9 @@ import (
 // appears, and a change to a referenced object re-queues the pods that
 // reference it (refs), so their assignments follow.
 type assigner struct {
-	cp *ControlPlane
-	mu sync.Mutex
+	cp    *ControlPlane
+	queue *workqueue.Queue
+	mu    sync.Mutex
 	// byPod holds, per pod key, its assignments on the bus: one, but for
 	// the moment a pod moves between nodes (a slice, not a map per pod:
 	// at tens of thousands of pods the maps were a tenth of the heap).
@@ -48,7 +49,7 @@ type assignment struct {
 }
 
 func newAssigner(cp *ControlPlane) *assigner {
-	return &assigner{cp: cp, byPod: map[string][]assignment{}, synced: make(chan struct{}),
+	return &assigner{cp: cp, queue: workqueue.New(), byPod: map[string][]assignment{}, synced: make(chan struct{}),
 		refs: map[string]map[string]bool{}, podRef: map[string][]string{}}
 }
 
@@ -71,6 +72,31 @@ func cutAssignmentKey(key string) (node, rest string, ok bool) {
 // assignmentKeyOf is the key of pod key pk's assignment on node.
 func assignmentKeyOf(node, pk string) string {
 	return node + "." + strings.TrimPrefix(pk, "Pod.")
+}
+
+// register routes the assigner its events: every pod's, those of the
+// ConfigMaps and Secrets pods use (onObject), and a node's new key, which
+// re-seals its pods' Secrets.
+func (a *assigner) register(objects, nodes *cache.Cache) {
+	objects.AddHandler(func(key string, old, cur manifests.Object) {
+		if kindOf(old, cur) == "Pod" {
+			a.queue.Add(key)
+		}
+	})
+	objects.AddHandler(a.onObject(a.queue))
+	nodes.AddHandler(func(key string, old, cur manifests.Object) {
+		recipient := func(o manifests.Object) string {
+			if o == nil {
+				return ""
+			}
+			return o.GetObjectMeta().Annotations[manifests.AnnotationAgeRecipient]
+		}
+		if recipient(old) != recipient(cur) {
+			for _, p := range objects.OnNode(key) {
+				a.queue.Add(p.Key)
+			}
+		}
+	})
 }
 
 func (a *assigner) watch(ctx context.Context, q *workqueue.Queue) error {

@@ -194,7 +194,7 @@ type ownedJob struct {
 type cronJobController struct{ queued }
 
 func newCronJobController(sh *shared) *cronJobController {
-	return &cronJobController{newQueued(sh)}
+	return &cronJobController{newQueued(sh, "CronJob")}
 }
 
 func (ctl *cronJobController) reconcile(ctx context.Context, key string) error {

@@ -203,6 +203,13 @@ func (ctl *daemonSetController) daemonPlacement(ds *manifests.DaemonSet, n *mani
 	return DaemonNone, 0
 }
 
+// register routes the controller its events: those of its kind and of
+// the pods DaemonSets control, and those of nodes (onNode).
+func (ctl *daemonSetController) register(objects, nodes *cache.Cache) {
+	ctl.queued.register(objects, nodes)
+	nodes.AddHandler(ctl.onNode)
+}
+
 // onNode queues every DaemonSet when a node comes, goes, or
 // changes what placement reads (readiness, labels, cordon): heartbeats
 // alone queue nothing.
@@ -228,7 +235,7 @@ type daemonSetController struct {
 }
 
 func newDaemonSetController(sh *shared, evictionTimeout time.Duration) *daemonSetController {
-	return &daemonSetController{queued: newQueued(sh), evictionTimeout: evictionTimeout}
+	return &daemonSetController{queued: newQueued(sh, "DaemonSet"), evictionTimeout: evictionTimeout}
 }
 
 func (ctl *daemonSetController) reconcile(ctx context.Context, key string) error {

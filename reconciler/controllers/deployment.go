@@ -36,7 +36,7 @@ type ownedRS struct {
 type deploymentController struct{ queued }
 
 func newDeploymentController(sh *shared) *deploymentController {
-	return &deploymentController{newQueued(sh)}
+	return &deploymentController{newQueued(sh, "Deployment")}
 }
 
 func (ctl *deploymentController) reconcile(ctx context.Context, key string) error {

@@ -18,7 +18,7 @@ var ownedKinds = []string{"ReplicaSet", "Pod", "Job", "EndpointSlice"}
 type gcController struct{ queued }
 
 func newGCController(sh *shared) *gcController {
-	return &gcController{newQueued(sh)}
+	return &gcController{newQueued(sh, "")}
 }
 
 // reconcile deletes an object whose controller no longer exists (or is a
@@ -40,6 +40,23 @@ func (ctl *gcController) reconcile(ctx context.Context, key string) error {
 		return nil
 	}
 	return err
+}
+
+// register routes the controller its events: a live object whose
+// controller is new to it, and the dependents of a deleted object.
+func (ctl *gcController) register(objects, _ *cache.Cache) {
+	objects.AddHandler(func(key string, old, cur manifests.Object) {
+		if cur == nil {
+			// The dependents of a deleted owner may now be garbage.
+			for _, k := range ctl.dependentsOf(old) {
+				ctl.queue.Add(k)
+			}
+			return
+		}
+		if cur.GetObjectMeta().Controller() != nil && (old == nil || !sameController(old, cur)) {
+			ctl.queue.Add(key) // it only checks that a live object's controller exists
+		}
+	})
 }
 
 // ownedKeys lists the objects that have a controller, for the resync.

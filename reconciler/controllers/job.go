@@ -239,7 +239,7 @@ func podFinishedAt(p *manifests.Pod) time.Time {
 type jobController struct{ queued }
 
 func newJobController(sh *shared) *jobController {
-	return &jobController{newQueued(sh)}
+	return &jobController{newQueued(sh, "Job")}
 }
 
 func (ctl *jobController) reconcile(ctx context.Context, key string) error {

@@ -30,6 +30,7 @@ import (
 // report a newer one replaced before it was mirrored is never decoded.
 type statusMirror struct {
 	cp      *ControlPlane
+	queue   *workqueue.Queue
 	mu      sync.Mutex
 	reports map[string]report // pod key -> latest report
 	// unmirrored holds the latest reports not yet mirrored, as written:
@@ -48,7 +49,27 @@ type report struct {
 func (r report) key(pk string) string { return assignmentKeyOf(r.node, pk) }
 
 func newStatusMirror(cp *ControlPlane) *statusMirror {
-	return &statusMirror{cp: cp, reports: map[string]report{}, synced: make(chan struct{})}
+	return &statusMirror{cp: cp, queue: workqueue.New(), reports: map[string]report{}, synced: make(chan struct{})}
+}
+
+// register routes the mirror its events: every pod's, and a node's change
+// of readiness, which shows on its pods.
+func (s *statusMirror) register(objects, nodes *cache.Cache) {
+	objects.AddHandler(func(key string, old, cur manifests.Object) {
+		if kindOf(old, cur) == "Pod" {
+			s.queue.Add(key)
+		}
+	})
+	nodes.AddHandler(func(key string, old, cur manifests.Object) {
+		wasReady := old != nil && manifests.IsNodeReady(old.(*manifests.Node))
+		isReady := cur != nil && manifests.IsNodeReady(cur.(*manifests.Node))
+		if wasReady == isReady {
+			return
+		}
+		for _, p := range objects.OnNode(key) {
+			s.queue.Add(p.Key)
+		}
+	})
 }
 
 func (s *statusMirror) watch(ctx context.Context, q *workqueue.Queue) error {

@@ -96,7 +96,7 @@ type replicated struct {
 type replicaSetController struct{ queued }
 
 func newReplicaSetController(sh *shared) *replicaSetController {
-	return &replicaSetController{newQueued(sh)}
+	return &replicaSetController{newQueued(sh, "ReplicaSet")}
 }
 
 func (ctl *replicaSetController) reconcile(ctx context.Context, key string) error {

@@ -10,7 +10,7 @@ import (
 type rcController struct{ queued }
 
 func newRCController(sh *shared) *rcController {
-	return &rcController{newQueued(sh)}
+	return &rcController{newQueued(sh, "ReplicationController")}
 }
 
 // reconcile keeps a ReplicationController's pods: it

@@ -120,13 +120,49 @@ func (s *shared) finishDeletion(ctx context.Context, c *cache.Cached, rep *manif
 	return true, nil
 }
 
+// kindOf is the kind of a changed object: cur's, or old's if it was
+// deleted.
+func kindOf(old, cur manifests.Object) string {
+	if cur != nil {
+		return cur.GetTypeMeta().Kind
+	}
+	return old.GetTypeMeta().Kind
+}
+
 // queued is what a keyed controller is made of: the shared parts and a
-// queue of its own.
+// queue of its own. A workload controller's queue is also known by its
+// kind, for requeue.
 type queued struct {
 	*shared
+	kind  string // the kind it reconciles, "" if none (gc)
 	queue *workqueue.Queue
 }
 
-func newQueued(sh *shared) queued {
-	return queued{shared: sh, queue: workqueue.New()}
+func newQueued(sh *shared, kind string) queued {
+	q := queued{shared: sh, kind: kind, queue: workqueue.New()}
+	if kind != "" {
+		sh.queues[kind] = q.queue
+	}
+	return q
+}
+
+func (q *queued) work() *queued { return q }
+
+// register routes a workload controller its events: see follow.
+func (q *queued) register(objects, _ *cache.Cache) { objects.AddHandler(q.follow) }
+
+// follow queues an object of the controller's kind when it changes, and
+// its controller when an object it controls changes (but for a replica
+// controller's pod that was only bound to a node: see boundOnly).
+func (q *queued) follow(key string, old, cur manifests.Object) {
+	obj := cur
+	if obj == nil {
+		obj = old
+	}
+	if obj.GetTypeMeta().Kind == q.kind {
+		q.queue.Add(key)
+	}
+	if ref := obj.GetObjectMeta().Controller(); ref != nil && ref.Kind == q.kind && !(replicaKinds[q.kind] && boundOnly(old, cur)) {
+		q.queue.Add(cache.OwnerKey(obj))
+	}
 }

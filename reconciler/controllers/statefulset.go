@@ -206,7 +206,7 @@ func isRunningAndReady(p *manifests.Pod) bool {
 type statefulSetController struct{ queued }
 
 func newStatefulSetController(sh *shared) *statefulSetController {
-	return &statefulSetController{newQueued(sh)}
+	return &statefulSetController{newQueued(sh, "StatefulSet")}
 }
 
 func (ctl *statefulSetController) reconcile(ctx context.Context, key string) error {
