@@ -231,7 +231,7 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	gc.register(sh.objects, sh.nodes)
 	assign.register(sh.objects, sh.nodes)
 	status.register(sh.objects, sh.nodes)
-	svcCtls, err := cp.serviceControllers() // Services and their endpoints (service.go, endpoints.go)
+	svcCtls, err := serviceControllers(sh, cp) // Services and their endpoints (service.go, endpoints.go)
 	if err != nil {
 		return err
 	}
