@@ -63,8 +63,6 @@ type ControlPlane struct {
 	// orphan sweep), made from the shared cache once it exists.
 	Addons []Addon
 
-	// The parts every controller shares, built by Run.
-	*shared
 	// testPart, if set, runs as one more part (tests).
 	testPart func(ctx context.Context) error
 }
@@ -197,16 +195,15 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	}
 
 	sh := newShared(cp)
-	cp.shared = sh
 
 	// Each controller adds its handlers to the caches (register), and the
 	// manager keeps its work loop.
 	sched := scheduler.New(cp.Objects, sh.objects, sh.event, cp.Log)
 	schedCtl := &controller{name: "scheduler", queue: sched.Queue(), reconcile: sched.Reconcile, resync: sched.PendingKeys, workers: cp.PodWorkers,
 		stop: sched.Wait}
-	assign := newAssigner(cp)
+	assign := newAssigner(sh, cp)
 	assignCtl := &controller{name: "assignments", queue: assign.queue, reconcile: assign.reconcile, resync: sh.keysOf("Pod"), workers: cp.PodWorkers}
-	status := newStatusMirror(cp)
+	status := newStatusMirror(sh)
 	statusCtl := &controller{name: "podstatus", queue: status.queue, reconcile: status.reconcile, resync: sh.terminatingPods, workers: cp.PodWorkers}
 	gc := newGCController(sh)
 	gcCtl := &controller{name: "gc", queue: gc.queue, reconcile: gc.reconcile, resync: gc.ownedKeys}

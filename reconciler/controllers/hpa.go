@@ -214,14 +214,13 @@ func LimitReplicas(desired, current, minReplicas, maxReplicas int32) (int32, str
 type hpaController struct {
 	queued
 	resyncPeriod time.Duration
-	status       bus.Store // the pods' status reports (ControlPlane.Status)
 	mu           sync.Mutex
 	recs         map[string][]TimedReplicas
 	lastSync     map[string]time.Time
 }
 
 func newHPAController(sh *shared, cp *ControlPlane) *hpaController {
-	return &hpaController{queued: newQueued(sh, "HorizontalPodAutoscaler"), resyncPeriod: cp.ResyncPeriod, status: cp.Status,
+	return &hpaController{queued: newQueued(sh, "HorizontalPodAutoscaler"), resyncPeriod: cp.ResyncPeriod,
 		recs: map[string][]TimedReplicas{}, lastSync: map[string]time.Time{}}
 }
 
@@ -525,7 +524,7 @@ func (h *hpaController) usage(ctx context.Context, pods []*manifests.Pod) []*man
 		if p.Spec.NodeName == "" {
 			continue
 		}
-		e, err := h.status.Get(ctx, manifests.AssignmentKey(p.Spec.NodeName, p.Namespace, p.Name))
+		e, err := h.podStatus.Get(ctx, manifests.AssignmentKey(p.Spec.NodeName, p.Namespace, p.Name))
 		if err != nil {
 			continue
 		}

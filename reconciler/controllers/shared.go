@@ -19,26 +19,26 @@ import (
 // the queues of the workload controllers (for requeue). The manager
 // (ControlPlane.Run) builds it once; each controller embeds it.
 type shared struct {
-	store   bus.Store    // the objects (ControlPlane.Objects)
-	objects *cache.Cache // the objects, cached
-	nodes   *cache.Cache // the nodes, cached
-	exp     *expectations
-	log     *slog.Logger
-	events  bus.Events
-	rec     *events.Recorder
-	queues  map[string]*workqueue.Queue // workload kind -> its controller's queue
+	store     bus.Store    // the objects (ControlPlane.Objects)
+	podStatus bus.Store    // the nodes' pod status reports (ControlPlane.Status)
+	objects   *cache.Cache // the objects, cached
+	nodes     *cache.Cache // the nodes, cached
+	exp       *expectations
+	log       *slog.Logger
+	rec       *events.Recorder
+	queues    map[string]*workqueue.Queue // workload kind -> its controller's queue
 }
 
 func newShared(cp *ControlPlane) *shared {
 	return &shared{
-		store:   cp.Objects,
-		objects: cache.New(cp.Objects, cp.Log),
-		nodes:   cache.New(cp.Nodes, cp.Log),
-		exp:     newExpectations(),
-		log:     cp.Log,
-		events:  cp.Events,
-		rec:     events.NewRecorder(cp.Events, "control-plane", cp.Log),
-		queues:  map[string]*workqueue.Queue{},
+		store:     cp.Objects,
+		podStatus: cp.Status,
+		objects:   cache.New(cp.Objects, cp.Log),
+		nodes:     cache.New(cp.Nodes, cp.Log),
+		exp:       newExpectations(),
+		log:       cp.Log,
+		rec:       events.NewRecorder(cp.Events, "control-plane", cp.Log),
+		queues:    map[string]*workqueue.Queue{},
 	}
 }
 
@@ -67,11 +67,7 @@ func (s *shared) terminatingPods(keep func(string) bool) []string {
 
 // event records an event for obj, best effort.
 func (s *shared) event(ctx context.Context, obj manifests.Object, typ, reason, msg string) {
-	rec := s.rec
-	if rec == nil { // not running (tests): record at once
-		rec = events.NewRecorder(s.events, "control-plane", s.log)
-	}
-	rec.Event(ctx, obj, typ, reason, msg)
+	s.rec.Event(ctx, obj, typ, reason, msg)
 }
 
 // podsOwnedBy returns the cached pods controlled by owner.
