@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/capstan-io/capstan/bus"
+	"github.com/capstan-io/capstan/bus/secrets"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler/cache"
 	"github.com/capstan-io/capstan/reconciler/ownership"
@@ -26,8 +27,11 @@ import (
 // appears, and a change to a referenced object re-queues the pods that
 // reference it (refs), so their assignments follow.
 type assigner struct {
-	cp *ControlPlane
-	mu sync.Mutex
+	*shared
+	assignments bus.Store         // ControlPlane.Assignments
+	sops        secrets.Decrypter // ControlPlane.Sops
+	queue       *workqueue.Queue
+	mu          sync.Mutex
 	// byPod holds, per pod key, its assignments on the bus: one, but for
 	// the moment a pod moves between nodes (a slice, not a map per pod:
 	// at tens of thousands of pods the maps were a tenth of the heap).
@@ -47,8 +51,8 @@ type assignment struct {
 	hash digest
 }
 
-func newAssigner(cp *ControlPlane) *assigner {
-	return &assigner{cp: cp, byPod: map[string][]assignment{}, synced: make(chan struct{}),
+func newAssigner(sh *shared, cp *ControlPlane) *assigner {
+	return &assigner{shared: sh, assignments: cp.Assignments, sops: cp.Sops, queue: workqueue.New(), byPod: map[string][]assignment{}, synced: make(chan struct{}),
 		refs: map[string]map[string]bool{}, podRef: map[string][]string{}}
 }
 
@@ -73,19 +77,33 @@ func assignmentKeyOf(node, pk string) string {
 	return node + "." + strings.TrimPrefix(pk, "Pod.")
 }
 
-// heldKeys returns pk as the objects cache holds it, and node once for
-// all its pods: a controller holding a key per pod holds no copy of its
-// own, and none of the watch message's subject a key it was cut from
-// would keep alive.
-func (cp *ControlPlane) heldKeys(node, pk string) (string, string) {
-	if c, ok := cp.objects.Get(pk); ok {
-		pk = c.Key
-	}
-	return cache.Str(node), pk
+// register routes the assigner its events: every pod's, those of the
+// ConfigMaps and Secrets pods use (onObject), and a node's new key, which
+// re-seals its pods' Secrets.
+func (a *assigner) register(objects, nodes *cache.Cache) {
+	objects.AddHandler(func(key string, old, cur manifests.Object) {
+		if kindOf(old, cur) == "Pod" {
+			a.queue.Add(key)
+		}
+	})
+	objects.AddHandler(a.onObject(a.queue))
+	nodes.AddHandler(func(key string, old, cur manifests.Object) {
+		recipient := func(o manifests.Object) string {
+			if o == nil {
+				return ""
+			}
+			return o.GetObjectMeta().Annotations[manifests.AnnotationAgeRecipient]
+		}
+		if recipient(old) != recipient(cur) {
+			for _, p := range objects.OnNode(key) {
+				a.queue.Add(p.Key)
+			}
+		}
+	})
 }
 
 func (a *assigner) watch(ctx context.Context, q *workqueue.Queue) error {
-	ch, err := a.cp.Assignments.Watch(ctx, ">")
+	ch, err := a.assignments.Watch(ctx, ">")
 	if err != nil {
 		return fmt.Errorf("watch assignments: %w", err)
 	}
@@ -103,7 +121,7 @@ func (a *assigner) watch(ctx context.Context, q *workqueue.Queue) error {
 			continue
 		}
 		a.mu.Lock()
-		node, pk = a.cp.heldKeys(node, pk)
+		node, pk = a.heldKeys(node, pk)
 		as := slices.DeleteFunc(a.byPod[pk], func(x assignment) bool { return x.node == node })
 		if e.Op != bus.OpDelete {
 			as = append(as, assignment{node: node, rev: e.Revision, hash: assignmentDigest(e.Value)})
@@ -254,17 +272,17 @@ func (a *assigner) assignmentOf(pod *manifests.Pod) ([]byte, error) {
 	p := *pod // shallow: it is only encoded
 	p.Status = manifests.PodStatus{}
 	p.ResourceVersion = ""
-	out := manifests.Assignment{Pod: p, Drift: ownership.PodDriftPolicy(a.cp.objects, pod)}
+	out := manifests.Assignment{Pod: p, Drift: ownership.PodDriftPolicy(a.objects, pod)}
 	cms, secs := PodReferences(&pod.Spec)
 	for _, n := range cms {
-		if c, ok := a.cp.objects.Get(manifests.Key("ConfigMap", pod.Namespace, n)); ok {
+		if c, ok := a.objects.Get(manifests.Key("ConfigMap", pod.Namespace, n)); ok {
 			cm := *c.Obj.(*manifests.ConfigMap)
 			cm.ResourceVersion = ""
 			out.ConfigMaps = append(out.ConfigMaps, cm)
 		}
 	}
 	for _, n := range secs {
-		if c, ok := a.cp.objects.Get(manifests.Key("Secret", pod.Namespace, n)); ok {
+		if c, ok := a.objects.Get(manifests.Key("Secret", pod.Namespace, n)); ok {
 			s, ok := a.decrypted(c.Obj.(*manifests.Secret)) // secrets.go
 			if !ok {
 				continue
@@ -276,7 +294,7 @@ func (a *assigner) assignmentOf(pod *manifests.Pod) ([]byte, error) {
 	if err := a.sealSecrets(&out, pod.Spec.NodeName); err != nil {
 		// The pod waits, its Secrets reported missing, until its node
 		// publishes a key.
-		a.cp.Log.Warn("secrets withheld from a node", "pod", pod.Namespace+"/"+pod.Name, "err", err)
+		a.log.Warn("secrets withheld from a node", "pod", pod.Namespace+"/"+pod.Name, "err", err)
 	}
 	b, err := json.Marshal(out)
 	if err != nil {
@@ -288,7 +306,7 @@ func (a *assigner) assignmentOf(pod *manifests.Pod) ([]byte, error) {
 func (a *assigner) reconcile(ctx context.Context, podKey string) error {
 	var want string
 	var value []byte
-	if c, ok := a.cp.objects.Get(podKey); ok {
+	if c, ok := a.objects.Get(podKey); ok {
 		pod := c.Obj.(*manifests.Pod)
 		if pod.Spec.NodeName != "" {
 			want = manifests.AssignmentKey(pod.Spec.NodeName, pod.Namespace, pod.Name)
@@ -308,7 +326,7 @@ func (a *assigner) reconcile(ctx context.Context, podKey string) error {
 		if k == want {
 			continue
 		}
-		if err := a.cp.Assignments.Delete(ctx, k, v.rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
+		if err := a.assignments.Delete(ctx, k, v.rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
 			return fmt.Errorf("delete assignment %s: %w", k, err)
 		}
 	}
@@ -319,12 +337,12 @@ func (a *assigner) reconcile(ctx context.Context, podKey string) error {
 		if cur.hash == assignmentDigest(value) {
 			return nil
 		}
-		if _, err := a.cp.Assignments.Update(ctx, want, value, cur.rev); err != nil {
+		if _, err := a.assignments.Update(ctx, want, value, cur.rev); err != nil {
 			return fmt.Errorf("update assignment %s: %w", want, err)
 		}
 		return nil
 	}
-	if _, err := a.cp.Assignments.Create(ctx, want, value); err != nil {
+	if _, err := a.assignments.Create(ctx, want, value); err != nil {
 		return fmt.Errorf("create assignment %s: %w", want, err)
 	}
 	return nil
@@ -347,8 +365,8 @@ func (a *assigner) onSourceDrift(q *workqueue.Queue, old, cur manifests.Object) 
 		obj = old
 	}
 	name := obj.GetObjectMeta().Name
-	for _, c := range a.cp.objects.List("Pod", "") {
-		if _, s := ownership.DeclaringChain(a.cp.objects, c.Obj); s == name {
+	for _, c := range a.objects.List("Pod", "") {
+		if _, s := ownership.DeclaringChain(a.objects, c.Obj); s == name {
 			q.Add(manifests.KeyOf(c.Obj))
 		}
 	}

@@ -11,9 +11,7 @@ import (
 
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/bus/secrets"
-	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler/cache"
-	"github.com/capstan-io/capstan/reconciler/events"
 	"github.com/capstan-io/capstan/reconciler/scheduler"
 	"github.com/capstan-io/capstan/reconciler/workqueue"
 	"golang.org/x/sync/errgroup"
@@ -68,11 +66,6 @@ type ControlPlane struct {
 	// orphan sweep), made from the shared cache once it exists.
 	Addons []Addon
 
-	objects *cache.Cache
-	nodes   *cache.Cache
-	exp     *expectations
-	queues  map[string]*workqueue.Queue // workload kind -> its controller's queue
-	rec     *events.Recorder
 	// testPart, if set, runs as one more part (tests).
 	testPart func(ctx context.Context) error
 }
@@ -102,26 +95,27 @@ func (cp *ControlPlane) defaults() {
 }
 
 // workload is a controller of one kind of object that makes other objects
-// (pods, ReplicaSets, Jobs) and owns them by a controller reference.
-type workload struct {
-	kind      string
-	reconcile func(ctx context.Context, key string) error
-	// onNode, if set, is told of node changes (a DaemonSet follows nodes).
-	onNode func(q *workqueue.Queue, key string, old, cur manifests.Object)
+// (pods, ReplicaSets, Jobs) and owns them by a controller reference. It
+// embeds queued, which holds its queue and routes it its events.
+type workload interface {
+	reconcile(ctx context.Context, key string) error
+	// register adds its handlers to the caches, before they run.
+	register(objects, nodes *cache.Cache)
+	work() *queued
 }
 
-// workloads lists the workload controllers. Add a new kind's controller
+// workloads makes the workload controllers. Add a new kind's controller
 // here.
-func (cp *ControlPlane) workloads() []workload {
+func (cp *ControlPlane) workloads(sh *shared) []workload {
 	return []workload{
-		{kind: "ReplicaSet", reconcile: cp.reconcileReplicaSet},
-		{kind: "Deployment", reconcile: cp.reconcileDeployment},
-		{kind: "Job", reconcile: cp.reconcileJob},
-		{kind: "CronJob", reconcile: cp.reconcileCronJob},
-		{kind: "HorizontalPodAutoscaler", reconcile: newHPAController(cp).reconcile},
-		{kind: "StatefulSet", reconcile: cp.reconcileStatefulSet},
-		{kind: "DaemonSet", reconcile: cp.reconcileDaemonSet, onNode: cp.daemonSetOnNode},
-		{kind: "ReplicationController", reconcile: cp.reconcileReplicationController},
+		newReplicaSetController(sh),
+		newDeploymentController(sh),
+		newJobController(sh),
+		newCronJobController(sh),
+		newHPAController(sh, cp),
+		newStatefulSetController(sh),
+		newDaemonSetController(sh, cp.PodEvictionTimeout),
+		newRCController(sh),
 	}
 }
 
@@ -154,14 +148,6 @@ func ParseControllers(spec []string) (map[string]bool, error) {
 		}
 	}
 	return on, nil
-}
-
-// requeue queues key of a workload kind after d: for moments no event
-// marks, such as minReadySeconds passing or a deadline.
-func (cp *ControlPlane) requeue(kind, key string, d time.Duration) {
-	if q := cp.queues[kind]; q != nil {
-		q.AddAfter(key, d)
-	}
 }
 
 // Controller is a keyed work loop of another room that the control plane
@@ -211,111 +197,47 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 		return err
 	}
 
-	cp.rec = events.NewRecorder(cp.Events, "control-plane", cp.Log)
-	cp.objects = cp.Cache
-	if cp.objects == nil {
-		cp.objects = cache.New(cp.Objects, cp.Log)
-	}
-	cp.nodes = cache.New(cp.Nodes, cp.Log)
-	cp.exp = newExpectations()
+	sh := newShared(cp)
 
-	sched := scheduler.New(cp.Objects, cp.objects, cp.event, cp.Log)
+	// Each controller adds its handlers to the caches (register), and the
+	// manager keeps its work loop.
+	sched := scheduler.New(cp.Objects, sh.objects, sh.event, cp.Log)
 	schedCtl := &controller{name: "scheduler", queue: sched.Queue(), reconcile: sched.Reconcile, resync: sched.PendingKeys, workers: cp.PodWorkers,
 		stop: sched.Wait}
-	assign := newAssigner(cp)
-	assignCtl := &controller{name: "assignments", queue: workqueue.New(), reconcile: assign.reconcile, resync: cp.keysOf("Pod"), workers: cp.PodWorkers}
-	status := newStatusMirror(cp)
-	statusCtl := &controller{name: "podstatus", queue: workqueue.New(), reconcile: status.reconcile, resync: cp.terminatingPods, workers: cp.PodWorkers}
-	gcCtl := &controller{name: "gc", queue: workqueue.New(), reconcile: cp.reconcileGC, resync: cp.ownedKeys}
+	assign := newAssigner(sh, cp)
+	assignCtl := &controller{name: "assignments", queue: assign.queue, reconcile: assign.reconcile, resync: sh.keysOf("Pod"), workers: cp.PodWorkers}
+	status := newStatusMirror(sh)
+	statusCtl := &controller{name: "podstatus", queue: status.queue, reconcile: status.reconcile, resync: sh.terminatingPods, workers: cp.PodWorkers}
+	gc := newGCController(sh)
+	gcCtl := &controller{name: "gc", queue: gc.queue, reconcile: gc.reconcile, resync: gc.ownedKeys}
 	ctls := []*controller{schedCtl, assignCtl, statusCtl, gcCtl}
-	shared := Shared{Objects: cp.Objects, Cache: cp.objects, Log: cp.Log}
+	parts := Shared{Objects: cp.Objects, Cache: sh.objects, Log: cp.Log}
 	var watches []*Controller
 	for _, mk := range cp.Addons {
-		a := mk(shared)
+		a := mk(parts)
 		ctls = append(ctls, &controller{name: a.Name, queue: a.Queue, reconcile: a.Reconcile, resync: a.Resync})
 		if a.OnObject != nil {
-			cp.objects.AddHandler(a.OnObject)
+			sh.objects.AddHandler(a.OnObject)
 		}
 		if a.Watch != nil {
 			watches = append(watches, a)
 		}
 	}
-
-	// The workload controllers: one per kind, queued when an object of
-	// their kind changes and when an object they control changes.
-	byKind := map[string]*controller{}
-	for _, w := range cp.workloads() {
-		c := &controller{name: strings.ToLower(w.kind), queue: workqueue.New(), reconcile: w.reconcile, resync: cp.keysOf(w.kind)}
-		byKind[w.kind] = c
-		ctls = append(ctls, c)
-		if w.onNode != nil {
-			cp.nodes.AddHandler(func(key string, old, cur manifests.Object) { w.onNode(c.queue, key, old, cur) })
-		}
+	for _, w := range cp.workloads(sh) {
+		w.register(sh.objects, sh.nodes)
+		q := w.work()
+		ctls = append(ctls, &controller{name: strings.ToLower(q.kind), queue: q.queue, reconcile: w.reconcile, resync: sh.keysOf(q.kind)})
 	}
-	cp.queues = map[string]*workqueue.Queue{}
-	for k, c := range byKind {
-		cp.queues[k] = c.queue
-	}
-
-	cp.objects.AddHandler(func(key string, old, cur manifests.Object) {
-		obj := cur
-		if obj == nil {
-			obj = old
-		}
-		kind := obj.GetTypeMeta().Kind
-		if c, ok := byKind[kind]; ok {
-			c.queue.Add(key)
-		}
-		if ref := obj.GetObjectMeta().Controller(); ref != nil {
-			if c, ok := byKind[ref.Kind]; ok && !(replicaKinds[ref.Kind] && boundOnly(old, cur)) {
-				c.queue.Add(cache.OwnerKey(obj))
-			}
-			if cur != nil && (old == nil || !sameController(old, cur)) {
-				gcCtl.queue.Add(key) // it only checks that a live object's controller exists
-			}
-		}
-		if kind == "Pod" {
-			assignCtl.queue.Add(key)
-			statusCtl.queue.Add(key)
-		}
-		if cur == nil {
-			// The dependents of a deleted owner may now be garbage.
-			for _, k := range cp.dependentsOf(old) {
-				gcCtl.queue.Add(k)
-			}
-		}
-	})
-	svcCtls, err := cp.serviceControllers() // Services and their endpoints (service.go, endpoints.go)
+	gc.register(sh.objects, sh.nodes)
+	assign.register(sh.objects, sh.nodes)
+	status.register(sh.objects, sh.nodes)
+	svcCtls, err := serviceControllers(sh, cp) // Services and their endpoints (service.go, endpoints.go)
 	if err != nil {
 		return err
 	}
 	ctls = append(ctls, svcCtls...)
-	cp.objects.AddHandler(sched.OnObject(schedCtl.queue))
-	cp.objects.AddHandler(assign.onObject(assignCtl.queue)) // pods follow their ConfigMaps and Secrets
-	cp.nodes.AddHandler(sched.OnNode(schedCtl.queue))
-	cp.nodes.AddHandler(func(key string, old, cur manifests.Object) {
-		// A node's readiness shows on its pods.
-		// A node's key seals its pods' Secrets: a new key re-seals them.
-		recipient := func(o manifests.Object) string {
-			if o == nil {
-				return ""
-			}
-			return o.GetObjectMeta().Annotations[manifests.AnnotationAgeRecipient]
-		}
-		if recipient(old) != recipient(cur) {
-			for _, p := range cp.objects.OnNode(key) {
-				assignCtl.queue.Add(p.Key)
-			}
-		}
-		wasReady := old != nil && manifests.IsNodeReady(old.(*manifests.Node))
-		isReady := cur != nil && manifests.IsNodeReady(cur.(*manifests.Node))
-		if wasReady == isReady {
-			return
-		}
-		for _, p := range cp.objects.OnNode(key) {
-			statusCtl.queue.Add(p.Key)
-		}
-	})
+	sh.objects.AddHandler(sched.OnObject(schedCtl.queue))
+	sh.nodes.AddHandler(sched.OnNode(schedCtl.queue))
 
 	// The parts run as one: the first to fail cancels the others, and Run
 	// returns once all have.
@@ -330,13 +252,13 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 		})
 	}
 	if cp.Cache == nil {
-		run("objects cache", cp.objects.Run)
+		run("objects cache", sh.objects.Run)
 	}
-	run("nodes cache", cp.nodes.Run)
-	run("assignments watch", func(ctx context.Context) error { return assign.watch(ctx, assignCtl.queue) })
-	run("status watch", func(ctx context.Context) error { return status.watch(ctx, statusCtl.queue) })
+	run("nodes cache", sh.nodes.Run)
+	run("assignments watch", func(ctx context.Context) error { return assign.watch(ctx, assign.queue) })
+	run("status watch", func(ctx context.Context) error { return status.watch(ctx, status.queue) })
 
-	for _, c := range []<-chan struct{}{cp.objects.Synced(), cp.nodes.Synced(), assign.synced, status.synced} {
+	for _, c := range []<-chan struct{}{sh.objects.Synced(), sh.nodes.Synced(), assign.synced, status.synced} {
 		select {
 		case <-c:
 		case <-ctx.Done():
@@ -373,7 +295,7 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	}
 	run("resync", func(ctx context.Context) error { return cp.resyncLoop(ctx, ctls) })
 	if enabled["nodelifecycle"] {
-		run("node lifecycle", cp.runNodeLifecycle)
+		run("node lifecycle", newNodeLifecycle(sh, cp).run)
 	}
 	for _, a := range watches {
 		if enabled[a.Name] {
@@ -383,7 +305,7 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	if enabled["orphans"] && !slices.ContainsFunc(ctls, func(c *controller) bool { return c.name == "orphans" }) {
 		cp.Log.Info("orphan sweep off: no sources or no audit stream in this process")
 	}
-	run("events", cp.rec.Run)
+	run("events", sh.rec.Run)
 	// Everything is level-triggered: queue all now that the caches hold
 	// the world (one slot of one: every key).
 	resyncSlot(ctls, 0, 1)
@@ -441,33 +363,5 @@ func keySlot(key string, slots uint32) uint32 {
 	return h % slots
 }
 
-func (cp *ControlPlane) keysOf(kind string) func(keep func(string) bool) []string {
-	return func(keep func(string) bool) []string {
-		return cp.objects.Keys(kind, func(c *cache.Cached) bool { return keep(c.Key) })
-	}
-}
-
 // all keeps every key.
 func all(string) bool { return true }
-
-// terminatingPods lists the pods being deleted, so that one whose node
-// went away without a word is still deleted by the next resync.
-func (cp *ControlPlane) terminatingPods(keep func(string) bool) []string {
-	return cp.objects.Keys("Pod", func(c *cache.Cached) bool {
-		return keep(c.Key) && c.Obj.GetObjectMeta().DeletionTimestamp != nil
-	})
-}
-
-// event records an event for obj, best effort.
-func (cp *ControlPlane) event(ctx context.Context, obj manifests.Object, typ, reason, msg string) {
-	rec := cp.rec
-	if rec == nil { // not running (tests): record at once
-		rec = events.NewRecorder(cp.Events, "control-plane", cp.Log)
-	}
-	rec.Event(ctx, obj, typ, reason, msg)
-}
-
-// podsOwnedBy returns the cached pods controlled by owner.
-func (cp *ControlPlane) podsOwnedBy(owner manifests.Object) []*cache.Cached {
-	return cp.objects.Owned(owner.GetObjectMeta().UID, "Pod")
-}

@@ -189,15 +189,23 @@ type ownedJob struct {
 	job *manifests.Job
 }
 
-func (cp *ControlPlane) reconcileCronJob(ctx context.Context, key string) error {
-	c, ok := cp.objects.Get(key)
+// cronJobController starts CronJobs' Jobs on their schedule and prunes
+// their history.
+type cronJobController struct{ queued }
+
+func newCronJobController(sh *shared) *cronJobController {
+	return &cronJobController{newQueued(sh, "CronJob")}
+}
+
+func (ctl *cronJobController) reconcile(ctx context.Context, key string) error {
+	c, ok := ctl.objects.Get(key)
 	if !ok {
 		return nil // its Jobs are garbage-collected
 	}
 	cj := c.Obj.(*manifests.CronJob)
 	now := time.Now()
 	var active, succeeded, failed []ownedJob
-	for _, jc := range cp.objects.List("Job", cj.Namespace) {
+	for _, jc := range ctl.objects.List("Job", cj.Namespace) {
 		if !cache.IsControlledBy(jc.Obj, cj) {
 			continue
 		}
@@ -222,22 +230,22 @@ func (cp *ControlPlane) reconcileCronJob(ctx context.Context, key string) error 
 			st.LastSuccessfulTime = ct
 		}
 	}
-	if err := cp.pruneCronJobHistory(ctx, cj, succeeded, manifests.Int32(cj.Spec.SuccessfulJobsHistoryLimit, 3)); err != nil {
+	if err := ctl.pruneCronJobHistory(ctx, cj, succeeded, manifests.Int32(cj.Spec.SuccessfulJobsHistoryLimit, 3)); err != nil {
 		return err
 	}
-	if err := cp.pruneCronJobHistory(ctx, cj, failed, manifests.Int32(cj.Spec.FailedJobsHistoryLimit, 1)); err != nil {
+	if err := ctl.pruneCronJobHistory(ctx, cj, failed, manifests.Int32(cj.Spec.FailedJobsHistoryLimit, 1)); err != nil {
 		return err
 	}
 
 	suspend := cj.Spec.Suspend != nil && *cj.Spec.Suspend
 	if suspend {
-		return cp.writeCronJobStatus(ctx, c, cj, st)
+		return ctl.writeCronJobStatus(ctx, c, cj, st)
 	}
 	sched, err := ParseCronSchedule(cj.Spec.Schedule, cj.Spec.TimeZone)
 	if err != nil {
 		// Nothing to retry until the CronJob changes.
-		cp.event(ctx, cj, "Warning", "InvalidSchedule", err.Error())
-		return cp.writeCronJobStatus(ctx, c, cj, st)
+		ctl.event(ctx, cj, "Warning", "InvalidSchedule", err.Error())
+		return ctl.writeCronJobStatus(ctx, c, cj, st)
 	}
 	in := CronInput{Schedule: sched, Now: now, Policy: cj.Spec.ConcurrencyPolicy, Active: len(active)}
 	if cj.CreationTimestamp != nil {
@@ -251,31 +259,31 @@ func (cp *ControlPlane) reconcileCronJob(ctx context.Context, key string) error 
 	}
 	plan := PlanCronJob(in)
 	if plan.TooManyMissed {
-		cp.event(ctx, cj, "Warning", "TooManyMissedTimes",
+		ctl.event(ctx, cj, "Warning", "TooManyMissedTimes",
 			fmt.Sprintf("too many missed start times: %d; starting the latest. Set or decrease .spec.startingDeadlineSeconds or check clock skew", plan.Missed))
 	}
 	switch plan.Action {
 	case CronMissedDeadline:
-		cp.event(ctx, cj, "Warning", "MissSchedule", fmt.Sprintf("Missed scheduled time to start a job: %s", plan.Scheduled.UTC().Format(time.RFC3339)))
+		ctl.event(ctx, cj, "Warning", "MissSchedule", fmt.Sprintf("Missed scheduled time to start a job: %s", plan.Scheduled.UTC().Format(time.RFC3339)))
 	case CronForbidden:
-		cp.event(ctx, cj, "Normal", "JobAlreadyActive", "Not starting job because prior execution is running and concurrency policy is Forbid")
+		ctl.event(ctx, cj, "Normal", "JobAlreadyActive", "Not starting job because prior execution is running and concurrency policy is Forbid")
 	case CronCreate:
 		name := CronJobName(cj.Name, plan.Scheduled)
-		if _, exists := cp.objects.Get(manifests.Key("Job", cj.Namespace, name)); !exists {
+		if _, exists := ctl.objects.Get(manifests.Key("Job", cj.Namespace, name)); !exists {
 			if plan.ReplaceActive {
 				for _, a := range active {
-					if err := cache.DeleteObject(ctx, cp.Objects, a.c.Key, 0); err != nil && !errors.Is(err, bus.ErrNotFound) {
+					if err := cache.DeleteObject(ctx, ctl.store, a.c.Key, 0); err != nil && !errors.Is(err, bus.ErrNotFound) {
 						return fmt.Errorf("cronjob %s: replace: %w", key, err)
 					}
-					cp.event(ctx, cj, "Normal", "SuccessfulDelete", fmt.Sprintf("Deleted job %s", a.job.Name))
+					ctl.event(ctx, cj, "Normal", "SuccessfulDelete", fmt.Sprintf("Deleted job %s", a.job.Name))
 				}
 				st.Active = nil
 			}
 			job := jobFromCronJob(cj, name, plan.Scheduled)
-			_, err := cache.CreateObject(ctx, cp.Objects, job)
+			_, err := cache.CreateObject(ctx, ctl.store, job)
 			switch {
 			case err == nil:
-				cp.event(ctx, cj, "Normal", "SuccessfulCreate", "Created job "+name)
+				ctl.event(ctx, cj, "Normal", "SuccessfulCreate", "Created job "+name)
 				st.Active = append(st.Active, jobRef(job))
 			case errors.Is(err, bus.ErrExists):
 				// Made by an earlier attempt whose status write was lost.
@@ -287,11 +295,11 @@ func (cp *ControlPlane) reconcileCronJob(ctx context.Context, key string) error 
 			st.LastScheduleTime = manifests.NewTime(plan.Scheduled)
 		}
 	}
-	if err := cp.writeCronJobStatus(ctx, c, cj, st); err != nil {
+	if err := ctl.writeCronJobStatus(ctx, c, cj, st); err != nil {
 		return err
 	}
 	if !plan.Next.IsZero() {
-		cp.requeue("CronJob", key, plan.Next.Sub(now)+requeueMargin)
+		ctl.requeue("CronJob", key, plan.Next.Sub(now)+requeueMargin)
 	}
 	return nil
 }
@@ -323,7 +331,7 @@ func jobRef(j *manifests.Job) manifests.ObjectReference {
 }
 
 // pruneCronJobHistory deletes the oldest finished Jobs beyond limit.
-func (cp *ControlPlane) pruneCronJobHistory(ctx context.Context, cj *manifests.CronJob, jobs []ownedJob, limit int32) error {
+func (ctl *cronJobController) pruneCronJobHistory(ctx context.Context, cj *manifests.CronJob, jobs []ownedJob, limit int32) error {
 	if int32(len(jobs)) <= limit {
 		return nil
 	}
@@ -334,10 +342,10 @@ func (cp *ControlPlane) pruneCronJobHistory(ctx context.Context, cj *manifests.C
 		return strings.Compare(a.job.Name, b.job.Name)
 	})
 	for _, j := range jobs[:len(jobs)-int(max(limit, 0))] {
-		if err := cache.DeleteObject(ctx, cp.Objects, j.c.Key, j.c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
+		if err := cache.DeleteObject(ctx, ctl.store, j.c.Key, j.c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
 			return fmt.Errorf("cronjob %s/%s: delete old job: %w", cj.Namespace, cj.Name, err)
 		}
-		cp.event(ctx, cj, "Normal", "SuccessfulDelete", "Deleted job "+j.job.Name)
+		ctl.event(ctx, cj, "Normal", "SuccessfulDelete", "Deleted job "+j.job.Name)
 	}
 	return nil
 }
@@ -359,13 +367,13 @@ func jobStarted(j *manifests.Job) time.Time {
 	return time.Time{}
 }
 
-func (cp *ControlPlane) writeCronJobStatus(ctx context.Context, c *cache.Cached, cj *manifests.CronJob, st manifests.CronJobStatus) error {
+func (ctl *cronJobController) writeCronJobStatus(ctx context.Context, c *cache.Cached, cj *manifests.CronJob, st manifests.CronJobStatus) error {
 	if manifests.Hash(st) == manifests.Hash(cj.Status) {
 		return nil
 	}
 	upd := cache.Clone(cj)
 	upd.Status = st
-	if _, err := cache.UpdateObject(ctx, cp.Objects, upd, c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
+	if _, err := cache.UpdateObject(ctx, ctl.store, upd, c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
 		return err
 	}
 	return nil

@@ -10,7 +10,6 @@ import (
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler/cache"
-	"github.com/capstan-io/capstan/reconciler/workqueue"
 )
 
 // DaemonPlacement says whether a DaemonSet's pod belongs on a node.
@@ -179,7 +178,7 @@ func daemonKeepRank(p DaemonPod, rev string) int {
 
 // daemonPlacement places a DaemonSet's pod on a node, and says when the
 // placement changes by itself (a NotReady node's eviction timeout).
-func (cp *ControlPlane) daemonPlacement(ds *manifests.DaemonSet, n *manifests.Node, now time.Time) (DaemonPlacement, time.Duration) {
+func (ctl *daemonSetController) daemonPlacement(ds *manifests.DaemonSet, n *manifests.Node, now time.Time) (DaemonPlacement, time.Duration) {
 	for k, v := range ds.Spec.Template.Spec.NodeSelector {
 		if n.Labels[k] != v {
 			return DaemonNone, 0
@@ -198,16 +197,23 @@ func (cp *ControlPlane) daemonPlacement(ds *manifests.DaemonSet, n *manifests.No
 	if ready.LastTransitionTime != nil {
 		since = ready.LastTransitionTime.Time
 	}
-	if left := cp.PodEvictionTimeout - now.Sub(since); left > 0 {
+	if left := ctl.evictionTimeout - now.Sub(since); left > 0 {
 		return DaemonKeep, left
 	}
 	return DaemonNone, 0
 }
 
-// daemonSetOnNode queues every DaemonSet when a node comes, goes, or
+// register routes the controller its events: those of its kind and of
+// the pods DaemonSets control, and those of nodes (onNode).
+func (ctl *daemonSetController) register(objects, nodes *cache.Cache) {
+	ctl.queued.register(objects, nodes)
+	nodes.AddHandler(ctl.onNode)
+}
+
+// onNode queues every DaemonSet when a node comes, goes, or
 // changes what placement reads (readiness, labels, cordon): heartbeats
 // alone queue nothing.
-func (cp *ControlPlane) daemonSetOnNode(q *workqueue.Queue, _ string, old, cur manifests.Object) {
+func (ctl *daemonSetController) onNode(_ string, old, cur manifests.Object) {
 	if old != nil && cur != nil {
 		o, c := old.(*manifests.Node), cur.(*manifests.Node)
 		if manifests.IsNodeReady(o) == manifests.IsNodeReady(c) && o.Spec.Unschedulable == c.Spec.Unschedulable &&
@@ -215,17 +221,29 @@ func (cp *ControlPlane) daemonSetOnNode(q *workqueue.Queue, _ string, old, cur m
 			return
 		}
 	}
-	for _, k := range cp.keysOf("DaemonSet")(all) {
-		q.Add(k)
+	for _, k := range ctl.keysOf("DaemonSet")(all) {
+		ctl.queue.Add(k)
 	}
 }
 
-func (cp *ControlPlane) reconcileDaemonSet(ctx context.Context, key string) error {
-	c, ok := cp.objects.Get(key)
+// daemonSetController keeps a DaemonSet's pod on each node it places one.
+type daemonSetController struct {
+	queued
+	// evictionTimeout is how long a NotReady node keeps its daemon pod
+	// (ControlPlane.PodEvictionTimeout).
+	evictionTimeout time.Duration
+}
+
+func newDaemonSetController(sh *shared, evictionTimeout time.Duration) *daemonSetController {
+	return &daemonSetController{queued: newQueued(sh, "DaemonSet"), evictionTimeout: evictionTimeout}
+}
+
+func (ctl *daemonSetController) reconcile(ctx context.Context, key string) error {
+	c, ok := ctl.objects.Get(key)
 	if !ok {
 		return nil // its pods are garbage-collected
 	}
-	if !cp.exp.satisfied(key, cp.objects) {
+	if !ctl.exp.satisfied(key, ctl.objects) {
 		return nil
 	}
 	ds := c.Obj.(*manifests.DaemonSet)
@@ -237,9 +255,9 @@ func (cp *ControlPlane) reconcileDaemonSet(ctx context.Context, key string) erro
 	byHostname := map[string]string{}
 	var nodeNames []string
 	var wake time.Duration
-	for _, nc := range cp.nodes.List("Node", "") {
+	for _, nc := range ctl.nodes.List("Node", "") {
 		n := nc.Obj.(*manifests.Node)
-		pl, after := cp.daemonPlacement(ds, n, now)
+		pl, after := ctl.daemonPlacement(ds, n, now)
 		if after > 0 && (wake == 0 || after < wake) {
 			wake = after
 		}
@@ -248,11 +266,11 @@ func (cp *ControlPlane) reconcileDaemonSet(ctx context.Context, key string) erro
 		byHostname[hostnameOf(n)] = n.Name
 	}
 	if wake > 0 {
-		cp.requeue("DaemonSet", key, wake+100*time.Millisecond)
+		ctl.requeue("DaemonSet", key, wake+100*time.Millisecond)
 	}
 	pods := map[string]*manifests.Pod{}
 	requeue := false
-	for _, p := range cp.podsOwnedBy(ds) {
+	for _, p := range ctl.podsOwnedBy(ds) {
 		pod := p.Obj.(*manifests.Pod)
 		nodeName := pod.Spec.NodeName
 		if nodeName == "" {
@@ -280,7 +298,7 @@ func (cp *ControlPlane) reconcileDaemonSet(ctx context.Context, key string) erro
 		pods[pod.Name] = pod
 	}
 	if requeue {
-		cp.requeue("DaemonSet", key, minReady)
+		ctl.requeue("DaemonSet", key, minReady)
 	}
 	state := DaemonSetState{UpdateRevision: rev, OnDelete: ds.Spec.UpdateStrategy.Type == "OnDelete", MaxUnavailable: 1}
 	for _, name := range nodeNames {
@@ -300,13 +318,13 @@ func (cp *ControlPlane) reconcileDaemonSet(ctx context.Context, key string) erro
 		state.MaxUnavailable = int(mu)
 	}
 	acts := PlanDaemonSet(state)
-	if err := cp.applyDaemonActions(ctx, key, ds, rev, acts, byNode); err != nil {
+	if err := ctl.applyDaemonActions(ctx, key, ds, rev, acts, byNode); err != nil {
 		return err
 	}
 	if len(acts) > 0 {
 		return nil
 	}
-	return cp.updateDaemonSetStatus(ctx, c, ds, state)
+	return ctl.updateDaemonSetStatus(ctx, c, ds, state)
 }
 
 // hostnameOf is the node's kubernetes.io/hostname label, which the node
@@ -318,7 +336,7 @@ func hostnameOf(n *manifests.Node) string {
 	return n.Name
 }
 
-func (cp *ControlPlane) applyDaemonActions(ctx context.Context, key string, ds *manifests.DaemonSet, rev string, acts []DaemonAction, nodes map[string]*DaemonNode) error {
+func (ctl *daemonSetController) applyDaemonActions(ctx context.Context, key string, ds *manifests.DaemonSet, rev string, acts []DaemonAction, nodes map[string]*DaemonNode) error {
 	var adds, dels []string
 	var pods []*manifests.Pod
 	for _, a := range acts {
@@ -327,7 +345,7 @@ func (cp *ControlPlane) applyDaemonActions(ctx context.Context, key string, ds *
 			continue
 		}
 		host := a.Node
-		if nc, ok := cp.nodes.Get(a.Node); ok {
+		if nc, ok := ctl.nodes.Get(a.Node); ok {
 			host = hostnameOf(nc.Obj.(*manifests.Node))
 		}
 		pod := podFromTemplate(ds, &ds.Spec.Template, ds.Name+"-"+cache.RandomSuffix(5))
@@ -345,28 +363,28 @@ func (cp *ControlPlane) applyDaemonActions(ctx context.Context, key string, ds *
 		pods = append(pods, pod)
 		adds = append(adds, manifests.KeyOf(pod))
 	}
-	cp.exp.expect(key, adds, dels)
+	ctl.exp.expect(key, adds, dels)
 	for _, a := range acts {
 		if a.Create {
 			continue
 		}
-		if err := DeleteGracefully(ctx, cp.Objects, manifests.Key("Pod", ds.Namespace, a.Pod), 0); err != nil && !errors.Is(err, bus.ErrNotFound) {
-			cp.exp.expect(key, nil, nil)
+		if err := DeleteGracefully(ctx, ctl.store, manifests.Key("Pod", ds.Namespace, a.Pod), 0); err != nil && !errors.Is(err, bus.ErrNotFound) {
+			ctl.exp.expect(key, nil, nil)
 			return fmt.Errorf("daemonset %s: %w", key, err)
 		}
-		cp.event(ctx, ds, "Normal", "SuccessfulDelete", fmt.Sprintf("Deleted pod: %s on node %s (%s)", a.Pod, a.Node, a.Reason))
+		ctl.event(ctx, ds, "Normal", "SuccessfulDelete", fmt.Sprintf("Deleted pod: %s on node %s (%s)", a.Pod, a.Node, a.Reason))
 	}
 	for _, pod := range pods {
-		if _, err := cache.CreateObject(ctx, cp.Objects, pod); err != nil {
-			cp.exp.expect(key, nil, nil)
+		if _, err := cache.CreateObject(ctx, ctl.store, pod); err != nil {
+			ctl.exp.expect(key, nil, nil)
 			return fmt.Errorf("daemonset %s: %w", key, err)
 		}
-		cp.event(ctx, ds, "Normal", "SuccessfulCreate", fmt.Sprintf("Created pod: %s for node %s", pod.Name, pod.Spec.NodeSelector[LabelHostname]))
+		ctl.event(ctx, ds, "Normal", "SuccessfulCreate", fmt.Sprintf("Created pod: %s for node %s", pod.Name, pod.Spec.NodeSelector[LabelHostname]))
 	}
 	return nil
 }
 
-func (cp *ControlPlane) updateDaemonSetStatus(ctx context.Context, c *cache.Cached, ds *manifests.DaemonSet, s DaemonSetState) error {
+func (ctl *daemonSetController) updateDaemonSetStatus(ctx context.Context, c *cache.Cached, ds *manifests.DaemonSet, s DaemonSetState) error {
 	st := manifests.DaemonSetStatus{ObservedGeneration: ds.Generation}
 	for _, n := range s.Nodes {
 		if n.Placement == DaemonNone {
@@ -398,7 +416,7 @@ func (cp *ControlPlane) updateDaemonSetStatus(ctx context.Context, c *cache.Cach
 	}
 	upd := cache.Clone(ds)
 	upd.Status = st
-	if _, err := cache.UpdateObject(ctx, cp.Objects, upd, c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
+	if _, err := cache.UpdateObject(ctx, ctl.store, upd, c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
 		return err
 	}
 	return nil

@@ -32,8 +32,15 @@ type ownedRS struct {
 	rs *manifests.ReplicaSet
 }
 
-func (cp *ControlPlane) reconcileDeployment(ctx context.Context, key string) error {
-	c, ok := cp.objects.Get(key)
+// deploymentController rolls Deployments out through their ReplicaSets.
+type deploymentController struct{ queued }
+
+func newDeploymentController(sh *shared) *deploymentController {
+	return &deploymentController{newQueued(sh, "Deployment")}
+}
+
+func (ctl *deploymentController) reconcile(ctx context.Context, key string) error {
+	c, ok := ctl.objects.Get(key)
 	if !ok {
 		return nil // its ReplicaSets are garbage-collected
 	}
@@ -42,7 +49,7 @@ func (cp *ControlPlane) reconcileDeployment(ctx context.Context, key string) err
 	var cur *ownedRS
 	var old []ownedRS
 	var maxRev int64
-	for _, r := range cp.objects.List("ReplicaSet", d.Namespace) {
+	for _, r := range ctl.objects.List("ReplicaSet", d.Namespace) {
 		if !cache.IsControlledBy(r.Obj, d) {
 			continue
 		}
@@ -59,10 +66,10 @@ func (cp *ControlPlane) reconcileDeployment(ctx context.Context, key string) err
 	desired := manifests.Int32(d.Spec.Replicas, 1)
 
 	if d.Spec.Paused {
-		return cp.updateDeploymentStatus(ctx, c, d, cur, old, nil)
+		return ctl.updateDeploymentStatus(ctx, c, d, cur, old, nil)
 	}
 	if cur == nil {
-		return cp.createReplicaSet(ctx, d, hash, maxRev+1, old, desired)
+		return ctl.createReplicaSet(ctx, d, hash, maxRev+1, old, desired)
 	}
 	// A template Git moved away from may be tried again when Git comes
 	// back to it.
@@ -70,33 +77,33 @@ func (cp *ControlPlane) reconcileDeployment(ctx context.Context, key string) err
 		if _, failed := o.rs.Annotations[AnnotationRolloutFailed]; failed {
 			upd := cache.Clone(o.rs)
 			delete(upd.Annotations, AnnotationRolloutFailed)
-			_, err := cache.UpdateObject(ctx, cp.Objects, upd, o.c.Rev)
+			_, err := cache.UpdateObject(ctx, ctl.store, upd, o.c.Rev)
 			return err
 		}
 	}
 	if _, failed := cur.rs.Annotations[AnnotationRolloutFailed]; failed {
-		return cp.rollBack(ctx, c, d, cur, old, maxRev, desired)
+		return ctl.rollBack(ctx, c, d, cur, old, maxRev, desired)
 	}
 	if revisionOf(cur.rs) < maxRev {
 		// Rolled back to an older template: it becomes the newest revision.
 		upd := cache.Clone(cur.rs)
 		upd.Annotations[manifests.AnnotationRevision] = strconv.FormatInt(maxRev+1, 10)
-		_, err := cache.UpdateObject(ctx, cp.Objects, upd, cur.c.Rev)
+		_, err := cache.UpdateObject(ctx, ctl.store, upd, cur.c.Rev)
 		return err
 	}
 	if cur.rs.Spec.MinReadySeconds != d.Spec.MinReadySeconds {
 		upd := cache.Clone(cur.rs)
 		upd.Spec.MinReadySeconds = d.Spec.MinReadySeconds
 		upd.Generation++
-		_, err := cache.UpdateObject(ctx, cp.Objects, upd, cur.c.Rev)
+		_, err := cache.UpdateObject(ctx, ctl.store, upd, cur.c.Rev)
 		return err
 	}
 
-	changed, err := cp.step(ctx, d, cur, old, desired)
+	changed, err := ctl.step(ctx, d, cur, old, desired)
 	if err != nil || changed {
 		return err
 	}
-	if err := cp.cleanupReplicaSets(ctx, d, old); err != nil {
+	if err := ctl.cleanupReplicaSets(ctx, d, old); err != nil {
 		return err
 	}
 	if rolloutComplete(cur, old, desired) {
@@ -104,19 +111,19 @@ func (cp *ControlPlane) reconcileDeployment(ctx context.Context, key string) err
 			// A rollback target from now on.
 			upd := cache.Clone(cur.rs)
 			upd.Annotations[AnnotationRolloutComplete] = manifests.Now().Format(time.RFC3339)
-			_, err := cache.UpdateObject(ctx, cp.Objects, upd, cur.c.Rev)
+			_, err := cache.UpdateObject(ctx, ctl.store, upd, cur.c.Rev)
 			return err
 		}
 	}
-	return cp.updateDeploymentStatus(ctx, c, d, cur, old, nil)
+	return ctl.updateDeploymentStatus(ctx, c, d, cur, old, nil)
 }
 
 // step moves the rollout one step towards cur by the Deployment's strategy.
-func (cp *ControlPlane) step(ctx context.Context, d *manifests.Deployment, cur *ownedRS, old []ownedRS, desired int32) (bool, error) {
+func (ctl *deploymentController) step(ctx context.Context, d *manifests.Deployment, cur *ownedRS, old []ownedRS, desired int32) (bool, error) {
 	if d.Spec.Strategy.Type == manifests.RecreateStrategy {
-		return cp.stepRecreate(ctx, d, cur, old, desired)
+		return ctl.stepRecreate(ctx, d, cur, old, desired)
 	}
-	return cp.stepRolling(ctx, d, cur, old, desired)
+	return ctl.stepRolling(ctx, d, cur, old, desired)
 }
 
 // rolloutComplete reports whether cur runs every replica, available, and
@@ -138,20 +145,20 @@ func rolloutComplete(cur *ownedRS, old []ownedRS, desired int32) bool {
 // rollout has failed (it exceeded its progress deadline). This goes beyond
 // Kubernetes, which only reports the failure. The failed template is not
 // tried again until Git changes the Deployment's template.
-func (cp *ControlPlane) rollBack(ctx context.Context, c *cache.Cached, d *manifests.Deployment, failed *ownedRS, old []ownedRS, maxRev int64, desired int32) error {
+func (ctl *deploymentController) rollBack(ctx context.Context, c *cache.Cached, d *manifests.Deployment, failed *ownedRS, old []ownedRS, maxRev int64, desired int32) error {
 	target := rollbackTarget(old)
 	if target == nil {
 		// The first revision failed: nothing to go back to.
-		return cp.updateDeploymentStatus(ctx, c, d, failed, old, nil)
+		return ctl.updateDeploymentStatus(ctx, c, d, failed, old, nil)
 	}
 	if revisionOf(target.rs) < maxRev {
 		upd := cache.Clone(target.rs)
 		upd.Annotations[manifests.AnnotationRevision] = strconv.FormatInt(maxRev+1, 10)
 		upd.Annotations[AnnotationChangeCause] = fmt.Sprintf("rollback: revision %d (%s) exceeded its progress deadline", revisionOf(failed.rs), failed.rs.Name)
-		if _, err := cache.UpdateObject(ctx, cp.Objects, upd, target.c.Rev); err != nil {
+		if _, err := cache.UpdateObject(ctx, ctl.store, upd, target.c.Rev); err != nil {
 			return err
 		}
-		cp.event(ctx, d, "Warning", "DeploymentRollback", fmt.Sprintf("Rolled back deployment %q to revision %d (replica set %s, now revision %d): revision %d exceeded its progress deadline",
+		ctl.event(ctx, d, "Warning", "DeploymentRollback", fmt.Sprintf("Rolled back deployment %q to revision %d (replica set %s, now revision %d): revision %d exceeded its progress deadline",
 			d.Name, revisionOf(target.rs), target.rs.Name, maxRev+1, revisionOf(failed.rs)))
 		return nil
 	}
@@ -161,14 +168,14 @@ func (cp *ControlPlane) rollBack(ctx context.Context, c *cache.Cached, d *manife
 			others = append(others, o)
 		}
 	}
-	changed, err := cp.step(ctx, d, target, others, desired)
+	changed, err := ctl.step(ctx, d, target, others, desired)
 	if err != nil || changed {
 		return err
 	}
-	if err := cp.cleanupReplicaSets(ctx, d, others[1:]); err != nil {
+	if err := ctl.cleanupReplicaSets(ctx, d, others[1:]); err != nil {
 		return err
 	}
-	return cp.updateDeploymentStatus(ctx, c, d, failed, old, target)
+	return ctl.updateDeploymentStatus(ctx, c, d, failed, old, target)
 }
 
 // rollbackTarget picks the newest old ReplicaSet that once ran the whole
@@ -193,7 +200,7 @@ func rollbackTarget(old []ownedRS) *ownedRS {
 	return running
 }
 
-func (cp *ControlPlane) createReplicaSet(ctx context.Context, d *manifests.Deployment, hash string, rev int64, old []ownedRS, desired int32) error {
+func (ctl *deploymentController) createReplicaSet(ctx context.Context, d *manifests.Deployment, hash string, rev int64, old []ownedRS, desired int32) error {
 	tmpl := cache.Clone(&manifests.Pod{TypeMeta: manifests.TypeMeta{Kind: "Pod"}, ObjectMeta: d.Spec.Template.ObjectMeta, Spec: d.Spec.Template.Spec})
 	if tmpl.Labels == nil {
 		tmpl.Labels = map[string]string{}
@@ -232,7 +239,7 @@ func (cp *ControlPlane) createReplicaSet(ctx context.Context, d *manifests.Deplo
 			Template:        manifests.PodTemplateSpec{ObjectMeta: tmpl.ObjectMeta, Spec: tmpl.Spec},
 		},
 	}
-	if _, err := cache.CreateObject(ctx, cp.Objects, rs); err != nil {
+	if _, err := cache.CreateObject(ctx, ctl.store, rs); err != nil {
 		if errors.Is(err, bus.ErrExists) {
 			// A ReplicaSet of that name we do not own, or the cache lags:
 			// retry once the cache shows it.
@@ -240,7 +247,7 @@ func (cp *ControlPlane) createReplicaSet(ctx context.Context, d *manifests.Deplo
 		}
 		return err
 	}
-	cp.event(ctx, d, "Normal", "ScalingReplicaSet", fmt.Sprintf("Created replica set %s (revision %d)", rs.Name, rev))
+	ctl.event(ctx, d, "Normal", "ScalingReplicaSet", fmt.Sprintf("Created replica set %s (revision %d)", rs.Name, rev))
 	return nil
 }
 
@@ -259,7 +266,7 @@ func rsAnnotations(d *manifests.Deployment, rev int64) map[string]string {
 
 // scaleRS writes rs.spec.replicas = n if different; it reports whether it
 // wrote.
-func (cp *ControlPlane) scaleRS(ctx context.Context, d *manifests.Deployment, r *ownedRS, n int32) (bool, error) {
+func (ctl *deploymentController) scaleRS(ctx context.Context, d *manifests.Deployment, r *ownedRS, n int32) (bool, error) {
 	if manifests.Int32(r.rs.Spec.Replicas, 1) == n {
 		return false, nil
 	}
@@ -267,18 +274,18 @@ func (cp *ControlPlane) scaleRS(ctx context.Context, d *manifests.Deployment, r 
 	from := manifests.Int32(upd.Spec.Replicas, 1)
 	upd.Spec.Replicas = &n
 	upd.Generation++
-	if _, err := cache.UpdateObject(ctx, cp.Objects, upd, r.c.Rev); err != nil {
+	if _, err := cache.UpdateObject(ctx, ctl.store, upd, r.c.Rev); err != nil {
 		return false, err
 	}
 	verb := "up"
 	if n < from {
 		verb = "down"
 	}
-	cp.event(ctx, d, "Normal", "ScalingReplicaSet", fmt.Sprintf("Scaled %s replica set %s from %d to %d", verb, r.rs.Name, from, n))
+	ctl.event(ctx, d, "Normal", "ScalingReplicaSet", fmt.Sprintf("Scaled %s replica set %s from %d to %d", verb, r.rs.Name, from, n))
 	return true, nil
 }
 
-func (cp *ControlPlane) stepRolling(ctx context.Context, d *manifests.Deployment, cur *ownedRS, old []ownedRS, desired int32) (bool, error) {
+func (ctl *deploymentController) stepRolling(ctx context.Context, d *manifests.Deployment, cur *ownedRS, old []ownedRS, desired int32) (bool, error) {
 	var surge, unavail int32 = 0, 0
 	if ru := d.Spec.Strategy.RollingUpdate; ru != nil {
 		var err error
@@ -302,12 +309,12 @@ func (cp *ControlPlane) stepRolling(ctx context.Context, d *manifests.Deployment
 		olds[i] = st(o.rs)
 	}
 	n, o := PlanRollingUpdate(desired, surge, unavail, st(cur.rs), olds)
-	changed, err := cp.scaleRS(ctx, d, cur, n)
+	changed, err := ctl.scaleRS(ctx, d, cur, n)
 	if err != nil || changed {
 		return changed, err
 	}
 	for i := range old {
-		ch, err := cp.scaleRS(ctx, d, &old[i], o[i])
+		ch, err := ctl.scaleRS(ctx, d, &old[i], o[i])
 		if err != nil {
 			return false, err
 		}
@@ -316,25 +323,25 @@ func (cp *ControlPlane) stepRolling(ctx context.Context, d *manifests.Deployment
 	return changed, nil
 }
 
-func (cp *ControlPlane) stepRecreate(ctx context.Context, d *manifests.Deployment, cur *ownedRS, old []ownedRS, desired int32) (bool, error) {
+func (ctl *deploymentController) stepRecreate(ctx context.Context, d *manifests.Deployment, cur *ownedRS, old []ownedRS, desired int32) (bool, error) {
 	changed := false
 	oldPods := 0
 	for i := range old {
-		ch, err := cp.scaleRS(ctx, d, &old[i], 0)
+		ch, err := ctl.scaleRS(ctx, d, &old[i], 0)
 		if err != nil {
 			return false, err
 		}
 		changed = changed || ch
-		oldPods += len(cp.podsOwnedBy(old[i].rs))
+		oldPods += len(ctl.podsOwnedBy(old[i].rs))
 	}
 	if changed || oldPods > 0 {
 		return changed, nil
 	}
-	return cp.scaleRS(ctx, d, cur, desired)
+	return ctl.scaleRS(ctx, d, cur, desired)
 }
 
 // cleanupReplicaSets deletes empty old ReplicaSets beyond the history limit.
-func (cp *ControlPlane) cleanupReplicaSets(ctx context.Context, d *manifests.Deployment, old []ownedRS) error {
+func (ctl *deploymentController) cleanupReplicaSets(ctx context.Context, d *manifests.Deployment, old []ownedRS) error {
 	limit := int(manifests.Int32(d.Spec.RevisionHistoryLimit, 10))
 	var empty []ownedRS
 	for _, o := range old {
@@ -343,7 +350,7 @@ func (cp *ControlPlane) cleanupReplicaSets(ctx context.Context, d *manifests.Dep
 		}
 	}
 	for i := 0; i < len(empty)-limit; i++ { // old is oldest first
-		if err := cache.DeleteObject(ctx, cp.Objects, empty[i].c.Key, empty[i].c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
+		if err := cache.DeleteObject(ctx, ctl.store, empty[i].c.Key, empty[i].c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
 			return err
 		}
 	}
@@ -353,7 +360,7 @@ func (cp *ControlPlane) cleanupReplicaSets(ctx context.Context, d *manifests.Dep
 // updateDeploymentStatus writes the Deployment's status. cur is the
 // ReplicaSet of the template Git declares; rolledBack, when set, is the
 // one running instead because cur's rollout failed.
-func (cp *ControlPlane) updateDeploymentStatus(ctx context.Context, c *cache.Cached, d *manifests.Deployment, cur *ownedRS, old []ownedRS, rolledBack *ownedRS) error {
+func (ctl *deploymentController) updateDeploymentStatus(ctx context.Context, c *cache.Cached, d *manifests.Deployment, cur *ownedRS, old []ownedRS, rolledBack *ownedRS) error {
 	desired := manifests.Int32(d.Spec.Replicas, 1)
 	st := manifests.DeploymentStatus{ObservedGeneration: d.Generation, Conditions: slices.Clone(d.Status.Conditions)}
 	all := old
@@ -377,7 +384,7 @@ func (cp *ControlPlane) updateDeploymentStatus(ctx context.Context, c *cache.Cac
 		avail = manifests.Condition{Type: "Available", Status: manifests.ConditionTrue, Reason: "MinimumReplicasAvailable", Message: "Deployment has minimum availability."}
 	}
 	st.Conditions = manifests.UpdateCondition(st.Conditions, avail)
-	prog, err := cp.progressing(ctx, d, cur, rolledBack, st)
+	prog, err := ctl.progressing(ctx, d, cur, rolledBack, st)
 	if err != nil {
 		return err
 	}
@@ -390,7 +397,7 @@ func (cp *ControlPlane) updateDeploymentStatus(ctx context.Context, c *cache.Cac
 	}
 	upd := cache.Clone(d)
 	upd.Status = st
-	_, err = cache.UpdateObject(ctx, cp.Objects, upd, c.Rev)
+	_, err = cache.UpdateObject(ctx, ctl.store, upd, c.Rev)
 	if errors.Is(err, bus.ErrNotFound) {
 		return nil
 	}
@@ -404,7 +411,7 @@ func (cp *ControlPlane) updateDeploymentStatus(ctx context.Context, c *cache.Cac
 // (ProgressDeadlineExceeded) when progressDeadlineSeconds pass without
 // progress. On that timeout it marks cur's ReplicaSet failed, which rolls
 // the Deployment back (rollBack).
-func (cp *ControlPlane) progressing(ctx context.Context, d *manifests.Deployment, cur, rolledBack *ownedRS, st manifests.DeploymentStatus) (manifests.Condition, error) {
+func (ctl *deploymentController) progressing(ctx context.Context, d *manifests.Deployment, cur, rolledBack *ownedRS, st manifests.DeploymentStatus) (manifests.Condition, error) {
 	desired := manifests.Int32(d.Spec.Replicas, 1)
 	prev := manifests.FindCondition(d.Status.Conditions, "Progressing")
 	now := manifests.Now()
@@ -450,7 +457,7 @@ func (cp *ControlPlane) progressing(ctx context.Context, d *manifests.Deployment
 	}
 	deadline := time.Duration(manifests.Int32(d.Spec.ProgressDeadlineSeconds, 600)) * time.Second
 	if left := last.Add(deadline).Sub(now.Time); left > 0 || progressed {
-		cp.requeue("Deployment", manifests.KeyOf(d), left+time.Second)
+		ctl.requeue("Deployment", manifests.KeyOf(d), left+time.Second)
 		return manifests.Condition{Type: "Progressing", Status: manifests.ConditionTrue, Reason: "ReplicaSetUpdated", Message: msg,
 			LastTransitionTime: transitionTime(prev, manifests.ConditionTrue), LastUpdateTime: last}, nil
 	}
@@ -458,10 +465,10 @@ func (cp *ControlPlane) progressing(ctx context.Context, d *manifests.Deployment
 	// next reconcile rolls back.
 	upd := cache.Clone(cur.rs)
 	upd.Annotations[AnnotationRolloutFailed] = now.Format(time.RFC3339)
-	if _, err := cache.UpdateObject(ctx, cp.Objects, upd, cur.c.Rev); err != nil {
+	if _, err := cache.UpdateObject(ctx, ctl.store, upd, cur.c.Rev); err != nil {
 		return manifests.Condition{}, err
 	}
-	cp.event(ctx, d, "Warning", ReasonProgressDeadlineExceeded, fmt.Sprintf("ReplicaSet %q (revision %d) made no progress in %s: rolling back",
+	ctl.event(ctx, d, "Warning", ReasonProgressDeadlineExceeded, fmt.Sprintf("ReplicaSet %q (revision %d) made no progress in %s: rolling back",
 		cur.rs.Name, revisionOf(cur.rs), deadline))
 	return keepTime(manifests.Condition{Type: "Progressing", Status: manifests.ConditionFalse, Reason: ReasonProgressDeadlineExceeded, Message: timedOut}), nil
 }

@@ -274,12 +274,12 @@ func endpointOf(svc *manifests.Service, pod *manifests.Pod, nodes map[string]*ma
 
 // endpointsController keeps one EndpointSlice per Service with a
 // selector.
-type endpointsController struct{ cp *ControlPlane }
+type endpointsController struct{ queued }
 
 // nodeMap returns the cached nodes by name.
-func (cp *ControlPlane) nodeMap() map[string]*manifests.Node {
+func (sh *shared) nodeMap() map[string]*manifests.Node {
 	out := map[string]*manifests.Node{}
-	for _, c := range cp.nodes.List("Node", "") {
+	for _, c := range sh.nodes.List("Node", "") {
 		n := c.Obj.(*manifests.Node)
 		out[n.Name] = n
 	}
@@ -287,8 +287,8 @@ func (cp *ControlPlane) nodeMap() map[string]*manifests.Node {
 }
 
 // podsIn returns the cached pods of a namespace.
-func (cp *ControlPlane) podsIn(ns string) []*manifests.Pod {
-	cached := cp.objects.List("Pod", ns)
+func (sh *shared) podsIn(ns string) []*manifests.Pod {
+	cached := sh.objects.List("Pod", ns)
 	out := make([]*manifests.Pod, len(cached))
 	for i, c := range cached {
 		out[i] = c.Obj.(*manifests.Pod)
@@ -317,11 +317,10 @@ func sliceContent(s *manifests.EndpointSlice) string {
 }
 
 func (e *endpointsController) reconcile(ctx context.Context, key string) error {
-	cp := e.cp
 	_, ns, name, _ := manifests.SplitKey(key)
 	sliceKey := manifests.Key("EndpointSlice", ns, name)
-	have, exists := cp.objects.Get(sliceKey)
-	c, ok := cp.objects.Get(key)
+	have, exists := e.objects.Get(sliceKey)
+	c, ok := e.objects.Get(key)
 	var svc *manifests.Service
 	if ok {
 		svc = c.Obj.(*manifests.Service)
@@ -330,15 +329,15 @@ func (e *endpointsController) reconcile(ctx context.Context, key string) error {
 		// No selector: no endpoints of ours. A slice of ours left from a
 		// selector removed since goes (a deleted Service's goes by GC).
 		if exists && svc != nil && cache.IsControlledBy(have.Obj, svc) {
-			if err := cache.DeleteObject(ctx, cp.Objects, sliceKey, have.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
+			if err := cache.DeleteObject(ctx, e.store, sliceKey, have.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
 				return err
 			}
 		}
 		return nil
 	}
-	want := sliceOf(svc, EndpointsFor(svc, cp.podsIn(ns), cp.nodeMap()))
+	want := sliceOf(svc, EndpointsFor(svc, e.podsIn(ns), e.nodeMap()))
 	if !exists {
-		if _, err := cache.CreateObject(ctx, cp.Objects, want); err != nil && !errors.Is(err, bus.ErrExists) {
+		if _, err := cache.CreateObject(ctx, e.store, want); err != nil && !errors.Is(err, bus.ErrExists) {
 			return err
 		}
 		return nil
@@ -355,7 +354,7 @@ func (e *endpointsController) reconcile(ctx context.Context, key string) error {
 	upd := cache.Clone(cur)
 	upd.Labels, upd.OwnerReferences = want.Labels, want.OwnerReferences
 	upd.AddressType, upd.Endpoints, upd.Ports = want.AddressType, want.Endpoints, want.Ports
-	if _, err := cache.UpdateObject(ctx, cp.Objects, upd, have.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
+	if _, err := cache.UpdateObject(ctx, e.store, upd, have.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
 		return err
 	}
 	return nil
@@ -363,9 +362,9 @@ func (e *endpointsController) reconcile(ctx context.Context, key string) error {
 
 // servicesSelecting returns the keys of the Services of ns that select a
 // pod with any of the given label sets.
-func (cp *ControlPlane) servicesSelecting(ns string, pods ...*manifests.Pod) []string {
+func (sh *shared) servicesSelecting(ns string, pods ...*manifests.Pod) []string {
 	var keys []string
-	for _, c := range cp.objects.List("Service", ns) {
+	for _, c := range sh.objects.List("Service", ns) {
 		svc := c.Obj.(*manifests.Service)
 		for _, p := range pods {
 			if p != nil && SelectsPod(svc, p) {

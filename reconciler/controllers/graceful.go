@@ -67,33 +67,3 @@ func podGraceSeconds(pod *manifests.Pod) int64 {
 	}
 	return 30
 }
-
-// finishDeletion deletes a terminating pod for good once nothing runs it:
-// its node reported it removed, it was never bound, or its node is gone.
-// It reports whether the pod was deleted (or is already gone).
-func (cp *ControlPlane) finishDeletion(ctx context.Context, c *cache.Cached, rep *manifests.PodStatusReport) (bool, error) {
-	pod := c.Obj.(*manifests.Pod)
-	if pod.DeletionTimestamp == nil {
-		return false, nil
-	}
-	why := ""
-	_, nodeKnown := cp.nodes.Get(pod.Spec.NodeName)
-	switch {
-	case pod.Spec.NodeName == "":
-		why = "never bound"
-	case rep != nil && rep.Removed && rep.UID == pod.UID && rep.Node == pod.Spec.NodeName:
-		why = "removed by its node"
-	case !nodeKnown:
-		why = "its node is gone"
-	default:
-		return false, nil
-	}
-	if err := cache.DeleteObject(ctx, cp.Objects, c.Key, c.Rev); err != nil {
-		if errors.Is(err, bus.ErrNotFound) {
-			return true, nil
-		}
-		return false, err
-	}
-	cp.Log.Debug("pod deleted", "pod", pod.Namespace+"/"+pod.Name, "reason", why)
-	return true, nil
-}

@@ -212,20 +212,22 @@ func LimitReplicas(desired, current, minReplicas, maxReplicas int32) (int32, str
 // last measured (the autoscaler measures once per period, not on every
 // event: its own writes queue it again).
 type hpaController struct {
-	cp       *ControlPlane
-	mu       sync.Mutex
-	recs     map[string][]TimedReplicas
-	lastSync map[string]time.Time
+	queued
+	resyncPeriod time.Duration
+	mu           sync.Mutex
+	recs         map[string][]TimedReplicas
+	lastSync     map[string]time.Time
 }
 
-func newHPAController(cp *ControlPlane) *hpaController {
-	return &hpaController{cp: cp, recs: map[string][]TimedReplicas{}, lastSync: map[string]time.Time{}}
+func newHPAController(sh *shared, cp *ControlPlane) *hpaController {
+	return &hpaController{queued: newQueued(sh, "HorizontalPodAutoscaler"), resyncPeriod: cp.ResyncPeriod,
+		recs: map[string][]TimedReplicas{}, lastSync: map[string]time.Time{}}
 }
 
 // period is how often an autoscaler measures: 15 s, or the control
 // plane's resync period if shorter (tests).
 func (h *hpaController) period() time.Duration {
-	if p := h.cp.ResyncPeriod; p > 0 && p < hpaSyncPeriod {
+	if p := h.resyncPeriod; p > 0 && p < hpaSyncPeriod {
 		return p
 	}
 	return hpaSyncPeriod
@@ -258,12 +260,11 @@ func scaleOf(c *cache.Cached) (scaleTarget, bool) {
 var hpaTargetKinds = []string{"Deployment", "ReplicaSet", "StatefulSet"}
 
 func (h *hpaController) reconcile(ctx context.Context, key string) error {
-	cp := h.cp
 	_, ns, name, err := manifests.SplitKey(key)
 	if err != nil {
 		return err
 	}
-	c, ok := cp.objects.Get(key)
+	c, ok := h.objects.Get(key)
 	if !ok {
 		h.mu.Lock()
 		delete(h.recs, key)
@@ -283,7 +284,7 @@ func (h *hpaController) reconcile(ctx context.Context, key string) error {
 	last, seen := h.lastSync[key]
 	h.mu.Unlock()
 	if seen && now.Sub(last) < h.period() {
-		cp.requeue("HorizontalPodAutoscaler", key, h.period()-now.Sub(last))
+		h.requeue("HorizontalPodAutoscaler", key, h.period()-now.Sub(last))
 		return nil
 	}
 	st := hpa.Status
@@ -296,11 +297,11 @@ func (h *hpaController) reconcile(ctx context.Context, key string) error {
 		h.mu.Lock()
 		h.lastSync[key] = now
 		h.mu.Unlock()
-		cp.requeue("HorizontalPodAutoscaler", key, h.period())
+		h.requeue("HorizontalPodAutoscaler", key, h.period())
 		return h.writeStatus(ctx, c, hpa, st)
 	}
 
-	tc, ok := cp.objects.Get(targetKey)
+	tc, ok := h.objects.Get(targetKey)
 	var target scaleTarget
 	if ok {
 		target, ok = scaleOf(tc)
@@ -388,7 +389,6 @@ func (h *hpaController) reconcile(ctx context.Context, key string) error {
 // own marks the target as scaled by the autoscaler and sets its replicas
 // (a CAS write); a change of scale is recorded in st.
 func (h *hpaController) own(ctx context.Context, t scaleTarget, hpaName string, replicas int32, now time.Time, st *manifests.HorizontalPodAutoscalerStatus) error {
-	cp := h.cp
 	m := t.c.Obj.GetObjectMeta()
 	if m.Annotations[manifests.AnnotationReplicasOwner] == hpaName && t.specReplicas == replicas {
 		return nil
@@ -403,7 +403,7 @@ func (h *hpaController) own(ctx context.Context, t scaleTarget, hpaName string, 
 		ownership.SetReplicas(upd, replicas)
 		um.Generation++
 	}
-	if _, err := cache.UpdateObject(ctx, cp.Objects, upd, t.c.Rev); err != nil {
+	if _, err := cache.UpdateObject(ctx, h.store, upd, t.c.Rev); err != nil {
 		st.Conditions = manifests.UpdateCondition(st.Conditions, manifests.Condition{Type: "AbleToScale", Status: manifests.ConditionFalse, Reason: "FailedUpdateScale",
 			Message: "the HPA controller was unable to update the target scale: " + err.Error()})
 		return err
@@ -411,8 +411,8 @@ func (h *hpaController) own(ctx context.Context, t scaleTarget, hpaName string, 
 	if t.specReplicas != replicas {
 		st.LastScaleTime = manifests.NewTime(now)
 		obj := t.c.Obj
-		cp.event(ctx, obj, "Normal", "ScaledByAutoscaler", fmt.Sprintf("Scaled from %d to %d by HorizontalPodAutoscaler %s", t.specReplicas, replicas, hpaName))
-		cp.Log.Info("autoscaled", "target", manifests.KeyOf(obj), "from", t.specReplicas, "to", replicas, "hpa", hpaName)
+		h.event(ctx, obj, "Normal", "ScaledByAutoscaler", fmt.Sprintf("Scaled from %d to %d by HorizontalPodAutoscaler %s", t.specReplicas, replicas, hpaName))
+		h.log.Info("autoscaled", "target", manifests.KeyOf(obj), "from", t.specReplicas, "to", replicas, "hpa", hpaName)
 	}
 	return nil
 }
@@ -422,16 +422,16 @@ func (h *hpaController) own(ctx context.Context, t scaleTarget, hpaName string, 
 // them again.
 func (h *hpaController) release(ctx context.Context, ns, hpaName, keep string) error {
 	for _, kind := range hpaTargetKinds {
-		for _, c := range h.cp.objects.List(kind, ns) {
+		for _, c := range h.objects.List(kind, ns) {
 			if c.Key == keep || c.Obj.GetObjectMeta().Annotations[manifests.AnnotationReplicasOwner] != hpaName {
 				continue
 			}
 			upd := cache.Clone(c.Obj)
 			delete(upd.GetObjectMeta().Annotations, manifests.AnnotationReplicasOwner)
-			if _, err := cache.UpdateObject(ctx, h.cp.Objects, upd, c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
+			if _, err := cache.UpdateObject(ctx, h.store, upd, c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
 				return fmt.Errorf("release %s from autoscaler %s: %w", c.Key, hpaName, err)
 			}
-			h.cp.Log.Info("autoscaler released its target", "target", c.Key, "hpa", hpaName)
+			h.log.Info("autoscaler released its target", "target", c.Key, "hpa", hpaName)
 		}
 	}
 	return nil
@@ -488,7 +488,7 @@ func (h *hpaController) recommend(ctx context.Context, hpa *manifests.Horizontal
 		return 0, nil, errors.New("the target has no selector")
 	}
 	var pods []*manifests.Pod
-	for _, c := range h.cp.objects.List("Pod", hpa.Namespace) {
+	for _, c := range h.objects.List("Pod", hpa.Namespace) {
 		if p := c.Obj.(*manifests.Pod); t.selector.Matches(p.Labels) {
 			pods = append(pods, p)
 		}
@@ -524,7 +524,7 @@ func (h *hpaController) usage(ctx context.Context, pods []*manifests.Pod) []*man
 		if p.Spec.NodeName == "" {
 			continue
 		}
-		e, err := h.cp.Status.Get(ctx, manifests.AssignmentKey(p.Spec.NodeName, p.Namespace, p.Name))
+		e, err := h.podStatus.Get(ctx, manifests.AssignmentKey(p.Spec.NodeName, p.Namespace, p.Name))
 		if err != nil {
 			continue
 		}
@@ -580,7 +580,7 @@ func (h *hpaController) writeStatus(ctx context.Context, c *cache.Cached, hpa *m
 	}
 	upd := cache.Clone(hpa)
 	upd.Status = st
-	if _, err := cache.UpdateObject(ctx, h.cp.Objects, upd, c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
+	if _, err := cache.UpdateObject(ctx, h.store, upd, c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
 		return err
 	}
 	return nil

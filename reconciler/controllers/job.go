@@ -178,10 +178,10 @@ type jobPods struct {
 	lastFailure, lastSuccess           time.Time
 }
 
-func (cp *ControlPlane) jobPods(job *manifests.Job) jobPods {
+func (ctl *jobController) jobPods(job *manifests.Job) jobPods {
 	var jp jobPods
 	var failedAt []time.Time
-	for _, c := range cp.podsOwnedBy(job) {
+	for _, c := range ctl.podsOwnedBy(job) {
 		pod := c.Obj.(*manifests.Pod)
 		switch {
 		case pod.Status.Phase == manifests.PodSucceeded:
@@ -235,29 +235,36 @@ func podFinishedAt(p *manifests.Pod) time.Time {
 	return t
 }
 
-func (cp *ControlPlane) reconcileJob(ctx context.Context, key string) error {
-	c, ok := cp.objects.Get(key)
+// jobController runs Jobs' pods to completion and tracks their status.
+type jobController struct{ queued }
+
+func newJobController(sh *shared) *jobController {
+	return &jobController{newQueued(sh, "Job")}
+}
+
+func (ctl *jobController) reconcile(ctx context.Context, key string) error {
+	c, ok := ctl.objects.Get(key)
 	if !ok {
 		return nil // its pods are garbage-collected
 	}
-	if !cp.exp.satisfied(key, cp.objects) {
+	if !ctl.exp.satisfied(key, ctl.objects) {
 		return nil // the pod events will queue it again
 	}
 	job := c.Obj.(*manifests.Job)
 	now := time.Now()
-	jp := cp.jobPods(job)
+	jp := ctl.jobPods(job)
 	if fin, at := JobFinished(job); fin != "" {
-		return cp.finishedJob(ctx, c, job, jp, at, now)
+		return ctl.finishedJob(ctx, c, job, jp, at, now)
 	}
 	if job.Spec.CompletionMode == "Indexed" {
 		// Not built: the schema is to refuse it; a Job written on the bus
 		// with it runs nothing rather than run the wrong way.
-		cp.event(ctx, job, "Warning", "UnsupportedCompletionMode", "completionMode Indexed is not supported")
+		ctl.event(ctx, job, "Warning", "UnsupportedCompletionMode", "completionMode Indexed is not supported")
 		return nil
 	}
 	policy := job.Spec.Template.Spec.RestartPolicy
 	if policy != manifests.RestartNever && policy != manifests.RestartOnFailure {
-		cp.event(ctx, job, "Warning", "InvalidRestartPolicy",
+		ctl.event(ctx, job, "Warning", "InvalidRestartPolicy",
 			fmt.Sprintf("the pod template's restartPolicy is %q; a Job needs Never or OnFailure", policy))
 		return nil
 	}
@@ -328,7 +335,7 @@ func (cp *ControlPlane) reconcileJob(ctx context.Context, key string) error {
 		// Record the outcome before touching pods: a finished Job is never
 		// planned again, and its leftover pods are deleted by every
 		// reconcile until they are gone.
-		if err := cp.writeJobStatus(ctx, c, job, st); err != nil {
+		if err := ctl.writeJobStatus(ctx, c, job, st); err != nil {
 			return err
 		}
 		for _, e := range events {
@@ -336,7 +343,7 @@ func (cp *ControlPlane) reconcileJob(ctx context.Context, key string) error {
 			if plan.Finish == jobConditionFailed && e[0] == plan.Reason {
 				typ = "Warning"
 			}
-			cp.event(ctx, job, typ, e[0], e[1])
+			ctl.event(ctx, job, typ, e[0], e[1])
 		}
 		return nil // the status write queues the Job again: finishedJob cleans up
 	}
@@ -350,28 +357,28 @@ func (cp *ControlPlane) reconcileJob(ctx context.Context, key string) error {
 			pods = append(pods, pod)
 			adds = append(adds, manifests.KeyOf(pod))
 		}
-		cp.exp.expect(key, adds, nil)
+		ctl.exp.expect(key, adds, nil)
 		for _, pod := range pods {
-			if _, err := cache.CreateObject(ctx, cp.Objects, pod); err != nil {
-				cp.exp.expect(key, nil, nil)
+			if _, err := cache.CreateObject(ctx, ctl.store, pod); err != nil {
+				ctl.exp.expect(key, nil, nil)
 				return fmt.Errorf("job %s: %w", key, err)
 			}
 		}
-		cp.event(ctx, job, "Normal", "SuccessfulCreate", fmt.Sprintf("Created %d pod(s)", n))
+		ctl.event(ctx, job, "Normal", "SuccessfulCreate", fmt.Sprintf("Created %d pod(s)", n))
 	}
 	if plan.Delete > 0 {
-		if err := cp.deleteJobPods(ctx, key, job, jp.active, int(plan.Delete)); err != nil {
+		if err := ctl.deleteJobPods(ctx, key, job, jp.active, int(plan.Delete)); err != nil {
 			return err
 		}
 	}
 	if plan.Wait > 0 {
-		cp.requeue("Job", key, plan.Wait+requeueMargin)
+		ctl.requeue("Job", key, plan.Wait+requeueMargin)
 	}
-	if err := cp.writeJobStatus(ctx, c, job, st); err != nil {
+	if err := ctl.writeJobStatus(ctx, c, job, st); err != nil {
 		return err
 	}
 	for _, e := range events {
-		cp.event(ctx, job, "Normal", e[0], e[1])
+		ctl.event(ctx, job, "Normal", e[0], e[1])
 	}
 	return nil
 }
@@ -391,7 +398,7 @@ func jobPodFromTemplate(job *manifests.Job) *manifests.Pod {
 }
 
 // deleteJobPods deletes n of the active pods, the cheapest to lose first.
-func (cp *ControlPlane) deleteJobPods(ctx context.Context, key string, job *manifests.Job, active []*cache.Cached, n int) error {
+func (ctl *jobController) deleteJobPods(ctx context.Context, key string, job *manifests.Job, active []*cache.Cached, n int) error {
 	active = slices.Clone(active)
 	slices.SortFunc(active, func(a, b *cache.Cached) int {
 		ra, rb := podRank(a.Obj.(*manifests.Pod)), podRank(b.Obj.(*manifests.Pod))
@@ -408,28 +415,28 @@ func (cp *ControlPlane) deleteJobPods(ctx context.Context, key string, job *mani
 	for _, p := range active[:n] {
 		dels = append(dels, p.Key)
 	}
-	cp.exp.expect(key, nil, dels)
+	ctl.exp.expect(key, nil, dels)
 	for _, p := range active[:n] {
-		if err := DeleteGracefully(ctx, cp.Objects, p.Key, 0); err != nil && !errors.Is(err, bus.ErrNotFound) {
-			cp.exp.expect(key, nil, nil)
+		if err := DeleteGracefully(ctx, ctl.store, p.Key, 0); err != nil && !errors.Is(err, bus.ErrNotFound) {
+			ctl.exp.expect(key, nil, nil)
 			return fmt.Errorf("job %s: %w", key, err)
 		}
 	}
-	cp.event(ctx, job, "Normal", "SuccessfulDelete", fmt.Sprintf("Deleted %d pod(s)", n))
+	ctl.event(ctx, job, "Normal", "SuccessfulDelete", fmt.Sprintf("Deleted %d pod(s)", n))
 	return nil
 }
 
 // finishedJob cleans up after a Job that completed or failed: its active
 // pods go, its counts settle, and ttlSecondsAfterFinished deletes it.
-func (cp *ControlPlane) finishedJob(ctx context.Context, c *cache.Cached, job *manifests.Job, jp jobPods, finishedAt, now time.Time) error {
+func (ctl *jobController) finishedJob(ctx context.Context, c *cache.Cached, job *manifests.Job, jp jobPods, finishedAt, now time.Time) error {
 	key := c.Key
 	if len(jp.active) > 0 {
-		return cp.deleteJobPods(ctx, key, job, jp.active, len(jp.active))
+		return ctl.deleteJobPods(ctx, key, job, jp.active, len(jp.active))
 	}
 	st := job.Status
 	st.Active, st.Ready = 0, manifests.Ptr(int32(0))
 	st.Succeeded, st.Failed = max(st.Succeeded, jp.succeeded), max(st.Failed, jp.failed)
-	if err := cp.writeJobStatus(ctx, c, job, st); err != nil {
+	if err := ctl.writeJobStatus(ctx, c, job, st); err != nil {
 		return err
 	}
 	ttl := job.Spec.TTLSecondsAfterFinished
@@ -437,7 +444,7 @@ func (cp *ControlPlane) finishedJob(ctx context.Context, c *cache.Cached, job *m
 		return nil
 	}
 	if left := finishedAt.Add(time.Duration(*ttl) * time.Second).Sub(now); left > 0 {
-		cp.requeue("Job", key, left+requeueMargin)
+		ctl.requeue("Job", key, left+requeueMargin)
 		return nil
 	}
 	if job.Annotations[manifests.AnnotationSource] != "" {
@@ -445,7 +452,7 @@ func (cp *ControlPlane) finishedJob(ctx context.Context, c *cache.Cached, job *m
 		// create it again and run it again. Its pods go; the Job and its
 		// outcome stay while Git declares it.
 		var pods []string
-		for _, p := range cp.podsOwnedBy(job) {
+		for _, p := range ctl.podsOwnedBy(job) {
 			if p.Obj.GetObjectMeta().DeletionTimestamp == nil {
 				pods = append(pods, p.Key)
 			}
@@ -453,31 +460,31 @@ func (cp *ControlPlane) finishedJob(ctx context.Context, c *cache.Cached, job *m
 		if len(pods) == 0 {
 			return nil
 		}
-		cp.exp.expect(key, nil, pods)
+		ctl.exp.expect(key, nil, pods)
 		for _, k := range pods {
-			if err := DeleteGracefully(ctx, cp.Objects, k, 0); err != nil && !errors.Is(err, bus.ErrNotFound) {
-				cp.exp.expect(key, nil, nil)
+			if err := DeleteGracefully(ctx, ctl.store, k, 0); err != nil && !errors.Is(err, bus.ErrNotFound) {
+				ctl.exp.expect(key, nil, nil)
 				return err
 			}
 		}
-		cp.event(ctx, job, "Normal", "TTLExpired", fmt.Sprintf("Deleted %d finished pod(s); the Job stays while Git declares it", len(pods)))
+		ctl.event(ctx, job, "Normal", "TTLExpired", fmt.Sprintf("Deleted %d finished pod(s); the Job stays while Git declares it", len(pods)))
 		return nil
 	}
-	if err := cache.DeleteObject(ctx, cp.Objects, key, c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
+	if err := cache.DeleteObject(ctx, ctl.store, key, c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
 		return err
 	}
-	cp.Log.Info("deleted finished job after its ttl", "job", job.Namespace+"/"+job.Name)
+	ctl.log.Info("deleted finished job after its ttl", "job", job.Namespace+"/"+job.Name)
 	return nil
 }
 
 // writeJobStatus writes st if it differs from the Job's status.
-func (cp *ControlPlane) writeJobStatus(ctx context.Context, c *cache.Cached, job *manifests.Job, st manifests.JobStatus) error {
+func (ctl *jobController) writeJobStatus(ctx context.Context, c *cache.Cached, job *manifests.Job, st manifests.JobStatus) error {
 	if manifests.Hash(st) == manifests.Hash(job.Status) {
 		return nil
 	}
 	upd := cache.Clone(job)
 	upd.Status = st
-	if _, err := cache.UpdateObject(ctx, cp.Objects, upd, c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
+	if _, err := cache.UpdateObject(ctx, ctl.store, upd, c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
 		return err
 	}
 	return nil

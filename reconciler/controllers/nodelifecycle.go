@@ -11,16 +11,28 @@ import (
 	"github.com/capstan-io/capstan/reconciler/cache"
 )
 
-// runNodeLifecycle marks nodes whose heartbeats stopped NotReady after the
+// nodeLifecycle watches the nodes' heartbeats: a loop on a ticker, not a
+// queue (ControlPlane.NodeGracePeriod, PodEvictionTimeout).
+type nodeLifecycle struct {
+	*shared
+	nodeStore                    bus.Store // the nodes (ControlPlane.Nodes)
+	gracePeriod, evictionTimeout time.Duration
+}
+
+func newNodeLifecycle(sh *shared, cp *ControlPlane) *nodeLifecycle {
+	return &nodeLifecycle{shared: sh, nodeStore: cp.Nodes, gracePeriod: cp.NodeGracePeriod, evictionTimeout: cp.PodEvictionTimeout}
+}
+
+// run marks nodes whose heartbeats stopped NotReady after the
 // grace period, and deletes the pods of nodes NotReady for longer than the
 // eviction timeout so their controllers replace them elsewhere. That
 // deletion is forced (the object goes at once, terminating or not): the
 // node is not there to stop the pods and confirm.
-func (cp *ControlPlane) runNodeLifecycle(ctx context.Context) error {
+func (ctl *nodeLifecycle) run(ctx context.Context) error {
 	// A short tick: a lost node's pods are replaced within a tick of
 	// the grace period and of the eviction timeout, and a tick is a walk
 	// of the cached nodes (about 0.1 ms for a thousand).
-	tick := min(cp.NodeGracePeriod/4, 100*time.Millisecond)
+	tick := min(ctl.gracePeriod/4, 100*time.Millisecond)
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	for {
@@ -30,22 +42,22 @@ func (cp *ControlPlane) runNodeLifecycle(ctx context.Context) error {
 		case <-t.C:
 		}
 		now := time.Now()
-		for _, c := range cp.nodes.List("Node", "") {
+		for _, c := range ctl.nodes.List("Node", "") {
 			node := c.Obj.(*manifests.Node)
-			if err := cp.checkNode(ctx, c, node, now); err != nil && !errors.Is(err, bus.ErrConflict) {
-				cp.Log.Warn("node lifecycle", "node", node.Name, "err", err)
+			if err := ctl.checkNode(ctx, c, node, now); err != nil && !errors.Is(err, bus.ErrConflict) {
+				ctl.log.Warn("node lifecycle", "node", node.Name, "err", err)
 			}
 		}
 	}
 }
 
-func (cp *ControlPlane) checkNode(ctx context.Context, c *cache.Cached, node *manifests.Node, now time.Time) error {
+func (ctl *nodeLifecycle) checkNode(ctx context.Context, c *cache.Cached, node *manifests.Node, now time.Time) error {
 	ready := manifests.FindCondition(node.Status.Conditions, "Ready")
 	if ready == nil {
 		return nil
 	}
 	if ready.Status == manifests.ConditionTrue {
-		if ready.LastHeartbeatTime == nil || now.Sub(ready.LastHeartbeatTime.Time) <= cp.NodeGracePeriod {
+		if ready.LastHeartbeatTime == nil || now.Sub(ready.LastHeartbeatTime.Time) <= ctl.gracePeriod {
 			return nil
 		}
 		upd := cache.Clone(node)
@@ -58,26 +70,26 @@ func (cp *ControlPlane) checkNode(ctx context.Context, c *cache.Cached, node *ma
 		if err != nil {
 			return err
 		}
-		if _, err := cp.Nodes.Update(ctx, c.Key, b, c.Rev); err != nil {
+		if _, err := ctl.nodeStore.Update(ctx, c.Key, b, c.Rev); err != nil {
 			return err
 		}
-		cp.Log.Warn("node not ready", "node", node.Name, "last_heartbeat", ready.LastHeartbeatTime.Time)
-		cp.event(ctx, node, "Warning", "NodeNotReady", "Node stopped posting status")
+		ctl.log.Warn("node not ready", "node", node.Name, "last_heartbeat", ready.LastHeartbeatTime.Time)
+		ctl.event(ctx, node, "Warning", "NodeNotReady", "Node stopped posting status")
 		return nil
 	}
 	// Not ready: evict after the timeout.
 	since := ready.LastTransitionTime
-	if since == nil || now.Sub(since.Time) < cp.PodEvictionTimeout {
+	if since == nil || now.Sub(since.Time) < ctl.evictionTimeout {
 		return nil
 	}
 	// The deletes go out together: a node holds up to 110 pods.
-	return inParallel(cp.objects.OnNode(node.Name), createParallel, func(p *cache.Cached) error {
+	return inParallel(ctl.objects.OnNode(node.Name), createParallel, func(p *cache.Cached) error {
 		pod := p.Obj.(*manifests.Pod)
-		if err := cache.DeleteObject(ctx, cp.Objects, p.Key, p.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
+		if err := cache.DeleteObject(ctx, ctl.store, p.Key, p.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
 			return err
 		}
-		cp.Log.Info("evicted pod of lost node", "node", node.Name, "pod", pod.Namespace+"/"+pod.Name)
-		cp.event(ctx, pod, "Warning", "NodeLost", fmt.Sprintf("Deleted: node %s not ready since %s", node.Name, since.Time.Format(time.RFC3339)))
+		ctl.log.Info("evicted pod of lost node", "node", node.Name, "pod", pod.Namespace+"/"+pod.Name)
+		ctl.event(ctx, pod, "Warning", "NodeLost", fmt.Sprintf("Deleted: node %s not ready since %s", node.Name, since.Time.Format(time.RFC3339)))
 		return nil
 	})
 }

@@ -29,7 +29,8 @@ import (
 // the watch is one goroutine for every report of the cluster, and a
 // report a newer one replaced before it was mirrored is never decoded.
 type statusMirror struct {
-	cp      *ControlPlane
+	*shared
+	queue   *workqueue.Queue
 	mu      sync.Mutex
 	reports map[string]report // pod key -> latest report
 	// unmirrored holds the latest reports not yet mirrored, as written:
@@ -47,13 +48,33 @@ type report struct {
 // key is the report's key, for pod key pk.
 func (r report) key(pk string) string { return assignmentKeyOf(r.node, pk) }
 
-func newStatusMirror(cp *ControlPlane) *statusMirror {
-	return &statusMirror{cp: cp, reports: map[string]report{}, synced: make(chan struct{})}
+func newStatusMirror(sh *shared) *statusMirror {
+	return &statusMirror{shared: sh, queue: workqueue.New(), reports: map[string]report{}, synced: make(chan struct{})}
+}
+
+// register routes the mirror its events: every pod's, and a node's change
+// of readiness, which shows on its pods.
+func (s *statusMirror) register(objects, nodes *cache.Cache) {
+	objects.AddHandler(func(key string, old, cur manifests.Object) {
+		if kindOf(old, cur) == "Pod" {
+			s.queue.Add(key)
+		}
+	})
+	nodes.AddHandler(func(key string, old, cur manifests.Object) {
+		wasReady := old != nil && manifests.IsNodeReady(old.(*manifests.Node))
+		isReady := cur != nil && manifests.IsNodeReady(cur.(*manifests.Node))
+		if wasReady == isReady {
+			return
+		}
+		for _, p := range objects.OnNode(key) {
+			s.queue.Add(p.Key)
+		}
+	})
 }
 
 func (s *statusMirror) watch(ctx context.Context, q *workqueue.Queue) error {
 	synced := false
-	return bus.ReflectInto(ctx, s.cp.Status, ">", s.cp.Log, s, func(e bus.Entry) {
+	return bus.ReflectInto(ctx, s.podStatus, ">", s.log, s, func(e bus.Entry) {
 		if e.Op == bus.OpSynced {
 			synced = true
 			close(s.synced)
@@ -63,7 +84,7 @@ func (s *statusMirror) watch(ctx context.Context, q *workqueue.Queue) error {
 		if !ok {
 			return
 		}
-		node, pk = s.cp.heldKeys(node, pk)
+		node, pk = s.heldKeys(node, pk)
 		s.mu.Lock()
 		if e.Op == bus.OpDelete {
 			if cur, ok := s.reports[pk]; ok && cur.node == node {
@@ -117,25 +138,25 @@ func (s *statusMirror) reconcile(ctx context.Context, podKey string) error {
 	rep, hasReport := s.reports[podKey]
 	raw, _ := s.unmirrored.Get(podKey) // nil once mirrored
 	s.mu.Unlock()
-	c, ok := s.cp.objects.Get(podKey)
+	c, ok := s.objects.Get(podKey)
 	if !ok {
 		if hasReport {
 			// The pod is gone; its node removes its report when it stops
 			// the pod, but a node that is gone for good cannot.
-			if err := s.cp.Status.Delete(ctx, rep.key(podKey), rep.rev); err != nil && !errors.Is(err, bus.ErrNotFound) && !errors.Is(err, bus.ErrConflict) {
+			if err := s.podStatus.Delete(ctx, rep.key(podKey), rep.rev); err != nil && !errors.Is(err, bus.ErrNotFound) && !errors.Is(err, bus.ErrConflict) {
 				return err
 			}
 		}
 		return nil
 	}
 	pod := c.Obj.(*manifests.Pod)
-	node, nodeKnown := s.cp.nodes.Get(pod.Spec.NodeName)
+	node, nodeKnown := s.nodes.Get(pod.Spec.NodeName)
 	nodeReady := nodeKnown && manifests.IsNodeReady(node.Obj.(*manifests.Node))
 	var r *manifests.PodStatusReport
 	if hasReport && raw != nil {
 		r = new(manifests.PodStatusReport)
 		if err := json.Unmarshal(raw, r); err != nil {
-			s.cp.Log.Warn("skip undecodable status report", "key", rep.key(podKey), "err", err)
+			s.log.Warn("skip undecodable status report", "key", rep.key(podKey), "err", err)
 			s.mirrored(podKey, rep.rev) // not decoded again
 			r, hasReport = nil, false
 		}
@@ -153,7 +174,7 @@ func (s *statusMirror) reconcile(ctx context.Context, podKey string) error {
 		}
 		hasReport = hasReport && r != nil
 	}
-	if done, err := s.cp.finishDeletion(ctx, c, r); done || err != nil {
+	if done, err := s.finishDeletion(ctx, c, r); done || err != nil {
 		return err
 	}
 	if pod.Spec.NodeName == "" {
@@ -176,10 +197,10 @@ func (s *statusMirror) reconcile(ctx context.Context, podKey string) error {
 			// The report's status is this reconcile's alone: shared
 			// with the cached pods as the cache shares what it decodes,
 			// so that the cache can take upd back as it is.
-			s.cp.objects.InternStatus(&st)
+			s.objects.InternStatus(&st)
 		}
 		upd.Status = st
-		if _, err := cache.UpdateEchoed(ctx, s.cp.Objects, s.cp.objects, &upd, c.Rev); err != nil {
+		if _, err := cache.UpdateEchoed(ctx, s.store, s.objects, &upd, c.Rev); err != nil {
 			if errors.Is(err, bus.ErrNotFound) {
 				return nil
 			}
@@ -204,7 +225,7 @@ func (s *statusMirror) mirrored(podKey string, rev uint64) {
 
 // fetch reads a mirrored report again from the bus (nil if it is gone).
 func (s *statusMirror) fetch(ctx context.Context, key string) (*manifests.PodStatusReport, error) {
-	e, err := s.cp.Status.Get(ctx, key)
+	e, err := s.podStatus.Get(ctx, key)
 	if errors.Is(err, bus.ErrNotFound) {
 		return nil, nil
 	}

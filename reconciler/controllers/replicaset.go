@@ -92,13 +92,20 @@ type replicated struct {
 	withStatus func(st manifests.ReplicaSetStatus) manifests.Object
 }
 
-func (cp *ControlPlane) reconcileReplicaSet(ctx context.Context, key string) error {
-	c, ok := cp.objects.Get(key)
+// replicaSetController keeps ReplicaSets' pods.
+type replicaSetController struct{ queued }
+
+func newReplicaSetController(sh *shared) *replicaSetController {
+	return &replicaSetController{newQueued(sh, "ReplicaSet")}
+}
+
+func (ctl *replicaSetController) reconcile(ctx context.Context, key string) error {
+	c, ok := ctl.objects.Get(key)
 	if !ok {
 		return nil // its pods are garbage-collected
 	}
 	rs := c.Obj.(*manifests.ReplicaSet)
-	return cp.reconcileReplicated(ctx, key, c, replicated{
+	return ctl.reconcileReplicated(ctx, key, c, replicated{
 		kind: "ReplicaSet", obj: rs, replicas: manifests.Int32(rs.Spec.Replicas, 1), minReady: rs.Spec.MinReadySeconds,
 		matches: rs.Spec.Selector.Matches, template: &rs.Spec.Template, status: rs.Status,
 		withStatus: func(st manifests.ReplicaSetStatus) manifests.Object {
@@ -111,12 +118,12 @@ func (cp *ControlPlane) reconcileReplicaSet(ctx context.Context, key string) err
 
 // reconcileReplicated creates or deletes pods until r's count of active
 // pods is its desired count, then writes its status.
-func (cp *ControlPlane) reconcileReplicated(ctx context.Context, key string, c *cache.Cached, r replicated) error {
-	if !cp.exp.satisfied(key, cp.objects) {
+func (sh *shared) reconcileReplicated(ctx context.Context, key string, c *cache.Cached, r replicated) error {
+	if !sh.exp.satisfied(key, sh.objects) {
 		return nil // the pod events will queue it again
 	}
 	var active []*cache.Cached
-	for _, p := range cp.podsOwnedBy(r.obj) {
+	for _, p := range sh.podsOwnedBy(r.obj) {
 		pod := p.Obj.(*manifests.Pod)
 		if !manifests.IsPodTerminal(pod) && pod.DeletionTimestamp == nil {
 			active = append(active, p)
@@ -136,12 +143,12 @@ func (cp *ControlPlane) reconcileReplicated(ctx context.Context, key string, c *
 			pods = append(pods, pod)
 			adds = append(adds, manifests.KeyOf(pod))
 		}
-		cp.exp.expect(key, adds, nil)
-		if err := createSlowStart(ctx, cp.Objects, pods); err != nil {
-			cp.exp.expect(key, nil, nil)
+		sh.exp.expect(key, adds, nil)
+		if err := createSlowStart(ctx, sh.store, pods); err != nil {
+			sh.exp.expect(key, nil, nil)
 			return fmt.Errorf("%s %s: %w", strings.ToLower(r.kind), key, err)
 		}
-		cp.event(ctx, r.obj, "Normal", "SuccessfulCreate", fmt.Sprintf("Created %d pod(s)", diff))
+		sh.event(ctx, r.obj, "Normal", "SuccessfulCreate", fmt.Sprintf("Created %d pod(s)", diff))
 	case diff < 0:
 		n := min(-diff, maxBurst)
 		sortByDeletionCost(active)
@@ -149,16 +156,16 @@ func (cp *ControlPlane) reconcileReplicated(ctx context.Context, key string, c *
 		for _, p := range active[:n] {
 			dels = append(dels, p.Key)
 		}
-		cp.exp.expect(key, nil, dels)
+		sh.exp.expect(key, nil, dels)
 		for _, p := range active[:n] {
-			if err := DeleteGracefully(ctx, cp.Objects, p.Key, 0); err != nil && !errors.Is(err, bus.ErrNotFound) {
-				cp.exp.expect(key, nil, nil)
+			if err := DeleteGracefully(ctx, sh.store, p.Key, 0); err != nil && !errors.Is(err, bus.ErrNotFound) {
+				sh.exp.expect(key, nil, nil)
 				return fmt.Errorf("%s %s: %w", strings.ToLower(r.kind), key, err)
 			}
 		}
-		cp.event(ctx, r.obj, "Normal", "SuccessfulDelete", fmt.Sprintf("Deleted %d pod(s)", n))
+		sh.event(ctx, r.obj, "Normal", "SuccessfulDelete", fmt.Sprintf("Deleted %d pod(s)", n))
 	}
-	return cp.updateReplicatedStatus(ctx, c, r)
+	return sh.updateReplicatedStatus(ctx, c, r)
 }
 
 // replicaKinds are the controllers that count their pods alike
@@ -207,12 +214,12 @@ func sortByDeletionCost(pods []*cache.Cached) {
 	})
 }
 
-func (cp *ControlPlane) updateReplicatedStatus(ctx context.Context, c *cache.Cached, r replicated) error {
+func (sh *shared) updateReplicatedStatus(ctx context.Context, c *cache.Cached, r replicated) error {
 	now := time.Now()
 	st := manifests.ReplicaSetStatus{ObservedGeneration: r.obj.GetObjectMeta().Generation}
 	minReady := time.Duration(r.minReady) * time.Second
 	requeue := false
-	for _, p := range cp.podsOwnedBy(r.obj) {
+	for _, p := range sh.podsOwnedBy(r.obj) {
 		pod := p.Obj.(*manifests.Pod)
 		if manifests.IsPodTerminal(pod) || pod.DeletionTimestamp != nil {
 			continue
@@ -233,12 +240,12 @@ func (cp *ControlPlane) updateReplicatedStatus(ctx context.Context, c *cache.Cac
 	if requeue {
 		// A pod becomes available minReadySeconds after it is ready:
 		// no event marks that moment.
-		cp.requeue(r.kind, c.Key, minReady)
+		sh.requeue(r.kind, c.Key, minReady)
 	}
 	if st == r.status {
 		return nil
 	}
-	if _, err := cache.UpdateObject(ctx, cp.Objects, r.withStatus(st), c.Rev); err != nil {
+	if _, err := cache.UpdateObject(ctx, sh.store, r.withStatus(st), c.Rev); err != nil {
 		if errors.Is(err, bus.ErrNotFound) {
 			return nil
 		}

@@ -6,11 +6,18 @@ import (
 	"github.com/capstan-io/capstan/manifests"
 )
 
-// reconcileReplicationController keeps a ReplicationController's pods: it
+// rcController keeps ReplicationControllers' pods.
+type rcController struct{ queued }
+
+func newRCController(sh *shared) *rcController {
+	return &rcController{newQueued(sh, "ReplicationController")}
+}
+
+// reconcile keeps a ReplicationController's pods: it
 // is the ReplicaSet's code path with an equality selector, which defaults
 // to the template's labels as in Kubernetes.
-func (cp *ControlPlane) reconcileReplicationController(ctx context.Context, key string) error {
-	c, ok := cp.objects.Get(key)
+func (ctl *rcController) reconcile(ctx context.Context, key string) error {
+	c, ok := ctl.objects.Get(key)
 	if !ok {
 		return nil // its pods are garbage-collected
 	}
@@ -19,7 +26,7 @@ func (cp *ControlPlane) reconcileReplicationController(ctx context.Context, key 
 	if len(sel) == 0 && rc.Spec.Template != nil {
 		sel = rc.Spec.Template.Labels
 	}
-	return cp.reconcileReplicated(ctx, key, c, replicated{
+	return ctl.reconcileReplicated(ctx, key, c, replicated{
 		kind: "ReplicationController", obj: rc, replicas: manifests.Int32(rc.Spec.Replicas, 1), minReady: rc.Spec.MinReadySeconds,
 		matches:  func(labels map[string]string) bool { return len(sel) > 0 && equalitySelects(sel, labels) },
 		template: rc.Spec.Template, status: rc.Status,

@@ -23,7 +23,7 @@ func (a *assigner) sealSecrets(out *manifests.Assignment, node string) error {
 		return nil
 	}
 	recipient := ""
-	if c, ok := a.cp.nodes.Get(node); ok {
+	if c, ok := a.nodes.Get(node); ok {
 		recipient = c.Obj.GetObjectMeta().Annotations[manifests.AnnotationAgeRecipient]
 	}
 	if recipient == "" {
@@ -69,9 +69,9 @@ func (a *assigner) decrypted(sec *manifests.Secret) (manifests.Secret, bool) {
 	if len(sec.Sops) == 0 {
 		return *sec, true
 	}
-	plain, err := secrets.Decrypt(a.cp.Sops, sec)
+	plain, err := secrets.Decrypt(a.sops, sec)
 	if err != nil {
-		a.cp.Log.Warn("cannot decrypt SOPS secret for an assignment", "secret", sec.Namespace+"/"+sec.Name, "err", err)
+		a.log.Warn("cannot decrypt SOPS secret for an assignment", "secret", sec.Namespace+"/"+sec.Name, "err", err)
 		return manifests.Secret{}, false
 	}
 	return *plain, true

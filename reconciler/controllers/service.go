@@ -15,7 +15,6 @@ import (
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler/cache"
-	"github.com/capstan-io/capstan/reconciler/workqueue"
 )
 
 // Services. The service controller gives each Service (not headless, not
@@ -226,14 +225,15 @@ func nodePortRes(proto string, port int32) string {
 // serviceController allocates and writes a Service's cluster IPs and node
 // ports and its status conditions.
 type serviceController struct {
-	cp     *ControlPlane
+	queued
 	alloc  *allocator
 	ranges []*ipRange // IPv4 first, then IPv6 when configured
-	queue  *workqueue.Queue
 }
 
-func newServiceController(cp *ControlPlane) (*serviceController, error) {
-	s := &serviceController{cp: cp, alloc: newAllocator()}
+// newServiceController makes the controller of the ranges cp configures
+// (ServiceCIDR, ServiceCIDRv6).
+func newServiceController(sh *shared, cp *ControlPlane) (*serviceController, error) {
+	s := &serviceController{queued: newQueued(sh, ""), alloc: newAllocator()}
 	for _, cidr := range []string{cp.ServiceCIDR, cp.ServiceCIDRv6} {
 		if cidr == "" {
 			continue
@@ -508,8 +508,7 @@ func (s *serviceController) freeNodePort(o owner, proto, key string, idx int, cl
 }
 
 func (s *serviceController) reconcile(ctx context.Context, key string) error {
-	cp := s.cp
-	c, ok := cp.objects.Get(key)
+	c, ok := s.objects.Get(key)
 	if !ok {
 		return nil
 	}
@@ -538,7 +537,7 @@ func (s *serviceController) reconcile(ctx context.Context, key string) error {
 	}
 	conds = append(conds, allocated)
 	if HasSelector(svc) {
-		conds = append(conds, selectionConditions(svc, cp.podsIn(svc.Namespace))...)
+		conds = append(conds, selectionConditions(svc, s.podsIn(svc.Namespace))...)
 	}
 	var warnings []manifests.Condition
 	for _, cond := range conds {
@@ -559,17 +558,17 @@ func (s *serviceController) reconcile(ctx context.Context, key string) error {
 	if manifests.Hash(upd.Spec) == manifests.Hash(svc.Spec) && manifests.Hash(upd.Status) == manifests.Hash(svc.Status) {
 		return nil
 	}
-	if _, err := cache.UpdateObject(ctx, cp.Objects, upd, c.Rev); err != nil {
+	if _, err := cache.UpdateObject(ctx, s.store, upd, c.Rev); err != nil {
 		if errors.Is(err, bus.ErrNotFound) {
 			return nil
 		}
 		return err
 	}
 	if al.problem == nil && manifests.Hash(upd.Spec) != manifests.Hash(svc.Spec) {
-		cp.event(ctx, upd, "Normal", "Allocated", allocatedText(upd))
+		s.event(ctx, upd, "Normal", "Allocated", allocatedText(upd))
 	}
 	for _, w := range warnings {
-		cp.event(ctx, upd, "Warning", w.Reason, w.Message)
+		s.event(ctx, upd, "Warning", w.Reason, w.Message)
 	}
 	return nil
 }
@@ -664,24 +663,25 @@ func formatSelector(sel map[string]string) string {
 }
 
 // serviceControllers makes the service and endpoints controllers and
-// feeds their queues from the caches; it must run before the caches do.
-func (cp *ControlPlane) serviceControllers() ([]*controller, error) {
-	svcs, err := newServiceController(cp)
+// registers their handlers, together: a pod's change is matched against
+// its namespace's Services once for both. It must run before the caches
+// do.
+func serviceControllers(sh *shared, cp *ControlPlane) ([]*controller, error) {
+	svcs, err := newServiceController(sh, cp)
 	if err != nil {
 		return nil, err
 	}
-	svcCtl := &controller{name: "service", queue: workqueue.New(), reconcile: svcs.reconcile, resync: cp.keysOf("Service")}
-	svcs.queue = svcCtl.queue
-	eps := &endpointsController{cp: cp}
-	epCtl := &controller{name: "endpoints", queue: workqueue.New(), reconcile: eps.reconcile, resync: cp.keysOf("Service")}
+	svcCtl := &controller{name: "service", queue: svcs.queue, reconcile: svcs.reconcile, resync: sh.keysOf("Service")}
+	eps := &endpointsController{newQueued(sh, "")}
+	epCtl := &controller{name: "endpoints", queue: eps.queue, reconcile: eps.reconcile, resync: sh.keysOf("Service")}
 	both := func(keys ...string) {
 		for _, k := range keys {
 			svcCtl.queue.Add(k)
 			epCtl.queue.Add(k)
 		}
 	}
-	cp.objects.AddHandler(svcs.onService)
-	cp.objects.AddHandler(func(key string, old, cur manifests.Object) {
+	sh.objects.AddHandler(svcs.onService)
+	sh.objects.AddHandler(func(key string, old, cur manifests.Object) {
 		obj := cur
 		if obj == nil {
 			obj = old
@@ -697,7 +697,7 @@ func (cp *ControlPlane) serviceControllers() ([]*controller, error) {
 			if cur != nil {
 				n = cur.(*manifests.Pod)
 			}
-			both(cp.servicesSelecting(obj.GetObjectMeta().Namespace, o, n)...)
+			both(sh.servicesSelecting(obj.GetObjectMeta().Namespace, o, n)...)
 		case "EndpointSlice":
 			// A slice changed or deleted behind the controller's back is
 			// put back.
@@ -706,11 +706,11 @@ func (cp *ControlPlane) serviceControllers() ([]*controller, error) {
 			}
 		}
 	})
-	cp.nodes.AddHandler(func(key string, old, cur manifests.Object) {
+	sh.nodes.AddHandler(func(key string, old, cur manifests.Object) {
 		if !nodeAddressOrReadinessChanged(old, cur) {
 			return
 		}
-		for _, c := range cp.objects.List("Service", "") {
+		for _, c := range sh.objects.List("Service", "") {
 			if HasSelector(c.Obj.(*manifests.Service)) {
 				epCtl.queue.Add(c.Key)
 			}

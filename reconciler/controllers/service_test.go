@@ -13,7 +13,7 @@ import (
 
 func newTestServices(t *testing.T, v6 string) *serviceController {
 	t.Helper()
-	s, err := newServiceController(&ControlPlane{ServiceCIDR: "10.96.0.0/24", ServiceCIDRv6: v6})
+	s, err := newServiceController(nil, &ControlPlane{ServiceCIDR: "10.96.0.0/24", ServiceCIDRv6: v6})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,7 @@ func TestAllocate(t *testing.T) {
 }
 
 func TestAllocateFull(t *testing.T) {
-	s, err := newServiceController(&ControlPlane{ServiceCIDR: "10.96.0.0/28"})
+	s, err := newServiceController(nil, &ControlPlane{ServiceCIDR: "10.96.0.0/28"})
 	if err != nil {
 		t.Fatal(err)
 	}

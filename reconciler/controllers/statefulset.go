@@ -202,12 +202,19 @@ func isRunningAndReady(p *manifests.Pod) bool {
 	return p.Status.Phase == manifests.PodRunning && manifests.IsPodReady(p)
 }
 
-func (cp *ControlPlane) reconcileStatefulSet(ctx context.Context, key string) error {
-	c, ok := cp.objects.Get(key)
+// statefulSetController keeps StatefulSets' ordered, named pods.
+type statefulSetController struct{ queued }
+
+func newStatefulSetController(sh *shared) *statefulSetController {
+	return &statefulSetController{newQueued(sh, "StatefulSet")}
+}
+
+func (ctl *statefulSetController) reconcile(ctx context.Context, key string) error {
+	c, ok := ctl.objects.Get(key)
 	if !ok {
 		return nil // its pods are garbage-collected; claims stay on their nodes
 	}
-	if !cp.exp.satisfied(key, cp.objects) {
+	if !ctl.exp.satisfied(key, ctl.objects) {
 		return nil // the pod events will queue it again
 	}
 	sts := c.Obj.(*manifests.StatefulSet)
@@ -217,7 +224,7 @@ func (cp *ControlPlane) reconcileStatefulSet(ctx context.Context, key string) er
 		currentRev = updateRev
 	}
 	byOrdinal := map[int]*manifests.Pod{}
-	for _, p := range cp.podsOwnedBy(sts) {
+	for _, p := range ctl.podsOwnedBy(sts) {
 		pod := p.Obj.(*manifests.Pod)
 		if ord, ok := statefulOrdinal(sts.Name, pod.Name); ok {
 			byOrdinal[ord] = pod
@@ -240,7 +247,7 @@ func (cp *ControlPlane) reconcileStatefulSet(ctx context.Context, key string) er
 	if !maps.Equal(claimNodes, sts.Status.ClaimNodes) {
 		upd := cache.Clone(sts)
 		upd.Status.ClaimNodes = claimNodes
-		if _, err := cache.UpdateObject(ctx, cp.Objects, upd, c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
+		if _, err := cache.UpdateObject(ctx, ctl.store, upd, c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
 			return err
 		}
 		return nil // our own write queues the next step
@@ -282,16 +289,16 @@ func (cp *ControlPlane) reconcileStatefulSet(ctx context.Context, key string) er
 		})
 	}
 	acts := PlanStatefulSet(state)
-	if err := cp.applyStatefulActions(ctx, key, sts, acts, templates); err != nil {
+	if err := ctl.applyStatefulActions(ctx, key, sts, acts, templates); err != nil {
 		return err
 	}
 	if len(acts) > 0 {
 		return nil // the pod events queue the status
 	}
-	return cp.updateStatefulSetStatus(ctx, c, sts, byOrdinal, currentRev, updateRev)
+	return ctl.updateStatefulSetStatus(ctx, c, sts, byOrdinal, currentRev, updateRev)
 }
 
-func (cp *ControlPlane) applyStatefulActions(ctx context.Context, key string, sts *manifests.StatefulSet, acts []StatefulAction, templates map[string]*manifests.PodTemplateSpec) error {
+func (ctl *statefulSetController) applyStatefulActions(ctx context.Context, key string, sts *manifests.StatefulSet, acts []StatefulAction, templates map[string]*manifests.PodTemplateSpec) error {
 	var adds, dels []string
 	var pods []*manifests.Pod
 	for _, a := range acts {
@@ -299,7 +306,7 @@ func (cp *ControlPlane) applyStatefulActions(ctx context.Context, key string, st
 		if a.Create {
 			pod := statefulPod(sts, templates[a.Revision], a.Ordinal, a.Revision)
 			if n := pod.Annotations[AnnotationClaimNode]; n != "" {
-				if nc, ok := cp.nodes.Get(n); ok {
+				if nc, ok := ctl.nodes.Get(n); ok {
 					pod.Spec.NodeSelector[LabelHostname] = hostnameOf(nc.Obj.(*manifests.Node))
 				}
 			}
@@ -309,28 +316,28 @@ func (cp *ControlPlane) applyStatefulActions(ctx context.Context, key string, st
 			dels = append(dels, pk)
 		}
 	}
-	cp.exp.expect(key, adds, dels)
+	ctl.exp.expect(key, adds, dels)
 	for _, a := range acts {
 		if a.Create {
 			continue
 		}
 		name := fmt.Sprintf("%s-%d", sts.Name, a.Ordinal)
-		if err := DeleteGracefully(ctx, cp.Objects, manifests.Key("Pod", sts.Namespace, name), 0); err != nil && !errors.Is(err, bus.ErrNotFound) {
-			cp.exp.expect(key, nil, nil)
+		if err := DeleteGracefully(ctx, ctl.store, manifests.Key("Pod", sts.Namespace, name), 0); err != nil && !errors.Is(err, bus.ErrNotFound) {
+			ctl.exp.expect(key, nil, nil)
 			return fmt.Errorf("statefulset %s: %w", key, err)
 		}
-		cp.event(ctx, sts, "Normal", "SuccessfulDelete", fmt.Sprintf("delete Pod %s in StatefulSet %s successful (%s)", name, sts.Name, a.Reason))
+		ctl.event(ctx, sts, "Normal", "SuccessfulDelete", fmt.Sprintf("delete Pod %s in StatefulSet %s successful (%s)", name, sts.Name, a.Reason))
 	}
 	for _, pod := range pods {
-		if _, err := cache.CreateObject(ctx, cp.Objects, pod); err != nil {
-			cp.exp.expect(key, nil, nil)
+		if _, err := cache.CreateObject(ctx, ctl.store, pod); err != nil {
+			ctl.exp.expect(key, nil, nil)
 			return fmt.Errorf("statefulset %s: %w", key, err)
 		}
 		msg := fmt.Sprintf("create Pod %s in StatefulSet %s successful", pod.Name, sts.Name)
 		if n := pod.Annotations[AnnotationClaimNode]; n != "" {
 			msg += " (pinned to node " + n + ", where its claims live)"
 		}
-		cp.event(ctx, sts, "Normal", "SuccessfulCreate", msg)
+		ctl.event(ctx, sts, "Normal", "SuccessfulCreate", msg)
 	}
 	return nil
 }
@@ -394,7 +401,7 @@ func templateFromStatefulPod(sts *manifests.StatefulSet, pod *manifests.Pod) *ma
 	}
 }
 
-func (cp *ControlPlane) updateStatefulSetStatus(ctx context.Context, c *cache.Cached, sts *manifests.StatefulSet, pods map[int]*manifests.Pod, currentRev, updateRev string) error {
+func (ctl *statefulSetController) updateStatefulSetStatus(ctx context.Context, c *cache.Cached, sts *manifests.StatefulSet, pods map[int]*manifests.Pod, currentRev, updateRev string) error {
 	now := time.Now()
 	minReady := time.Duration(sts.Spec.MinReadySeconds) * time.Second
 	st := manifests.StatefulSetStatus{ObservedGeneration: sts.Generation, CurrentRevision: currentRev, UpdateRevision: updateRev,
@@ -424,14 +431,14 @@ func (cp *ControlPlane) updateStatefulSetStatus(ctx context.Context, c *cache.Ca
 		st.CurrentRevision, st.CurrentReplicas = updateRev, st.UpdatedReplicas
 	}
 	if requeue {
-		cp.requeue("StatefulSet", c.Key, minReady)
+		ctl.requeue("StatefulSet", c.Key, minReady)
 	}
 	if manifests.Hash(st) == manifests.Hash(sts.Status) {
 		return nil
 	}
 	upd := cache.Clone(sts)
 	upd.Status = st
-	if _, err := cache.UpdateObject(ctx, cp.Objects, upd, c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
+	if _, err := cache.UpdateObject(ctx, ctl.store, upd, c.Rev); err != nil && !errors.Is(err, bus.ErrNotFound) {
 		return err
 	}
 	return nil
