@@ -33,8 +33,8 @@ type assigner struct {
 	queue       *workqueue.Queue
 	mu          sync.Mutex
 	// byPod holds, per pod key, its assignments on the bus: one, but for
-	// the moment a pod moves between nodes (a slice, not a map per pod:
-	// at tens of thousands of pods the maps were a tenth of the heap).
+	// the moment a pod moves between nodes (a slice: a map per pod costs
+	// too much heap, docs/BENCHMARKS.md).
 	byPod  map[string][]assignment
 	synced chan struct{}
 	// refs indexes the ConfigMaps and Secrets pods reference: object key

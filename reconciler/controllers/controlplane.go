@@ -347,8 +347,8 @@ func resyncSlot(ctls []*controller, slot, slots uint32) {
 
 // resyncSlots is how many ticks a resync period is spread over: one
 // every 3 s, up to 10; a period under 6 s (tests) is one tick. Each tick
-// reads every key to pick its slot's: at 30,000 pods, a tick a second
-// was 5% of the control plane's CPU.
+// reads every key to pick its slot's, so ticks are not more frequent
+// (docs/BENCHMARKS.md).
 func resyncSlots(period time.Duration) uint32 {
 	return uint32(min(max(period/(3*time.Second), 1), 10))
 }

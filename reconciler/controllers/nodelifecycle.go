@@ -30,8 +30,8 @@ func newNodeLifecycle(sh *shared, cp *ControlPlane) *nodeLifecycle {
 // node is not there to stop the pods and confirm.
 func (ctl *nodeLifecycle) run(ctx context.Context) error {
 	// A short tick: a lost node's pods are replaced within a tick of
-	// the grace period and of the eviction timeout, and a tick is a walk
-	// of the cached nodes (about 0.1 ms for a thousand).
+	// the grace period and of the eviction timeout, and a tick is only a
+	// walk of the cached nodes.
 	tick := min(ctl.gracePeriod/4, 100*time.Millisecond)
 	t := time.NewTicker(tick)
 	defer t.Stop()

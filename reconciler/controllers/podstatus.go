@@ -22,8 +22,8 @@ import (
 // whose node is gone) is deleted for good (graceful.go).
 //
 // It holds a report only until it is mirrored: the Pod then shows it, and
-// at tens of thousands of pods a second copy of every status was a fifth
-// of the control plane's heap. The rare paths that need a mirrored report
+// a second copy of every status is too much heap (docs/BENCHMARKS.md).
+// The rare paths that need a mirrored report
 // again (a pod shown NodeLost whose node is back) read it from the bus.
 // A report is held as written and decoded by the worker that mirrors it:
 // the watch is one goroutine for every report of the cluster, and a
@@ -247,8 +247,7 @@ func (s *statusMirror) fetch(ctx context.Context, key string) (*manifests.PodSta
 // already differs, as it does for most of the statuses that are written.
 //
 // It takes pointers: a PodStatus passed to reflect.DeepEqual by value is
-// copied to the heap twice, 4% of what the control plane allocated in the
-// scale benchmark.
+// copied to the heap twice.
 func statusDiffers(a, b *manifests.PodStatus) bool {
 	switch {
 	case reflect.DeepEqual(a, b):

@@ -174,11 +174,10 @@ var replicaKinds = map[string]bool{"ReplicaSet": true, "ReplicationController": 
 
 // boundOnly reports whether the pod cur is old bound to a node and
 // nothing a replica controller counts changed: its existence, phase,
-// deletion, labels and readiness. A burst of binds queued each pod's
-// ReplicaSet once more for nothing, and each reconcile lists the
-// ReplicaSet's pods twice: a tenth of the control plane's CPU while
-// 30,000 pods were bound. The node a pod is on ranks it for scale-down,
-// which reads the cache when it happens.
+// deletion, labels and readiness: a burst of binds would queue each
+// pod's ReplicaSet once more for nothing (docs/BENCHMARKS.md). The node a
+// pod is on ranks it for scale-down, which reads the cache when it
+// happens.
 func boundOnly(old, cur manifests.Object) bool {
 	o, ok := old.(*manifests.Pod)
 	c, ok2 := cur.(*manifests.Pod)

@@ -58,7 +58,7 @@ func assignmentDigest(value []byte) digest {
 }
 
 // digest is an assignment's digest, held for every bound pod: an array,
-// not the hex string it was (a second allocation per pod).
+// so that it is no second allocation per pod.
 type digest [sha256.Size]byte
 
 // decrypted is the Secret as a node receives it: decrypted when it was
