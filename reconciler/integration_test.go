@@ -285,6 +285,7 @@ func (c *cluster) readyPods(app string, n int, image string, within time.Duratio
 // A control plane run without its scheduler (--controllers=*,-scheduler)
 // still makes the pods, and leaves them pending on a Ready node.
 func TestControllersLeaveOneOut(t *testing.T) {
+	t.Parallel()
 	r := newRepo(t)
 	r.write("apps/web.yaml", deployment("web", 2, "img:1", ""))
 	r.commit("web")
@@ -309,6 +310,7 @@ func TestControllersLeaveOneOut(t *testing.T) {
 }
 
 func TestCommitToRunningPods(t *testing.T) {
+	t.Parallel()
 	r := newRepo(t)
 	r.write("apps/web.yaml", deployment("web", 3, "img:1", ""))
 	first := r.commit("web at img:1")
@@ -415,6 +417,7 @@ func TestCommitToRunningPods(t *testing.T) {
 }
 
 func TestContainerRemovedBehindOurBackIsReplaced(t *testing.T) {
+	t.Parallel()
 	r := newRepo(t)
 	r.write("web.yaml", deployment("web", 1, "img:1", ""))
 	r.commit("web")
@@ -436,6 +439,7 @@ func TestContainerRemovedBehindOurBackIsReplaced(t *testing.T) {
 }
 
 func TestLostNodesPodsMoveElsewhere(t *testing.T) {
+	t.Parallel()
 	r := newRepo(t)
 	r.write("web.yaml", deployment("web", 4, "img:1", ""))
 	r.commit("web")

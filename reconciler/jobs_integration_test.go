@@ -163,6 +163,7 @@ func (c *cluster) watchActive(job string) func() int {
 }
 
 func TestJobCompletesWithParallelism(t *testing.T) {
+	t.Parallel()
 	c := startBatchCluster(t)
 	peak := c.watchActive("batch")
 	c.create(newJob("batch", manifests.Ptr(int32(3)), manifests.Ptr(int32(2)), manifests.RestartNever, "echo done"))
@@ -195,6 +196,7 @@ func TestJobCompletesWithParallelism(t *testing.T) {
 }
 
 func TestJobBackoffLimitExceeded(t *testing.T) {
+	t.Parallel()
 	c := startBatchCluster(t)
 	never := newJob("fails", nil, nil, manifests.RestartNever, "echo failing; exit 3")
 	never.Spec.BackoffLimit = manifests.Ptr(int32(1))
@@ -243,6 +245,7 @@ func TestJobBackoffLimitExceeded(t *testing.T) {
 }
 
 func TestJobActiveDeadlineAndTTL(t *testing.T) {
+	t.Parallel()
 	c := startBatchCluster(t)
 	slow := newJob("slow", nil, manifests.Ptr(int32(2)), manifests.RestartNever, "sleep 3600")
 	slow.Spec.ActiveDeadlineSeconds = manifests.Ptr(int64(2))
@@ -308,6 +311,7 @@ func TestJobActiveDeadlineAndTTL(t *testing.T) {
 }
 
 func TestJobSuspendAndResume(t *testing.T) {
+	t.Parallel()
 	c := startBatchCluster(t)
 	j := newJob("later", manifests.Ptr(int32(2)), manifests.Ptr(int32(2)), manifests.RestartNever, "echo hi")
 	j.Spec.Suspend = manifests.Ptr(true)
@@ -375,6 +379,7 @@ func (c *cluster) cronJobs(cron string) (names []string, complete int) {
 }
 
 func TestCronJobMakesJobsAndKeepsHistory(t *testing.T) {
+	t.Parallel()
 	c := startBatchCluster(t)
 	seen := map[string]bool{}
 	var mu sync.Mutex
@@ -455,6 +460,7 @@ func TestCronJobMakesJobsAndKeepsHistory(t *testing.T) {
 }
 
 func TestCronJobConcurrencyPolicies(t *testing.T) {
+	t.Parallel()
 	c := startBatchCluster(t)
 	c.create(newCronJob("forbid", "@every 1s", "Forbid", "sleep 3600", 3))
 	c.create(newCronJob("replace", "@every 1s", "Replace", "sleep 3600", 3))
@@ -567,6 +573,7 @@ func (c *cluster) deploymentReplicas(name string) (int32, map[string]string) {
 }
 
 func TestHPAScalesDeploymentFromUsage(t *testing.T) {
+	t.Parallel()
 	const requests = "          resources:\n            requests: {cpu: 100m}\n"
 	r := newRepo(t)
 	r.write("web.yaml", deployment("web", 2, "img:1", requests))

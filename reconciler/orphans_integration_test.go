@@ -145,6 +145,7 @@ func goneOrGoing(conn *natsbus.Conn, key string) error {
 // with prune off) survive resyncs and a restart of the control plane and
 // the sources, after which an orphan written meanwhile goes too.
 func TestOrphanSweep(t *testing.T) {
+	t.Parallel()
 	b := natsauthtest.Start(t)
 	conn := b.ControlPlane
 	apps := newRepo(t)

@@ -69,6 +69,7 @@ func readyEndpoints(s *manifests.EndpointSlice) int {
 // Terminating, listed in the endpoints as terminating, stopped by its node
 // and only then deleted.
 func TestGracefulPodDeletion(t *testing.T) {
+	t.Parallel()
 	r := newRepo(t)
 	r.write("web.yaml", webApp(2, "img:1", ""))
 	r.commit("web")
@@ -183,6 +184,7 @@ func TestGracefulPodDeletion(t *testing.T) {
 // that a converged cluster with Services writes nothing (the sync keeps
 // the allocated fields).
 func TestServiceEndpoints(t *testing.T) {
+	t.Parallel()
 	r := newRepo(t)
 	r.write("web.yaml", webApp(2, "img:1", "")+`---
 apiVersion: v1
@@ -332,6 +334,7 @@ func slicesContainsReason(evs []manifests.Event, reason string) bool {
 // watches its endpoint slice throughout: the ready endpoints never drop
 // below desired - maxUnavailable, and terminating pods are never ready.
 func TestRolloutKeepsEndpoints(t *testing.T) {
+	t.Parallel()
 	const strategy = `  strategy:
     rollingUpdate: {maxUnavailable: 1, maxSurge: 1}
 `
@@ -404,6 +407,7 @@ func TestRolloutKeepsEndpoints(t *testing.T) {
 // every allocation is the same after it, the older Service keeps what was
 // contested, and the clashing one says why.
 func TestServiceAllocationSurvivesRestart(t *testing.T) {
+	t.Parallel()
 	r := newRepo(t)
 	svc := func(name, extra string) string {
 		return fmt.Sprintf("---\napiVersion: v1\nkind: Service\nmetadata:\n  name: %s\nspec:\n  selector: {app: %s}\n%s", name, name, extra)
@@ -509,6 +513,7 @@ func TestServiceAllocationSurvivesRestart(t *testing.T) {
 // without a range; the sync never undoes an allocation (the object stays
 // put between reconciles).
 func TestServiceDualStack(t *testing.T) {
+	t.Parallel()
 	const v6 = "fd00:10:96::/112"
 	r := newRepo(t)
 	svc := func(name, extra string) string {

@@ -167,6 +167,7 @@ func auditResults(t *testing.T, conn *natsbus.Conn, source string) []manifests.A
 // keeps applying), and the last good revision keeps running; removing the
 // Source prunes its objects.
 func TestDeclaredSourceIsItsOwnUnit(t *testing.T) {
+	t.Parallel()
 	conn := startBus(t)
 	apps := newRepo(t)
 	apps.write("a.yaml", configMap("app-a", ""))
@@ -236,6 +237,7 @@ func TestDeclaredSourceIsItsOwnUnit(t *testing.T) {
 // TestMonorepoSplitByPath: one repository, three sources by path; a bad
 // file under one path blocks only that source.
 func TestMonorepoSplitByPath(t *testing.T) {
+	t.Parallel()
 	conn := startBus(t)
 	r := newRepo(t)
 	r.write("clusters/root/sources.yaml", sourceYAML("team-a", r.dir, "teams/a", "")+"---\n"+sourceYAML("team-b", r.dir, "teams/b", ""))
@@ -266,6 +268,7 @@ func TestMonorepoSplitByPath(t *testing.T) {
 // TestDependsOnAndPruneOff: a source waits for the one it depends on to
 // be Ready; one with prune off leaves its objects when removed.
 func TestDependsOnAndPruneOff(t *testing.T) {
+	t.Parallel()
 	conn := startBus(t)
 	base := newRepo(t)
 	// A pod with no node never gets ready: base stays Progressing.
@@ -345,6 +348,7 @@ func driftRecords(t *testing.T, conn *natsbus.Conn, source, result string) []man
 // reporting drift records it once and leaves it; ignored fields keep
 // their live value in both modes.
 func TestDriftPolicies(t *testing.T) {
+	t.Parallel()
 	conn := startBus(t)
 	apps := newRepo(t)
 	apps.write("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: watched}\ndata: {k: v, tuned: git}\n")
@@ -428,6 +432,7 @@ func TestDriftPolicies(t *testing.T) {
 // capstan-system, receives one message per sync result, and none for a
 // source it does not follow.
 func TestNotifierFromGit(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	var got []map[string]any
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -508,6 +513,7 @@ func (r *repo) remove(name string) {
 // a target per running source, the root first, with each one's
 // repository and ref, and updates them as Sources stop and go.
 func TestWebhookTargetsFollowSources(t *testing.T) {
+	t.Parallel()
 	conn := startBus(t)
 	apps := newRepo(t)
 	apps.write("a.yaml", configMap("app-a", ""))

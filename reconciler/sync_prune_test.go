@@ -95,6 +95,7 @@ func changeOf(rec manifests.AuditRecord, action, name string) bool {
 // through resyncs and a restart of the sync, and is taken back when Git
 // declares it again; an unprotected one is deleted.
 func TestPruneProtection(t *testing.T) {
+	t.Parallel()
 	conn := startBus(t)
 	r := newRepo(t)
 	r.write("keep.yaml", configMap("keep", protected))
@@ -201,6 +202,7 @@ func (f *failingDeletes) Delete(ctx context.Context, key string, rev uint64) err
 // in the inventory; the attempt is recorded as Failed and the delete is
 // retried until it succeeds, then recorded as Applied.
 func TestFailedDeleteIsRetried(t *testing.T) {
+	t.Parallel()
 	conn := startBus(t)
 	store := &failingDeletes{Store: conn.Objects, match: "ConfigMap.default.drop"}
 	r := newRepo(t)

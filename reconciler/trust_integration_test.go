@@ -92,6 +92,8 @@ func signingKey(t *testing.T) (gitArgs []string, armored, fpr string) {
 	return []string{"-c", "gpg.format=openpgp", "-c", "user.signingkey=" + fpr, "-c", "commit.gpgsign=true"}, armored, fpr
 }
 
+// Not parallel: the signing key's GNUPGHOME is set with t.Setenv
+// (gittest.OpenPGPKey) for the git commands that sign.
 func TestSignaturePolicyKeepsLastGoodRevision(t *testing.T) {
 	sign, armored, fpr := signingKey(t)
 	r := newRepo(t)
@@ -215,6 +217,7 @@ func scanBus(t *testing.T, ctx context.Context, js jetstream.JetStream, needles 
 }
 
 func TestEncryptedSecretReachesAssignmentOnly(t *testing.T) {
+	t.Parallel()
 	id, err := age.GenerateX25519Identity()
 	if err != nil {
 		t.Fatal(err)

@@ -139,6 +139,7 @@ func statefulSet(name string, replicas int32, image string) *manifests.StatefulS
 }
 
 func TestStatefulSetOrderingUpAndDown(t *testing.T) {
+	t.Parallel()
 	c := startBusCluster(t)
 	c.addNode("n1")
 	c.addNode("n2")
@@ -223,6 +224,7 @@ func TestStatefulSetOrderingUpAndDown(t *testing.T) {
 }
 
 func TestStatefulSetPodReturnsToItsClaims(t *testing.T) {
+	t.Parallel()
 	c := startBusCluster(t)
 	rts := map[string]*fake.Runtime{"n1": c.addNode("n1"), "n2": c.addNode("n2")}
 	c.create(statefulSet("db", 1, "img:1"))
@@ -276,6 +278,7 @@ func daemonSet(name, image string) *manifests.DaemonSet {
 }
 
 func TestDaemonSetFollowsNodes(t *testing.T) {
+	t.Parallel()
 	c := startBusCluster(t)
 	c.addNode("n1")
 	c.create(daemonSet("agent", "img:1"))
@@ -358,6 +361,7 @@ func TestDaemonSetFollowsNodes(t *testing.T) {
 }
 
 func TestReplicationController(t *testing.T) {
+	t.Parallel()
 	c := startBusCluster(t)
 	c.addNode("n1")
 	tmpl := podTemplate("legacy", "img:1")
@@ -389,6 +393,7 @@ func TestReplicationController(t *testing.T) {
 }
 
 func TestDeploymentRollsBackAfterProgressDeadline(t *testing.T) {
+	t.Parallel()
 	c := startBusCluster(t)
 	c.addNode("n1")
 	c.addNode("n2")
@@ -491,6 +496,7 @@ func TestDeploymentRollsBackAfterProgressDeadline(t *testing.T) {
 }
 
 func TestDeploymentMinReadySeconds(t *testing.T) {
+	t.Parallel()
 	c := startBusCluster(t)
 	c.addNode("n1")
 	d := &manifests.Deployment{
