@@ -196,6 +196,9 @@ func TestJobCompletesWithParallelism(t *testing.T) {
 }
 
 func TestJobBackoffLimitExceeded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow (a 10 s back-off): the planner's back-off is TestPlanJob and TestJobBackoff, on Podman TestE2EJobsAndCronJobs")
+	}
 	t.Parallel()
 	c := startBatchCluster(t)
 	never := newJob("fails", nil, nil, manifests.RestartNever, "echo failing; exit 3")
@@ -379,6 +382,9 @@ func (c *cluster) cronJobs(cron string) (names []string, complete int) {
 }
 
 func TestCronJobMakesJobsAndKeepsHistory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow (runs a schedule for seconds): the schedule is TestPlanCronJob, the history limits on Podman TestE2EJobsAndCronJobs")
+	}
 	t.Parallel()
 	c := startBatchCluster(t)
 	seen := map[string]bool{}

@@ -393,6 +393,9 @@ func TestReplicationController(t *testing.T) {
 }
 
 func TestDeploymentRollsBackAfterProgressDeadline(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow (waits out progress deadlines): on Podman TestE2EStatefulSetAndDaemonSet rolls back past a deadline too")
+	}
 	t.Parallel()
 	c := startBusCluster(t)
 	c.addNode("n1")
