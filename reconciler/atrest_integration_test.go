@@ -72,6 +72,7 @@ spec:
 // rewrites no assignment and restarts no container, and neither the
 // audit records nor any other stream hold a value.
 func TestSecretsEncryptedAtRest(t *testing.T) {
+	t.Parallel()
 	const first, second = "correct-horse-plain-77", "second-value-88"
 	r := newRepo(t)
 	for name, content := range atRestApp(first, "blue") {

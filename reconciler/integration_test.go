@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,12 +31,6 @@ import (
 // These tests run the sync and the control plane against a real in-process
 // NATS server and real git repositories; the node daemons use the fake
 // runtime (the real Podman path is covered end to end in cmd/capstan).
-
-// checkFor waits until fn returns nil (testwait.For).
-func checkFor(t *testing.T, total time.Duration, fn func() error) {
-	t.Helper()
-	testwait.For(t, total, "condition", fn)
-}
 
 func logger(t *testing.T) *slog.Logger {
 	if testing.Verbose() {
@@ -156,16 +151,23 @@ func (c *cluster) nodeConn(name string) *natsbus.Conn {
 	return c.bus.Connect(c.t, natsauth.RoleNode, name, natsbus.Options{Logger: logger(c.t)})
 }
 
+// addNode starts a node daemon with img:1 and img:2 on the fake runtime.
 func (c *cluster) addNode(name string) *fake.Runtime {
+	return c.startNode(name, []string{"img:1", "img:2"}, 0)
+}
+
+// startNode starts a node daemon named name with images on the fake
+// runtime, sampling usage every usage (0: the daemon's default).
+func (c *cluster) startNode(name string, images []string, usage time.Duration) *fake.Runtime {
 	rt := fake.New(fake.Options{})
-	for _, img := range []string{"img:1", "img:2"} {
+	for _, img := range images {
 		rt.AddImage(img)
 	}
 	nc := c.nodeConn(name)
 	ctx, cancel := context.WithCancel(c.ctx)
 	d := &node.Daemon{Name: name, Runtime: rt, Nodes: nc.Nodes, Assignments: nc.Assignments,
 		Status: nc.Status, Events: nc.Events, Log: logger(c.t), HeartbeatInterval: 300 * time.Millisecond,
-		RelistInterval: 100 * time.Millisecond}
+		RelistInterval: 100 * time.Millisecond, UsageInterval: usage}
 	done := make(chan struct{})
 	go func() { _ = d.Run(ctx); close(done) }()
 	c.nodes[name] = func() { cancel(); <-done }
@@ -209,33 +211,45 @@ func (c *cluster) pods(app string) []*manifests.Pod {
 
 // quiet checks that a converged cluster writes nothing to the objects
 // bucket through several resyncs of the controllers and the sync: every
-// reconcile of a converged state is a no-op.
+// reconcile of a converged state is a no-op. The status writes still in
+// flight when the pods turned ready have no end to observe, so it first
+// waits for the writes to stop for a second (less than the sync's resync,
+// more than the controllers'); the window d, longer than both, is the
+// check.
 func (c *cluster) quiet(d time.Duration) {
 	c.t.Helper()
-	// A bounded settle, deliberately: the status writes still in flight
-	// when the pods turned ready have no end to observe. The window below
-	// is the check.
-	time.Sleep(time.Second)
-	ctx, cancel := context.WithTimeout(c.ctx, d)
+	ctx, cancel := context.WithCancel(c.ctx)
 	defer cancel()
 	ch, err := c.conn.Objects.Watch(ctx, ">")
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	synced := false
+	var mu sync.Mutex
 	var writes []string
-	for e := range ch {
-		if e.Op == bus.OpSynced {
-			synced = true
-			continue
+	go func() {
+		synced := false
+		for e := range ch {
+			if e.Op == bus.OpSynced {
+				synced = true
+				continue
+			}
+			if synced && !strings.HasPrefix(e.Key, "Source.") {
+				mu.Lock()
+				writes = append(writes, e.Key)
+				mu.Unlock()
+			}
 		}
-		if synced && !strings.HasPrefix(e.Key, "Source.") {
-			writes = append(writes, e.Key)
+	}()
+	count := func() int { mu.Lock(); defer mu.Unlock(); return len(writes) }
+	settled := testwait.Settles(c.t, 15*time.Second, time.Second, "the writes of a converging cluster", count)
+	testwait.Holds(c.t, d, "a converged cluster writes nothing", func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if n := len(writes) - settled; n > 0 {
+			return fmt.Errorf("%d writes: %v", n, writes[settled:])
 		}
-	}
-	if len(writes) > 0 {
-		c.t.Fatalf("a converged cluster wrote %d times in %s: %v", len(writes), d, writes)
-	}
+		return nil
+	})
 }
 
 func (c *cluster) source() *manifests.Source {
@@ -249,7 +263,7 @@ func (c *cluster) source() *manifests.Source {
 // readyPods waits until app has exactly n ready pods, all with image.
 func (c *cluster) readyPods(app string, n int, image string, within time.Duration) []*manifests.Pod {
 	var pods []*manifests.Pod
-	checkFor(c.t, within, func() error {
+	testwait.For(c.t, within, fmt.Sprintf("%d ready pods of %s at %s", n, app, image), func() error {
 		pods = c.pods(app)
 		ready := 0
 		for _, p := range pods {
@@ -271,20 +285,21 @@ func (c *cluster) readyPods(app string, n int, image string, within time.Duratio
 // A control plane run without its scheduler (--controllers=*,-scheduler)
 // still makes the pods, and leaves them pending on a Ready node.
 func TestControllersLeaveOneOut(t *testing.T) {
+	t.Parallel()
 	r := newRepo(t)
 	r.write("apps/web.yaml", deployment("web", 2, "img:1", ""))
 	r.commit("web")
 	c := startCluster(t, r, func(cp *controllers.ControlPlane) { cp.Controllers = []string{"*", "-scheduler"} })
 	c.addNode("n1")
-	checkFor(t, 15*time.Second, func() error {
+	testwait.For(t, 15*time.Second, "two pods made", func() error {
 		if n := len(c.pods("web")); n != 2 {
 			return fmt.Errorf("%d pods, want 2", n)
 		}
 		return nil
 	})
-	checkFor(t, 10*time.Second, func() error { return c.nodeReady("n1") })
+	testwait.For(t, 10*time.Second, "node n1 Ready", func() error { return c.nodeReady("n1") })
 	// The node is Ready: through several resyncs, no pod is bound.
-	holdFor(t, 1500*time.Millisecond, func() error {
+	testwait.Holds(t, 1500*time.Millisecond, "no pod is bound without the scheduler", func() error {
 		for _, p := range c.pods("web") {
 			if p.Spec.NodeName != "" {
 				return fmt.Errorf("pod %s bound to %s with the scheduler left out", p.Name, p.Spec.NodeName)
@@ -295,6 +310,7 @@ func TestControllersLeaveOneOut(t *testing.T) {
 }
 
 func TestCommitToRunningPods(t *testing.T) {
+	t.Parallel()
 	r := newRepo(t)
 	r.write("apps/web.yaml", deployment("web", 3, "img:1", ""))
 	first := r.commit("web at img:1")
@@ -320,7 +336,7 @@ func TestCommitToRunningPods(t *testing.T) {
 	r.write("apps/web.yaml", deployment("web", 3, "img:2", ""))
 	r.commit("web at img:2")
 	c.readyPods("web", 3, "img:2", 20*time.Second)
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "the old ReplicaSet at 0", func() error {
 		entries, err := c.conn.Objects.List(c.ctx, "ReplicaSet.default.>")
 		if err != nil {
 			return err
@@ -348,7 +364,7 @@ func TestCommitToRunningPods(t *testing.T) {
 	r.write("apps/web.yaml", deployment("web", 4, "img:1", ""))
 	r.write("apps/bad.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad\ndata:\n  a: b\nbogus: 1\n")
 	bad := r.commit("a bad commit")
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "the bad commit rejected", func() error {
 		st := c.source().Status
 		if st.AttemptedRevision != bad {
 			return fmt.Errorf("attempted %q", st.AttemptedRevision)
@@ -378,7 +394,7 @@ func TestCommitToRunningPods(t *testing.T) {
 	r.git("rm", "-q", "apps/web.yaml")
 	r.write("apps/keep.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: keep\n")
 	r.commit("remove web")
-	checkFor(t, 15*time.Second, func() error {
+	testwait.For(t, 15*time.Second, "web's pods gone", func() error {
 		if n := len(c.pods("web")); n != 0 {
 			return fmt.Errorf("%d web pods left", n)
 		}
@@ -388,7 +404,7 @@ func TestCommitToRunningPods(t *testing.T) {
 		}
 		return nil
 	})
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "the removal audited", func() error {
 		recs, _ := c.conn.Audit.List(c.ctx, "root", time.Time{})
 		last := recs[len(recs)-1]
 		for _, ch := range last.Changes {
@@ -401,6 +417,7 @@ func TestCommitToRunningPods(t *testing.T) {
 }
 
 func TestContainerRemovedBehindOurBackIsReplaced(t *testing.T) {
+	t.Parallel()
 	r := newRepo(t)
 	r.write("web.yaml", deployment("web", 1, "img:1", ""))
 	r.commit("web")
@@ -412,7 +429,7 @@ func TestContainerRemovedBehindOurBackIsReplaced(t *testing.T) {
 	if err := rt.RemoveContainer(c.ctx, id); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "the removed container replaced", func() error {
 		pods, _ := rt.ListPods(c.ctx, map[string]string{node.LabelNode: "n1"})
 		if len(pods) != 1 || len(pods[0].Containers) != 1 || pods[0].Containers[0].ID == id || pods[0].Containers[0].State != node.StateRunning {
 			return fmt.Errorf("container not replaced: %+v", pods)
@@ -422,6 +439,7 @@ func TestContainerRemovedBehindOurBackIsReplaced(t *testing.T) {
 }
 
 func TestLostNodesPodsMoveElsewhere(t *testing.T) {
+	t.Parallel()
 	r := newRepo(t)
 	r.write("web.yaml", deployment("web", 4, "img:1", ""))
 	r.commit("web")
@@ -437,7 +455,7 @@ func TestLostNodesPodsMoveElsewhere(t *testing.T) {
 		t.Fatalf("replicas not spread: %v", on)
 	}
 	c.nodes["n2"]() // n2 stops heartbeating
-	checkFor(t, 20*time.Second, func() error {
+	testwait.For(t, 20*time.Second, "the pods moved to n1", func() error {
 		ps := c.pods("web")
 		ready := 0
 		for _, p := range ps {

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/capstan-io/capstan/bus"
+	"github.com/capstan-io/capstan/internal/testwait"
 	"github.com/capstan-io/capstan/manifests"
-	"github.com/capstan-io/capstan/node"
 	"github.com/capstan-io/capstan/node/fake"
 	"github.com/capstan-io/capstan/reconciler/cache"
 	"github.com/capstan-io/capstan/reconciler/controllers"
@@ -29,10 +29,7 @@ import (
 // startBatchCluster starts a cluster whose Git repository declares only a
 // ConfigMap, and one node.
 func startBatchCluster(t *testing.T) *cluster {
-	r := newRepo(t)
-	r.write("keep.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: keep\n")
-	r.commit("nothing to run")
-	c := startCluster(t, r)
+	c := startBusCluster(t)
 	c.addQuietNode("n1")
 	return c
 }
@@ -40,25 +37,7 @@ func startBatchCluster(t *testing.T) *cluster {
 // addQuietNode starts a node that measures no usage (so a test's usage
 // reports are not overwritten).
 func (c *cluster) addQuietNode(name string) *fake.Runtime {
-	rt := fake.New(fake.Options{})
-	rt.AddImage("img:1")
-	nc := c.nodeConn(name)
-	ctx, cancel := context.WithCancel(c.ctx)
-	d := &node.Daemon{Name: name, Runtime: rt, Nodes: nc.Nodes, Assignments: nc.Assignments,
-		Status: nc.Status, Events: nc.Events, Log: logger(c.t), HeartbeatInterval: 300 * time.Millisecond,
-		RelistInterval: 100 * time.Millisecond, UsageInterval: time.Hour}
-	done := make(chan struct{})
-	go func() { _ = d.Run(ctx); close(done) }()
-	c.nodes[name] = func() { cancel(); <-done }
-	c.rts[name] = rt
-	return rt
-}
-
-func (c *cluster) createObj(obj manifests.Object) {
-	c.t.Helper()
-	if _, err := cache.CreateObject(c.ctx, c.conn.Objects, obj); err != nil {
-		c.t.Fatal(err)
-	}
+	return c.startNode(name, []string{"img:1"}, time.Hour)
 }
 
 // update reads key, applies fn and writes it back, retrying lost races.
@@ -184,10 +163,11 @@ func (c *cluster) watchActive(job string) func() int {
 }
 
 func TestJobCompletesWithParallelism(t *testing.T) {
+	t.Parallel()
 	c := startBatchCluster(t)
 	peak := c.watchActive("batch")
-	c.createObj(newJob("batch", manifests.Ptr(int32(3)), manifests.Ptr(int32(2)), manifests.RestartNever, "echo done"))
-	checkFor(t, 20*time.Second, func() error {
+	c.create(newJob("batch", manifests.Ptr(int32(3)), manifests.Ptr(int32(2)), manifests.RestartNever, "echo done"))
+	testwait.For(t, 20*time.Second, "job batch Complete", func() error {
 		j, err := c.job("batch")
 		if err != nil {
 			return err
@@ -216,18 +196,22 @@ func TestJobCompletesWithParallelism(t *testing.T) {
 }
 
 func TestJobBackoffLimitExceeded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow (a 10 s back-off): the planner's back-off is TestPlanJob and TestJobBackoff, on Podman TestE2EJobsAndCronJobs")
+	}
+	t.Parallel()
 	c := startBatchCluster(t)
 	never := newJob("fails", nil, nil, manifests.RestartNever, "echo failing; exit 3")
 	never.Spec.BackoffLimit = manifests.Ptr(int32(1))
-	c.createObj(never)
+	c.create(never)
 	onFailure := newJob("crashes", nil, nil, manifests.RestartOnFailure, "exit 1")
 	onFailure.Spec.BackoffLimit = manifests.Ptr(int32(1))
-	c.createObj(onFailure)
+	c.create(onFailure)
 
 	// Never: the failed pod is replaced once, after the 10 s back-off; the
 	// second failure exceeds the limit.
 	begin := time.Now()
-	checkFor(t, 30*time.Second, func() error {
+	testwait.For(t, 30*time.Second, "job fails Failed", func() error {
 		j, err := c.job("fails")
 		if err != nil {
 			return err
@@ -248,7 +232,7 @@ func TestJobBackoffLimitExceeded(t *testing.T) {
 	}
 	// OnFailure: the node restarts the container in place; one restart
 	// reaches the limit, and the pod is deleted.
-	checkFor(t, 20*time.Second, func() error {
+	testwait.For(t, 20*time.Second, "job crashes Failed", func() error {
 		j, err := c.job("crashes")
 		if err != nil {
 			return err
@@ -264,17 +248,18 @@ func TestJobBackoffLimitExceeded(t *testing.T) {
 }
 
 func TestJobActiveDeadlineAndTTL(t *testing.T) {
+	t.Parallel()
 	c := startBatchCluster(t)
 	slow := newJob("slow", nil, manifests.Ptr(int32(2)), manifests.RestartNever, "sleep 3600")
 	slow.Spec.ActiveDeadlineSeconds = manifests.Ptr(int64(2))
-	c.createObj(slow)
-	checkFor(t, 10*time.Second, func() error {
+	c.create(slow)
+	testwait.For(t, 10*time.Second, "job slow running", func() error {
 		if n := len(c.jobPods("slow")); n != 2 {
 			return fmt.Errorf("%d pods running", n)
 		}
 		return nil
 	})
-	checkFor(t, 15*time.Second, func() error {
+	testwait.For(t, 15*time.Second, "job slow past its deadline", func() error {
 		j, err := c.job("slow")
 		if err != nil {
 			return err
@@ -294,13 +279,13 @@ func TestJobActiveDeadlineAndTTL(t *testing.T) {
 	// ttlSecondsAfterFinished deletes a finished Job and its pods.
 	short := newJob("short", nil, nil, manifests.RestartNever, "echo hi")
 	short.Spec.TTLSecondsAfterFinished = manifests.Ptr(int32(1))
-	c.createObj(short)
+	c.create(short)
 	// A Job that Git declares keeps its record: only its pods go.
 	declared := newJob("declared", nil, nil, manifests.RestartNever, "echo hi")
 	declared.Spec.TTLSecondsAfterFinished = manifests.Ptr(int32(1))
 	declared.Annotations = map[string]string{manifests.AnnotationSource: "another-source"}
-	c.createObj(declared)
-	checkFor(t, 15*time.Second, func() error {
+	c.create(declared)
+	testwait.For(t, 15*time.Second, "job short deleted after its TTL", func() error {
 		j, err := c.job("short")
 		if err == nil {
 			return fmt.Errorf("job still there: %+v", j.Status)
@@ -313,7 +298,7 @@ func TestJobActiveDeadlineAndTTL(t *testing.T) {
 		}
 		return nil
 	})
-	checkFor(t, 15*time.Second, func() error {
+	testwait.For(t, 15*time.Second, "job declared Complete", func() error {
 		j, err := c.job("declared")
 		if err != nil {
 			return err
@@ -329,11 +314,12 @@ func TestJobActiveDeadlineAndTTL(t *testing.T) {
 }
 
 func TestJobSuspendAndResume(t *testing.T) {
+	t.Parallel()
 	c := startBatchCluster(t)
 	j := newJob("later", manifests.Ptr(int32(2)), manifests.Ptr(int32(2)), manifests.RestartNever, "echo hi")
 	j.Spec.Suspend = manifests.Ptr(true)
-	c.createObj(j)
-	checkFor(t, 10*time.Second, func() error {
+	c.create(j)
+	testwait.For(t, 10*time.Second, "job later Suspended", func() error {
 		j, err := c.job("later")
 		if err != nil {
 			return err
@@ -343,14 +329,14 @@ func TestJobSuspendAndResume(t *testing.T) {
 		}
 		return nil
 	})
-	holdFor(t, 500*time.Millisecond, func() error { // several resyncs: still nothing runs
+	testwait.Holds(t, 500*time.Millisecond, "a suspended Job runs nothing", func() error { // several resyncs: still nothing runs
 		if n := len(c.jobPods("later")); n != 0 {
 			return fmt.Errorf("a suspended Job made %d pods", n)
 		}
 		return nil
 	})
 	c.updateObj(manifests.Key("Job", "default", "later"), func(o manifests.Object) { o.(*manifests.Job).Spec.Suspend = manifests.Ptr(false) })
-	checkFor(t, 15*time.Second, func() error {
+	testwait.For(t, 15*time.Second, "job later Complete after resuming", func() error {
 		j, err := c.job("later")
 		if err != nil {
 			return err
@@ -396,6 +382,10 @@ func (c *cluster) cronJobs(cron string) (names []string, complete int) {
 }
 
 func TestCronJobMakesJobsAndKeepsHistory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow (runs a schedule for seconds): the schedule is TestPlanCronJob, the history limits on Podman TestE2EJobsAndCronJobs")
+	}
+	t.Parallel()
 	c := startBatchCluster(t)
 	seen := map[string]bool{}
 	var mu sync.Mutex
@@ -414,8 +404,8 @@ func TestCronJobMakesJobsAndKeepsHistory(t *testing.T) {
 			}
 		}
 	}()
-	c.createObj(newCronJob("tick", "@every 1s", "Allow", "echo tick", 2))
-	checkFor(t, 20*time.Second, func() error {
+	c.create(newCronJob("tick", "@every 1s", "Allow", "echo tick", 2))
+	testwait.For(t, 20*time.Second, "five jobs made", func() error {
 		mu.Lock()
 		n := len(seen)
 		mu.Unlock()
@@ -429,7 +419,7 @@ func TestCronJobMakesJobsAndKeepsHistory(t *testing.T) {
 	// (as in Kubernetes, the limit holds once the controller has seen it),
 	// so more than two may show only for moments, never for half a second.
 	var over time.Time // since when more than two have been kept
-	holdFor(t, 3*time.Second, func() error {
+	testwait.Holds(t, 3*time.Second, "the CronJob's history limit", func() error {
 		names, complete := c.cronJobs("tick")
 		switch {
 		case complete <= 2:
@@ -456,13 +446,15 @@ func TestCronJobMakesJobsAndKeepsHistory(t *testing.T) {
 	}
 	// Suspended: no more Jobs.
 	c.updateObj(manifests.Key("CronJob", "default", "tick"), func(o manifests.Object) { o.(*manifests.CronJob).Spec.Suspend = manifests.Ptr(true) })
-	// Deliberately bounded: a Job scheduled before the suspension may
-	// still come, or not; there is no event to wait for either way.
-	time.Sleep(time.Second)
-	mu.Lock()
-	before := len(seen)
-	mu.Unlock()
-	holdFor(t, 2500*time.Millisecond, func() error {
+	// A Job scheduled before the suspension may still come, or not; there
+	// is no event to wait for either way, so wait until none has come for
+	// longer than the schedule's second, then hold.
+	before := testwait.Settles(t, 10*time.Second, 1500*time.Millisecond, "the jobs made before the suspension", func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen)
+	})
+	testwait.Holds(t, 2500*time.Millisecond, "a suspended CronJob makes no jobs", func() error {
 		mu.Lock()
 		after := len(seen)
 		mu.Unlock()
@@ -474,11 +466,12 @@ func TestCronJobMakesJobsAndKeepsHistory(t *testing.T) {
 }
 
 func TestCronJobConcurrencyPolicies(t *testing.T) {
+	t.Parallel()
 	c := startBatchCluster(t)
-	c.createObj(newCronJob("forbid", "@every 1s", "Forbid", "sleep 3600", 3))
-	c.createObj(newCronJob("replace", "@every 1s", "Replace", "sleep 3600", 3))
+	c.create(newCronJob("forbid", "@every 1s", "Forbid", "sleep 3600", 3))
+	c.create(newCronJob("replace", "@every 1s", "Replace", "sleep 3600", 3))
 	var first []string
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "forbid's first job", func() error {
 		names, _ := c.cronJobs("forbid")
 		if len(names) != 1 {
 			return fmt.Errorf("forbid jobs %v", names)
@@ -487,7 +480,7 @@ func TestCronJobConcurrencyPolicies(t *testing.T) {
 		return nil
 	})
 	var replaced []string
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "replace's first job", func() error {
 		names, _ := c.cronJobs("replace")
 		if len(names) != 1 {
 			return fmt.Errorf("replace jobs %v", names)
@@ -502,7 +495,7 @@ func TestCronJobConcurrencyPolicies(t *testing.T) {
 	})
 	// Forbid: the first Job still runs alone after several schedule times;
 	// Replace: never more than one Job.
-	holdFor(t, 3*time.Second, func() error {
+	testwait.Holds(t, 3*time.Second, "Forbid and Replace policies", func() error {
 		if names, _ := c.cronJobs("forbid"); len(names) != 1 || names[0] != first[0] {
 			return fmt.Errorf("forbid jobs %v, want only %v", names, first)
 		}
@@ -586,6 +579,7 @@ func (c *cluster) deploymentReplicas(name string) (int32, map[string]string) {
 }
 
 func TestHPAScalesDeploymentFromUsage(t *testing.T) {
+	t.Parallel()
 	const requests = "          resources:\n            requests: {cpu: 100m}\n"
 	r := newRepo(t)
 	r.write("web.yaml", deployment("web", 2, "img:1", requests))
@@ -597,7 +591,7 @@ func TestHPAScalesDeploymentFromUsage(t *testing.T) {
 	var load atomic.Int64
 	load.Store(100) // 200% of the request, target 50%
 	c.usageWriter("web", &load)
-	c.createObj(&manifests.HorizontalPodAutoscaler{
+	c.create(&manifests.HorizontalPodAutoscaler{
 		ObjectMeta: manifests.ObjectMeta{Name: "web", Namespace: "default"},
 		Spec: manifests.HorizontalPodAutoscalerSpec{
 			ScaleTargetRef: manifests.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "web"},
@@ -609,7 +603,7 @@ func TestHPAScalesDeploymentFromUsage(t *testing.T) {
 		},
 	})
 	// 2 pods at 200% want 8: the scale-up rate allows 4, then max is 5.
-	checkFor(t, 30*time.Second, func() error {
+	testwait.For(t, 30*time.Second, "the HPA scaled web", func() error {
 		n, ann := c.deploymentReplicas("web")
 		if n != 5 || ann[manifests.AnnotationReplicasOwner] != "web" {
 			return fmt.Errorf("replicas %d, owner %q", n, ann[manifests.AnnotationReplicasOwner])
@@ -617,7 +611,7 @@ func TestHPAScalesDeploymentFromUsage(t *testing.T) {
 		return nil
 	})
 	c.readyPods("web", 5, "img:1", 15*time.Second)
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "the HPA's status", func() error {
 		obj, _, err := cache.GetObject(c.ctx, c.conn.Objects, manifests.Key("HorizontalPodAutoscaler", "default", "web"))
 		if err != nil {
 			return err
@@ -659,7 +653,7 @@ func TestHPAScalesDeploymentFromUsage(t *testing.T) {
 	}()
 	r.write("web.yaml", deployment("web", 3, "img:1", requests+"          env: [{name: A, value: b}]\n"))
 	r.commit("web at 3, with env")
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "the Deployment's new template", func() error {
 		obj, _, err := cache.GetObject(c.ctx, c.conn.Objects, manifests.Key("Deployment", "default", "web"))
 		if err != nil {
 			return err
@@ -673,7 +667,7 @@ func TestHPAScalesDeploymentFromUsage(t *testing.T) {
 		}
 		return nil
 	})
-	holdFor(t, 3*time.Second, func() error { // the sync resyncs every 2 s
+	testwait.Holds(t, 3*time.Second, "the sync keeps the HPA's replicas", func() error { // the sync resyncs every 2 s
 		if n := badWrites.Load(); n > 0 {
 			return fmt.Errorf("%d writes put another replica count or dropped the owner", n)
 		}
@@ -686,7 +680,7 @@ func TestHPAScalesDeploymentFromUsage(t *testing.T) {
 
 	// Idle: down to the minimum once the 2 s window has passed.
 	load.Store(5)
-	checkFor(t, 30*time.Second, func() error {
+	testwait.For(t, 30*time.Second, "the HPA scaled web down", func() error {
 		if n, _ := c.deploymentReplicas("web"); n != 1 {
 			return fmt.Errorf("replicas %d", n)
 		}
@@ -697,7 +691,7 @@ func TestHPAScalesDeploymentFromUsage(t *testing.T) {
 	if err := cache.DeleteObject(c.ctx, c.conn.Objects, manifests.Key("HorizontalPodAutoscaler", "default", "web"), 0); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 15*time.Second, func() error {
+	testwait.For(t, 15*time.Second, "the HPA owns web's replicas", func() error {
 		n, ann := c.deploymentReplicas("web")
 		if n != 3 || ann[manifests.AnnotationReplicasOwner] != "" {
 			return fmt.Errorf("replicas %d, owner %q", n, ann[manifests.AnnotationReplicasOwner])

@@ -23,6 +23,7 @@ import (
 // sent again by a control plane restarted on the same bus, while a new
 // failure is; the memory is bounded by the bucket's TTL.
 func TestNotifierDeduplicationSurvivesRestart(t *testing.T) {
+	t.Parallel()
 	b := natsauthtest.Start(t)
 	conn := b.ControlPlane
 	var mu sync.Mutex

@@ -14,6 +14,7 @@ import (
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/bus/natsauth/natsauthtest"
 	"github.com/capstan-io/capstan/bus/natsbus"
+	"github.com/capstan-io/capstan/internal/testwait"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/node/fake"
 	"github.com/capstan-io/capstan/reconciler/cache"
@@ -144,6 +145,7 @@ func goneOrGoing(conn *natsbus.Conn, key string) error {
 // with prune off) survive resyncs and a restart of the control plane and
 // the sources, after which an orphan written meanwhile goes too.
 func TestOrphanSweep(t *testing.T) {
+	t.Parallel()
 	b := natsauthtest.Start(t)
 	conn := b.ControlPlane
 	apps := newRepo(t)
@@ -184,7 +186,7 @@ func TestOrphanSweep(t *testing.T) {
 
 	c.readyPods("web", 2, "img:1", 20*time.Second)
 	c.readyPods("api", 1, "img:1", 20*time.Second)
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "web's endpoints", func() error {
 		if s := c.slice("web"); s == nil || readyEndpoints(s) != 2 {
 			return fmt.Errorf("endpoints of web: %+v", s)
 		}
@@ -199,7 +201,7 @@ func TestOrphanSweep(t *testing.T) {
 	root.remove("keep.yaml")
 	root.write("sources.yaml", srcs(false))
 	root.commit("drop keep-cm and the legacy source")
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "source legacy synced", func() error {
 		if _, err := getSource(conn, "legacy"); !errors.Is(err, bus.ErrNotFound) {
 			return fmt.Errorf("source legacy: %v", err)
 		}
@@ -234,7 +236,7 @@ func TestOrphanSweep(t *testing.T) {
 		}
 	}
 	const reported = "ConfigMap.default.audited-forged"
-	checkFor(t, 3*time.Second, func() error {
+	testwait.For(t, 3*time.Second, "the orphans deleted", func() error {
 		for key := range orphans {
 			if key == reported {
 				continue
@@ -245,7 +247,7 @@ func TestOrphanSweep(t *testing.T) {
 		}
 		return nil
 	})
-	checkFor(t, 20*time.Second, func() error {
+	testwait.For(t, 20*time.Second, "the orphans gone", func() error {
 		got := uids(t, conn)
 		for key := range orphans {
 			if _, ok := got[key]; ok && key != reported {
@@ -292,7 +294,7 @@ func TestOrphanSweep(t *testing.T) {
 	}
 
 	// Several resyncs of the controllers (0.5 s) and the sources (1 s).
-	holdFor(t, 3*time.Second, func() error { return intact(t, conn, legit) })
+	testwait.Holds(t, 3*time.Second, "legitimate objects survive the sweep", func() error { return intact(t, conn, legit) })
 	if _, _, err := cache.GetObject(ctx, conn.Objects, reported); err != nil {
 		t.Fatalf("the orphan of a report-only source: %v", err)
 	}
@@ -309,13 +311,13 @@ func TestOrphanSweep(t *testing.T) {
 		t.Fatal(err)
 	}
 	startSweeping(t, conn, root)
-	checkFor(t, 20*time.Second, func() error {
+	testwait.For(t, 20*time.Second, "the orphan made while down gone", func() error {
 		if _, err := conn.Objects.Get(ctx, "ConfigMap.default.while-down"); !errors.Is(err, bus.ErrNotFound) {
 			return fmt.Errorf("while-down: %v", err)
 		}
 		return nil
 	})
-	holdFor(t, 3*time.Second, func() error { return intact(t, conn, legit) })
+	testwait.Holds(t, 3*time.Second, "legitimate objects survive a restart", func() error { return intact(t, conn, legit) })
 	for key := range sweepRecords(t, conn) {
 		if _, ok := legit[key]; ok {
 			t.Errorf("a legitimate object was recorded as an orphan: %s", key)

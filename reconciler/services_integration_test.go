@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/capstan-io/capstan/bus"
+	"github.com/capstan-io/capstan/internal/testwait"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler/cache"
 	"github.com/capstan-io/capstan/reconciler/controllers"
@@ -68,13 +69,14 @@ func readyEndpoints(s *manifests.EndpointSlice) int {
 // Terminating, listed in the endpoints as terminating, stopped by its node
 // and only then deleted.
 func TestGracefulPodDeletion(t *testing.T) {
+	t.Parallel()
 	r := newRepo(t)
 	r.write("web.yaml", webApp(2, "img:1", ""))
 	r.commit("web")
 	c := startCluster(t, r)
 	rt := c.addNode("n1")
 	c.readyPods("web", 2, "img:1", 15*time.Second)
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "web's endpoint slice", func() error {
 		if s := c.slice("web"); s == nil || readyEndpoints(s) != 2 {
 			return fmt.Errorf("slice %+v", s)
 		}
@@ -130,7 +132,7 @@ func TestGracefulPodDeletion(t *testing.T) {
 			mu.Unlock()
 		}
 	}()
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "the watch synced", func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		if !synced {
@@ -144,7 +146,7 @@ func TestGracefulPodDeletion(t *testing.T) {
 	c.readyPods("web", 1, "img:1", 20*time.Second)
 	// The scaled-down pod is gone once its node has stopped it: wait for
 	// that, then check how it went.
-	checkFor(t, 20*time.Second, func() error {
+	testwait.For(t, 20*time.Second, "one pod deleted", func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		var went []string
@@ -168,7 +170,7 @@ func TestGracefulPodDeletion(t *testing.T) {
 	if pods, _ := rt.ListPods(c.ctx, nil); len(pods) != 1 {
 		t.Errorf("runtime pods left: %d, want 1", len(pods))
 	}
-	checkFor(t, 5*time.Second, func() error {
+	testwait.For(t, 5*time.Second, "the endpoint slice after the deletion", func() error {
 		if s := c.slice("web"); s == nil || len(s.Endpoints) != 1 || readyEndpoints(s) != 1 {
 			return fmt.Errorf("slice %+v", s)
 		}
@@ -182,6 +184,7 @@ func TestGracefulPodDeletion(t *testing.T) {
 // that a converged cluster with Services writes nothing (the sync keeps
 // the allocated fields).
 func TestServiceEndpoints(t *testing.T) {
+	t.Parallel()
 	r := newRepo(t)
 	r.write("web.yaml", webApp(2, "img:1", "")+`---
 apiVersion: v1
@@ -210,7 +213,7 @@ spec:
 	c.readyPods("web", 2, "img:1", 15*time.Second)
 
 	var svc *manifests.Service
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "a cluster IP", func() error {
 		svc = c.service("web")
 		if svc == nil || svc.Spec.ClusterIP == "" {
 			return fmt.Errorf("no cluster IP yet: %+v", svc)
@@ -221,7 +224,7 @@ spec:
 		t.Errorf("cluster IPs %q %q", svc.Spec.ClusterIP, svc.Spec.ClusterIPs)
 	}
 	var slice *manifests.EndpointSlice
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "the endpoint slice", func() error {
 		slice = c.slice("web")
 		if slice == nil || readyEndpoints(slice) != 2 {
 			return fmt.Errorf("slice %+v", slice)
@@ -254,7 +257,7 @@ spec:
 		}
 		return manifests.FindCondition(s.Status.Conditions, typ)
 	}
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "the services' PodsSelected conditions", func() error {
 		if c := cond("nobody", controllers.ServicePodsSelected); c == nil || c.Reason != "NoPodsSelected" {
 			return fmt.Errorf("nobody: %+v", c)
 		}
@@ -283,7 +286,7 @@ spec:
 	if err := c.conn.Objects.Delete(c.ctx, "EndpointSlice.default.web", 0); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "the endpoint slice", func() error {
 		if s := c.slice("web"); s == nil || readyEndpoints(s) != 2 {
 			return fmt.Errorf("slice %+v", s)
 		}
@@ -304,7 +307,7 @@ spec:
 	}
 	c.nodes["n2"]()
 	delete(c.nodes, "n2")
-	checkFor(t, 20*time.Second, func() error {
+	testwait.For(t, 20*time.Second, "the lost node's endpoints gone", func() error {
 		s := c.slice("web")
 		for _, e := range s.Endpoints {
 			if *e.NodeName == "n2" {
@@ -331,6 +334,7 @@ func slicesContainsReason(evs []manifests.Event, reason string) bool {
 // watches its endpoint slice throughout: the ready endpoints never drop
 // below desired - maxUnavailable, and terminating pods are never ready.
 func TestRolloutKeepsEndpoints(t *testing.T) {
+	t.Parallel()
 	const strategy = `  strategy:
     rollingUpdate: {maxUnavailable: 1, maxSurge: 1}
 `
@@ -341,7 +345,7 @@ func TestRolloutKeepsEndpoints(t *testing.T) {
 	c.addNode("n1")
 	c.addNode("n2")
 	c.readyPods("web", 4, "img:1", 20*time.Second)
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "the endpoint slice", func() error {
 		if s := c.slice("web"); s == nil || readyEndpoints(s) != 4 {
 			return fmt.Errorf("slice %+v", s)
 		}
@@ -378,7 +382,7 @@ func TestRolloutKeepsEndpoints(t *testing.T) {
 	r.write("web.yaml", webApp(4, "img:2", strategy))
 	r.commit("img:2")
 	c.readyPods("web", 4, "img:2", 40*time.Second)
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "the endpoint slice after the rollout", func() error {
 		s := c.slice("web")
 		if s == nil || readyEndpoints(s) != 4 || len(s.Endpoints) != 4 {
 			return fmt.Errorf("slice %+v", s)
@@ -403,6 +407,7 @@ func TestRolloutKeepsEndpoints(t *testing.T) {
 // every allocation is the same after it, the older Service keeps what was
 // contested, and the clashing one says why.
 func TestServiceAllocationSurvivesRestart(t *testing.T) {
+	t.Parallel()
 	r := newRepo(t)
 	svc := func(name, extra string) string {
 		return fmt.Sprintf("---\napiVersion: v1\nkind: Service\nmetadata:\n  name: %s\nspec:\n  selector: {app: %s}\n%s", name, name, extra)
@@ -445,7 +450,7 @@ func TestServiceAllocationSurvivesRestart(t *testing.T) {
 		return strings.Join(parts, " "), nil
 	}
 	stop := startCP()
-	checkFor(t, 15*time.Second, func() error {
+	testwait.For(t, 15*time.Second, "the services allocated", func() error {
 		for _, n := range []string{"first", "auto"} {
 			if s := get(n); s == nil || s.Spec.ClusterIP == "" || s.Spec.Ports[0].NodePort == 0 {
 				return fmt.Errorf("%s not allocated: %+v", n, s)
@@ -463,7 +468,7 @@ func TestServiceAllocationSurvivesRestart(t *testing.T) {
 	// A younger Service asks for the same address and node port.
 	r.write("clash.yaml", svc("clash", "  type: NodePort\n  clusterIP: 10.96.0.50\n  ports:\n    - {port: 80, nodePort: 30080}\n"))
 	r.commit("clash")
-	checkFor(t, 15*time.Second, func() error {
+	testwait.For(t, 15*time.Second, "the clash reported", func() error {
 		s := get("clash")
 		if s == nil {
 			return fmt.Errorf("no clash yet")
@@ -483,7 +488,7 @@ func TestServiceAllocationSurvivesRestart(t *testing.T) {
 	defer func() { stop() }()
 	// The restarted control plane reconciles everything, more than once,
 	// and changes no allocation.
-	holdFor(t, 2*time.Second, func() error {
+	testwait.Holds(t, 2*time.Second, "allocations kept", func() error {
 		after, err := allocs()
 		if err != nil {
 			return err
@@ -508,6 +513,7 @@ func TestServiceAllocationSurvivesRestart(t *testing.T) {
 // without a range; the sync never undoes an allocation (the object stays
 // put between reconciles).
 func TestServiceDualStack(t *testing.T) {
+	t.Parallel()
 	const v6 = "fd00:10:96::/112"
 	r := newRepo(t)
 	svc := func(name, extra string) string {
@@ -537,7 +543,7 @@ func TestServiceDualStack(t *testing.T) {
 	// Allocated reason) wanted, and returns web's cluster IPs.
 	families := func(want map[string]string) []string {
 		t.Helper()
-		checkFor(t, 15*time.Second, func() error {
+		testwait.For(t, 15*time.Second, "the service", func() error {
 			for name, w := range want {
 				s, _ := get(name)
 				if s == nil {
@@ -561,7 +567,7 @@ func TestServiceDualStack(t *testing.T) {
 	stop := startCP(v6)
 	dual := families(map[string]string{"web": "IPv4,IPv6", "single": "IPv4", "req": "IPv4,IPv6"})
 	_, rev := get("web")
-	holdFor(t, time.Second, func() error { // several syncs and resyncs
+	testwait.Holds(t, time.Second, "the sync and the controller agree", func() error { // several syncs and resyncs
 		if _, again := get("web"); again != rev {
 			return fmt.Errorf("web was rewritten (revision %d, then %d): the sync and the controller disagree", rev, again)
 		}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/bus/natsbus"
+	"github.com/capstan-io/capstan/internal/testwait"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler/cache"
 	"github.com/capstan-io/capstan/reconciler/gitops"
@@ -107,7 +108,7 @@ func getSource(conn *natsbus.Conn, name string) (*manifests.Source, error) {
 func waitSource(t *testing.T, conn *natsbus.Conn, name string, within time.Duration, ok func(*manifests.Source) error) *manifests.Source {
 	t.Helper()
 	var src *manifests.Source
-	checkFor(t, within, func() error {
+	testwait.For(t, within, "source "+name, func() error {
 		var err error
 		if src, err = getSource(conn, name); err != nil {
 			return err
@@ -136,7 +137,7 @@ func configMapOf(conn *natsbus.Conn, ns, name string) (*manifests.ConfigMap, err
 
 func waitConfigMap(t *testing.T, conn *natsbus.Conn, name string, present bool, source string) {
 	t.Helper()
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "config map "+name, func() error {
 		cm, err := configMapOf(conn, "default", name)
 		switch {
 		case errors.Is(err, bus.ErrNotFound) && !present:
@@ -166,6 +167,7 @@ func auditResults(t *testing.T, conn *natsbus.Conn, source string) []manifests.A
 // keeps applying), and the last good revision keeps running; removing the
 // Source prunes its objects.
 func TestDeclaredSourceIsItsOwnUnit(t *testing.T) {
+	t.Parallel()
 	conn := startBus(t)
 	apps := newRepo(t)
 	apps.write("a.yaml", configMap("app-a", ""))
@@ -213,7 +215,7 @@ func TestDeclaredSourceIsItsOwnUnit(t *testing.T) {
 	root.remove("sources.yaml")
 	root.commit("root 3: no more apps")
 	waitConfigMap(t, conn, "app-a", false, "")
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "source apps gone", func() error {
 		if _, err := getSource(conn, "apps"); !errors.Is(err, bus.ErrNotFound) {
 			return fmt.Errorf("source apps: %v", err)
 		}
@@ -224,7 +226,7 @@ func TestDeclaredSourceIsItsOwnUnit(t *testing.T) {
 		return nil
 	})
 	// The stopped syncer does not bring its Source back.
-	holdFor(t, 1500*time.Millisecond, func() error {
+	testwait.Holds(t, 1500*time.Millisecond, "a removed source stays removed", func() error {
 		if _, err := getSource(conn, "apps"); !errors.Is(err, bus.ErrNotFound) {
 			return fmt.Errorf("source apps came back: %v", err)
 		}
@@ -235,6 +237,7 @@ func TestDeclaredSourceIsItsOwnUnit(t *testing.T) {
 // TestMonorepoSplitByPath: one repository, three sources by path; a bad
 // file under one path blocks only that source.
 func TestMonorepoSplitByPath(t *testing.T) {
+	t.Parallel()
 	conn := startBus(t)
 	r := newRepo(t)
 	r.write("clusters/root/sources.yaml", sourceYAML("team-a", r.dir, "teams/a", "")+"---\n"+sourceYAML("team-b", r.dir, "teams/b", ""))
@@ -265,6 +268,7 @@ func TestMonorepoSplitByPath(t *testing.T) {
 // TestDependsOnAndPruneOff: a source waits for the one it depends on to
 // be Ready; one with prune off leaves its objects when removed.
 func TestDependsOnAndPruneOff(t *testing.T) {
+	t.Parallel()
 	conn := startBus(t)
 	base := newRepo(t)
 	// A pod with no node never gets ready: base stays Progressing.
@@ -300,29 +304,16 @@ func TestDependsOnAndPruneOff(t *testing.T) {
 
 	root.remove("app.yaml")
 	root.commit("no app")
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "source app gone", func() error {
 		if _, err := getSource(conn, "app"); !errors.Is(err, bus.ErrNotFound) {
 			return fmt.Errorf("source app: %v", err)
 		}
 		return nil
 	})
-	holdFor(t, 1500*time.Millisecond, func() error {
+	testwait.Holds(t, 1500*time.Millisecond, "the prune-off source's objects stay", func() error {
 		_, err := configMapOf(conn, "default", "app-1")
 		return err
 	})
-}
-
-// holdFor checks that fn holds (returns nil) throughout d: a bounded
-// "nothing happens" check, where time passing is the point.
-func holdFor(t *testing.T, d time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if err := fn(); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // editConfigMap changes a ConfigMap on the bus behind Git's back.
@@ -357,6 +348,7 @@ func driftRecords(t *testing.T, conn *natsbus.Conn, source, result string) []man
 // reporting drift records it once and leaves it; ignored fields keep
 // their live value in both modes.
 func TestDriftPolicies(t *testing.T) {
+	t.Parallel()
 	conn := startBus(t)
 	apps := newRepo(t)
 	apps.write("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: watched}\ndata: {k: v, tuned: git}\n")
@@ -370,7 +362,7 @@ func TestDriftPolicies(t *testing.T) {
 
 	// Correct mode: an ignored field keeps its live value, another is put back.
 	editConfigMap(t, conn, "watched", func(c *manifests.ConfigMap) { c.Data["tuned"] = "live"; c.Data["k"] = "changed" })
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "drift corrected, the ignored field left", func() error {
 		cm, err := configMapOf(conn, "default", "watched")
 		if err != nil {
 			return err
@@ -392,7 +384,7 @@ func TestDriftPolicies(t *testing.T) {
 	}
 	root.write("src.yaml", sourceYAML("apps", apps.dir, "", "  drift:\n    mode: report\n"+ignore))
 	root.commit("report")
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "the source's drift policy", func() error {
 		s, err := getSource(conn, "apps")
 		if err != nil || s.Spec.Drift == nil || s.Spec.Drift.Mode != "report" {
 			return fmt.Errorf("source not updated: %v", err)
@@ -400,21 +392,21 @@ func TestDriftPolicies(t *testing.T) {
 		return nil
 	})
 	// The syncer restarts with the new policy: a new source runs.
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "the reporting syncer", func() error {
 		if src, ok := m.Running("apps"); !ok || src == correcting {
 			return errors.New("the correcting syncer still runs, or none yet")
 		}
 		return nil
 	})
 	editConfigMap(t, conn, "watched", func(c *manifests.ConfigMap) { c.Data["k"] = "by hand" })
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "the drift recorded", func() error {
 		recs := driftRecords(t, conn, "apps", gitops.ResultDriftDetected)
 		if len(recs) != 1 || recs[0].Changes[0].Action != "drifted" || !slices.Equal(recs[0].Changes[0].Fields, []string{"data.k"}) {
 			return fmt.Errorf("drift detected records %+v", recs)
 		}
 		return nil
 	})
-	holdFor(t, 2500*time.Millisecond, func() error { // two resyncs
+	testwait.Holds(t, 2500*time.Millisecond, "drift reported, not corrected", func() error { // two resyncs
 		cm, err := configMapOf(conn, "default", "watched")
 		if err != nil {
 			return err
@@ -440,6 +432,7 @@ func TestDriftPolicies(t *testing.T) {
 // capstan-system, receives one message per sync result, and none for a
 // source it does not follow.
 func TestNotifierFromGit(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	var got []map[string]any
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -482,7 +475,7 @@ spec:
 	// a new revision is always told.
 	apps.write("bad.yaml", "kind: Nope\n")
 	bad := apps.commit("bad")
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "the Rejected notice", func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, m := range got {
@@ -492,7 +485,7 @@ spec:
 		}
 		return fmt.Errorf("no Rejected notice among %v", got)
 	})
-	holdFor(t, time.Second, func() error {
+	testwait.Holds(t, time.Second, "no duplicate notices", func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		n := 0
@@ -520,6 +513,7 @@ func (r *repo) remove(name string) {
 // a target per running source, the root first, with each one's
 // repository and ref, and updates them as Sources stop and go.
 func TestWebhookTargetsFollowSources(t *testing.T) {
+	t.Parallel()
 	conn := startBus(t)
 	apps := newRepo(t)
 	apps.write("a.yaml", configMap("app-a", ""))
@@ -540,7 +534,7 @@ func TestWebhookTargetsFollowSources(t *testing.T) {
 	targets := func(want ...string) []webhook.Target {
 		t.Helper()
 		var ts []webhook.Target
-		checkFor(t, 10*time.Second, func() error {
+		testwait.For(t, 10*time.Second, "the webhook targets", func() error {
 			mu.Lock()
 			ts = got
 			mu.Unlock()

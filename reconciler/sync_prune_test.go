@@ -12,6 +12,7 @@ import (
 	"github.com/capstan-io/capstan/bus"
 	"github.com/capstan-io/capstan/bus/natsauth/natsauthtest"
 	"github.com/capstan-io/capstan/bus/natsbus"
+	"github.com/capstan-io/capstan/internal/testwait"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler/gitops"
 	"github.com/capstan-io/capstan/schema"
@@ -94,6 +95,7 @@ func changeOf(rec manifests.AuditRecord, action, name string) bool {
 // through resyncs and a restart of the sync, and is taken back when Git
 // declares it again; an unprotected one is deleted.
 func TestPruneProtection(t *testing.T) {
+	t.Parallel()
 	conn := startBus(t)
 	r := newRepo(t)
 	r.write("keep.yaml", configMap("keep", protected))
@@ -101,7 +103,7 @@ func TestPruneProtection(t *testing.T) {
 	r.write("stay.yaml", configMap("stay", ""))
 	r.commit("three config maps")
 	stop := runSyncer(t, conn, conn.Objects, r, 300*time.Millisecond)
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "the three config maps", func() error {
 		for _, n := range []string{"keep", "drop", "stay"} {
 			if ok, err := exists(conn, n); !ok {
 				return fmt.Errorf("%s missing (%v)", n, err)
@@ -112,14 +114,14 @@ func TestPruneProtection(t *testing.T) {
 
 	r.git("rm", "-q", "keep.yaml", "drop.yaml")
 	removed := r.commit("remove keep and drop")
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "drop pruned", func() error {
 		if ok, err := exists(conn, "drop"); ok || err != nil {
 			return fmt.Errorf("drop still there (%v)", err)
 		}
 		return nil
 	})
 	var rec manifests.AuditRecord
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "the removal audited", func() error {
 		recs, err := auditOf(conn, removed)
 		if err != nil || len(recs) != 1 {
 			return fmt.Errorf("records %+v, %v", recs, err)
@@ -132,7 +134,7 @@ func TestPruneProtection(t *testing.T) {
 	}
 	holdKept := func(d time.Duration) {
 		t.Helper()
-		holdFor(t, d, func() error {
+		testwait.Holds(t, d, "the protected object is kept", func() error {
 			if ok, err := exists(conn, "keep"); !ok {
 				return fmt.Errorf("keep was pruned (%v)", err)
 			}
@@ -155,7 +157,7 @@ func TestPruneProtection(t *testing.T) {
 	// and a later removal deletes it.
 	r.write("keep.yaml", configMap("keep", ""))
 	back := r.commit("declare keep again")
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "the restart audited", func() error {
 		recs, err := auditOf(conn, back)
 		if err != nil || len(recs) != 1 || recs[0].Result != gitops.ResultApplied {
 			return fmt.Errorf("records %+v, %v", recs, err)
@@ -167,7 +169,7 @@ func TestPruneProtection(t *testing.T) {
 	})
 	r.git("rm", "-q", "keep.yaml")
 	r.commit("remove keep again")
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "keep pruned once unprotected", func() error {
 		if ok, err := exists(conn, "keep"); ok || err != nil {
 			return fmt.Errorf("keep still there (%v)", err)
 		}
@@ -200,6 +202,7 @@ func (f *failingDeletes) Delete(ctx context.Context, key string, rev uint64) err
 // in the inventory; the attempt is recorded as Failed and the delete is
 // retried until it succeeds, then recorded as Applied.
 func TestFailedDeleteIsRetried(t *testing.T) {
+	t.Parallel()
 	conn := startBus(t)
 	store := &failingDeletes{Store: conn.Objects, match: "ConfigMap.default.drop"}
 	r := newRepo(t)
@@ -207,7 +210,7 @@ func TestFailedDeleteIsRetried(t *testing.T) {
 	r.write("stay.yaml", configMap("stay", ""))
 	r.commit("two config maps")
 	runSyncer(t, conn, store, r, 300*time.Millisecond)
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "drop synced", func() error {
 		if ok, err := exists(conn, "drop"); !ok {
 			return fmt.Errorf("drop missing (%v)", err)
 		}
@@ -216,7 +219,7 @@ func TestFailedDeleteIsRetried(t *testing.T) {
 	store.fail.Store(2)
 	r.git("rm", "-q", "drop.yaml")
 	removed := r.commit("remove drop")
-	checkFor(t, 15*time.Second, func() error {
+	testwait.For(t, 15*time.Second, "the delete retried", func() error {
 		if ok, err := exists(conn, "drop"); ok || err != nil {
 			return fmt.Errorf("drop still there after %d tries (%v)", store.tries.Load(), err)
 		}
@@ -225,7 +228,7 @@ func TestFailedDeleteIsRetried(t *testing.T) {
 	if n := store.tries.Load(); n != 3 {
 		t.Errorf("%d delete attempts, want 3 (two failures, then success)", n)
 	}
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "the retried delete audited", func() error {
 		recs, err := auditOf(conn, removed)
 		if err != nil {
 			return err

@@ -17,6 +17,7 @@ import (
 	"github.com/capstan-io/capstan/bus/natsauth/natsauthtest"
 	"github.com/capstan-io/capstan/bus/natsbus"
 	"github.com/capstan-io/capstan/bus/secrets/sops"
+	"github.com/capstan-io/capstan/internal/testwait"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/node"
 	"github.com/capstan-io/capstan/node/fake"
@@ -91,6 +92,8 @@ func signingKey(t *testing.T) (gitArgs []string, armored, fpr string) {
 	return []string{"-c", "gpg.format=openpgp", "-c", "user.signingkey=" + fpr, "-c", "commit.gpgsign=true"}, armored, fpr
 }
 
+// Not parallel: the signing key's GNUPGHOME is set with t.Setenv
+// (gittest.OpenPGPKey) for the git commands that sign.
 func TestSignaturePolicyKeepsLastGoodRevision(t *testing.T) {
 	sign, armored, fpr := signingKey(t)
 	r := newRepo(t)
@@ -106,7 +109,7 @@ func TestSignaturePolicyKeepsLastGoodRevision(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := startTrustCluster(t, src, nil)
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "the signed revision applied", func() error {
 		if v := c.configValue(t); v != "blue" {
 			return fmt.Errorf("color %q", v)
 		}
@@ -114,7 +117,7 @@ func TestSignaturePolicyKeepsLastGoodRevision(t *testing.T) {
 	})
 	// The audit record is written after the objects: wait for it.
 	var recs []manifests.AuditRecord
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "an audit record", func() error {
 		if recs = c.audit(t); len(recs) == 0 {
 			return fmt.Errorf("no audit record yet")
 		}
@@ -129,7 +132,7 @@ func TestSignaturePolicyKeepsLastGoodRevision(t *testing.T) {
 	// keeps running.
 	r.write("settings.yaml", settings("red"))
 	bad := r.commit("red, unsigned")
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "the unsigned commit refused", func() error {
 		recs := c.audit(t)
 		last := recs[len(recs)-1]
 		if last.Revision != bad {
@@ -142,7 +145,7 @@ func TestSignaturePolicyKeepsLastGoodRevision(t *testing.T) {
 		return nil
 	})
 	// Through several resyncs, nothing of the refused revision lands.
-	holdFor(t, 2500*time.Millisecond, func() error {
+	testwait.Holds(t, 2500*time.Millisecond, "the last good revision stays", func() error {
 		if v := c.configValue(t); v != "blue" {
 			return fmt.Errorf("color %q after an unsigned commit, want blue", v)
 		}
@@ -167,7 +170,7 @@ func TestSignaturePolicyKeepsLastGoodRevision(t *testing.T) {
 	r.git(append(sign, "add", "-A")...)
 	r.git(append(sign, "commit", "-q", "-m", "green, signed")...)
 	top := r.git("rev-parse", "HEAD")
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "the signed commit on an unsigned one rejected", func() error {
 		recs := c.audit(t)
 		last := recs[len(recs)-1]
 		if last.Revision != top || last.Result != "Rejected" || last.Signature.Commit != bad {
@@ -214,6 +217,7 @@ func scanBus(t *testing.T, ctx context.Context, js jetstream.JetStream, needles 
 }
 
 func TestEncryptedSecretReachesAssignmentOnly(t *testing.T) {
+	t.Parallel()
 	id, err := age.GenerateX25519Identity()
 	if err != nil {
 		t.Fatal(err)
@@ -243,7 +247,7 @@ func TestEncryptedSecretReachesAssignmentOnly(t *testing.T) {
 
 	// The assignment carries the Secret sealed to the node's key; the node
 	// opens it into the container's environment.
-	checkFor(t, 15*time.Second, func() error {
+	testwait.For(t, 15*time.Second, "the assignment", func() error {
 		entries, err := c.conn.Assignments.List(c.ctx, ">")
 		if err != nil || len(entries) != 1 {
 			return fmt.Errorf("%d assignments, %v", len(entries), err)
@@ -304,7 +308,7 @@ func TestEncryptedSecretReachesAssignmentOnly(t *testing.T) {
 	r.write("other.yaml", string(enc2))
 	bad := r.commit("a secret for someone else")
 	src.Trigger()
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "a secret for another recipient rejected", func() error {
 		recs, _ := c.conn.Audit.List(c.ctx, "root", time.Time{})
 		last := recs[len(recs)-1]
 		if last.Revision != bad || last.Result != "Rejected" {

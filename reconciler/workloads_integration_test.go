@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/capstan-io/capstan/bus"
+	"github.com/capstan-io/capstan/internal/testwait"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/node/fake"
 	"github.com/capstan-io/capstan/reconciler/cache"
@@ -42,7 +43,7 @@ func (c *cluster) create(obj manifests.Object) {
 // update changes an object as the sync would: a new generation.
 func (c *cluster) update(key string, fn func(manifests.Object)) {
 	c.t.Helper()
-	checkFor(c.t, 5*time.Second, func() error {
+	testwait.For(c.t, 5*time.Second, "update of "+key, func() error {
 		obj, rev, err := cache.GetObject(c.ctx, c.conn.Objects, key)
 		if err != nil {
 			return err
@@ -138,6 +139,7 @@ func statefulSet(name string, replicas int32, image string) *manifests.StatefulS
 }
 
 func TestStatefulSetOrderingUpAndDown(t *testing.T) {
+	t.Parallel()
 	c := startBusCluster(t)
 	c.addNode("n1")
 	c.addNode("n2")
@@ -169,7 +171,7 @@ func TestStatefulSetOrderingUpAndDown(t *testing.T) {
 		}
 	}
 	var sts *manifests.StatefulSet
-	checkFor(t, 5*time.Second, func() error {
+	testwait.For(t, 5*time.Second, "the StatefulSet's status", func() error {
 		sts = c.get(manifests.Key("StatefulSet", "default", "db")).(*manifests.StatefulSet)
 		st := sts.Status
 		if st.Replicas != 3 || st.ReadyReplicas != 3 || st.AvailableReplicas != 3 || st.UpdatedReplicas != 3 || st.CurrentReplicas != 3 ||
@@ -195,7 +197,7 @@ func TestStatefulSetOrderingUpAndDown(t *testing.T) {
 	if !slices.Equal(order, []string{"db-2", "db-1", "db-0"}) {
 		t.Fatalf("update deleted %v, want db-2, db-1, db-0", order)
 	}
-	checkFor(t, 5*time.Second, func() error {
+	testwait.For(t, 5*time.Second, "the StatefulSet's status after the update", func() error {
 		st := c.get(manifests.KeyOf(sts)).(*manifests.StatefulSet).Status
 		if st.CurrentRevision != st.UpdateRevision || st.UpdatedReplicas != 3 || st.CurrentRevision == sts.Status.CurrentRevision {
 			return fmt.Errorf("status after update %+v", st)
@@ -222,6 +224,7 @@ func TestStatefulSetOrderingUpAndDown(t *testing.T) {
 }
 
 func TestStatefulSetPodReturnsToItsClaims(t *testing.T) {
+	t.Parallel()
 	c := startBusCluster(t)
 	rts := map[string]*fake.Runtime{"n1": c.addNode("n1"), "n2": c.addNode("n2")}
 	c.create(statefulSet("db", 1, "img:1"))
@@ -231,7 +234,7 @@ func TestStatefulSetPodReturnsToItsClaims(t *testing.T) {
 	if _, ok := rts[home].Volumes()["default_data-db-0"]; !ok {
 		t.Fatalf("claim data-db-0 not on %s: %v", home, rts[home].Volumes())
 	}
-	checkFor(t, 5*time.Second, func() error {
+	testwait.For(t, 5*time.Second, "db-0's claim node", func() error {
 		if n := c.get(manifests.Key("StatefulSet", "default", "db")).(*manifests.StatefulSet).Status.ClaimNodes["db-0"]; n != home {
 			return fmt.Errorf("claim node of db-0 is %q, want %s", n, home)
 		}
@@ -248,7 +251,7 @@ func TestStatefulSetPodReturnsToItsClaims(t *testing.T) {
 	if err := cache.DeleteObject(c.ctx, c.conn.Objects, manifests.Key("Pod", "default", "db-0"), 0); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 15*time.Second, func() error {
+	testwait.For(t, 15*time.Second, "a new ready db-0", func() error {
 		ps := c.pods("db")
 		if len(ps) != 1 || ps[0].UID == pod.UID || !manifests.IsPodReady(ps[0]) {
 			return fmt.Errorf("no new ready db-0 yet")
@@ -275,12 +278,13 @@ func daemonSet(name, image string) *manifests.DaemonSet {
 }
 
 func TestDaemonSetFollowsNodes(t *testing.T) {
+	t.Parallel()
 	c := startBusCluster(t)
 	c.addNode("n1")
 	c.create(daemonSet("agent", "img:1"))
 	onNodes := func(want ...string) {
 		t.Helper()
-		checkFor(t, 20*time.Second, func() error {
+		testwait.For(t, 20*time.Second, "an agent on every node", func() error {
 			var got []string
 			for _, p := range c.pods("agent") {
 				if !manifests.IsPodReady(p) {
@@ -297,7 +301,7 @@ func TestDaemonSetFollowsNodes(t *testing.T) {
 	}
 	status := func(desired, ready int32) {
 		t.Helper()
-		checkFor(t, 10*time.Second, func() error {
+		testwait.For(t, 10*time.Second, "the DaemonSet's status", func() error {
 			st := c.get(manifests.Key("DaemonSet", "default", "agent")).(*manifests.DaemonSet).Status
 			if st.DesiredNumberScheduled != desired || st.CurrentNumberScheduled != desired || st.NumberReady != ready ||
 				st.NumberAvailable != ready || st.UpdatedNumberScheduled != desired || st.NumberMisscheduled != 0 {
@@ -348,7 +352,7 @@ func TestDaemonSetFollowsNodes(t *testing.T) {
 	if err := cache.DeleteObject(c.ctx, c.conn.Objects, manifests.Key("DaemonSet", "default", "agent"), 0); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "the agent pods gone", func() error {
 		if n := len(c.pods("agent")); n != 0 {
 			return fmt.Errorf("%d agent pods left", n)
 		}
@@ -357,6 +361,7 @@ func TestDaemonSetFollowsNodes(t *testing.T) {
 }
 
 func TestReplicationController(t *testing.T) {
+	t.Parallel()
 	c := startBusCluster(t)
 	c.addNode("n1")
 	tmpl := podTemplate("legacy", "img:1")
@@ -364,7 +369,7 @@ func TestReplicationController(t *testing.T) {
 		Spec: manifests.ReplicationControllerSpec{Replicas: manifests.Ptr(int32(3)), Template: &tmpl}})
 	c.readyPods("legacy", 3, "img:1", 15*time.Second)
 	key := manifests.Key("ReplicationController", "default", "legacy")
-	checkFor(t, 5*time.Second, func() error {
+	testwait.For(t, 5*time.Second, "the ReplicationController's status", func() error {
 		st := c.get(key).(*manifests.ReplicationController).Status
 		if st.Replicas != 3 || st.ReadyReplicas != 3 || st.AvailableReplicas != 3 || st.FullyLabeledReplicas != 3 {
 			return fmt.Errorf("status %+v", st)
@@ -378,7 +383,7 @@ func TestReplicationController(t *testing.T) {
 	if err := cache.DeleteObject(c.ctx, c.conn.Objects, manifests.KeyOf(p), 0); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "the deleted pod replaced", func() error {
 		ps := c.pods("legacy")
 		if len(ps) != 1 || ps[0].Name == p.Name || !manifests.IsPodReady(ps[0]) {
 			return fmt.Errorf("not replaced: %d pods", len(ps))
@@ -388,6 +393,10 @@ func TestReplicationController(t *testing.T) {
 }
 
 func TestDeploymentRollsBackAfterProgressDeadline(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow (waits out progress deadlines): on Podman TestE2EStatefulSetAndDaemonSet rolls back past a deadline too")
+	}
+	t.Parallel()
 	c := startBusCluster(t)
 	c.addNode("n1")
 	c.addNode("n2")
@@ -403,7 +412,7 @@ func TestDeploymentRollsBackAfterProgressDeadline(t *testing.T) {
 	c.create(d)
 	key := manifests.KeyOf(d)
 	c.readyPods("web", 2, "img:1", 15*time.Second)
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "the rollout of img:1", func() error {
 		got := c.get(key).(*manifests.Deployment)
 		if msg, done, err := controllers.RolloutStatus(got); !done || err != nil {
 			return fmt.Errorf("rollout of img:1: %s %v", msg, err)
@@ -416,7 +425,7 @@ func TestDeploymentRollsBackAfterProgressDeadline(t *testing.T) {
 		o.(*manifests.Deployment).Spec.Template.Spec.Containers[0].Image = "img:missing"
 		o.GetObjectMeta().Annotations[controllers.AnnotationCommit] = "c2"
 	})
-	checkFor(t, 20*time.Second, func() error {
+	testwait.For(t, 20*time.Second, "the deadline exceeded and rolled back", func() error {
 		got := c.get(key).(*manifests.Deployment)
 		cond := manifests.FindCondition(got.Status.Conditions, "Progressing")
 		if cond == nil || cond.Status != manifests.ConditionFalse || cond.Reason != controllers.ReasonProgressDeadlineExceeded ||
@@ -431,7 +440,7 @@ func TestDeploymentRollsBackAfterProgressDeadline(t *testing.T) {
 	// Rolled back: img:1 runs in full, and the failed template is not
 	// tried again while Git still declares it.
 	c.readyPods("web", 2, "img:1", 15*time.Second)
-	holdFor(t, 4*time.Second, func() error {
+	testwait.Holds(t, 4*time.Second, "no retry of the failed template", func() error {
 		for _, p := range c.pods("web") {
 			if p.Spec.Containers[0].Image != "img:1" {
 				return fmt.Errorf("failed template retried: pod %s runs %s", p.Name, p.Spec.Containers[0].Image)
@@ -471,7 +480,7 @@ func TestDeploymentRollsBackAfterProgressDeadline(t *testing.T) {
 		o.(*manifests.Deployment).Spec.Template.Spec.Containers[0].Image = "img:2"
 	})
 	c.readyPods("web", 2, "img:2", 20*time.Second)
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "the rollout back to img:2", func() error {
 		got := c.get(key).(*manifests.Deployment)
 		if msg, done, err := controllers.RolloutStatus(got); !done || err != nil {
 			return fmt.Errorf("rollout of img:2: %s %v", msg, err)
@@ -490,6 +499,7 @@ func TestDeploymentRollsBackAfterProgressDeadline(t *testing.T) {
 }
 
 func TestDeploymentMinReadySeconds(t *testing.T) {
+	t.Parallel()
 	c := startBusCluster(t)
 	c.addNode("n1")
 	d := &manifests.Deployment{
@@ -501,7 +511,7 @@ func TestDeploymentMinReadySeconds(t *testing.T) {
 	pod := c.readyPods("slow", 1, "img:1", 15*time.Second)[0]
 	readyAt := manifests.FindCondition(pod.Status.Conditions, "Ready").LastTransitionTime.Time
 	var availableSeen time.Time
-	checkFor(t, 10*time.Second, func() error {
+	testwait.For(t, 10*time.Second, "web available", func() error {
 		got := c.get(manifests.KeyOf(d)).(*manifests.Deployment)
 		if got.Status.AvailableReplicas != 1 {
 			return fmt.Errorf("not available yet")

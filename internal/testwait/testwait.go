@@ -1,10 +1,12 @@
 // Package testwait is the tests' one way to wait for an observable
 // condition: poll it until it holds or a deadline passes, never sleep for
 // something to happen. Holds is its counterpart for a condition that must
-// not change during a deliberate window.
+// not change during a deliberate window; Settles waits for a value to stop
+// changing before such a window.
 package testwait
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -58,4 +60,30 @@ func Holds(t testing.TB, d time.Duration, what string, fn func() error) {
 		}
 		<-tick.C
 	}
+}
+
+// Settles calls value every Every until it has returned the same for
+// quiet, and returns it; it fails the test if value has not stood still
+// that long once total has passed. It is the wait before a Holds window
+// when what is still in flight has no end to observe (writes that a
+// converged state leaves behind, a run scheduled just before a pause):
+// the window then checks that nothing more comes.
+func Settles[T comparable](t testing.TB, total, quiet time.Duration, what string, value func() T) T {
+	t.Helper()
+	var last T
+	var since time.Time
+	err := Until(total, func() error {
+		v, now := value(), time.Now()
+		if since.IsZero() || v != last {
+			last, since = v, now
+		}
+		if d := now.Sub(since); d < quiet {
+			return fmt.Errorf("at %v for only %s, want %s", v, d.Round(time.Millisecond), quiet)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("%s: does not settle within %s: %v", what, total, err)
+	}
+	return last
 }

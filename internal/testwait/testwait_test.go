@@ -39,3 +39,19 @@ func TestHolds(t *testing.T) {
 		t.Fatalf("Holds returned after %s and %d looks, want at least %s and 3", d, calls, 2*HoldEvery)
 	}
 }
+
+func TestSettles(t *testing.T) {
+	t.Parallel()
+	begin := time.Now()
+	calls := 0
+	got := Settles(t, 10*time.Second, 4*Every, "a counter that stops at 3", func() int {
+		calls++
+		return min(calls, 3)
+	})
+	if got != 3 {
+		t.Fatalf("Settles returned %d, want 3", got)
+	}
+	if d := time.Since(begin); d < 6*Every {
+		t.Fatalf("Settles returned after %s, before two changes and a quiet %s", d, 4*Every)
+	}
+}

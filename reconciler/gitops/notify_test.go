@@ -69,14 +69,14 @@ func (f *forge) waitRequests(t *testing.T, n int) []recorded {
 		}
 		return nil
 	})
-	// Deliberately bounded: nothing more may come, and a duplicate would
-	// arrive by now.
-	time.Sleep(100 * time.Millisecond)
-	got := f.requests()
-	if len(got) != n {
-		t.Fatalf("%d requests, want %d: %+v", len(got), n, got)
-	}
-	return got
+	// Nothing more may come: a duplicate would arrive within the window.
+	testwait.Holds(t, 100*time.Millisecond, fmt.Sprintf("no more than %d requests", n), func() error {
+		if got := f.requests(); len(got) != n {
+			return fmt.Errorf("%d requests, want %d: %+v", len(got), n, got)
+		}
+		return nil
+	})
+	return f.requests()
 }
 
 func runNotifiers(t *testing.T, ns *Notifiers) {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/capstan-io/capstan/bus/natsauth"
 	"github.com/capstan-io/capstan/bus/natsauth/natsauthtest"
+	"github.com/capstan-io/capstan/internal/testwait"
 	"github.com/capstan-io/capstan/manifests"
 	"github.com/capstan-io/capstan/reconciler/gitops"
 )
@@ -96,13 +97,13 @@ func TestRequestServe(t *testing.T) {
 	n := int32(2)
 	ch := Change{Kind: "Deployment", Namespace: "default", Name: "web", Replicas: &n, Author: "Sam <sam@example.com>"}
 	var rep Reply
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		// Until the subscription is in place.
+	testwait.For(t, 10*time.Second, "the server's subscription", func() error {
 		rep, err = Request(t.Context(), nc, &creds, ch)
-		if err == nil || !strings.Contains(err.Error(), "no control plane on this bus writes commits") || time.Now().After(deadline) {
-			break
+		if err != nil && strings.Contains(err.Error(), "no control plane on this bus writes commits") {
+			return err
 		}
-	}
+		return nil
+	})
 	var ue UserError
 	if !errors.As(err, &ue) || ue.Msg != `deployment "web" not found` || rep.Error != ue.Msg || rep.Commit != "" {
 		t.Errorf("operator: %+v, %v; want deployment \"web\" not found", rep, err)
