@@ -40,7 +40,11 @@ func (a *Authority) ServerConfig(pki PKI, resolverDir string) (string, error) {
 	fmt.Fprintf(&b, "# Capstan's bus: NATS operator mode (JWT identities) and TLS.\n")
 	fmt.Fprintf(&b, "operator: %q\n", opPath)
 	fmt.Fprintf(&b, "system_account: %s\n", a.SystemAccountKey())
-	fmt.Fprintf(&b, "resolver: {\n  type: full\n  dir: %q\n  allow_delete: false\n  interval: \"2m\"\n}\n", resolverDir)
+	// timeout: how long a server asks its peers for an account it lacks.
+	// Capstan's accounts are preloaded on every server, so an unknown one
+	// (forged credentials) is refused after it; the default 1.9 s left a
+	// refusal racing the client's 2 s connect timeout.
+	fmt.Fprintf(&b, "resolver: {\n  type: full\n  dir: %q\n  allow_delete: false\n  interval: \"2m\"\n  timeout: \"500ms\"\n}\n", resolverDir)
 	fmt.Fprintf(&b, "resolver_preload: {\n  %s: %q\n  %s: %q\n}\n", a.SystemAccountKey(), sys, a.AccountKey(), acc)
 	fmt.Fprintf(&b, "tls: {\n  cert_file: %q\n  key_file: %q\n  timeout: 5\n}\n", pki.ServerCertPath(), pki.ServerKeyPath())
 	return b.String(), nil
