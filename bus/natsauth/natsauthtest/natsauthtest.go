@@ -1,6 +1,7 @@
 // Package natsauthtest starts, inside a test, a NATS server configured
 // as Capstan's production bus (operator mode, TLS, the authority's
-// identities), and connects to it as any role.
+// identities), and connects to it as any role; StartCluster starts
+// several, routed to one another over TLS.
 package natsauthtest
 
 import (
