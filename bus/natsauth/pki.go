@@ -90,14 +90,23 @@ func (p PKI) EnsureCA() error {
 // server's certificate, so a client that pins the CA by hash (a join
 // token) finds it in the handshake.
 func (p PKI) EnsureServerCert(hosts []string) (bool, error) {
-	if cert, err := p.serverCert(); err == nil && covers(cert, hosts) && time.Until(cert.NotAfter) > serverRenewBefore {
+	return p.ensureServerCert(hosts, false)
+}
+
+// ensureServerCert is EnsureServerCert; forRoutes also renews a
+// certificate that cannot authenticate as a client (one issued before
+// clusters), which a route's soliciting end must.
+func (p PKI) ensureServerCert(hosts []string, forRoutes bool) (bool, error) {
+	if cert, err := p.serverCert(); err == nil && covers(cert, hosts) && time.Until(cert.NotAfter) > serverRenewBefore &&
+		(!forRoutes || slices.Contains(cert.ExtKeyUsage, x509.ExtKeyUsageClientAuth)) {
 		return false, nil
 	}
 	return true, p.IssueServerCert(hosts)
 }
 
 // IssueServerCert issues a new server certificate for hosts, replacing the
-// old one.
+// old one. It serves clients and also authenticates the server as a client
+// of its peers, on the routes of a cluster.
 func (p PKI) IssueServerCert(hosts []string) error {
 	ca, caKey, err := p.loadCA()
 	if err != nil {
@@ -114,7 +123,7 @@ func (p PKI) IssueServerCert(hosts []string) error {
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.Add(serverValidity),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}
 	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {

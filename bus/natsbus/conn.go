@@ -42,8 +42,9 @@ type Options struct {
 	// Token authenticates with a token.
 	Token string
 
-	// Replicas of every bucket and stream: 1 for the embedded server, 3 on
-	// an external cluster. Default 1.
+	// Replicas of every bucket and stream; 0 chooses by the servers
+	// connected to (ClusterReplicas): 1 for a single server, 3 for a
+	// cluster of three or more.
 	Replicas int
 	// ObjectsHistory is how many revisions of each object the objects
 	// bucket keeps (1 to 64); default 1. Nothing in Capstan reads older
@@ -95,9 +96,6 @@ var ErrNotSetUp = errors.New("natsbus: the bus is not set up yet (the control pl
 func (o *Options) setDefaults() {
 	if o.Name == "" {
 		o.Name = DefaultName
-	}
-	if o.Replicas <= 0 {
-		o.Replicas = 1
 	}
 	if o.NotifiedTTL <= 0 {
 		o.NotifiedTTL = 30 * 24 * time.Hour
@@ -207,6 +205,9 @@ func setup(ctx context.Context, nc *nats.Conn, opts Options, deny *denials) (*Co
 		return nil, fmt.Errorf("natsbus: jetstream: %w", err)
 	}
 	c := &Conn{NC: nc, JS: js}
+	if opts.Replicas <= 0 {
+		opts.Replicas = ClusterReplicas(nc)
+	}
 	buckets := []struct {
 		dst *bus.Store
 		cfg jetstream.KeyValueConfig
@@ -299,6 +300,23 @@ func setup(ctx context.Context, nc *nats.Conn, opts Options, deny *denials) (*Co
 	c.Events = &Events{js: js, deny: deny, limit: opts.EventsPerObject, writer: opts.EventWriter}
 	c.Audit = &Audit{js: js, deny: deny}
 	return c, nil
+}
+
+// ClusterReplicas is how many replicas a bucket or stream should have on
+// the servers nc is connected to: 3 when they are a cluster of at least
+// three servers, 1 otherwise (a single server, or a cluster of two, where
+// R3 cannot be placed and R2 would not survive the loss of either). It
+// counts the servers the connection knows: those it was given and those
+// the cluster announced, so a member not yet routed when the connection
+// was made is not counted.
+func ClusterReplicas(nc *nats.Conn) int {
+	if nc.ConnectedClusterName() == "" {
+		return 1
+	}
+	if len(nc.Servers()) >= 3 {
+		return 3
+	}
+	return 1
 }
 
 // ConnectBound is Connect with Options.Bind, for a client that may start

@@ -7,6 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -43,7 +47,32 @@ type ServerOptions struct {
 	// is natsauth's: operator mode and TLS); the options above win over
 	// it.
 	ConfigFile string
+
+	// The cluster fields make the server a member of a NATS cluster; all
+	// are optional and, with ClusterPort 0, the server is alone as before.
+	// A member needs its own ServerName (JetStream tells the members
+	// apart by it) and the same ClusterName as its peers. How routes are
+	// secured is the configuration file's (natsauth.PrepareCluster: TLS
+	// with the bus's CA, both ways).
+
+	// ClusterName names the cluster; default "capstan".
+	ClusterName string
+	// ClusterHost is the address routes are accepted on; default Host.
+	ClusterHost string
+	// ClusterPort is the port routes are accepted on: 0 means no cluster,
+	// -1 picks a free port (for tests; ClusterURL tells which).
+	ClusterPort int
+	// Routes are the peers' cluster URLs (nats://host:port), this server's
+	// own among them or not: it connects to each and learns of the
+	// others' peers from them.
+	Routes []string
 }
+
+// DefaultClusterName names a cluster whose ServerOptions name none.
+const DefaultClusterName = "capstan"
+
+// clustered reports whether the options make a cluster member.
+func (opts ServerOptions) clustered() bool { return opts.ClusterPort != 0 }
 
 // Server is an embedded NATS server with JetStream. Create it with
 // NewServer, then Start it; Shutdown stops it. Its methods are safe for
@@ -61,6 +90,19 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	}
 	if opts.Host == "" {
 		opts.Host = "127.0.0.1"
+	}
+	if opts.clustered() {
+		if opts.ServerName == "" {
+			return nil, errors.New("natsbus: a cluster member needs a server name of its own")
+		}
+		if opts.ClusterName == "" {
+			opts.ClusterName = DefaultClusterName
+		}
+		if opts.ClusterHost == "" {
+			opts.ClusterHost = opts.Host
+		}
+	} else if len(opts.Routes) > 0 {
+		return nil, errors.New("natsbus: routes need a cluster port")
 	}
 	if opts.ServerName == "" {
 		opts.ServerName = "capstan"
@@ -100,6 +142,18 @@ func (opts ServerOptions) serverOptions() (*server.Options, error) {
 	// assignments stream; the server's default of 1,000 consumers per
 	// stream would cap a cluster at 1,000 nodes.
 	sopts.JetStreamLimits = server.JSLimitOpts{DefaultMaxConsumers: -1}
+	if opts.clustered() {
+		sopts.Cluster.Name = opts.ClusterName
+		sopts.Cluster.Host, sopts.Cluster.Port = opts.ClusterHost, opts.ClusterPort
+		sopts.Routes = nil
+		for _, r := range opts.Routes {
+			u, err := url.Parse(strings.TrimSpace(r))
+			if err != nil || u.Scheme != "nats" || u.Port() == "" {
+				return nil, fmt.Errorf("natsbus: route %q: not a nats://host:port URL", r)
+			}
+			sopts.Routes = append(sopts.Routes, u)
+		}
+	}
 	return sopts, nil
 }
 
@@ -116,6 +170,9 @@ func (s *Server) ReloadTLS(cfg *tls.Config) error {
 	if a, ok := s.ns.Addr().(*net.TCPAddr); ok {
 		sopts.Port = a.Port // a port picked at start (-1) stays
 	}
+	if a := s.ns.ClusterAddr(); a != nil {
+		sopts.Cluster.Port = a.Port // likewise
+	}
 	if err := s.ns.ReloadOptions(sopts); err != nil {
 		return fmt.Errorf("natsbus: reload TLS: %w", err)
 	}
@@ -124,11 +181,18 @@ func (s *Server) ReloadTLS(cfg *tls.Config) error {
 }
 
 // Start starts the server and returns once it accepts connections, or with
-// an error when it does not before ctx ends (10 s without a deadline).
+// an error when it does not before ctx ends (10 s without a deadline). A
+// cluster member returns once JetStream's meta group has a leader, which
+// takes a majority of the members: the first of three waits for a second
+// (a minute without a deadline).
 func (s *Server) Start(ctx context.Context) error {
 	if _, ok := ctx.Deadline(); !ok {
+		wait := 10 * time.Second
+		if s.opts.clustered() {
+			wait = time.Minute
+		}
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		ctx, cancel = context.WithTimeout(ctx, wait)
 		defer cancel()
 	}
 	s.ns.Start()
@@ -142,8 +206,91 @@ func (s *Server) Start(ctx context.Context) error {
 		s.Shutdown()
 		return errors.New("natsbus: server started without JetStream")
 	}
+	if s.opts.clustered() {
+		if err := s.awaitMetaLeader(ctx); err != nil {
+			s.Shutdown()
+			return err
+		}
+	}
 	return nil
 }
+
+// awaitMetaLeader waits until the server knows JetStream's meta leader:
+// before, no bucket or stream can be created or looked up.
+func (s *Server) awaitMetaLeader(ctx context.Context) error {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if s.MetaLeader() != "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("natsbus: cluster %s has no JetStream leader (routed to %d of its peers: %v; a majority must be up): %w",
+				s.opts.ClusterName, len(s.Peers()), s.Peers(), ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// MetaLeader is the name of the server leading JetStream's meta group, or
+// "" when none is known (or the server is alone).
+func (s *Server) MetaLeader() string {
+	if !s.ns.JetStreamIsClustered() {
+		return ""
+	}
+	jsz, err := s.ns.Jsz(nil)
+	if err != nil || jsz.Meta == nil {
+		return ""
+	}
+	return jsz.Meta.Leader
+}
+
+// Peers names the servers this one has routes to, sorted.
+func (s *Server) Peers() []string {
+	rz, err := s.ns.Routez(nil)
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for _, r := range rz.Routes {
+		names = append(names, r.RemoteName)
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
+// ClusterURL is the URL peers route to, such as nats://127.0.0.1:6222, or
+// "" when the server is not a cluster member.
+func (s *Server) ClusterURL() string {
+	a := s.ns.ClusterAddr()
+	if a == nil {
+		return ""
+	}
+	return "nats://" + net.JoinHostPort(a.IP.String(), strconv.Itoa(a.Port))
+}
+
+// LastSeq is the last sequence of this server's own copy of stream in
+// account (an account's public key in operator mode), and whether it has
+// one: on a cluster member, a replica catching up shows here before any
+// client could tell it from the others.
+func (s *Server) LastSeq(account, stream string) (uint64, bool) {
+	jsz, err := s.ns.Jsz(&server.JSzOptions{Account: account, Streams: true})
+	if err != nil {
+		return 0, false
+	}
+	for _, a := range jsz.AccountDetails {
+		for _, st := range a.Streams {
+			if st.Name == stream {
+				return st.State.LastSeq, true
+			}
+		}
+	}
+	return 0, false
+}
+
+// Name is the server's name.
+func (s *Server) Name() string { return s.opts.ServerName }
 
 // ClientURL is the URL clients connect to, such as nats://127.0.0.1:4222.
 func (s *Server) ClientURL() string { return s.ns.ClientURL() }

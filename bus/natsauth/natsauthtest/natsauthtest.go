@@ -1,6 +1,7 @@
 // Package natsauthtest starts, inside a test, a NATS server configured
 // as Capstan's production bus (operator mode, TLS, the authority's
-// identities), and connects to it as any role.
+// identities), and connects to it as any role; StartCluster starts
+// several, routed to one another over TLS.
 package natsauthtest
 
 import (
@@ -49,21 +50,29 @@ func Start(t testing.TB) *Bus {
 	if err := b.RenewControlPlane(); err != nil {
 		t.Fatal(err)
 	}
+	b.ControlPlane = connectControlPlane(t, setup, b.URL, &b.cp)
+	return b
+}
+
+// connectControlPlane connects to url as the control plane, with the
+// credentials in cp read at every reconnection; it closes at the end of
+// the test.
+func connectControlPlane(t testing.TB, setup *natsauth.Setup, url string, cp *atomic.Pointer[natsauth.Creds]) *natsbus.Conn {
+	t.Helper()
 	ca, err := setup.PKI.CAPEM()
 	if err != nil {
 		t.Fatal(err)
 	}
-	nopts, err := natsauth.ClientOptionsFunc(ca, func() (natsauth.Creds, error) { return *b.cp.Load(), nil })
+	nopts, err := natsauth.ClientOptionsFunc(ca, func() (natsauth.Creds, error) { return *cp.Load(), nil })
 	if err != nil {
 		t.Fatal(err)
 	}
-	cp, err := natsbus.Connect(context.Background(), b.URL, natsbus.Options{NATSOptions: nopts})
+	c, err := natsbus.Connect(context.Background(), url, natsbus.Options{NATSOptions: nopts})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(cp.Close)
-	b.ControlPlane = cp
-	return b
+	t.Cleanup(c.Close)
+	return c
 }
 
 // RenewControlPlane issues the control plane's credentials with the
