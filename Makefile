@@ -35,7 +35,7 @@ test: deps image ## install what is missing, build, and run every test (end-to-e
 test-short: ## the fast tier: every test but the Podman tier (go test -short)
 	$(GO) test -short -count=1 -tags "$(TAGS)" ./...
 
-test-unit: ## the tests that need no Podman (end-to-end ones skip)
+test-unit: ## every test under -race, Podman optional (its tier skips where Podman is missing)
 	$(GO) test -race -tags "$(TAGS)" -count=1 ./...
 
 FUZZTIME ?= 5s
