@@ -179,12 +179,10 @@ func PodDriftPolicy(objects *cache.Cache, pod *manifests.Pod) *manifests.PodDrif
 	}
 	for _, r := range dp.Ignore {
 		for _, o := range chain {
-			m := o.GetObjectMeta()
-			kind := o.GetTypeMeta().Kind
-			if r.Kind != "" && !strings.EqualFold(r.Kind, kind) || r.Namespace != "" && r.Namespace != m.Namespace || r.Name != "" && r.Name != m.Name {
+			if !ruleApplies(r, o) {
 				continue
 			}
-			prefix, ok := podTemplatePrefix(kind)
+			prefix, ok := podTemplatePrefix(o.GetTypeMeta().Kind)
 			if !ok {
 				continue
 			}
@@ -211,10 +209,8 @@ func withIgnored(policy *manifests.DriftPolicy, want, live manifests.Object) (ma
 		return nil, false, nil
 	}
 	var paths []manifests.FieldPath
-	m := want.GetObjectMeta()
 	for _, r := range policy.Ignore {
-		if r.Kind != "" && !strings.EqualFold(r.Kind, want.GetTypeMeta().Kind) ||
-			r.Namespace != "" && r.Namespace != m.Namespace || r.Name != "" && r.Name != m.Name {
+		if !ruleApplies(r, want) {
 			continue
 		}
 		for _, p := range r.Paths {
@@ -231,4 +227,12 @@ func withIgnored(policy *manifests.DriftPolicy, want, live manifests.Object) (ma
 		return nil, false, err
 	}
 	return out, true, nil
+}
+
+// ruleApplies reports whether an ignore rule names obj: its kind (any
+// case), namespace and name, each when the rule gives it.
+func ruleApplies(r manifests.DriftIgnore, obj manifests.Object) bool {
+	m := obj.GetObjectMeta()
+	return (r.Kind == "" || strings.EqualFold(r.Kind, obj.GetTypeMeta().Kind)) &&
+		(r.Namespace == "" || r.Namespace == m.Namespace) && (r.Name == "" || r.Name == m.Name)
 }
