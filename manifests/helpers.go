@@ -102,3 +102,12 @@ func UpdateCondition(conds []Condition, c Condition) []Condition {
 	}
 	return SetCondition(conds, c)
 }
+
+// JoinName is "namespace/name", or the name alone for a cluster-scoped
+// object: how people write an object's name.
+func JoinName(ns, name string) string {
+	if ns == "" {
+		return name
+	}
+	return ns + "/" + name
+}

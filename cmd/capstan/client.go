@@ -923,20 +923,13 @@ func printHistory(w io.Writer, recs []manifests.AuditRecord, output string) erro
 			if len(c.Fields) > 0 {
 				fields = ": " + strings.Join(c.Fields, ", ")
 			}
-			fmt.Fprintf(w, "    %s %s %s%s\n", c.Action, strings.ToLower(c.Kind), joinNS(c.Namespace, c.Name), fields)
+			fmt.Fprintf(w, "    %s %s %s%s\n", c.Action, strings.ToLower(c.Kind), manifests.JoinName(c.Namespace, c.Name), fields)
 		}
 		for _, e := range r.Errors {
 			fmt.Fprintf(w, "    error: %s\n", e)
 		}
 	}
 	return nil
-}
-
-func joinNS(ns, name string) string {
-	if ns == "" {
-		return name
-	}
-	return ns + "/" + name
 }
 
 func validateCmd(g *globals) *cobra.Command {

@@ -411,7 +411,7 @@ func writeDiffText(w io.Writer, r *diffReport) error {
 	}
 	ew.printf("Comparing %s with %s\n", r.Target, r.Base)
 	for _, c := range r.Changes {
-		ew.printf("%s %s %s %s", diffMarks[c.Action], c.Kind, joinNS(c.Namespace, c.Name), c.Action)
+		ew.printf("%s %s %s %s", diffMarks[c.Action], c.Kind, manifests.JoinName(c.Namespace, c.Name), c.Action)
 		if c.Action == "kept" {
 			ew.printf(" (%s: %s)", gitops.AnnotationPrune, gitops.PruneDisabled)
 		}
@@ -474,7 +474,7 @@ func writeDiffMarkdown(w io.Writer, r *diffReport) error {
 			if len(c.Fields) == 0 {
 				continue
 			}
-			fmt.Fprintf(&details, "%s %s\n", c.Kind, joinNS(c.Namespace, c.Name))
+			fmt.Fprintf(&details, "%s %s\n", c.Kind, manifests.JoinName(c.Namespace, c.Name))
 			for _, f := range c.Fields {
 				if f.Old != "" {
 					fmt.Fprintf(&details, "- %s: %s\n", f.Path, shownValue(f.Old))

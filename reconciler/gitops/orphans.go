@@ -227,7 +227,7 @@ func (o *orphanSweep) reconcile(ctx context.Context, key string) error {
 		return err
 	}
 	kind, ns, name, _ := manifests.SplitKey(key)
-	what := fmt.Sprintf("%s %s", kind, joinName(ns, name))
+	what := fmt.Sprintf("%s %s", kind, manifests.JoinName(ns, name))
 	msg := fmt.Sprintf("%s was written outside any sync (bus revision %d at %s, writer unknown), no controller owns it, and it %s",
 		what, e.Revision, e.Time.UTC().Format(time.RFC3339), v.why)
 	if hints := writerHints(obj); len(hints) > 0 {
@@ -287,11 +287,4 @@ func writerHints(obj manifests.Object) []string {
 		}
 	}
 	return out
-}
-
-func joinName(ns, name string) string {
-	if ns == "" {
-		return name
-	}
-	return ns + "/" + name
 }

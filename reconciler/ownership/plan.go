@@ -74,7 +74,7 @@ func MakePlan(in PlanInput) (Plan, error) {
 				if owner == "" {
 					owner = "a controller"
 				}
-				p.Conflicts = append(p.Conflicts, fmt.Sprintf("%s %s is already declared by %s", kind, joinNS(ns, name), owner))
+				p.Conflicts = append(p.Conflicts, fmt.Sprintf("%s %s is already declared by %s", kind, manifests.JoinName(ns, name), owner))
 				continue
 			}
 			p.Changes = append(p.Changes, Change{Action: "created", Kind: kind, Namespace: ns, Name: name})
@@ -118,11 +118,4 @@ func FieldChanges(live, want []byte) []FieldChange {
 		out[i] = FieldChange{Path: p, Old: va[p], New: vb[p]}
 	}
 	return out
-}
-
-func joinNS(ns, name string) string {
-	if ns == "" {
-		return name
-	}
-	return ns + "/" + name
 }
